@@ -1,0 +1,102 @@
+"""Table schemas: column names, Arrow types and one-line docs; CSV headers, Parquet schemas and docs derive from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+#: Prices are decimal yuan with fen precision.
+PRICE_TYPE = pa.decimal128(14, 2)
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table."""
+
+    name: str
+    type: pa.DataType
+    doc: str
+    nullable: bool = True
+
+    @property
+    def arrow_field(self) -> pa.Field:
+        return pa.field(self.name, self.type, nullable=self.nullable, metadata={"doc": self.doc})
+
+
+@dataclass(frozen=True)
+class Table:
+    """A dataset table: its name, what one row is, and its ordered columns."""
+
+    name: str
+    doc: str
+    columns: tuple[Column, ...] = field(default_factory=tuple)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([c.arrow_field for c in self.columns], metadata={"table": self.name, "doc": self.doc})
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name!r} has no column {name!r}")
+
+
+PRODUCTS = Table(
+    "products",
+    "One row per product (num_iid) per run: the listing as the search returned it first, normalised.",
+    (
+        Column("num_iid", pa.int64(), "Taobao/Tmall item id.", nullable=False),
+        Column("title", pa.string(), "Listing title, HTML highlight tags and entities removed."),
+        Column("pic_url", pa.string(), "Main picture URL, absolute https."),
+        Column("detail_url", pa.string(), "Item page URL, absolute https."),
+        Column("seller_nick", pa.string(), "Seller's shop nickname."),
+        Column("is_tmall", pa.bool_(), "True for a Tmall shop, false for Taobao."),
+        Column("price_min", PRICE_TYPE, "Lowest price in yuan (a single price gives min = max); null if unparseable."),
+        Column("price_max", PRICE_TYPE, "Highest price in yuan; null if unparseable."),
+        Column("price_raw", pa.string(), "Price exactly as the API returned it."),
+        Column("sales", pa.int64(), "Monthly sales as a number (万 x10,000, '+' read as the lower bound); null if unparseable."),
+        Column("sales_raw", pa.string(), "Sales exactly as the API returned it."),
+        Column("first_seed_id", pa.string(), "The seed whose search found this product first."),
+        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False),
+        Column("crawled_at", TIMESTAMP_TYPE, "When the result page holding this product was received (UTC)."),
+    ),
+)
+
+MATCHES = Table(
+    "matches",
+    "One row per seed -> product hit, every pair kept.",
+    (
+        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False),
+        Column("seed_id", pa.string(), "Stable id of the seed image.", nullable=False),
+        Column("num_iid", pa.int64(), "The product the seed's search returned.", nullable=False),
+        Column("page", pa.int32(), "Result page the hit was on (1-based)."),
+        Column("position", pa.int32(), "1-based rank over all pages of the seed's search."),
+        Column("cat", pa.string(), "Category id the search was restricted to; null for none."),
+    ),
+)
+
+SEEDS = Table(
+    "seeds",
+    "One row per seed the user gave, searched or not, with why not.",
+    (
+        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False),
+        Column("seed_id", pa.string(), "Stable id of the seed (manifest's own, else derived from path/URL).", nullable=False),
+        Column("source", pa.string(), "The path or URL the seed came from."),
+        Column("sha256", pa.string(), "SHA-256 of the seed's image bytes as read; null if unreadable."),
+        Column("status", pa.string(), "ok, rejected (refused before any call) or failed (gateway refused or calls kept failing)."),
+        Column("error_code", pa.string(), "Gateway error code or local reason code; null when ok."),
+        Column("error_msg", pa.string(), "Human-readable reason; null when ok."),
+        Column("total_results", pa.int64(), "total_results reported by the gateway."),
+        Column("pages_fetched", pa.int32(), "Result pages fetched for this seed."),
+        Column("items_found", pa.int64(), "Hits returned for this seed over all pages."),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (PRODUCTS, MATCHES, SEEDS)}

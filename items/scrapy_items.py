@@ -1,0 +1,52 @@
+"""Scrapy items the spider yields; item pipelines turn them into rows of the tables in ``items.schema``."""
+
+from __future__ import annotations
+
+import scrapy
+
+
+class ProductHit(scrapy.Item):
+    """One search hit: the API's fields as returned, plus provenance.
+
+    Item pipelines add the normalised product columns; the ``products`` feed keeps the first hit
+    per ``num_iid`` and the ``matches`` feed keeps every hit.
+    """
+
+    # The API's fields, exactly as the gateway returned them.
+    title = scrapy.Field()
+    pic_url = scrapy.Field()
+    price = scrapy.Field()
+    sales = scrapy.Field()
+    num_iid = scrapy.Field()
+    detail_url = scrapy.Field()
+    seller_nick = scrapy.Field()
+    is_tmall = scrapy.Field()
+    # Provenance.
+    seed_id = scrapy.Field()
+    page = scrapy.Field()
+    position = scrapy.Field()
+    cat = scrapy.Field()
+    crawled_at = scrapy.Field()
+    # Filled by item pipelines (see items.schema.PRODUCTS).
+    price_min = scrapy.Field()
+    price_max = scrapy.Field()
+    price_raw = scrapy.Field()
+    sales_raw = scrapy.Field()
+    first_seed_id = scrapy.Field()
+    run_id = scrapy.Field()
+    is_duplicate = scrapy.Field()
+
+
+class SeedSummary(scrapy.Item):
+    """One per seed the user gave: what happened to it (see items.schema.SEEDS)."""
+
+    seed_id = scrapy.Field()
+    source = scrapy.Field()
+    sha256 = scrapy.Field()
+    status = scrapy.Field()
+    error_code = scrapy.Field()
+    error_msg = scrapy.Field()
+    total_results = scrapy.Field()
+    pages_fetched = scrapy.Field()
+    items_found = scrapy.Field()
+    run_id = scrapy.Field()

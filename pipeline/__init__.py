@@ -1,0 +1,1 @@
+"""The Scrapy project: settings, item pipelines, downloader middlewares and extensions."""

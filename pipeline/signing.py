@@ -1,0 +1,81 @@
+"""TOP router request signing and timestamps: the one implementation the spider and the sandbox share."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+
+#: China Standard Time; TOP timestamps are GMT+8 whatever the machine's zone.
+CHINA_TZ = timezone(timedelta(hours=8), name="GMT+8")
+
+SIGN_METHODS: tuple[str, ...] = ("md5", "hmac", "hmac-sha256")
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class UnknownSignMethod(ValueError):
+    """Raised for a ``sign_method`` other than md5, hmac or hmac-sha256."""
+
+
+def signing_string(params: Mapping[str, object]) -> str:
+    """Concatenate ``key1value1key2value2...`` over the non-empty parameters except ``sign``, sorted by key."""
+    pairs = sorted(
+        (str(k), str(v))
+        for k, v in params.items()
+        if k != "sign" and k != "" and v is not None and str(v) != ""
+    )
+    # Byte-order sort: sorting the UTF-8 encodings, which for str equals code-point order.
+    pairs.sort(key=lambda kv: kv[0].encode("utf-8"))
+    return "".join(k + v for k, v in pairs)
+
+
+def sign(params: Mapping[str, object], secret: str, sign_method: str = "md5") -> str:
+    """Return the upper-case hex TOP signature of ``params`` with ``secret``.
+
+    md5: ``MD5(secret + s + secret)``; hmac: ``HMAC-MD5(secret, s)``; hmac-sha256: ``HMAC-SHA256(secret, s)``.
+    """
+    message = signing_string(params).encode("utf-8")
+    key = secret.encode("utf-8")
+    if sign_method == "md5":
+        digest = hashlib.md5(key + message + key).hexdigest()
+    elif sign_method == "hmac":
+        digest = hmac.new(key, message, hashlib.md5).hexdigest()
+    elif sign_method == "hmac-sha256":
+        digest = hmac.new(key, message, hashlib.sha256).hexdigest()
+    else:
+        raise UnknownSignMethod(
+            f"unknown sign method {sign_method!r}: use one of {', '.join(SIGN_METHODS)}"
+        )
+    return digest.upper()
+
+
+def verify(params: Mapping[str, object], secret: str) -> bool:
+    """True when ``params['sign']`` is the right signature for its ``sign_method`` (constant-time compare)."""
+    given = str(params.get("sign", ""))
+    try:
+        expected = sign(params, secret, str(params.get("sign_method", "md5")))
+    except UnknownSignMethod:
+        return False
+    return hmac.compare_digest(given.upper().encode(), expected.encode())
+
+
+def top_timestamp(now: datetime | None = None) -> str:
+    """The ``timestamp`` parameter: ``YYYY-MM-DD HH:MM:SS`` in GMT+8, independent of the local zone."""
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        raise ValueError("top_timestamp needs an aware datetime")
+    return now.astimezone(CHINA_TZ).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_top_timestamp(value: str) -> datetime:
+    """Parse a TOP ``timestamp``: GMT+8 ``YYYY-MM-DD HH:MM:SS`` or epoch milliseconds (old SDKs).
+
+    Returns an aware UTC datetime; raises ``ValueError`` on anything else.
+    """
+    value = value.strip()
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+    parsed = datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=CHINA_TZ)
+    return parsed.astimezone(timezone.utc)
