@@ -1,0 +1,226 @@
+"""Pure normalisers for the messy values gateways return (prices, sales, ids, URLs, flags, titles).
+
+Every function takes whatever a gateway sent (string, number, ``None``...) and returns a clean
+Python value or ``None``; none of them ever raises. ``None`` means "could not tell", never a guess:
+callers keep the raw value beside it (``price_raw``, ``sales_raw``).
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import logging
+import math
+import re
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+INT64_MAX = 2**63 - 1
+#: Prices are stored as decimal128(14, 2): at most 12 integer digits.
+PRICE_MAX = Decimal("999999999999.99")
+_CENT = Decimal("0.01")
+
+# A number as gateways write it: "39.50", "1,299.00", "1.2".
+_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+_PRICE_RE = re.compile(rf"^(?P<low>{_NUMBER})(?:\s*[-~～–—至]\s*(?P<high>{_NUMBER}))?$")
+_CURRENCY_RE = re.compile(r"^(?:¥|￥|RMB|CNY)\s*|\s*元$", re.IGNORECASE)
+# Sales: exactly one number, an optional unit and '+', wrapped in words ("月销", "人付款") but no
+# other digits: "30天销量 200" is ambiguous and stays unparsed rather than guessed.
+_WORDS = r"[\s\u3000\u4e00-\u9fff:：]*"
+_SALES_RE = re.compile(rf"^{_WORDS}(?P<num>{_NUMBER})\s*(?P<unit>万|w|千|k|亿)?\s*(?P<plus>\+)?{_WORDS}$", re.IGNORECASE)
+_SALES_UNITS = {"万": 10_000, "w": 10_000, "千": 1_000, "k": 1_000, "亿": 100_000_000}
+_TAG_RE = re.compile(r"<[^<>]*>")
+_SPACE_RE = re.compile(r"\s+")
+_TRUE = frozenset({"true", "1", "yes", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "n", "f"})
+
+
+def _decimal(raw: Any) -> Decimal | None:
+    """A finite Decimal from a number or a plain numeric string ("1,299.00" allowed), else None."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        if isinstance(raw, float):
+            if not math.isfinite(raw):
+                return None
+            value = Decimal(repr(raw))  # repr gives the shortest exact text: 39.5 -> "39.5"
+        elif isinstance(raw, (int, Decimal)):
+            value = Decimal(raw)
+        elif isinstance(raw, str):
+            value = Decimal(raw.replace(",", ""))
+        else:
+            return None
+    except (InvalidOperation, ValueError):
+        return None
+    return value if value.is_finite() else None
+
+
+def _price(raw: Any) -> Decimal | None:
+    value = _decimal(raw)
+    if value is None or value < 0 or value > PRICE_MAX:
+        return None
+    return value.quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+def normalize_price(raw: Any) -> tuple[Decimal | None, Decimal | None]:
+    """``(min, max)`` in yuan, fen precision: "39.50" -> (39.50, 39.50), "200-600" -> (200.00, 600.00).
+
+    Accepts numbers, currency signs (¥, ￥, RMB, 元), thousands separators and ranges
+    ("200-600", "200 - 600", "200~600"). Anything else, negative or too large: ``(None, None)``.
+    """
+    if isinstance(raw, str):
+        text = _CURRENCY_RE.sub("", raw.strip()).strip()
+        match = _PRICE_RE.match(text)
+        if match is None:
+            return None, None
+        low, high = _price(match["low"]), _price(match["high"] or match["low"])
+        if low is None or high is None:
+            return None, None
+        return (low, high) if low <= high else (high, low)
+    value = _price(raw)
+    return value, value
+
+
+def normalize_sales(raw: Any) -> int | None:
+    """Monthly sales as an int: "338人付款" -> 338, "1.2万+人付款" -> 12000, "1.5w+" -> 15000.
+
+    万/w multiply by 10,000 (千/k by 1,000, 亿 by 10^8) with exact decimal arithmetic; a trailing
+    '+' ("100+", "10万+") is read as the lower bound. Fractions left after the unit are truncated
+    ("1.23456万" -> 12345); a fraction without a unit is not a count and gives ``None``.
+    """
+    if isinstance(raw, str):
+        match = _SALES_RE.match(raw.strip())
+        if match is None:
+            return None
+        value = _decimal(match["num"])
+        unit = match["unit"]
+        if value is not None and unit:
+            value = int(value * _SALES_UNITS[unit.lower()])
+        return _to_int(value, minimum=0)
+    return _to_int(raw, minimum=0)
+
+
+def _to_int(raw: Any, minimum: int) -> int | None:
+    """An int in [minimum, INT64_MAX] from an int, an integral float/Decimal or a digit string."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if not text.isascii() or not text.isdigit():
+            return None
+        value = int(text)
+    elif isinstance(raw, (float, Decimal)):
+        number = _decimal(raw)
+        if number is None or number != number.to_integral_value():
+            return None
+        value = int(number)
+    else:
+        return None
+    return value if minimum <= value <= INT64_MAX else None
+
+
+def normalize_num_iid(raw: Any) -> int | None:
+    """A positive int64 item id from 123, "123" or 123.0; None for bools, fractions, text, <= 0, > int64."""
+    return _to_int(raw, minimum=1)
+
+
+def normalize_count(raw: Any) -> int | None:
+    """A non-negative int64 from a number or a digit string (pages, positions, totals)."""
+    return _to_int(raw, minimum=0)
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_url(raw: Any) -> str | None:
+    """An absolute http(s) URL: "//x/y" -> "https://x/y", "http://x" -> "https://x".
+
+    Taobao's CDNs and item pages all serve https, so plain http is upgraded - except on loopback
+    (localhost, 127.0.0.0/8, ::1): the embedded sandbox serves pictures over plain http on
+    127.0.0.1 and an https link there would be dead. Other schemes and relative paths: ``None``.
+    """
+    if not isinstance(raw, str):
+        return None
+    url = raw.strip()
+    if url.startswith("//"):
+        url = "https:" + url
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("http", "https") or not rest or rest[0] in "/?#":
+        return None
+    if scheme == "http":
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError:  # e.g. an unbalanced IPv6 bracket
+            return None
+        if not _is_loopback(host):
+            scheme = "https"
+    return f"{scheme}://{rest}"
+
+
+def normalize_bool(raw: Any) -> bool | None:
+    """True/False from booleans, 1/0 and "true"/"false"/"1"/"0"/"yes"/"no" (any case); else None."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int):
+        return {1: True, 0: False}.get(raw)
+    if isinstance(raw, str):
+        text = raw.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return None
+
+
+def clean_title(raw: Any) -> str | None:
+    """Title text: highlight tags (``<span class=H>``) removed, entities unescaped, whitespace collapsed.
+
+    Tags are removed before unescaping so an escaped "&lt;b&gt;" in a title survives as text.
+    """
+    if raw is None:
+        return None
+    text = html.unescape(_TAG_RE.sub("", str(raw)))
+    text = _SPACE_RE.sub(" ", text).strip()
+    return text or None
+
+
+def normalize_text(raw: Any) -> str | None:
+    """A stripped string; numbers become their text (cat 50015374 -> "50015374"); empty -> None."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    text = str(raw).strip()
+    return text or None
+
+
+def normalize_timestamp(raw: Any) -> datetime | None:
+    """An aware UTC datetime from a datetime (naive read as UTC), an ISO 8601 string or epoch seconds."""
+    try:
+        if isinstance(raw, datetime):
+            value = raw
+        elif isinstance(raw, str) and raw.strip():
+            value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+        elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            value = datetime.fromtimestamp(raw, tz=timezone.utc)
+        else:
+            return None
+    except (ValueError, OverflowError, OSError):
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
