@@ -1,0 +1,48 @@
+"""Fault injection for crash tests: which fault (if any) hits the next router call, from a seeded die."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from sandbox.config import FaultConfig
+
+logger = logging.getLogger(__name__)
+
+#: Faults that replace the answer, in the order they are tried; the first that hits wins.
+FAILURE_KINDS: tuple[str, ...] = ("5xx", "garbage", "drop", "remote")
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    #: One of FAILURE_KINDS, or None for a real answer.
+    failure: str | None
+    #: Hold the response back ``slow_seconds`` (combines with a failure or a real answer).
+    slow: bool
+    #: A uniform 0..1 number for the fault's variant (which 5xx status, which garbage).
+    variant: float
+
+    @property
+    def any(self) -> bool:
+        return self.slow or self.failure is not None
+
+
+class FaultInjector:
+    """Draws a :class:`FaultDecision` per router call; the same seed gives the same sequence."""
+
+    def __init__(self, config: FaultConfig) -> None:
+        self.config = config
+        self._rng = random.Random(config.seed)
+        self._rates = {
+            "5xx": config.http_5xx,
+            "garbage": config.garbage,
+            "drop": config.drop,
+            "remote": config.remote,
+        }
+
+    def draw(self) -> FaultDecision:
+        # Always the same number of draws per call, so one rate does not shift another's sequence.
+        slow = self._rng.random() < self.config.slow
+        hits = [kind for kind in FAILURE_KINDS if self._rng.random() < self._rates[kind]]
+        return FaultDecision(failure=hits[0] if hits else None, slow=slow, variant=self._rng.random())

@@ -1,0 +1,176 @@
+"""The sandbox's service state, without HTTP or protocol: catalogue, visual index, uploads, pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from sandbox.catalog import Catalog, builtin_catalog, jpeg_bytes, load_jsonl, render_item
+from sandbox.search import ImageDecodeError, VisualIndex, decode_image, image_features
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{40}$")
+_IMG_PATH_RE = re.compile(r"/img/([^/]+)\.jpg$")
+_UPLOAD_PATH_RE = re.compile(r"/upload/([0-9a-f]{40})\.jpg$")
+_MAX_UPLOADS = 2048
+_MAX_QUERY_CACHE = 256
+_MAX_IMAGE_CACHE = 512
+
+_BUILTIN_CACHE: dict[int, tuple[Catalog, VisualIndex]] = {}
+
+
+class UnknownImageReference(ValueError):
+    """``image_data`` names an image (URL or upload id) this sandbox never issued."""
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    items: list[dict[str, Any]]
+    total_results: int
+    page: int
+
+
+class ImageSearchBackend:
+    """Catalogue + index + uploaded images: what ``taobao.image.search`` and ``taobao.upload.img`` act on."""
+
+    def __init__(self, catalog: Catalog, index: VisualIndex, page_size: int = 20, max_results: int = 200) -> None:
+        self.catalog = catalog
+        self.index = index
+        self.page_size = page_size
+        self.max_results = max_results
+        self._uploads: OrderedDict[str, bytes] = OrderedDict()
+        self._query_features: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._product_jpegs: OrderedDict[str, bytes] = OrderedDict()
+
+    @classmethod
+    def from_catalog_path(cls, path: Path | None, page_size: int = 20, max_results: int = 200) -> ImageSearchBackend:
+        """Build from a JSON-lines catalogue, or the built-in one (shared in-process once built)."""
+        if path is None:
+            if 0 not in _BUILTIN_CACHE:
+                catalog = builtin_catalog()
+                _BUILTIN_CACHE[0] = (catalog, VisualIndex(catalog))
+            catalog, index = _BUILTIN_CACHE[0]
+        else:
+            catalog = load_jsonl(path)
+            index = VisualIndex(catalog)
+        return cls(catalog, index, page_size=page_size, max_results=max_results)
+
+    # -- images ---------------------------------------------------------------------------------
+
+    def product_jpeg(self, num_iid: str) -> bytes | None:
+        """The JPEG served at ``/img/<num_iid>.jpg`` (rendered on first request, then cached)."""
+        cached = self._product_jpegs.get(num_iid)
+        if cached is not None:
+            self._product_jpegs.move_to_end(num_iid)
+            return cached
+        product = self.catalog.get(num_iid)
+        if product is None:
+            return None
+        data = jpeg_bytes(product.image())
+        self._product_jpegs[num_iid] = data
+        if len(self._product_jpegs) > _MAX_IMAGE_CACHE:
+            self._product_jpegs.popitem(last=False)
+        return data
+
+    def upload_jpeg(self, upload_id: str) -> bytes | None:
+        return self._uploads.get(upload_id)
+
+    def upload(self, data: bytes) -> str:
+        """Store an image; returns its content-derived id (sha1 of the bytes).  Raises ImageDecodeError."""
+        upload_id = hashlib.sha1(data).hexdigest()
+        if upload_id not in self._uploads:
+            img = decode_image(data)
+            self._uploads[upload_id] = jpeg_bytes(img)
+            self._query_features[upload_id] = image_features(img)
+            if len(self._uploads) > _MAX_UPLOADS:
+                self._uploads.popitem(last=False)
+        self._uploads.move_to_end(upload_id)
+        return upload_id
+
+    def resolve_reference(self, reference: str) -> bytes | None:
+        """The image bytes behind an upload id or a sandbox ``/upload/...`` or ``/img/...`` URL
+        (matched on the path, whatever the host); None when it is not a reference at all."""
+        reference = reference.strip()
+        if UPLOAD_ID_RE.match(reference):
+            data = self._uploads.get(reference)
+            if data is None:
+                raise UnknownImageReference(f"no uploaded image has id {reference}")
+            return data
+        # Base64 JPEG starts with "/9j/", so a bare path must name one of our own directories.
+        if not reference.startswith(("http://", "https://", "//", "/img/", "/upload/")):
+            return None
+        path = urlsplit(reference if not reference.startswith("//") else "http:" + reference).path
+        if match := _UPLOAD_PATH_RE.search(path):
+            data = self._uploads.get(match.group(1))
+            if data is None:
+                raise UnknownImageReference(f"no uploaded image has id {match.group(1)}")
+            return data
+        if match := _IMG_PATH_RE.search(path):
+            data = self.product_jpeg(match.group(1))
+            if data is None:
+                raise UnknownImageReference(f"no catalogue product has num_iid {match.group(1)}")
+            return data
+        raise UnknownImageReference(
+            "image_data is a URL this sandbox did not issue; upload external images with taobao.upload.img first"
+        )
+
+    def query_features(self, image_data: str) -> np.ndarray:
+        """Features of ``image_data``: Base64 image bytes, an upload id, or a sandbox image URL.
+        Raises ImageDecodeError or UnknownImageReference."""
+        data = self.resolve_reference(image_data)
+        if data is None:
+            data = decode_base64(image_data)
+        key = hashlib.sha1(data).hexdigest()
+        features = self._query_features.get(key)
+        if features is None:
+            features = image_features(decode_image(data))
+            self._query_features[key] = features
+            if len(self._query_features) > _MAX_QUERY_CACHE + _MAX_UPLOADS:
+                self._query_features.popitem(last=False)
+        return features
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def total_results(self, cat: str | None) -> int:
+        return min(self.index.count(cat), self.max_results)
+
+    def search(self, image_data: str, cat: str | None = None, page: int = 1, host: str = "127.0.0.1") -> SearchPage:
+        """One page of the catalogue ranked by similarity to the image; past the end, an empty page."""
+        if page < 1:
+            raise ValueError("page must be >= 1")
+        ranking = self.index.rank(self.query_features(image_data), cat or None)
+        total = min(len(ranking), self.max_results)
+        start = (page - 1) * self.page_size
+        stop = min(start + self.page_size, total)
+        items = [render_item(self.catalog.products[i], host) for i in ranking[start:stop]] if start < total else []
+        return SearchPage(items=items, total_results=total, page=page)
+
+
+def decode_base64(text: str) -> bytes:
+    """Lenient Base64: accepts a ``data:`` URI prefix, whitespace, missing padding, ``+`` sent as space
+    and the URL-safe alphabet.  Raises ImageDecodeError."""
+    text = text.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    # A '+' that was not percent-encoded in a form body arrives as a space.
+    text = "".join(text.replace(" ", "+").split())
+    text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageDecodeError("image_data is neither Base64 nor an image reference") from None
+    if not data:
+        raise ImageDecodeError("image_data is empty")
+    return data

@@ -1,0 +1,289 @@
+"""The sandbox over HTTP: twisted.web resources for /router/rest, images and /_sandbox, and listen()."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.web.client import Agent, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from sandbox.config import SandboxConfig
+from sandbox.exceptions import TopError
+from sandbox.faults import FaultDecision, FaultInjector
+from sandbox.models import ImageSearchBackend
+from sandbox.protocol import TopProtocol
+
+logger = logging.getLogger(__name__)
+
+JSON_TYPE = b"application/json;charset=UTF-8"
+ROUTER_PATH = "/router/rest"
+#: Largest image ``taobao.upload.img`` will fetch from an ``image_url``.
+MAX_FETCH_BYTES = 20 * 1024 * 1024
+_HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _params(request: Request) -> dict[str, str]:
+    """First value of each query-string / form / multipart parameter, decoded as UTF-8."""
+    params: dict[str, str] = {}
+    for key, values in (request.args or {}).items():
+        if values:
+            params[key.decode("utf-8", "replace")] = values[0].decode("utf-8", "replace")
+    return params
+
+
+def _served_host(request: Request) -> str:
+    """``host:port`` the client used (so links in answers work from where it stands)."""
+    header = (request.getHeader(b"host") or b"").decode("ascii", "replace")
+    if _HOST_RE.match(header):
+        return header
+    address = request.getHost()
+    return f"{address.host}:{address.port}"
+
+
+class _Tracked:
+    """Whether the client went away before we answered."""
+
+    def __init__(self, request: Request) -> None:
+        self.gone = False
+        request.notifyFinish().addErrback(self._on_gone)
+
+    def _on_gone(self, _failure: Any) -> None:
+        self.gone = True
+
+
+class RouterResource(Resource):
+    """``/router/rest``: GET query string or POST form/multipart, always answered in JSON."""
+
+    isLeaf = True
+
+    def __init__(self, protocol: TopProtocol, faults: FaultInjector, reactor: Any, fetch_timeout: float) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.faults = faults
+        self.reactor = reactor
+        self.fetch_timeout = fetch_timeout
+        self._agent = Agent(reactor, connectTimeout=fetch_timeout)
+
+    def render_GET(self, request: Request) -> Any:
+        return self._render(request)
+
+    def render_POST(self, request: Request) -> Any:
+        return self._render(request)
+
+    def _render(self, request: Request) -> Any:
+        params = _params(request)
+        self.protocol.stats.record_call(params)
+        tracked = _Tracked(request)
+        # Faults are decided before the call is looked at: a faulted call costs no quota, runs nothing.
+        decision = self.faults.draw()
+        if decision.slow:
+            self.protocol.stats.faults["slow"] += 1
+            self.reactor.callLater(self.faults.config.slow_seconds, self._answer, request, params, decision, tracked)
+        else:
+            self._answer(request, params, decision, tracked)
+        return NOT_DONE_YET
+
+    def _answer(self, request: Request, params: dict[str, str], decision: FaultDecision, tracked: _Tracked) -> None:
+        if tracked.gone:
+            # The client gave up during a slow fault: nothing is processed or counted against quota.
+            return
+        if decision.failure is not None:
+            self.protocol.stats.faults[decision.failure] += 1
+            self._write_fault(request, decision)
+            return
+        d = Deferred.fromCoroutine(self.protocol.handle(params, _served_host(request), self._fetch))
+        d.addErrback(self._internal_error)
+        d.addCallback(self._write_json, request, tracked)
+
+    def _internal_error(self, failure: Any) -> dict[str, Any]:
+        logger.error("sandbox internal error: %s", failure.getTraceback())
+        return self.protocol.error_envelope(TopError("service_unavailable", "internal sandbox error"))
+
+    def _write_json(self, payload: dict[str, Any], request: Request, tracked: _Tracked) -> None:
+        if tracked.gone:
+            return
+        # HTTP 200 for error_response too, like real TOP.
+        request.setHeader(b"content-type", JSON_TYPE)
+        request.write(_json_bytes(payload))
+        request.finish()
+
+    def _write_fault(self, request: Request, decision: FaultDecision) -> None:
+        kind = decision.failure
+        if kind == "5xx":
+            status = (500, 502, 503)[min(2, int(decision.variant * 3))]
+            request.setResponseCode(status)
+            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            request.write(
+                f"<html><head><title>{status} Error</title></head><body><h1>{status}</h1>"
+                f"<p>The gateway is having trouble (sandbox fault).</p></body></html>".encode()
+            )
+            request.finish()
+        elif kind == "garbage":
+            request.setResponseCode(200)
+            if decision.variant < 0.5:
+                body = _json_bytes({"image_search_response": {"items": {"item": [{"title": "x"}]}}})
+                request.setHeader(b"content-type", JSON_TYPE)
+                request.write(body[: len(body) // 2])
+            else:
+                request.setHeader(b"content-type", b"text/html; charset=utf-8")
+                request.write(b"<html><body><h1>System busy, please retry later</h1></body></html>")
+            request.finish()
+        elif kind == "drop":
+            body = _json_bytes({"image_search_response": {"items": {"item": []}, "total_results": "0"}})
+            request.setHeader(b"content-type", JSON_TYPE)
+            request.setHeader(b"content-length", str(len(body)).encode())
+            request.write(body[: len(body) // 2])
+            request.channel.transport.abortConnection()
+        else:  # remote: a transient error_response
+            envelope = self.protocol.error_envelope(TopError("remote_error", "transient backend failure, retry later"))
+            request.setHeader(b"content-type", JSON_TYPE)
+            request.write(_json_bytes(envelope))
+            request.finish()
+
+    async def _fetch(self, url: str) -> bytes:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {url[:100]!r}")
+        d = self._agent.request(b"GET", url.encode("utf-8"), Headers({b"user-agent": [b"imagesearch-sandbox"]}))
+        d.addTimeout(self.fetch_timeout, self.reactor)
+        response = await d
+        if response.code != 200:
+            raise ValueError(f"HTTP {response.code} from {url}")
+        if isinstance(response.length, int) and response.length > MAX_FETCH_BYTES:
+            raise ValueError(f"image at {url} is larger than {MAX_FETCH_BYTES} bytes")
+        body_d = readBody(response)
+        body_d.addTimeout(self.fetch_timeout, self.reactor)
+        return await body_d
+
+
+class _BytesDirectory(Resource):
+    """``/<prefix>/<key>.jpg`` served from a lookup function."""
+
+    isLeaf = True
+
+    def __init__(self, lookup: Any) -> None:
+        super().__init__()
+        self.lookup = lookup
+
+    def render_GET(self, request: Request) -> bytes:
+        name = request.postpath[0].decode("utf-8", "replace") if len(request.postpath) == 1 else ""
+        data = self.lookup(name[: -len(".jpg")]) if name.endswith(".jpg") else None
+        if data is None:
+            request.setResponseCode(404)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"not found\n"
+        request.setHeader(b"content-type", b"image/jpeg")
+        request.setHeader(b"cache-control", b"max-age=86400")
+        return data
+
+
+class _StatsResource(Resource):
+    isLeaf = True
+
+    def __init__(self, protocol: TopProtocol) -> None:
+        super().__init__()
+        self.protocol = protocol
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", JSON_TYPE)
+        return _json_bytes(self.protocol.stats.snapshot())
+
+
+class _ResetResource(Resource):
+    """``POST /_sandbox/reset``: zero the stats and the quota windows (uploads are kept)."""
+
+    isLeaf = True
+
+    def __init__(self, protocol: TopProtocol) -> None:
+        super().__init__()
+        self.protocol = protocol
+
+    def render_POST(self, request: Request) -> bytes:
+        self.protocol.reset()
+        request.setHeader(b"content-type", JSON_TYPE)
+        return _json_bytes({"reset": True})
+
+
+class _QuietSite(Site):
+    """A Site without per-request access logging (Scrapy would forward it into the crawl log)."""
+
+    noisy = False
+
+    def log(self, request: Request) -> None:
+        pass
+
+
+def build_site(config: SandboxConfig, reactor: Any) -> tuple[Site, TopProtocol]:
+    """The twisted.web site of a sandbox (builds the catalogue and its index synchronously)."""
+    backend = ImageSearchBackend.from_catalog_path(config.catalog, config.page_size, config.max_results)
+    protocol = TopProtocol(config, backend)
+    root = Resource()
+    router = Resource()
+    router.putChild(b"rest", RouterResource(protocol, FaultInjector(config.faults), reactor, config.fetch_timeout))
+    root.putChild(b"router", router)
+    control = Resource()
+    control.putChild(b"stats", _StatsResource(protocol))
+    control.putChild(b"reset", _ResetResource(protocol))
+    root.putChild(b"_sandbox", control)
+    root.putChild(b"img", _BytesDirectory(backend.product_jpeg))
+    root.putChild(b"upload", _BytesDirectory(backend.upload_jpeg))
+    return _QuietSite(root), protocol
+
+
+@dataclass
+class RunningSandbox:
+    """A sandbox listening in this process; ``stop()`` returns a Deferred that fires when it no longer listens."""
+
+    listening_port: IListeningPort
+    host: str
+    protocol: TopProtocol
+
+    @property
+    def port(self) -> int:
+        return int(self.listening_port.getHost().port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return self.url + ROUTER_PATH
+
+    def stats(self) -> dict[str, Any]:
+        return self.protocol.stats.snapshot()
+
+    def stop(self) -> Deferred[None]:
+        return self.listening_port.stopListening()
+
+
+def listen(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0, reactor: Any = None) -> RunningSandbox:
+    """Serve ``config`` on ``host:port`` (0: any free port) on ``reactor``.
+
+    Without a reactor, the global one is used: import this after the crawl's reactor is installed
+    (Scrapy's asyncio reactor works), because importing ``twisted.internet.reactor`` installs the
+    default one if none is.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    site, protocol = build_site(config, reactor)
+    listening_port = reactor.listenTCP(port, site, interface=host)
+    url_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    if ":" in url_host and not url_host.startswith("["):
+        url_host = f"[{url_host}]"
+    running = RunningSandbox(listening_port, url_host, protocol)
+    logger.info("sandbox listening on %s", running.endpoint)
+    return running

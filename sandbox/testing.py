@@ -1,0 +1,162 @@
+"""Helpers for tests and benchmarks: a sandbox in a subprocess, and signed TOP calls over urllib."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pipeline.signing import sign, top_timestamp
+
+logger = logging.getLogger(__name__)
+
+READY_PREFIX = "sandbox listening on "
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SandboxProcess:
+    """``with SandboxProcess("--codes", "top") as sb:`` runs ``python -m sandbox --port 0 ...`` and
+    waits for its ready line; ``sb.url``, ``sb.endpoint``, ``sb.stats()``; terminated on exit."""
+
+    def __init__(self, *args: str, timeout: float = 60.0, env: Mapping[str, str] | None = None) -> None:
+        self.args = [str(a) for a in args]
+        self.timeout = timeout
+        self.env = env
+        self.process: subprocess.Popen[str] | None = None
+        self.endpoint = ""
+        self.url = ""
+        self._stderr = tempfile.TemporaryFile(mode="w+b")
+
+    def start(self) -> SandboxProcess:
+        env = dict(os.environ if self.env is None else self.env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH", "")]))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "--port", "0", *self.args],
+            stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=env,
+        )
+        line = self._read_ready_line()
+        self.endpoint = line[len(READY_PREFIX):].strip()
+        self.url = self.endpoint.rsplit("/router/rest", 1)[0]
+        return self
+
+    def _read_ready_line(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(self.timeout)
+        line = result[0] if result else ""
+        if not line.startswith(READY_PREFIX):
+            self.stop()
+            raise RuntimeError(
+                f"sandbox {' '.join(self.args)} did not start (exit code {self.process.returncode}); "
+                f"stdout: {line!r}; stderr:\n{self.stderr()}"
+            )
+        return line
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stats(self) -> dict[str, Any]:
+        """``GET /_sandbox/stats``, parsed."""
+        with urllib.request.urlopen(self.url + "/_sandbox/stats", timeout=10) as response:
+            return json.load(response)
+
+    def reset(self) -> None:
+        """``POST /_sandbox/reset``: zero the stats and quota windows."""
+        urllib.request.urlopen(urllib.request.Request(self.url + "/_sandbox/reset", data=b"", method="POST"), timeout=10).close()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def __enter__(self) -> SandboxProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        died = self.process is not None and self.process.poll() is not None
+        self.stop()
+        if self.process and self.process.stdout:
+            self.process.stdout.close()
+        if died and exc_type is None:
+            raise RuntimeError(f"sandbox died during the test (exit code {self.process.returncode}):\n{self.stderr()}")  # type: ignore[union-attr]
+        self._stderr.close()
+
+
+def signed_params(
+    method: str,
+    app_key: str = "test",
+    secret: str = "test",
+    sign_method: str = "md5",
+    timestamp: str | None = None,
+    **business: Any,
+) -> dict[str, str]:
+    """All parameters of a TOP call, common and business, signed with ``pipeline.signing.sign``."""
+    params = {
+        "method": method,
+        "app_key": app_key,
+        "timestamp": timestamp if timestamp is not None else top_timestamp(),
+        "format": "json",
+        "v": "2.0",
+        "sign_method": sign_method,
+        **{k: str(v) for k, v in business.items() if v is not None},
+    }
+    params["sign"] = sign(params, secret, sign_method)
+    return params
+
+
+def post(endpoint: str, params: Mapping[str, str], timeout: float = 30.0) -> dict[str, Any]:
+    """POST ``params`` form-encoded to ``endpoint``; the parsed JSON answer."""
+    body = urllib.parse.urlencode(params).encode("utf-8")
+    request = urllib.request.Request(
+        endpoint, data=body, headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def get(endpoint: str, params: Mapping[str, str], timeout: float = 30.0) -> dict[str, Any]:
+    """GET ``endpoint?params``; the parsed JSON answer."""
+    with urllib.request.urlopen(endpoint + "?" + urllib.parse.urlencode(params), timeout=timeout) as response:
+        return json.load(response)
+
+
+def call(endpoint: str, method: str, *, http_method: str = "POST", timeout: float = 30.0, **kwargs: Any) -> dict[str, Any]:
+    """Sign and send one call (``kwargs`` as for :func:`signed_params`); the parsed JSON answer."""
+    params = signed_params(method, **kwargs)
+    return (post if http_method == "POST" else get)(endpoint, params, timeout=timeout)
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+__all__: Sequence[str] = ("SandboxProcess", "signed_params", "post", "get", "call", "wait_until")
