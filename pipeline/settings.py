@@ -39,7 +39,39 @@ IMAGESEARCH_SIGN_METHOD = os.environ.get("IMAGESEARCH_SIGN_METHOD", "md5")
 # Datasets (item pipelines, exporters)
 # ---------------------------------------------------------------------------------------------
 #: Root of the partitioned dataset tree: DATASET_DIR/<format>/<table>/dt=<YYYY-MM-DD>/<run_id>-<NNNNN>.<ext>
+#: Run manifests go to DATASET_DIR/_manifests/<run_id>.json, written last: a run without one is unfinished.
 DATASET_DIR = "data/datasets"
+#: Formats written, each in its own tree (parquet, csv). ``-s DATASET_FORMATS=parquet`` for one.
+DATASET_FORMATS = ["parquet", "csv"]
+#: Rows per file before a new one (<run_id>-00002...) is started; 0 for one file per table and run.
+DATASET_BATCH_ITEMS = 100_000
+#: The run id stamped on every row and in every file name. Empty: generated per crawl
+#: (``20261125T101500Z-3fa2c1``), or the one JOBDIR remembers when a crawl is resumed.
+#: Reusing an id replaces that run's files and manifest.
+DATASET_RUN_ID = None
+#: The dt partition (YYYY-MM-DD). Empty: the run's UTC start date.
+DATASET_RUN_DATE = None
+#: Rows per Parquet row group, which is also how many rows an exporter holds in memory.
+PARQUET_ROW_GROUP_SIZE = 10_000
+#: Parquet compression codec (zstd, snappy, gzip, none).
+PARQUET_COMPRESSION = "zstd"
+#: DatasetAddon resolves the run id and, unless -o/-O/FEEDS are given, builds FEEDS from the settings above.
+ADDONS = {"exporters.addon.DatasetAddon": 0}
+ITEM_PIPELINES = {
+    "pipeline.pipelines.ValidatePipeline": 100,
+    "pipeline.pipelines.NormalizePipeline": 200,
+    "pipeline.pipelines.DeduplicatePipeline": 300,
+    "pipeline.pipelines.RunIdPipeline": 400,
+}
+FEED_EXPORTERS = {
+    "parquet": "exporters.itemexporters.ParquetItemExporter",
+    "csv": "exporters.itemexporters.CsvItemExporter",
+}
+#: Local files are written under a dot-prefixed temporary name and renamed when complete.
+FEED_STORAGES = {
+    "": "exporters.storage.AtomicFileFeedStorage",
+    "file": "exporters.storage.AtomicFileFeedStorage",
+}
 
 # ---------------------------------------------------------------------------------------------
 # Long crawls (pacing, faults, resume)
