@@ -49,7 +49,8 @@ class ImageSearchBackend:
         self.index = index
         self.page_size = page_size
         self.max_results = max_results
-        self._uploads: OrderedDict[str, bytes] = OrderedDict()
+        #: upload id → (the JPEG served at /upload/<id>.jpg, features of the bytes as uploaded)
+        self._uploads: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
         self._query_features: OrderedDict[str, np.ndarray] = OrderedDict()
         self._product_jpegs: OrderedDict[str, bytes] = OrderedDict()
 
@@ -84,59 +85,64 @@ class ImageSearchBackend:
         return data
 
     def upload_jpeg(self, upload_id: str) -> bytes | None:
-        return self._uploads.get(upload_id)
+        entry = self._uploads.get(upload_id)
+        return None if entry is None else entry[0]
 
     def upload(self, data: bytes) -> str:
         """Store an image; returns its content-derived id (sha1 of the bytes).  Raises ImageDecodeError."""
         upload_id = hashlib.sha1(data).hexdigest()
         if upload_id not in self._uploads:
             img = decode_image(data)
-            self._uploads[upload_id] = jpeg_bytes(img)
-            self._query_features[upload_id] = image_features(img)
+            self._uploads[upload_id] = (jpeg_bytes(img), image_features(img))
             if len(self._uploads) > _MAX_UPLOADS:
                 self._uploads.popitem(last=False)
         self._uploads.move_to_end(upload_id)
         return upload_id
 
-    def resolve_reference(self, reference: str) -> bytes | None:
-        """The image bytes behind an upload id or a sandbox ``/upload/...`` or ``/img/...`` URL
-        (matched on the path, whatever the host); None when it is not a reference at all."""
+    def _resolve(self, reference: str) -> tuple[bytes, np.ndarray | None] | None:
+        """(image bytes, known features or None) behind an upload id or a sandbox ``/upload/...`` or
+        ``/img/...`` URL, matched on the path whatever the host; None when it is not a reference."""
         reference = reference.strip()
-        if UPLOAD_ID_RE.match(reference):
-            data = self._uploads.get(reference)
-            if data is None:
-                raise UnknownImageReference(f"no uploaded image has id {reference}")
-            return data
-        # Base64 JPEG starts with "/9j/", so a bare path must name one of our own directories.
-        if not reference.startswith(("http://", "https://", "//", "/img/", "/upload/")):
-            return None
-        path = urlsplit(reference if not reference.startswith("//") else "http:" + reference).path
-        if match := _UPLOAD_PATH_RE.search(path):
-            data = self._uploads.get(match.group(1))
-            if data is None:
-                raise UnknownImageReference(f"no uploaded image has id {match.group(1)}")
-            return data
-        if match := _IMG_PATH_RE.search(path):
-            data = self.product_jpeg(match.group(1))
-            if data is None:
-                raise UnknownImageReference(f"no catalogue product has num_iid {match.group(1)}")
-            return data
-        raise UnknownImageReference(
-            "image_data is a URL this sandbox did not issue; upload external images with taobao.upload.img first"
-        )
+        upload_id = reference if UPLOAD_ID_RE.match(reference) else None
+        if upload_id is None:
+            # Base64 JPEG starts with "/9j/", so a bare path must name one of our own directories.
+            if not reference.startswith(("http://", "https://", "//", "/img/", "/upload/")):
+                return None
+            path = urlsplit(reference if not reference.startswith("//") else "http:" + reference).path
+            if match := _IMG_PATH_RE.search(path):
+                data = self.product_jpeg(match.group(1))
+                if data is None:
+                    raise UnknownImageReference(f"no catalogue product has num_iid {match.group(1)}")
+                return data, None
+            match = _UPLOAD_PATH_RE.search(path)
+            if match is None:
+                raise UnknownImageReference(
+                    "image_data is a URL this sandbox did not issue; upload external images with taobao.upload.img first"
+                )
+            upload_id = match.group(1)
+        entry = self._uploads.get(upload_id)
+        if entry is None:
+            raise UnknownImageReference(f"no uploaded image has id {upload_id}")
+        return entry
+
+    def resolve_reference(self, reference: str) -> bytes | None:
+        """The image bytes behind a sandbox-issued id or URL (see :meth:`_resolve`); None if not one."""
+        resolved = self._resolve(reference)
+        return None if resolved is None else resolved[0]
 
     def query_features(self, image_data: str) -> np.ndarray:
         """Features of ``image_data``: Base64 image bytes, an upload id, or a sandbox image URL.
         Raises ImageDecodeError or UnknownImageReference."""
-        data = self.resolve_reference(image_data)
-        if data is None:
-            data = decode_base64(image_data)
+        resolved = self._resolve(image_data)
+        if resolved is not None and resolved[1] is not None:
+            return resolved[1]
+        data = decode_base64(image_data) if resolved is None else resolved[0]
         key = hashlib.sha1(data).hexdigest()
         features = self._query_features.get(key)
         if features is None:
             features = image_features(decode_image(data))
             self._query_features[key] = features
-            if len(self._query_features) > _MAX_QUERY_CACHE + _MAX_UPLOADS:
+            if len(self._query_features) > _MAX_QUERY_CACHE:
                 self._query_features.popitem(last=False)
         return features
 

@@ -1,0 +1,135 @@
+"""The built-in catalogue's variety, JSON-lines catalogues, and the feature cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sandbox.catalog import ITEM_FIELDS, builtin_catalog, load_jsonl, CatalogError
+from sandbox.search import VisualIndex
+from sandbox.testing import post, signed_params
+
+SEARCH = "taobao.image.search"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return builtin_catalog()
+
+
+def test_builtin_catalogue_is_big_varied_and_deterministic(catalog):
+    assert len(catalog) >= 2000
+    cats = Counter(catalog.cats)
+    assert len(cats) >= 8 and min(cats.values()) >= 100
+    again = builtin_catalog()
+    assert [p.fields for p in again] == [p.fields for p in catalog]
+    assert np.array_equal(np.asarray(again.products[9].image()), np.asarray(catalog.products[9].image()))
+
+
+def test_builtin_values_take_every_real_world_form(catalog):
+    fields = [p.fields for p in catalog]
+    sales = {f["sales"] for f in fields}
+    for form in ("人付款", "万人付款", "万+人付款", "+人收货", "月销 ", "已售 "):
+        assert any(isinstance(s, str) and form in s for s in sales), form
+    assert any(isinstance(s, int) for s in sales) and {7, 777} <= sales
+    assert any(isinstance(s, str) and s.endswith("+") for s in sales)
+    prices = [f["price"] for f in fields]
+    assert "" in prices and any(isinstance(p, float) for p in prices)
+    assert any(isinstance(p, str) and "-" in p and " " not in p for p in prices)
+    assert any(isinstance(p, str) and p.startswith(("¥", "￥")) for p in prices)
+    assert {type(f["num_iid"]) for f in fields} == {int, str}
+    assert {type(f["is_tmall"]) for f in fields} == {bool, str}
+    assert any(f["detail_url"].startswith("//") for f in fields)
+    assert any(f["detail_url"].startswith("http://") for f in fields)
+    assert any("detail.tmall.com" in f["detail_url"] for f in fields)
+    assert any("<span class=H>" in f["title"] for f in fields)
+    assert any("&amp;" in f["title"] for f in fields)
+    assert all(set(f) == set(ITEM_FIELDS) for f in fields)
+
+
+def write_catalogue(directory: Path, colours: list[tuple[int, int, int]], extra: list[dict] | None = None) -> Path:
+    lines = []
+    for n, colour in enumerate(colours):
+        Image.new("RGB", (64, 64), colour).save(directory / f"p{n}.png")
+    records = extra or []
+    for record in records:
+        lines.append(json.dumps(record, ensure_ascii=False))
+    path = directory / "catalog.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_jsonl_catalogue_serves_values_as_held_and_ties_break_by_num_iid(make_sandbox, tmp_path):
+    records = [
+        {"num_iid": "900000000003", "title": "红色 A", "price": 39.5, "sales": "1.2万+人付款", "cat": "16", "image": "p0.png", "is_tmall": True},
+        {"num_iid": 900000000001, "title": "红色 B", "price": "200-600", "sales": 7, "cat": "16", "image": "p0.png",
+         "pic_url": "//img.alicdn.com/bao/x.jpg", "detail_url": "//item.taobao.com/item.htm?id=900000000001"},
+        {"num_iid": "900000000002", "title": "蓝色", "price": "", "sales": "已售 200", "cat": "1512", "image": "p1.png"},
+    ]
+    path = write_catalogue(tmp_path, [(220, 20, 20), (20, 20, 220)], records)
+    sb = make_sandbox("--catalog", str(path))
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (80, 80), (222, 22, 22)).save(buffer, "JPEG")
+    answer = post(sb.endpoint, signed_params(SEARCH, image_data=base64.b64encode(buffer.getvalue()).decode()))
+    response = answer["image_search_response"]
+    items = response["items"]["item"]
+    assert response["total_results"] == "3"
+    # The two identical red pictures tie; the smaller num_iid comes first.
+    assert [i["num_iid"] for i in items] == [900000000001, "900000000003", "900000000002"]
+    assert items[1]["price"] == 39.5 and items[1]["is_tmall"] is True and items[0]["sales"] == 7
+    assert items[0]["pic_url"] == "//img.alicdn.com/bao/x.jpg"
+    assert items[1]["pic_url"] == f"//{sb.url.split('//')[1]}/img/900000000003.jpg"
+    assert items[2]["seller_nick"] == ""
+    cat_answer = post(sb.endpoint, signed_params(SEARCH, image_data=base64.b64encode(buffer.getvalue()).decode(), cat="1512"))
+    assert [i["num_iid"] for i in cat_answer["image_search_response"]["items"]["item"]] == ["900000000002"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"num_iid": 1, "title": "x", "cat": "16", "image": "nope.png"}\n', "not found"),
+        ('{"num_iid": 1, "title": "x"\n', "not valid JSON"),
+        ('{"title": "x", "cat": "16", "image": "p0.png"}\n', "missing 'num_iid'"),
+        ("", "no products"),
+    ],
+)
+def test_bad_jsonl_catalogue_is_a_one_line_error(tmp_path, content, message):
+    Image.new("RGB", (8, 8)).save(tmp_path / "p0.png")
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(content)
+    with pytest.raises(CatalogError, match=message):
+        load_jsonl(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", "--port", "0", "--catalog", str(path)],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_features_are_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGESEARCH_SANDBOX_CACHE", str(tmp_path))
+    records = [{"num_iid": n, "title": "t", "cat": "16", "image": f"p{n}.png"} for n in range(3)]
+    path = write_catalogue(tmp_path, [(200, 0, 0), (0, 200, 0), (0, 0, 200)], records)
+    first = VisualIndex(load_jsonl(path))
+    cached = list(tmp_path.glob("features-*.npy"))
+    assert len(cached) == 1
+    # A cached matrix is used as is (prove it by planting one), and a changed catalogue gets its own.
+    np.save(cached[0], np.ones_like(first.features))
+    assert np.array_equal(VisualIndex(load_jsonl(path)).features, np.ones_like(first.features))
+    os.utime(tmp_path / "p0.png", ns=(1, 1))
+    assert np.allclose(VisualIndex(load_jsonl(path)).features, first.features)
+    assert len(list(tmp_path.glob("features-*.npy"))) == 2
