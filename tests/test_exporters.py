@@ -1,0 +1,473 @@
+"""Exporters, storage, layout and manifest: real files read back by DuckDB, pandas and pyarrow, and a real crawl."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pa_ds
+import pyarrow.parquet as pq
+import pytest
+import scrapy
+from scrapy.settings import Settings
+from scrapy.utils.test import get_crawler
+
+from exporters.addon import DatasetAddon
+from exporters.itemexporters import CsvItemExporter, ParquetItemExporter
+from exporters.layout import (
+    batch_file_name,
+    contained,
+    last_batch,
+    new_run_id,
+    partition_dir,
+    resolve_run,
+    safe_component,
+    safe_date,
+)
+from exporters.manifest import json_safe_stats
+from exporters.storage import AtomicFileFeedStorage, temp_path
+from items import MATCHES, PRODUCTS, SEEDS, TABLES, ProductHit, SeedSummary
+from items.docs import duckdb_csv_columns, pandas_read_csv_kwargs
+from pipeline.normalize import normalize_num_iid
+
+REPO = Path(__file__).resolve().parents[1]
+CRAWLED_AT = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=timezone.utc)
+RUN = "20261125T101500Z-3fa2c1"
+
+# ---------------------------------------------------------------------------------------------
+# The test-local spider for real crawls: `scrapy runspider tests/test_exporters.py`.
+# ---------------------------------------------------------------------------------------------
+#: Sales and prices as gateways send them; one hit in HITS_PER_SEED has no usable id.
+SALES = ["1.2万+人付款", "338人付款", 777, "100+", "月销 3.5万", "", "30天销量 200"]
+PRICES = ["39.50", 39.5, "200-600", "￥ 1,299.00", "", "面议"]
+
+
+class TinySpider(scrapy.Spider):
+    """Yields hand-made hits for 3 seeds (ids overlap between seeds) and their summaries, no network."""
+
+    name = "tiny"
+    hits_per_seed = 9
+
+    async def start(self):  # type: ignore[no-untyped-def]
+        self.crawler.stats.set_value("imagesearch/app_secret", "must-not-leak")
+        for s, seed in enumerate(("seed-a", "seed-b", "seed-c")):
+            for i in range(int(self.hits_per_seed)):
+                n = s * 5 + i  # seeds share ids 5..8 and 10..13
+                yield ProductHit(
+                    title=f"<span class=H>商品</span> {n} &amp; co",
+                    pic_url=f"//g-search3.alicdn.com/img/{n}.jpg",
+                    price=PRICES[n % len(PRICES)],
+                    sales=SALES[n % len(SALES)],
+                    num_iid=str(1000 + n) if i != 4 else "not-an-id",
+                    detail_url=f"//item.taobao.com/item.htm?id={1000 + n}",
+                    seller_nick=f"shop{n % 3}",
+                    is_tmall=["true", "false", True][n % 3],
+                    seed_id=seed,
+                    page=str(1 + i // 5),
+                    position=i + 1,
+                    cat=50015374 if s == 1 else None,
+                    crawled_at=CRAWLED_AT,
+                )
+            yield SeedSummary(seed_id=seed, source=f"seeds/{seed}.jpg", sha256="ab" * 32, status="ok", total_results=str(self.hits_per_seed), pages_fetched=2, items_found=self.hits_per_seed)
+        yield SeedSummary(seed_id="seed-x", source="seeds/x.gif", status="rejected", error_code=21, error_msg="image format not supported", pages_fetched=0, items_found=0)
+
+
+def crawl(tmp: Path, *settings: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run TinySpider with the project's settings (scrapy.cfg) in a fresh process."""
+    args = [sys.executable, "-m", "scrapy", "runspider", str(Path(__file__)), "-s", f"DATASET_DIR={tmp / 'datasets'}", "-s", "LOG_LEVEL=DEBUG"]
+    for s in settings:
+        args += ["-s", s]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    if ok:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def manifests(root: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / "_manifests").glob("*.json"))]
+
+
+@pytest.fixture(scope="module")
+def crawled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    tmp = tmp_path_factory.mktemp("crawl")
+    return tmp / "datasets", crawl(tmp, "DATASET_BATCH_ITEMS=4", "PARQUET_ROW_GROUP_SIZE=3")
+
+
+# ---------------------------------------------------------------------------------------------
+# A real crawl through the project settings.
+# ---------------------------------------------------------------------------------------------
+def test_crawl_writes_every_table_in_both_format_trees(crawled: tuple[Path, Any]) -> None:
+    root, _ = crawled
+    (manifest,) = manifests(root)
+    run_id, dt = manifest["run_id"], manifest["dt"]
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts)
+    assert files == sorted(f["path"] for f in manifest["files"])
+    for path in files:
+        fmt, table, partition, name = path.split("/")
+        assert fmt in ("parquet", "csv") and table in TABLES and partition == f"dt={dt}"
+        assert name.startswith(run_id + "-") and name.endswith("." + fmt)
+    # 27 hits - 3 without an id = 24 matches; ids overlap so 16 products; 4 per file.
+    assert manifest["rows"]["parquet"] == manifest["rows"]["csv"] == {"products": 16, "matches": 24, "seeds": 4}
+    assert sorted(f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/")) == [
+        batch_file_name(run_id, "parquet", n) for n in range(1, 7)
+    ]
+    assert manifest["finish_reason"] == "finished"
+    assert manifest["stats"]["dataset/dropped/invalid_num_iid"] == 3
+    assert manifest["stats"]["dataset/products/duplicates"] == 8
+    assert not any("secret" in k or "sign" in k for k in manifest["stats"]), "secrets in the manifest"
+
+
+def test_drops_are_not_logged_as_warnings(crawled: tuple[Path, Any]) -> None:
+    _, result = crawled
+    assert "WARNING" not in result.stderr, [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert "Dropped:" in result.stderr  # at DEBUG
+
+
+def test_duckdb_reads_the_parquet_tree_with_exact_types(crawled: tuple[Path, Any]) -> None:
+    root, _ = crawled
+    con = duckdb.connect()
+    rel = con.sql(f"select * from read_parquet('{root}/parquet/products/**/*.parquet', hive_partitioning=true)")
+    assert dict(zip(rel.columns, map(str, rel.types), strict=True)) == {
+        "num_iid": "BIGINT",
+        "title": "VARCHAR",
+        "pic_url": "VARCHAR",
+        "detail_url": "VARCHAR",
+        "seller_nick": "VARCHAR",
+        "is_tmall": "BOOLEAN",
+        "price_min": "DECIMAL(14,2)",
+        "price_max": "DECIMAL(14,2)",
+        "price_raw": "VARCHAR",
+        "sales": "BIGINT",
+        "sales_raw": "VARCHAR",
+        "first_seed_id": "VARCHAR",
+        "run_id": "VARCHAR",
+        "crawled_at": "TIMESTAMP WITH TIME ZONE",
+        "dt": "DATE",
+    }
+    row = con.execute(f"select * from read_parquet('{root}/parquet/products/**/*.parquet', hive_partitioning=true) where num_iid = 1002").fetchone()
+    assert row is not None
+    as_dict = dict(zip(rel.columns, row, strict=True))
+    assert as_dict["title"] == "商品 2 & co"
+    assert (as_dict["price_min"], as_dict["price_max"], as_dict["price_raw"]) == (Decimal("200.00"), Decimal("600.00"), "200-600")
+    assert (as_dict["sales"], as_dict["sales_raw"]) == (777, "777")
+    assert as_dict["pic_url"] == "https://g-search3.alicdn.com/img/2.jpg"
+    assert con.execute(f"select count(*), count(distinct num_iid) from read_parquet('{root}/parquet/products/**/*.parquet')").fetchone() == (16, 16)
+    assert con.execute(f"select count(*) from read_parquet('{root}/parquet/matches/**/*.parquet') where seed_id = 'seed-b' and cat = '50015374'").fetchone() == (8,)
+
+
+def test_pyarrow_dataset_and_pandas_read_the_trees(crawled: tuple[Path, Any]) -> None:
+    root, _ = crawled
+    for table in TABLES.values():
+        dataset = pa_ds.dataset(root / "parquet" / table.name, format="parquet", partitioning="hive")
+        data = dataset.to_table()
+        assert data.schema.names == [*table.column_names, "dt"]
+        for column in table.columns:
+            assert data.schema.field(column.name).type == column.type
+        frame = pd.read_parquet(root / "parquet" / table.name)
+        assert len(frame) == data.num_rows
+    for f in (root / "parquet").rglob("*.parquet"):
+        schema = pq.read_schema(f)
+        table = TABLES[f.parts[-3]]
+        assert schema.remove_metadata() == table.arrow_schema.remove_metadata()
+        assert [schema.field(c.name).nullable for c in table.columns] == [c.nullable for c in table.columns]
+
+
+def read_csv_tree(root: Path, table: str) -> pd.DataFrame:
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted((root / "csv" / table).rglob("*.csv"))]
+    return pd.concat(frames, ignore_index=True)
+
+
+def parquet_as_csv_text(root: Path, table: str) -> pd.DataFrame:
+    """The Parquet tree rendered as the CSV spec says (the expected CSV)."""
+    data = pa_ds.dataset(root / "parquet" / table, format="parquet").to_table()
+    rows = []
+    for record in data.to_pylist():
+        rows.append({k: _csv_text(v) for k, v in record.items()})
+    return pd.DataFrame(rows, columns=data.schema.names, dtype=str)
+
+
+def _csv_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)
+
+
+def test_csv_tree_agrees_with_parquet_tree_row_for_row(crawled: tuple[Path, Any]) -> None:
+    root, _ = crawled
+    for table in TABLES:
+        got = read_csv_tree(root, table)
+        expected = parquet_as_csv_text(root, table)
+        assert list(got.columns) == TABLES[table].column_names
+        key = ["num_iid"] if table == "products" else ["seed_id", "num_iid"] if table == "matches" else ["seed_id"]
+        pd.testing.assert_frame_equal(got.sort_values(key, ignore_index=True), expected.sort_values(key, ignore_index=True))
+
+
+def test_bi_readers_read_the_csv_tree(crawled: tuple[Path, Any]) -> None:
+    root, _ = crawled
+    con = duckdb.connect()
+    rel = con.sql(f"select * from read_csv_auto('{root}/csv/products/**/*.csv', hive_partitioning=true)")
+    types = dict(zip(rel.columns, map(str, rel.types), strict=True))
+    assert types["num_iid"] == "BIGINT" and types["is_tmall"] == "BOOLEAN" and types["crawled_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert con.execute(f"select count(*) from read_csv_auto('{root}/csv/products/**/*.csv')").fetchone() == (16,)
+    # The typed reads docs/schema.md gives keep prices exact and every type right.
+    typed = con.execute(f"select sum(price_min) from read_csv('{root}/csv/products/**/*.csv', header=true, columns={duckdb_csv_columns(PRODUCTS)})")
+    assert typed.fetchone() == con.execute(f"select sum(price_min) from read_parquet('{root}/parquet/products/**/*.parquet')").fetchone()
+    for table in TABLES.values():
+        frames = [pd.read_csv(p, **pandas_read_csv_kwargs(table)) for p in (root / "csv" / table.name).rglob("*.csv")]  # type: ignore[arg-type]
+        frame = pd.concat(frames, ignore_index=True)
+        expected = pd.read_parquet(root / "parquet" / table.name).drop(columns="dt")
+        assert len(frame) == len(expected)
+        for column in table.columns:
+            if not pa.types.is_decimal(column.type):
+                assert frame[column.name].isna().sum() == expected[column.name].isna().sum(), column.name
+    frame = pd.read_csv(next((root / "csv" / "seeds").rglob("*.csv")), parse_dates=[])
+    assert set(frame["status"]) == {"ok", "rejected"}
+
+
+def test_manifest_is_written_last(crawled: tuple[Path, Any]) -> None:
+    root, result = crawled
+    manifest_file = next((root / "_manifests").glob("*.json"))
+    data_mtimes = [p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p != manifest_file]
+    assert manifest_file.stat().st_mtime_ns >= max(data_mtimes)
+    log = result.stderr
+    assert log.rindex("Stored ") < log.index("finished: manifest")
+
+
+def test_no_temp_files_left_and_none_visible_to_globs(crawled: tuple[Path, Any]) -> None:
+    root, _ = crawled
+    assert not [p for p in root.rglob(".*")]
+
+
+def test_two_runs_on_the_same_day_never_overwrite(tmp_path: Path) -> None:
+    crawl(tmp_path)
+    crawl(tmp_path)
+    root = tmp_path / "datasets"
+    first, second = manifests(root)
+    assert first["run_id"] != second["run_id"] and first["dt"] == second["dt"]
+    for m in (first, second):
+        for f in m["files"]:
+            assert (root / f["path"]).is_file()
+    con = duckdb.connect()
+    assert con.execute(f"select count(distinct run_id), count(*) from read_parquet('{root}/parquet/products/**/*.parquet')").fetchone() == (2, 32)
+
+
+def test_a_crawl_resumed_from_jobdir_continues_its_run(tmp_path: Path) -> None:
+    jobdir = tmp_path / "job"
+    crawl(tmp_path, f"JOBDIR={jobdir}", "DATASET_BATCH_ITEMS=10")
+    crawl(tmp_path, f"JOBDIR={jobdir}", "DATASET_BATCH_ITEMS=10")
+    root = tmp_path / "datasets"
+    (manifest,) = manifests(root)
+    assert len(manifest["parts"]) == 2
+    names = sorted(f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/"))
+    assert names == [batch_file_name(manifest["run_id"], "parquet", n) for n in range(1, 7)]  # 3 per part, none replaced
+    assert manifest["rows"]["parquet"]["matches"] == 48
+
+
+def test_user_feeds_are_left_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    args = [sys.executable, "-m", "scrapy", "runspider", str(Path(__file__)), "-O", str(out), "-s", f"DATASET_DIR={tmp_path / 'datasets'}"]
+    result = subprocess.run(args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "datasets").exists()
+    data = pq.read_table(out)  # table inferred from the first item: ProductHit -> products
+    assert data.schema.remove_metadata() == PRODUCTS.arrow_schema.remove_metadata()
+    assert data.num_rows == 16
+    assert len(set(data.column("run_id").to_pylist())) == 1
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["DATASET_RUN_ID=../../etc", "DATASET_RUN_ID=/abs", "DATASET_RUN_ID=a/b", "DATASET_RUN_ID=.hidden", "DATASET_RUN_DATE=../x", "DATASET_RUN_DATE=2026-13-01", "DATASET_FORMATS=../csv"],
+)
+def test_path_escapes_are_refused_before_anything_is_written(tmp_path: Path, setting: str) -> None:
+    result = crawl(tmp_path, setting, ok=False)
+    assert result.returncode != 0
+    assert "ValueError" in result.stderr
+    assert not (tmp_path / "datasets").exists()
+    assert not list(tmp_path.parent.glob("etc")) and not Path("/abs").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Exporters alone.
+# ---------------------------------------------------------------------------------------------
+def product(n: int, **fields: Any) -> ProductHit:
+    item = ProductHit(
+        num_iid=n, title=f"t{n}", pic_url="https://x/1.jpg", detail_url="https://x/2", seller_nick="s", is_tmall=n % 2 == 0,
+        price_min=Decimal("39.50"), price_max=Decimal("39.50"), price_raw="39.50", sales=12000, sales_raw="1.2万+",
+        first_seed_id="seed", run_id=RUN, crawled_at=CRAWLED_AT, seed_id="seed", page=1, position=n, cat=None, is_duplicate=False,
+    )
+    item.update(fields)
+    return item
+
+
+def export(exporter_cls: type, items: list[Any], **kwargs: Any) -> bytes:
+    buffer = io.BytesIO()
+    exporter = exporter_cls(buffer, **kwargs)
+    exporter.start_exporting()
+    for item in items:
+        exporter.export_item(item)
+    exporter.finish_exporting()
+    return buffer.getvalue()
+
+
+def test_parquet_row_groups_are_bounded_by_the_buffer() -> None:
+    data = export(ParquetItemExporter, [product(n) for n in range(1, 8)], table="products", buffer_rows=3)
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3, 3, 1]
+
+
+def test_csv_text_follows_the_spec() -> None:
+    items = [product(1, crawled_at=datetime(2026, 11, 25, 10, 15, tzinfo=timezone.utc)), product(2, title='a,"b"', price_min=None, sales=None, is_tmall=None, first_seed_id="")]
+    text = export(CsvItemExporter, items, table="products").decode("utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == PRODUCTS.column_names
+    assert rows[1] == ["1", "t1", "https://x/1.jpg", "https://x/2", "s", "false", "39.50", "39.50", "39.50", "12000", "1.2万+", "seed", RUN, "2026-11-25T10:15:00.000000Z"]
+    assert rows[2][1] == 'a,"b"' and rows[2][5] == "" and rows[2][6] == "" and rows[2][9] == ""
+    assert not text.startswith("\ufeff")
+
+
+def test_an_empty_table_still_has_its_schema() -> None:
+    assert pq.read_table(io.BytesIO(export(ParquetItemExporter, [], table="seeds"))).schema.remove_metadata() == SEEDS.arrow_schema.remove_metadata()
+    assert export(CsvItemExporter, [], table="matches").decode().strip() == ",".join(f'"{c}"' for c in MATCHES.column_names)
+
+
+def test_unnormalised_values_are_converted_to_the_column_types() -> None:
+    raw = ProductHit(num_iid="652345678901", seed_id="seed", page="2", position=3.0, cat=50015374, run_id=RUN)
+    data = pq.read_table(io.BytesIO(export(ParquetItemExporter, [raw], table="matches")))
+    assert data.to_pylist() == [{"run_id": RUN, "seed_id": "seed", "num_iid": 652345678901, "page": 2, "position": 3, "cat": "50015374"}]
+    seeds = pq.read_table(io.BytesIO(export(ParquetItemExporter, [SeedSummary(seed_id="s", run_id=RUN, total_results="2,000", items_found="x")], table="seeds")))
+    assert (seeds.column("total_results")[0].as_py(), seeds.column("items_found")[0].as_py()) == (None, None)
+
+
+def test_rows_missing_required_values_are_rejected_and_counted() -> None:
+    crawler = get_crawler()
+    crawler.stats.open_spider()  # type: ignore[call-arg]
+    data = export(ParquetItemExporter, [product(1), product(2, run_id=None)], table="products", stats=crawler.stats)
+    assert pq.read_table(io.BytesIO(data)).column("num_iid").to_pylist() == [1]
+    assert crawler.stats.get_value("dataset/export/rejected_rows/parquet/products") == 1
+
+
+def test_without_a_table_option_the_first_item_decides() -> None:
+    items = [product(1), SeedSummary(seed_id="s", run_id=RUN), product(2, is_duplicate=True), product(3)]
+    data = pq.read_table(io.BytesIO(export(ParquetItemExporter, items)))
+    assert data.column("num_iid").to_pylist() == [1, 3]
+    seeds = pq.read_table(io.BytesIO(export(ParquetItemExporter, [SeedSummary(seed_id="s", run_id=RUN), product(1)])))
+    assert seeds.column("seed_id").to_pylist() == ["s"]
+
+
+def test_unknown_table_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown table"):
+        ParquetItemExporter(io.BytesIO(), table="../products")
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage and layout.
+# ---------------------------------------------------------------------------------------------
+def test_atomic_storage_hides_the_file_until_complete(tmp_path: Path) -> None:
+    final = tmp_path / "parquet" / "products" / "dt=2026-11-25" / f"{RUN}-00001.parquet"
+    storage = AtomicFileFeedStorage(str(final), feed_options={"overwrite": True})
+    file = storage.open(None)  # type: ignore[arg-type]
+    file.write(export(ParquetItemExporter, [product(1)], table="products"))
+    assert not final.exists()
+    tmp = temp_path(final)
+    assert tmp.exists() and tmp.name.startswith(".") and not tmp.name.endswith(".parquet")
+    # Readers' globs do not meet the half-written file (DuckDB's glob does match dotfiles ending .parquet).
+    assert duckdb.execute(f"select count(*) from glob('{tmp_path}/parquet/**/*.parquet')").fetchone() == (0,)
+    assert pa_ds.dataset(tmp_path / "parquet", format="parquet").files == []
+    storage.store(file)
+    assert final.exists() and not tmp.exists()
+    assert pq.read_table(final).num_rows == 1
+
+
+def test_appending_storage_appends_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"a\n")
+    storage = AtomicFileFeedStorage(path.as_uri(), feed_options={"overwrite": False})
+    file = storage.open(None)  # type: ignore[arg-type]
+    file.write(b"b\n")
+    storage.store(file)
+    assert path.read_bytes() == b"a\nb\n"
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "a\\b", "/etc", "a\x00b", ".hidden", "_meta", "%(x)s", "c:x", "a..b", "x" * 200])
+def test_unsafe_path_components_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="unsafe"):
+        safe_component(bad, "run id")
+
+
+@pytest.mark.parametrize("bad", ["../2026-11-25", "2026-11-25/..", "2026-13-01", "20261125", "", "2026-11-25\x00"])
+def test_unsafe_dates_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        safe_date(bad)
+
+
+def test_partition_paths_stay_inside_the_dataset_dir(tmp_path: Path) -> None:
+    assert partition_dir(tmp_path, "csv", "seeds", "2026-11-25") == tmp_path / "csv" / "seeds" / "dt=2026-11-25"
+    for fmt, table in (("..", "seeds"), ("csv", "../../x"), ("/abs", "seeds")):
+        with pytest.raises(ValueError):
+            partition_dir(tmp_path, fmt, table, "2026-11-25")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "csv").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="escapes"):
+        contained(tmp_path / "root", tmp_path / "root" / "csv" / "elsewhere")
+
+
+def test_run_ids_are_sortable_and_unique() -> None:
+    t = datetime(2026, 11, 25, 10, 15, tzinfo=timezone.utc)
+    ids = {new_run_id(t) for _ in range(100)}
+    assert len(ids) == 100 and all(i.startswith("20261125T101500Z-") for i in ids)
+    assert new_run_id(datetime(2026, 11, 25, 10, 16, tzinfo=timezone.utc)) > max(ids)
+
+
+def test_jobdir_remembers_the_run(tmp_path: Path) -> None:
+    settings = Settings({"JOBDIR": str(tmp_path / "job")})
+    first = resolve_run(settings, now=datetime(2026, 11, 25, 23, 59, tzinfo=timezone.utc))
+    again = resolve_run(settings, now=datetime(2026, 11, 26, 0, 5, tzinfo=timezone.utc))
+    assert again == first and first.dt == "2026-11-25"
+    assert resolve_run(Settings({"DATASET_RUN_ID": "nightly", "DATASET_RUN_DATE": "2026-01-02"})).run_id == "nightly"
+
+
+def test_batch_numbers_continue_after_existing_files(tmp_path: Path) -> None:
+    for n in (1, 2, 7):
+        (tmp_path / batch_file_name(RUN, "csv", n)).touch()
+    (tmp_path / batch_file_name("other", "csv", 9)).touch()
+    assert last_batch(tmp_path, RUN, "csv") == 7
+    assert last_batch(tmp_path / "missing", RUN, "csv") == 0
+
+
+def test_addon_builds_the_default_feeds_and_respects_user_feeds(tmp_path: Path) -> None:
+    crawler = get_crawler(settings_dict={"ADDONS": {DatasetAddon: 0}, "DATASET_DIR": str(tmp_path), "DATASET_FORMATS": "csv", "DATASET_BATCH_ITEMS": 7, "DATASET_RUN_ID": RUN})
+    feeds = crawler.settings.getdict("FEEDS")
+    assert sorted(feeds) == sorted(str(tmp_path / "csv" / t / f"dt=2026-11-25" / f"{RUN}-%(batch_id)05d.csv") for t in TABLES)
+    assert {f["batch_item_count"] for f in feeds.values()} == {7}
+    user = get_crawler(settings_dict={"ADDONS": {DatasetAddon: 0}, "FEEDS": {"out.csv": {"format": "csv"}}})
+    assert list(user.settings.getdict("FEEDS")) == ["out.csv"]
+    assert user.settings["DATASET_RUN_ID"]
+
+
+def test_manifest_stats_are_json_safe_and_secret_free() -> None:
+    stats = {"start_time": CRAWLED_AT, "imagesearch/app_secret": "x", "sign_method": "md5", "x/token": "t", "count": 3, "obj": object()}
+    safe = json_safe_stats(stats)
+    assert set(safe) == {"start_time", "count", "obj"}
+    assert safe["start_time"] == CRAWLED_AT.isoformat()
+    json.dumps(safe)
+
+
+def test_normalize_num_iid_is_what_the_exporter_falls_back_to() -> None:
+    assert normalize_num_iid("652345678901") == 652345678901
