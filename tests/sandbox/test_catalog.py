@@ -133,3 +133,29 @@ def test_features_are_cached_on_disk(tmp_path, monkeypatch):
     os.utime(tmp_path / "p0.png", ns=(1, 1))
     assert np.allclose(VisualIndex(load_jsonl(path)).features, first.features)
     assert len(list(tmp_path.glob("features-*.npy"))) == 2
+
+
+def test_committed_demo_seeds_find_their_products(catalog):
+    from sandbox.search import decode_image, image_features
+
+    index = VisualIndex(catalog)
+    seeds = sorted((REPO / "data" / "seeds").glob("photo_*.jpg"))
+    assert 6 <= len(seeds) <= 8
+    for seed in seeds:
+        num_iid = seed.name.split("_")[1]
+        ranking = index.rank(image_features(decode_image(seed.read_bytes())))
+        assert num_iid in [catalog.products[i].num_iid for i in ranking[:5]], seed.name
+
+
+def test_example_catalogue_loads_and_answers(make_sandbox):
+    import base64
+
+    path = REPO / "configs" / "catalog.example" / "catalog.jsonl"
+    example = load_jsonl(path)
+    assert len(example) == 20 and len(set(example.cats)) >= 8
+    sb = make_sandbox("--catalog", str(path))
+    product = example.products[4]
+    image = base64.b64encode(product.image_path.read_bytes()).decode()
+    response = post(sb.endpoint, signed_params(SEARCH, image_data=image))["image_search_response"]
+    assert response["total_results"] == "20"
+    assert str(response["items"]["item"][0]["num_iid"]) == product.num_iid
