@@ -11,7 +11,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from scrapy.exporters import BaseItemExporter
 
-from exporters.tables import TABLE_ACCEPTS, RowBuffer, get_table, table_for_item
+from exporters.tables import TABLE_ACCEPTS, SharedConversion, TableConverter, get_table, shared_conversion, table_for_item
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,8 +33,10 @@ class TableItemExporter(BaseItemExporter):
     The table comes from the feed option ``item_export_kwargs: {"table": "products"}``; without
     it (``-O out.parquet``) the first item's class decides (ProductHit -> products, SeedSummary
     -> seeds) and items that do not belong to that table are skipped and counted. Rows are
-    buffered ``buffer_rows`` at a time and converted column by column with pyarrow, so memory
-    stays bounded whatever the crawl's size. Subclasses say how a batch is written.
+    buffered ``buffer_rows`` (PARQUET_ROW_GROUP_SIZE) at a time and converted column by column
+    with pyarrow, so memory stays bounded whatever the crawl's size; the exporters of one table
+    in both formats share each row and each converted batch (``SharedConversion``), so writing a
+    second format costs little more than its own encoding. Subclasses say how a batch is written.
     """
 
     format_name: ClassVar[str]
@@ -46,6 +48,7 @@ class TableItemExporter(BaseItemExporter):
         table: str | None = None,
         buffer_rows: int = DEFAULT_BUFFER_ROWS,
         stats: StatsCollector | None = None,
+        shared: SharedConversion | None = None,
         **kwargs: Any,
     ):
         super().__init__(dont_fail=True, **kwargs)
@@ -62,42 +65,46 @@ class TableItemExporter(BaseItemExporter):
         self.table: Table | None = get_table(table) if table else None
         # With an explicit table the feed's item_filter already routes items; an inferred table filters here.
         self._accepts: Callable[[Any], bool] | None = None
-        self._buffer: RowBuffer | None = None
-        self._started = False
+        self._converter: TableConverter | SharedConversion | None = shared
+        self._rows: list[tuple[Any, ...]] = []
+        self._writing = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, file: IO[bytes], **kwargs: Any) -> Self:
         kwargs.setdefault("stats", crawler.stats)
-        return cls(file, **cls._settings_kwargs(crawler), **kwargs)
+        if kwargs.get("table"):
+            kwargs.setdefault("shared", shared_conversion(crawler, get_table(kwargs["table"])))
+        return cls(file, **{"buffer_rows": crawler.settings.getint("PARQUET_ROW_GROUP_SIZE", DEFAULT_BUFFER_ROWS), **cls._settings_kwargs(crawler), **kwargs})
 
     @classmethod
     def _settings_kwargs(cls, crawler: Crawler) -> dict[str, Any]:
         return {}
 
     def start_exporting(self) -> None:
-        self._started = True
-        if self.table is not None and self._buffer is None:
+        if self.table is not None and not self._writing:
             self._open(self.table)
 
     def export_item(self, item: Any) -> None:
-        buffer = self._buffer
-        if buffer is None:
-            buffer = self._infer_table(item)
-            if buffer is None:
+        converter = self._converter
+        if converter is None:
+            converter = self._infer_table(item)
+            if converter is None:
                 return
         if self._accepts is not None and not self._accepts(item):
             self._count("skipped", 1)
             return
-        buffer.append(item)
-        if len(buffer) >= self.buffer_rows:
+        rows = self._rows
+        rows.append(converter.row(item))
+        if len(rows) >= self.buffer_rows:
             self._flush()
 
     def finish_exporting(self) -> None:
-        if self._buffer is not None:
+        if self._writing:
             self._flush()
             self._close()
+            self._writing = False
 
-    def _infer_table(self, item: Any) -> RowBuffer | None:
+    def _infer_table(self, item: Any) -> TableConverter | None:
         table = table_for_item(item)
         if table is None:
             self._count("skipped", 1)
@@ -106,19 +113,22 @@ class TableItemExporter(BaseItemExporter):
         self.table = table
         self._accepts = TABLE_ACCEPTS[table.name]
         self._open(table)
-        return self._buffer
+        return self._converter  # type: ignore[return-value]
 
     def _open(self, table: Table) -> None:
-        self._buffer = RowBuffer(table)
+        if self._converter is None:
+            self._converter = TableConverter(table)
         self._open_writer(table)
+        self._writing = True
 
     def _flush(self) -> None:
-        assert self._buffer is not None
-        if not len(self._buffer):
+        rows, self._rows = self._rows, []
+        if not rows:
             return
-        batch, rejected = self._buffer.take_batch()
+        assert self._converter is not None and self.table is not None
+        batch, rejected = self._converter.to_batch(rows)
         if rejected:
-            logger.error("%s/%s: %d rows without a required value not written", self.format_name, self._buffer.table.name, rejected)
+            logger.error("%s/%s: %d rows without a required value not written", self.format_name, self.table.name, rejected)
             self._count("rejected_rows", rejected)
         if batch.num_rows:
             self._write_batch(batch)
@@ -142,8 +152,8 @@ class TableItemExporter(BaseItemExporter):
 class ParquetItemExporter(TableItemExporter):
     """One table as a Parquet file with the schema of ``items.schema``, one row group per buffer.
 
-    Settings: PARQUET_ROW_GROUP_SIZE (rows per row group, which is also the buffer) and
-    PARQUET_COMPRESSION.
+    Settings: PARQUET_ROW_GROUP_SIZE (rows per row group, which is also the buffer of every
+    dataset exporter, CSV included) and PARQUET_COMPRESSION.
     """
 
     format_name = "parquet"
@@ -155,11 +165,7 @@ class ParquetItemExporter(TableItemExporter):
 
     @classmethod
     def _settings_kwargs(cls, crawler: Crawler) -> dict[str, Any]:
-        settings = crawler.settings
-        return {
-            "buffer_rows": settings.getint("PARQUET_ROW_GROUP_SIZE", DEFAULT_BUFFER_ROWS),
-            "compression": settings.get("PARQUET_COMPRESSION", "zstd"),
-        }
+        return {"compression": crawler.settings.get("PARQUET_COMPRESSION", "zstd")}
 
     def _open_writer(self, table: Table) -> None:
         self._writer = pq.ParquetWriter(self.file, table.arrow_schema, compression=self.compression)

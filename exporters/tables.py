@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from itemadapter import ItemAdapter
-from scrapy import Item
 from scrapy.extensions.feedexport import ItemFilter
 
 from items.schema import MATCHES, PRODUCTS, SEEDS, TABLES, Table
-from items.scrapy_items import ProductHit, SeedSummary
+from items.scrapy_items import ProductHit, SeedSummary, item_kind
 from pipeline.normalize import (
     normalize_bool,
     normalize_count,
@@ -26,9 +28,9 @@ logger = logging.getLogger(__name__)
 
 #: Which items each table takes: a product once (its first hit), a match for every hit.
 TABLE_ACCEPTS: dict[str, Callable[[Any], bool]] = {
-    PRODUCTS.name: lambda item: isinstance(item, ProductHit) and not item.get("is_duplicate"),
-    MATCHES.name: lambda item: isinstance(item, ProductHit),
-    SEEDS.name: lambda item: isinstance(item, SeedSummary),
+    PRODUCTS.name: lambda item: item_kind(item) is ProductHit and not item.get("is_duplicate"),
+    MATCHES.name: lambda item: item_kind(item) is ProductHit,
+    SEEDS.name: lambda item: item_kind(item) is SeedSummary,
 }
 #: The table an item goes to when a feed names none (``scrapy crawl ... -O out.parquet``).
 DEFAULT_TABLE_FOR_ITEM: dict[type, Table] = {ProductHit: PRODUCTS, SeedSummary: SEEDS}
@@ -44,10 +46,8 @@ def get_table(name: str) -> Table:
 
 def table_for_item(item: Any) -> Table | None:
     """The table an item of this class fills by default, or None."""
-    for cls, table in DEFAULT_TABLE_FOR_ITEM.items():
-        if isinstance(item, cls):
-            return table
-    return None
+    kind = item_kind(item)
+    return DEFAULT_TABLE_FOR_ITEM[kind] if kind is not None else None
 
 
 class TableFilter(ItemFilter):
@@ -58,10 +58,8 @@ class TableFilter(ItemFilter):
         table = ((feed_options or {}).get("item_export_kwargs") or {}).get("table")
         if table is None:
             raise ValueError("TableFilter needs the feed option item_export_kwargs: {'table': ...}")
-        self._accepts = TABLE_ACCEPTS[get_table(table).name]
-
-    def accepts(self, item: Any) -> bool:
-        return self._accepts(item)
+        # Scrapy calls filter.accepts(item) for every item and feed: the predicate itself, no wrapper.
+        self.accepts = TABLE_ACCEPTS[get_table(table).name]  # type: ignore[method-assign]
 
 
 def _coerce_int(bits: int) -> Callable[[Any], int | None]:
@@ -96,31 +94,30 @@ def to_arrow(values: list[Any] | tuple[Any, ...], type_: pa.DataType) -> pa.Arra
         return pa.array([coerce(v) for v in values], type=type_)
 
 
-class RowBuffer:
-    """Rows of one table, kept as tuples in schema order until they become one Arrow record batch."""
+class TableConverter:
+    """Turns rows of one table (tuples in schema order) into a typed Arrow record batch."""
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.schema = table.arrow_schema
-        self._names = tuple(table.column_names)
+        self.names = tuple(table.column_names)
         self._required = [i for i, c in enumerate(table.columns) if not c.nullable]
-        self._rows: list[tuple[Any, ...]] = []
 
-    def __len__(self) -> int:
-        return len(self._rows)
+    def row(self, item: Any) -> tuple[Any, ...]:
+        """The item's values for this table's columns, in order (missing fields are None)."""
+        try:
+            get = item._values.get  # a scrapy.Item: its own dict, without the adapter's per-key work
+        except AttributeError:
+            get = ItemAdapter(item).get
+        return tuple(map(get, self.names))
 
-    def append(self, item: Any) -> None:
-        values = item._values if isinstance(item, Item) else ItemAdapter(item)  # Item: skip the adapter
-        self._rows.append(tuple(map(values.get, self._names)))
-
-    def take_batch(self) -> tuple[pa.RecordBatch, int]:
-        """The buffered rows as a record batch (buffer emptied), and how many rows were rejected.
+    def to_batch(self, rows: list[tuple[Any, ...]]) -> tuple[pa.RecordBatch, int]:
+        """*rows* as a record batch, and how many rows were rejected.
 
         A row missing a required (non-nullable) value is rejected rather than written: the
         validation pipeline should have dropped it, and a null there would break readers.
         """
-        rows, self._rows = self._rows, []
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(self._names)
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(self.names)
         arrays = [to_arrow(values, column.type) for values, column in zip(columns, self.table.columns, strict=True)]
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         rejected = 0
@@ -131,3 +128,62 @@ class RowBuffer:
             batch = batch.filter(mask)
             rejected = len(rows) - batch.num_rows
         return batch, rejected
+
+
+@dataclass
+class _Converted:
+    first: tuple[Any, ...]  # held, so identity comparisons cannot meet a recycled id
+    last: tuple[Any, ...]
+    size: int
+    result: tuple[pa.RecordBatch, int]
+    waiting: int
+
+
+class SharedConversion:
+    """Lets the exporters of one table in several formats build each row and each batch once.
+
+    The feeds of one table (``parquet/products``, ``csv/products``) receive the same items in
+    the same order, one right after the other. The first exporter to see an item builds its row
+    tuple and the next ones reuse that very tuple; the first to flush a buffer converts it and
+    the others, holding the same tuples, reuse the batch. Nothing is shared unless the rows are
+    the identical objects, so feeds that see different items simply convert their own.
+    """
+
+    def __init__(self, converter: TableConverter, consumers: int) -> None:
+        self.converter = converter
+        self.consumers = consumers
+        self._last_item: Any = None
+        self._last_row: tuple[Any, ...] = ()
+        self._converted: deque[_Converted] = deque(maxlen=8)
+
+    def row(self, item: Any) -> tuple[Any, ...]:
+        if item is self._last_item:
+            return self._last_row
+        row = self.converter.row(item)
+        self._last_item, self._last_row = item, row
+        return row
+
+    def to_batch(self, rows: list[tuple[Any, ...]]) -> tuple[pa.RecordBatch, int]:
+        for done in self._converted:
+            if done.size == len(rows) and done.first is rows[0] and done.last is rows[-1]:
+                done.waiting -= 1
+                if not done.waiting:
+                    self._converted.remove(done)
+                return done.result
+        result = self.converter.to_batch(rows)
+        if self.consumers > 1 and rows:
+            self._converted.append(_Converted(rows[0], rows[-1], len(rows), result, self.consumers - 1))
+        return result
+
+
+_SHARED: WeakKeyDictionary[Any, dict[str, SharedConversion]] = WeakKeyDictionary()
+
+
+def shared_conversion(crawler: Any, table: Table) -> SharedConversion:
+    """The crawler's SharedConversion for *table*, sized by how many FEEDS write that table."""
+    per_table = _SHARED.setdefault(crawler, {})
+    if table.name not in per_table:
+        feeds = crawler.settings.getdict("FEEDS").values()
+        consumers = sum(1 for f in feeds if ((f or {}).get("item_export_kwargs") or {}).get("table") == table.name)
+        per_table[table.name] = SharedConversion(TableConverter(table), max(consumers, 1))
+    return per_table[table.name]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from items.schema import MATCHES, PRODUCTS, SEEDS, TABLES, Column, Table
-from items.scrapy_items import ProductHit, SeedSummary
+from items.scrapy_items import ProductHit, SeedSummary, item_kind
 
 __all__ = [
     "Column",
@@ -14,4 +14,5 @@ __all__ = [
     "TABLES",
     "ProductHit",
     "SeedSummary",
+    "item_kind",
 ]

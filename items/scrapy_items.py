@@ -50,3 +50,22 @@ class SeedSummary(scrapy.Item):
     pages_fetched = scrapy.Field()
     items_found = scrapy.Field()
     run_id = scrapy.Field()
+
+
+_KIND_BY_TYPE: dict[type, type | None] = {}
+
+
+def item_kind(item: object) -> type | None:
+    """``ProductHit``, ``SeedSummary`` (subclasses included) or None, for any item.
+
+    Pipelines and feed filters ask this of every item several times; ``isinstance`` against
+    Item classes goes through ABCMeta and costs more than the rest of a filter, so the answer
+    is cached per type.
+    """
+    cls = type(item)
+    try:
+        return _KIND_BY_TYPE[cls]
+    except KeyError:
+        kind = next((k for k in (ProductHit, SeedSummary) if issubclass(cls, k)), None)
+        _KIND_BY_TYPE[cls] = kind
+        return kind

@@ -14,6 +14,7 @@ import math
 import re
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,16 +74,24 @@ def normalize_price(raw: Any) -> tuple[Decimal | None, Decimal | None]:
     ("200-600", "200 - 600", "200~600"). Anything else, negative or too large: ``(None, None)``.
     """
     if isinstance(raw, str):
-        text = _CURRENCY_RE.sub("", raw.strip()).strip()
-        match = _PRICE_RE.match(text)
-        if match is None:
-            return None, None
-        low, high = _price(match["low"]), _price(match["high"] or match["low"])
-        if low is None or high is None:
-            return None, None
-        return (low, high) if low <= high else (high, low)
+        return _parse_price_text(raw)
     value = _price(raw)
     return value, value
+
+
+# Listings repeat the same few thousand price and sales strings ("39.90", "1万+人付款": Taobao
+# shows sales in buckets), so the text parsers are memoised. Results are immutable (Decimal,
+# int, tuples) and the caches bounded.
+@lru_cache(maxsize=16_384)
+def _parse_price_text(raw: str) -> tuple[Decimal | None, Decimal | None]:
+    text = _CURRENCY_RE.sub("", raw.strip()).strip()
+    match = _PRICE_RE.match(text)
+    if match is None:
+        return None, None
+    low, high = _price(match["low"]), _price(match["high"] or match["low"])
+    if low is None or high is None:
+        return None, None
+    return (low, high) if low <= high else (high, low)
 
 
 def normalize_sales(raw: Any) -> int | None:
@@ -93,23 +102,30 @@ def normalize_sales(raw: Any) -> int | None:
     ("1.23456万" -> 12345); a fraction without a unit is not a count and gives ``None``.
     """
     if isinstance(raw, str):
-        match = _SALES_RE.match(raw.strip())
-        if match is None:
-            return None
-        value = _decimal(match["num"])
-        unit = match["unit"]
-        if value is not None and unit:
-            value = int(value * _SALES_UNITS[unit.lower()])
-        return _to_int(value, minimum=0)
+        return _parse_sales_text(raw)
     return _to_int(raw, minimum=0)
+
+
+@lru_cache(maxsize=16_384)
+def _parse_sales_text(raw: str) -> int | None:
+    match = _SALES_RE.match(raw.strip())
+    if match is None:
+        return None
+    value = _decimal(match["num"])
+    unit = match["unit"]
+    if value is not None and unit:
+        value = int(value * _SALES_UNITS[unit.lower()])
+    return _to_int(value, minimum=0)
 
 
 def _to_int(raw: Any, minimum: int) -> int | None:
     """An int in [minimum, INT64_MAX] from an int, an integral float/Decimal or a digit string."""
-    if raw is None or isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
+    if type(raw) is int:  # the common case first: this runs several times per item
         value = raw
+    elif raw is None or isinstance(raw, bool):
+        return None
+    elif isinstance(raw, int):
+        value = int(raw)
     elif isinstance(raw, str):
         text = raw.strip()
         if not text.isascii() or not text.isdigit():
@@ -139,6 +155,8 @@ def _is_loopback(host: str) -> bool:
     host = host.lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
+    if not host[:1].isdigit() and ":" not in host:
+        return False  # a name, not an IP address: skip ip_address() and its exception
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -155,6 +173,8 @@ def normalize_url(raw: Any) -> str | None:
     if not isinstance(raw, str):
         return None
     url = raw.strip()
+    if url.startswith("https://"):  # the common case, without parsing
+        return url if len(url) > 8 and url[8] not in "/?#" else None
     if url.startswith("//"):
         url = "https:" + url
     scheme, sep, rest = url.partition("://")
@@ -193,13 +213,18 @@ def clean_title(raw: Any) -> str | None:
     """
     if raw is None:
         return None
-    text = html.unescape(_TAG_RE.sub("", str(raw)))
-    text = _SPACE_RE.sub(" ", text).strip()
-    return text or None
+    text = str(raw)
+    if "<" in text:
+        text = _TAG_RE.sub("", text)
+    if "&" in text:
+        text = html.unescape(text)
+    return " ".join(text.split()) or None
 
 
 def normalize_text(raw: Any) -> str | None:
     """A stripped string; numbers become their text (cat 50015374 -> "50015374"); empty -> None."""
+    if type(raw) is str:
+        return raw.strip() or None
     if raw is None or isinstance(raw, bool):
         return None
     if isinstance(raw, float) and raw.is_integer():
@@ -210,6 +235,8 @@ def normalize_text(raw: Any) -> str | None:
 
 def normalize_timestamp(raw: Any) -> datetime | None:
     """An aware UTC datetime from a datetime (naive read as UTC), an ISO 8601 string or epoch seconds."""
+    if type(raw) is datetime and raw.tzinfo is timezone.utc:  # what the spider sends
+        return raw
     try:
         if isinstance(raw, datetime):
             value = raw

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy.exceptions import DropItem
 
 from exporters.layout import new_run_id
-from items.scrapy_items import ProductHit, SeedSummary
+from items.scrapy_items import ProductHit, SeedSummary, item_kind
 from pipeline.normalize import (
     clean_title,
     normalize_bool,
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 # Drops are expected (a gateway returns the odd hit without an id) and counted in stats; logging
 # each at WARNING, Scrapy's default, would bury real problems. DropItem's log_level lowers it.
 _DROP_LOG_LEVEL = "DEBUG"
+_PUBLISH_EVERY = 1_000
 
 
 class _StatsPipeline:
@@ -51,17 +52,19 @@ class ValidatePipeline(_StatsPipeline):
     """
 
     def process_item(self, item: Any) -> Any:
-        if not isinstance(item, (ProductHit, SeedSummary)):
+        kind = item_kind(item)
+        if kind is None:
             return item
-        if normalize_text(item.get("seed_id")) is None:
+        values = item._values  # hot path, see NormalizePipeline._product
+        if normalize_text(values.get("seed_id")) is None:
             self.stats.inc_value("dataset/dropped/missing_seed_id")
             raise DropItem(f"{type(item).__name__} without a seed_id", log_level=_DROP_LOG_LEVEL)
-        if isinstance(item, ProductHit):
-            num_iid = normalize_num_iid(item.get("num_iid"))
+        if kind is ProductHit:
+            num_iid = normalize_num_iid(values.get("num_iid"))
             if num_iid is None:
                 self.stats.inc_value("dataset/dropped/invalid_num_iid")
-                raise DropItem(f"no usable num_iid: {item.get('num_iid')!r}", log_level=_DROP_LOG_LEVEL)
-            item["num_iid"] = num_iid
+                raise DropItem(f"no usable num_iid: {values.get('num_iid')!r}", log_level=_DROP_LOG_LEVEL)
+            values["num_iid"] = num_iid
         return item
 
 
@@ -82,34 +85,44 @@ class NormalizePipeline(_StatsPipeline):
     """
 
     def process_item(self, item: Any) -> Any:
-        if isinstance(item, ProductHit):
+        kind = item_kind(item)
+        if kind is ProductHit:
             self._product(item)
-        elif isinstance(item, SeedSummary):
+        elif kind is SeedSummary:
             self._seed(item)
         return item
 
     def _product(self, item: ProductHit) -> None:
-        price_raw = _raw_text(item.get("price"))
-        item["price_min"], item["price_max"] = normalize_price(item.get("price"))
-        item["price_raw"] = price_raw
-        if item["price_min"] is None and price_raw is not None:
+        # This runs for every hit: read and write the item's own dict (every key below is a declared
+        # ProductHit field, checked at import) rather than through Item's per-key checks.
+        values = item._values
+        get = values.get
+        price, sales = get("price"), get("sales")
+        price_raw, sales_raw = _raw_text(price), _raw_text(sales)
+        price_min, price_max = normalize_price(price)
+        sales_count = normalize_sales(sales)
+        if price_min is None and price_raw is not None:
             self.stats.inc_value("dataset/unparsed/price")
-        sales_raw = _raw_text(item.get("sales"))
-        item["sales"] = normalize_sales(item.get("sales"))
-        item["sales_raw"] = sales_raw
-        if item["sales"] is None and sales_raw is not None:
+        if sales_count is None and sales_raw is not None:
             self.stats.inc_value("dataset/unparsed/sales")
-        item["num_iid"] = normalize_num_iid(item.get("num_iid"))
-        item["title"] = clean_title(item.get("title"))
-        item["pic_url"] = normalize_url(item.get("pic_url"))
-        item["detail_url"] = normalize_url(item.get("detail_url"))
-        item["seller_nick"] = normalize_text(item.get("seller_nick"))
-        item["is_tmall"] = normalize_bool(item.get("is_tmall"))
-        item["seed_id"] = normalize_text(item.get("seed_id"))
-        item["page"] = normalize_count(item.get("page"))
-        item["position"] = normalize_count(item.get("position"))
-        item["cat"] = normalize_text(item.get("cat"))
-        item["crawled_at"] = normalize_timestamp(item.get("crawled_at"))
+        values.update(
+            price_min=price_min,
+            price_max=price_max,
+            price_raw=price_raw,
+            sales=sales_count,
+            sales_raw=sales_raw,
+            num_iid=normalize_num_iid(get("num_iid")),
+            title=clean_title(get("title")),
+            pic_url=normalize_url(get("pic_url")),
+            detail_url=normalize_url(get("detail_url")),
+            seller_nick=normalize_text(get("seller_nick")),
+            is_tmall=normalize_bool(get("is_tmall")),
+            seed_id=normalize_text(get("seed_id")),
+            page=normalize_count(get("page")),
+            position=normalize_count(get("position")),
+            cat=normalize_text(get("cat")),
+            crawled_at=normalize_timestamp(get("crawled_at")),
+        )
 
     def _seed(self, item: SeedSummary) -> None:
         for name in ("seed_id", "source", "sha256", "status", "error_code", "error_msg"):
@@ -118,31 +131,49 @@ class NormalizePipeline(_StatsPipeline):
             item[name] = normalize_count(item.get(name))
 
 
+_NORMALIZED_FIELDS = ("price_min", "price_max", "price_raw", "sales", "sales_raw", "num_iid", "title", "pic_url", "detail_url")
+_NORMALIZED_FIELDS += ("seller_nick", "is_tmall", "seed_id", "page", "position", "cat", "crawled_at", "is_duplicate", "first_seed_id", "run_id")
+assert set(_NORMALIZED_FIELDS) <= set(ProductHit.fields), "pipelines write a field ProductHit does not declare"
+
+
 class DeduplicatePipeline(_StatsPipeline):
     """Marks repeated products: the first hit of a num_iid wins, later hits get ``is_duplicate=True``.
 
     Duplicates are not dropped: the matches table keeps every (seed, product) pair, the products
     table only first hits. ``first_seed_id`` is the seed of the first hit. Memory: one int per
-    distinct product. Stats: ``dataset/products/unique``, ``dataset/products/duplicates``.
+    distinct product. Stats: ``dataset/products/unique``, ``dataset/products/duplicates``
+    (published every 1,000 hits and when the spider closes).
     """
 
     def __init__(self, stats: StatsCollector) -> None:
         super().__init__(stats)
         self.seen: set[int] = set()
+        self.duplicates = 0
+        self._hits = 0
 
     def process_item(self, item: Any) -> Any:
-        if not isinstance(item, ProductHit):
+        if item_kind(item) is not ProductHit:
             return item
-        num_iid = item["num_iid"]
+        values = item._values  # hot path, see NormalizePipeline._product
+        num_iid = values["num_iid"]
         if num_iid in self.seen:
-            item["is_duplicate"] = True
-            self.stats.inc_value("dataset/products/duplicates")
+            values["is_duplicate"] = True
+            self.duplicates += 1
         else:
             self.seen.add(num_iid)
-            item["is_duplicate"] = False
-            item["first_seed_id"] = item.get("seed_id")
-            self.stats.inc_value("dataset/products/unique")
+            values["is_duplicate"] = False
+            values["first_seed_id"] = values.get("seed_id")
+        self._hits += 1
+        if self._hits % _PUBLISH_EVERY == 0:  # stats calls cost more than the rest of this method
+            self._publish()
         return item
+
+    def close_spider(self) -> None:
+        self._publish()
+
+    def _publish(self) -> None:
+        self.stats.set_value("dataset/products/unique", len(self.seen))
+        self.stats.set_value("dataset/products/duplicates", self.duplicates)
 
 
 class RunIdPipeline:
@@ -160,6 +191,6 @@ class RunIdPipeline:
         return cls(run_id)
 
     def process_item(self, item: Any) -> Any:
-        if isinstance(item, (ProductHit, SeedSummary)):
-            item["run_id"] = self.run_id
+        if item_kind(item) is not None:
+            item._values["run_id"] = self.run_id  # hot path, see NormalizePipeline._product
         return item

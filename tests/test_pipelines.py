@@ -61,6 +61,9 @@ class Chain:
         return item
 
     def stat(self, key: str) -> Any:
+        for p in self.pipelines:
+            if hasattr(p, "close_spider"):
+                p.close_spider()
         return self.crawler.stats.get_value(key)
 
 
