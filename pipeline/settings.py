@@ -61,7 +61,6 @@ ITEM_PIPELINES = {
     "pipeline.pipelines.ValidatePipeline": 100,
     "pipeline.pipelines.NormalizePipeline": 200,
     "pipeline.pipelines.DeduplicatePipeline": 300,
-    "pipeline.pipelines.RunIdPipeline": 400,
 }
 FEED_EXPORTERS = {
     "parquet": "exporters.itemexporters.ParquetItemExporter",
@@ -76,3 +75,10 @@ FEED_STORAGES = {
 # ---------------------------------------------------------------------------------------------
 # Long crawls (pacing, faults, resume)
 # ---------------------------------------------------------------------------------------------
+#: Gateway quota as CALLS/SECONDS per app key; calls are paced so the crawl never meets the quota
+#: error (the article: 1000 calls an hour). Empty disables pacing.
+IMAGESEARCH_QUOTA = "1000/3600"
+#: Seconds added to the quota window to absorb latency jitter between us and the gateway.
+IMAGESEARCH_QUOTA_MARGIN = 0.25
+#: Where pacing state lives (import path of a pipeline.pacing.QuotaStore); in memory for one crawler.
+IMAGESEARCH_QUOTA_STORE = "pipeline.pacing.InMemoryQuotaStore"

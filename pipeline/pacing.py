@@ -1,0 +1,147 @@
+"""Quota-true pacing of gateway calls: never more than IMAGESEARCH_QUOTA calls per window per app key."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from scrapy import signals
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.asyncio import sleep
+from scrapy.utils.misc import load_object
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+#: Sent by whoever meets a quota error (the gateway error handling), so that the pacer holds
+#: every call for that app key, not only the one that failed: ``ban_seconds`` (float).
+quota_exceeded = object()
+
+#: Request.meta key that marks a request as a gateway call to be paced (its value: the API method).
+GATEWAY_CALL_META = "imagesearch_call"
+
+_QUOTA_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class Quota:
+    """``calls`` per ``seconds``, e.g. ``Quota.parse("1000/3600")``."""
+
+    calls: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> Quota:
+        match = _QUOTA_RE.match(str(text))
+        if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+            raise ValueError(f"IMAGESEARCH_QUOTA={text!r}: expected CALLS/SECONDS, e.g. 1000/3600")
+        return cls(int(match.group(1)), float(match.group(2)))
+
+    @property
+    def rate(self) -> float:
+        """Calls per second."""
+        return self.calls / self.seconds
+
+
+class QuotaStore(Protocol):
+    """Where the pacing state of each app key lives.
+
+    The in-memory store serves one crawler; several crawlers on several machines sharing one
+    app key need a shared store (e.g. Redis) implementing the same two calls atomically.
+    """
+
+    def reserve(self, key: str, quota: Quota, now: float, margin: float) -> float:
+        """Book the next call slot for ``key`` and return the time (``now``'s clock) it may be sent."""
+
+    def ban(self, key: str, until: float) -> None:
+        """No call for ``key`` may be sent before ``until``."""
+
+
+class InMemoryQuotaStore:
+    """A sliding-window schedule per key: the times of the last ``quota.calls`` booked calls.
+
+    A call may go when fewer than ``calls`` calls were booked in the window before it, so the
+    schedule bursts up to the quota and then follows the window exactly, which is what a gateway
+    with a sliding window allows. ``margin`` is added to the window to absorb latency jitter
+    between our clock and the gateway's.
+    """
+
+    def __init__(self) -> None:
+        self._booked: dict[str, deque[float]] = {}
+        self._banned_until: dict[str, float] = {}
+
+    def reserve(self, key: str, quota: Quota, now: float, margin: float) -> float:
+        booked = self._booked.get(key)
+        if booked is None or booked.maxlen != quota.calls:
+            booked = self._booked[key] = deque(booked or (), maxlen=quota.calls)
+        at = max(now, self._banned_until.get(key, 0.0))
+        if len(booked) == quota.calls:
+            at = max(at, booked[0] + quota.seconds + margin)
+        booked.append(at)
+        return at
+
+    def ban(self, key: str, until: float) -> None:
+        self._banned_until[key] = max(self._banned_until.get(key, 0.0), until)
+
+
+class QuotaPacingMiddleware:
+    """Downloader middleware holding each gateway call until the app key's quota allows it.
+
+    It must run before the signing middleware, so that a call signed after its wait still
+    carries a fresh timestamp. Stats: ``pacing/calls``, ``pacing/waits``, ``pacing/wait_seconds``,
+    ``pacing/quota_errors``.
+    """
+
+    def __init__(self, crawler: Crawler, quota: Quota, store: QuotaStore, key: str, margin: float) -> None:
+        self.crawler = crawler
+        self.quota = quota
+        self.store = store
+        self.key = key
+        self.margin = margin
+        self.stats = crawler.stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        spec = settings.get("IMAGESEARCH_QUOTA")
+        if not spec:
+            raise NotConfigured("IMAGESEARCH_QUOTA is empty: gateway calls are not paced")
+        store_cls = load_object(settings.get("IMAGESEARCH_QUOTA_STORE"))
+        store = store_cls.from_crawler(crawler) if hasattr(store_cls, "from_crawler") else store_cls()
+        margin = settings.getfloat("IMAGESEARCH_QUOTA_MARGIN")
+        mw = cls(crawler, Quota.parse(spec), store, settings.get("IMAGESEARCH_APP_KEY"), margin)
+        crawler.signals.connect(mw.on_quota_exceeded, signal=quota_exceeded)
+        crawler.signals.connect(mw.spider_opened, signal=signals.spider_opened)
+        return mw
+
+    def spider_opened(self) -> None:
+        logger.info(
+            "Pacing gateway calls to %d per %g s (%.3g calls/s) for app key %s",
+            self.quota.calls, self.quota.seconds, self.quota.rate, self.key,
+        )
+
+    async def process_request(self, request: Request) -> None:
+        if GATEWAY_CALL_META not in request.meta:
+            return
+        now = time.monotonic()
+        at = self.store.reserve(self.key, self.quota, now, self.margin)
+        self.stats.inc_value("pacing/calls")
+        if at > now:
+            self.stats.inc_value("pacing/waits")
+            self.stats.inc_value("pacing/wait_seconds", round(at - now, 3))
+            await sleep(at - now)
+
+    def on_quota_exceeded(self, ban_seconds: float) -> None:
+        """The gateway said the quota is spent: hold every call for this key until the ban is over."""
+        self.stats.inc_value("pacing/quota_errors")
+        self.store.ban(self.key, time.monotonic() + max(0.0, ban_seconds))
+        logger.warning("Quota exceeded for app key %s: all calls held for %.1f s", self.key, ban_seconds)
