@@ -34,6 +34,67 @@ IMAGESEARCH_APP_KEY = os.environ.get("IMAGESEARCH_APP_KEY", "test")
 IMAGESEARCH_APP_SECRET = os.environ.get("IMAGESEARCH_APP_SECRET", "test")
 #: md5, hmac (HMAC-MD5) or hmac-sha256.
 IMAGESEARCH_SIGN_METHOD = os.environ.get("IMAGESEARCH_SIGN_METHOD", "md5")
+#: Import path of the gateway class that builds calls and reads answers (see pipeline/gateways/base.py).
+IMAGESEARCH_GATEWAY = "pipeline.gateways.top.TopGateway"
+#: Most result pages fetched per seed image (``-a pages=N`` overrides it per crawl).
+IMAGESEARCH_PAGES = 5
+#: Results per page assumed when page 1 comes back empty; otherwise page 1's item count is the page size.
+IMAGESEARCH_PAGE_SIZE = 20
+#: Longest side, in pixels, of the JPEG sent for a local image (larger images are scaled down).
+IMAGESEARCH_MAX_IMAGE_SIDE = 1024
+#: Local images with more pixels than this are refused as image_too_large (decompression bombs).
+IMAGESEARCH_MAX_IMAGE_PIXELS = 89_478_485
+#: Hosts (fnmatch patterns) of the platform's own CDN: their URLs go as image_data, others are uploaded first.
+IMAGESEARCH_CDN_HOSTS = ["*.alicdn.com", "*.tbcdn.cn", "*.taobaocdn.com"]
+#: Default action per gateway error, keyed "code" or "code:sub_code_glob" ("*" for any code); the most
+#: specific matching key wins. Actions: fatal (stop the crawl), retry, throttle (wait out the ban), seed_error.
+#: Covers both the article's code table and real TOP's (api.md section 1). Change it via IMAGESEARCH_ERROR_ACTIONS.
+IMAGESEARCH_ERROR_ACTIONS_BASE = {
+    "7": "throttle",
+    "16": "throttle",
+    "10": "retry",
+    "15:isp.*": "retry",
+    "*:isp.*": "retry",
+    "malformed": "retry",
+    "11": "fatal",
+    "15": "fatal",
+    "21:isv.invalid-image*": "seed_error",
+    "21": "fatal",
+    "22": "fatal",
+    "25": "fatal",
+    "28": "fatal",
+    "29": "fatal",
+    "30": "fatal",
+    "31": "fatal",
+    "40": "fatal",
+    "41": "seed_error",
+    "*": "seed_error",
+}
+#: Your changes to the table above, merged over it (a dict, or JSON with -s); a value of None removes a key.
+IMAGESEARCH_ERROR_ACTIONS = {}
+#: Seconds before the first retry of a failed call, doubled on each further retry.
+IMAGESEARCH_RETRY_BACKOFF = 1.0
+#: Longest wait, in seconds, between two retries of a call.
+IMAGESEARCH_RETRY_BACKOFF_MAX = 30.0
+#: How often one call is re-sent after quota answers before its seed is recorded as failed.
+IMAGESEARCH_THROTTLE_MAX_TIMES = 30
+#: Seconds to pause after a quota answer that does not say how long the ban lasts.
+IMAGESEARCH_THROTTLE_DEFAULT_WAIT = 60.0
+#: Extra ``python -m sandbox`` flags for the embedded sandbox, e.g. ["--page-size", "10"].
+IMAGESEARCH_SANDBOX_ARGS = []
+#: Retries of a call after HTTP 5xx, timeouts, dropped connections, broken bodies or transient codes.
+RETRY_TIMES = 3
+DOWNLOADER_MIDDLEWARES = {
+    "pipeline.middlewares.GatewayMiddleware": 560,
+    # Last before the download handler, so every attempt is signed with a fresh timestamp.
+    "pipeline.middlewares.TopSigningMiddleware": 950,
+}
+#: EmbeddedSandbox starts the sandbox when IMAGESEARCH_ENDPOINT is "sandbox" (or empty).
+EXTENSIONS = {
+    "pipeline.extensions.EmbeddedSandbox": 100,
+}
+#: Our ``crawl`` command: one-line errors and exit codes (2: bad arguments, 3: the gateway refused us).
+COMMANDS_MODULE = "pipeline.commands"
 
 # ---------------------------------------------------------------------------------------------
 # Datasets (item pipelines, exporters)

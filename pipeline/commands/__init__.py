@@ -1,0 +1,1 @@
+"""Project commands (COMMANDS_MODULE): ``scrapy crawl`` with one-line errors and meaningful exit codes."""

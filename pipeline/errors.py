@@ -1,0 +1,50 @@
+"""Exceptions of the image-search crawl: bad command lines, refused seeds, and gateway error answers."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigurationError(Exception):
+    """The command line or settings cannot work (nothing to search, bad ``-a``/``-s`` value).
+
+    Raised before any API call; the ``crawl`` command prints ``str(exc)`` as one line and exits 2.
+    """
+
+
+class ImageRejected(Exception):
+    """A seed image refused before anything was sent: ``reason`` is a short code such as ``unreadable_image``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class GatewayError(Exception):
+    """An error answer of the gateway: ``code`` and ``sub_code`` decide what happens (IMAGESEARCH_ERROR_ACTIONS)."""
+
+    def __init__(self, code: str, sub_code: str = "", msg: str = "", sub_msg: str = "") -> None:
+        self.code = str(code)
+        self.sub_code = sub_code or ""
+        self.msg = msg or ""
+        self.sub_msg = sub_msg or ""
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """``code 15 isv.invalid-signature: Signature Error (Invalid signature)``."""
+        head = f"code {self.code}" + (f" {self.sub_code}" if self.sub_code else "")
+        text = self.msg + (f" ({self.sub_msg})" if self.sub_msg and self.sub_msg != self.msg else "")
+        return f"{head}: {text}" if text else head
+
+    def __reduce__(self) -> tuple[type[GatewayError], tuple[str, str, str, str]]:
+        return type(self), (self.code, self.sub_code, self.msg, self.sub_msg)
+
+
+class MalformedResponse(GatewayError):
+    """A body that is not the gateway's JSON (HTML error page, truncated JSON): code ``malformed``."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("malformed", "", "malformed response", detail)

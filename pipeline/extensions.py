@@ -1,0 +1,98 @@
+"""EmbeddedSandbox: serve the TOP-compatible sandbox in-process when no real gateway endpoint is configured."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from scrapy import signals
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.defer import maybe_deferred_to_future
+
+from pipeline.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from typing_extensions import Self
+
+    from sandbox.config import SandboxConfig
+    from sandbox.server import RunningSandbox
+
+logger = logging.getLogger(__name__)
+
+#: The IMAGESEARCH_ENDPOINT value (also the empty value) that asks for the embedded sandbox.
+SANDBOX_ENDPOINT = "sandbox"
+
+
+def wants_sandbox(endpoint: str | None) -> bool:
+    return (endpoint or "").strip().lower() in ("", SANDBOX_ENDPOINT)
+
+
+class EmbeddedSandbox:
+    """Starts ``sandbox.server.listen`` on a free loopback port when the spider opens (before any
+    request), logs one warning that results are the sandbox's, and stops it when the spider closes.
+
+    Disabled (NotConfigured) when IMAGESEARCH_ENDPOINT names a real gateway. IMAGESEARCH_SANDBOX_ARGS
+    holds extra ``python -m sandbox`` flags. The spider reads the address from :func:`resolve_endpoint`.
+    """
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.running: RunningSandbox | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        if not wants_sandbox(crawler.settings.get("IMAGESEARCH_ENDPOINT")):
+            raise NotConfigured("IMAGESEARCH_ENDPOINT names a gateway")
+        extension = cls(sandbox_config(crawler.settings.getlist("IMAGESEARCH_SANDBOX_ARGS")))
+        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        return extension
+
+    @property
+    def endpoint(self) -> str | None:
+        return self.running.endpoint if self.running else None
+
+    def spider_opened(self) -> None:
+        from sandbox.server import listen  # imports the reactor: only once Scrapy has installed it
+
+        self.running = listen(self.config, host="127.0.0.1", port=0)
+        logger.warning(
+            "Searching the embedded sandbox at %s: results are synthetic test data, not Taobao listings "
+            "(set IMAGESEARCH_ENDPOINT to a TOP router URL to search the real gateway)",
+            self.running.endpoint,
+        )
+
+    async def spider_closed(self) -> None:
+        running, self.running = self.running, None
+        if running is not None:
+            await maybe_deferred_to_future(running.stop())
+
+
+def sandbox_config(args: list[str]) -> SandboxConfig:
+    """SandboxConfig.from_args, with a bad flag reported as ConfigurationError instead of argparse's exit."""
+    from sandbox.config import SandboxConfig, build_parser
+
+    parser = build_parser()
+
+    def refuse(message: str) -> Any:
+        raise ConfigurationError(f"IMAGESEARCH_SANDBOX_ARGS={args!r}: {message}")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    try:
+        return SandboxConfig.from_namespace(parser.parse_args([str(a) for a in args]))
+    except ValueError as exc:
+        raise ConfigurationError(f"IMAGESEARCH_SANDBOX_ARGS={args!r}: {exc}") from None
+
+
+def resolve_endpoint(crawler: Crawler) -> str:
+    """The router URL calls go to: the embedded sandbox's once it runs, else IMAGESEARCH_ENDPOINT."""
+    extension = crawler.get_extension(EmbeddedSandbox)
+    if extension is not None and extension.endpoint:
+        return extension.endpoint
+    endpoint = (crawler.settings.get("IMAGESEARCH_ENDPOINT") or "").strip()
+    if wants_sandbox(endpoint):
+        raise ConfigurationError(
+            "IMAGESEARCH_ENDPOINT asks for the embedded sandbox but EmbeddedSandbox is not enabled in EXTENSIONS"
+        )
+    return endpoint

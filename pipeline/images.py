@@ -1,0 +1,117 @@
+"""Seed images before sending: read, hash, decode, orient, convert to an RGB JPEG of bounded size; URL routing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline.errors import ImageRejected
+
+logger = logging.getLogger(__name__)
+
+JPEG_QUALITY = 90
+_WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """The JPEG to send and what it came from (``sha256`` of the bytes as read, original size)."""
+
+    jpeg: bytes
+    sha256: str
+    original_size: tuple[int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        with Image.open(io.BytesIO(self.jpeg)) as img:
+            return img.size
+
+    def base64(self) -> str:
+        return base64.b64encode(self.jpeg).decode("ascii")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_image_file(path: Path) -> bytes:
+    """The file's bytes; ImageRejected ``file_not_found`` / ``unreadable_file``."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageRejected("file_not_found", f"no such file: {path}") from None
+    except OSError as exc:
+        raise ImageRejected("unreadable_file", f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_485) -> PreparedImage:
+    """Decode ``data`` and re-encode it as what the gateway should see; raises ImageRejected.
+
+    EXIF orientation is applied, any mode (CMYK, 16-bit, palette, alpha) becomes RGB on white,
+    animated images give their first frame, and the longest side is capped at ``max_side``.
+    Images over ``max_pixels`` are refused before being decoded (decompression bombs).
+    """
+    digest = sha256_hex(data)
+    if not data:
+        raise ImageRejected("unreadable_image", "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageRejected(
+                        "image_too_large",
+                        f"{width}x{height} is {width * height} pixels, over IMAGESEARCH_MAX_IMAGE_PIXELS={max_pixels}",
+                    )
+                img.seek(0)  # animated GIF/WebP/APNG: the first frame
+                img.load()
+                rgb = to_rgb(ImageOps.exif_transpose(img))
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected("image_too_large", str(exc)) from None
+    except UnidentifiedImageError:
+        raise ImageRejected("unreadable_image", "not an image in a format Pillow can decode") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected("unreadable_image", f"cannot decode image: {exc}") from None
+    if max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    rgb.save(out, "JPEG", quality=JPEG_QUALITY)
+    return PreparedImage(out.getvalue(), digest, (width, height))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """An RGB copy of ``img``: deep modes scaled to 8 bits, transparency flattened onto white."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(img, dtype=np.float64)
+        top = float(values.max()) if values.size else 0.0
+        if top > 255:
+            values = values * (255.0 / (65535.0 if top <= 65535 else top))
+        img = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, _WHITE)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def is_platform_cdn(url: str, host_patterns: Iterable[str]) -> bool:
+    """True if ``url``'s host matches one of ``host_patterns`` (fnmatch, case-insensitive), e.g. ``*.alicdn.com``."""
+    host = (urlsplit(url).hostname or "").lower()
+    return bool(host) and any(fnmatchcase(host, pattern.strip().lower()) for pattern in host_patterns)

@@ -1,0 +1,169 @@
+"""Downloader middlewares of gateway calls: pacing, retry backoff, error actions, call stats, and TOP signing."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode
+
+from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.utils.asyncio import sleep
+
+from pipeline.gateways.actions import RETRY, THROTTLE, ErrorActions
+from pipeline.gateways.base import METHOD_META_KEY, load_gateway
+from pipeline.gateways.top import SIGN_META_KEY, ban_seconds, check_sign_method, signed_params
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from typing_extensions import Self
+
+    from pipeline.errors import GatewayError
+    from pipeline.gateways.base import Gateway
+
+logger = logging.getLogger(__name__)
+
+#: Request meta key counting how often a request was re-sent after a quota answer.
+THROTTLED_META_KEY = "imagesearch_throttled"
+
+
+class QuotaPacer:
+    """App-wide pause after a quota answer: no gateway call leaves before the ban is over.
+
+    The one place that decides *when* a call may go; a later pacer (calls per hour) belongs here.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = clock
+        self.resume_at = 0.0
+
+    def ban(self, seconds: float) -> None:
+        self.resume_at = max(self.resume_at, self._monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.resume_at - self._monotonic())
+
+    async def wait(self) -> None:
+        while (delay := self.remaining()) > 0:
+            await sleep(delay)
+
+
+class GatewayMiddleware:
+    """For gateway calls (requests whose meta names an API method):
+
+    - before sending: waits out a quota ban (QuotaPacer) and the backoff of a retried request
+      (IMAGESEARCH_RETRY_BACKOFF x 2^(n-1), at most IMAGESEARCH_RETRY_BACKOFF_MAX), then counts
+      the call (``imagesearch/calls``, ``imagesearch/calls/<method>``);
+    - on an error answer: counts ``imagesearch/errors/<code>`` and applies IMAGESEARCH_ERROR_ACTIONS:
+      ``retry`` re-sends through Scrapy's retry machinery (RETRY_TIMES), ``throttle`` bans calls for
+      the seconds the gateway names and re-sends (at most IMAGESEARCH_THROTTLE_MAX_TIMES);
+      anything else, or a retry budget spent, goes on to the spider, which records it on the seed.
+
+    HTTP errors, timeouts and dropped connections stay with Scrapy's RetryMiddleware (with our backoff).
+    """
+
+    def __init__(self, crawler: Crawler, gateway: Gateway, actions: ErrorActions) -> None:
+        self.crawler = crawler
+        self.gateway = gateway
+        self.actions = actions
+        self.pacer = QuotaPacer()
+        settings = crawler.settings
+        self.backoff = settings.getfloat("IMAGESEARCH_RETRY_BACKOFF")
+        self.backoff_max = settings.getfloat("IMAGESEARCH_RETRY_BACKOFF_MAX")
+        self.throttle_max_times = settings.getint("IMAGESEARCH_THROTTLE_MAX_TIMES")
+        self.throttle_default_wait = settings.getfloat("IMAGESEARCH_THROTTLE_DEFAULT_WAIT")
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler, load_gateway(crawler), ErrorActions.from_settings(crawler.settings))
+
+    def backoff_delay(self, retry_times: int) -> float:
+        if retry_times < 1 or self.backoff <= 0:
+            return 0.0
+        return min(self.backoff_max, self.backoff * 2 ** (retry_times - 1))
+
+    async def process_request(self, request: Request) -> None:
+        method = request.meta.get(METHOD_META_KEY)
+        if method is None:
+            return None
+        delay = self.backoff_delay(request.meta.get("retry_times", 0))
+        if delay:
+            await sleep(delay)
+        await self.pacer.wait()
+        stats = self.crawler.stats
+        stats.inc_value("imagesearch/calls")
+        stats.inc_value(f"imagesearch/calls/{method}")
+        return None
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        if request.meta.get(METHOD_META_KEY) is None or response.status != 200:
+            return response
+        error = self.gateway.parse_error(response)
+        if error is None:
+            return response
+        self.crawler.stats.inc_value(f"imagesearch/errors/{error.code}")
+        action = self.actions.action_for(error)
+        if action == RETRY:
+            return self._retry(request, error) or response
+        if action == THROTTLE:
+            return self._throttle(request, error) or response
+        return response
+
+    def _retry(self, request: Request, error: GatewayError) -> Request | None:
+        assert self.crawler.spider is not None
+        return get_retry_request(
+            request, spider=self.crawler.spider, reason=f"gateway_error_{error.code}", logger=logger
+        )
+
+    def _throttle(self, request: Request, error: GatewayError) -> Request | None:
+        times = request.meta.get(THROTTLED_META_KEY, 0) + 1
+        if times > self.throttle_max_times:
+            logger.warning("Gave up waiting for the quota after %d bans: %s", times - 1, error.describe())
+            return None
+        seconds = ban_seconds(error)
+        wait = self.throttle_default_wait if seconds is None else seconds
+        self.pacer.ban(wait)
+        self.crawler.stats.inc_value("imagesearch/throttled")
+        logger.info("Gateway quota reached (%s): pausing calls for %.0f s", error.describe(), wait)
+        again = request.copy()
+        again.meta[THROTTLED_META_KEY] = times
+        again.dont_filter = True
+        return again
+
+
+class TopSigningMiddleware:
+    """Adds TOP's common parameters and ``sign`` to a gateway call's form body at send time.
+
+    Runs last before the download handler, on every attempt (retries included), so each attempt
+    carries a fresh GMT+8 timestamp and signature. The secret lives only here.
+    """
+
+    def __init__(self, app_key: str, app_secret: str, sign_method: str) -> None:
+        self.app_key = app_key
+        self._app_secret = app_secret
+        self.sign_method = check_sign_method(sign_method)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(app_key={self.app_key!r}, sign_method={self.sign_method!r})"
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        return cls(
+            settings.get("IMAGESEARCH_APP_KEY") or "",
+            settings.get("IMAGESEARCH_APP_SECRET") or "",
+            settings.get("IMAGESEARCH_SIGN_METHOD") or "md5",
+        )
+
+    def process_request(self, request: Request) -> None:
+        if not request.meta.get(SIGN_META_KEY):
+            return None
+        params = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
+        signed = signed_params(params, self.app_key, self._app_secret, self.sign_method)
+        # Signing must change the very request being downloaded: returning a new Request from
+        # process_request would send it back through the scheduler and sign it twice.
+        request._set_body(urlencode(signed).encode("utf-8"))
+        return None

@@ -1,0 +1,213 @@
+"""Seeds: turn ``-a seeds=SPEC[,SPEC...]`` (files, directories, globs, CSV manifests, URLs) into Seed records.
+
+Seed ids are stable across runs for the same input: a manifest's own ``seed_id`` column wins;
+otherwise the id is ``<readable stem>-<10 hex of SHA-1>`` of the seed's *key*, where the key is
+the URL as given, or the file's path as the user wrote it, normalised (``os.path.normpath``,
+forward slashes): the SPEC root as given (directory, glob prefix, manifest's directory) joined
+with the file's path below it. So ``photos/a.jpg`` has the same id whether it came from the
+SPEC ``photos``, ``photos/*.jpg``, ``photos/a.jpg`` or a manifest in ``photos`` naming ``a.jpg``;
+run from another directory with other relative paths, the ids change (give absolute paths or a
+manifest with ``seed_id`` for ids that never move).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from pipeline.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+#: File extensions a directory SPEC picks up (compared lower-case).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+)
+#: Manifest encodings tried in order: UTF-8 (with or without BOM), then GB18030, a superset of the
+#: GBK that Excel on Chinese Windows writes "CSV" files in.
+MANIFEST_ENCODINGS: tuple[str, ...] = ("utf-8-sig", "gb18030")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_SLUG_DROP = re.compile(r"[^\w]+")
+
+
+@dataclass(frozen=True)
+class Seed:
+    """One seed image the user gave: a local ``path`` or a ``url``, or a ``rejection`` found while resolving."""
+
+    seed_id: str
+    source: str
+    path: Path | None = None
+    url: str | None = None
+    cat: str | None = None
+    #: ``(reason, detail)`` when the seed is unusable before anything is read, e.g. ``file_not_found``.
+    rejection: tuple[str, str] | None = None
+
+
+def is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+def seed_id_for(key: str) -> str:
+    """``<readable stem>-<10 hex>`` for a normalised path or a URL (see the module docstring)."""
+    if is_url(key):
+        parts = urlsplit(key)
+        stem = PurePosixPath(unquote(parts.path)).stem or parts.hostname or "url"
+    else:
+        stem = PurePosixPath(key).stem or "seed"
+    slug = _SLUG_DROP.sub("-", stem).strip("-").lower()[:40] or "seed"
+    return f"{slug}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:10]}"
+
+
+def _path_key(path: str) -> str:
+    return Path(os.path.normpath(path)).as_posix()
+
+
+def _file_seed(path_as_given: str, cat: str | None, seed_id: str | None = None) -> Seed:
+    key = _path_key(path_as_given)
+    path = Path(path_as_given)
+    rejection = None
+    if not path.exists():
+        rejection = ("file_not_found", f"no such file: {key}")
+    elif not path.is_file():
+        rejection = ("not_a_file", f"not a regular file: {key}")
+    return Seed(seed_id or seed_id_for(key), key, path=path, cat=cat, rejection=rejection)
+
+
+def _url_seed(url: str, cat: str | None, seed_id: str | None = None) -> Seed:
+    return Seed(seed_id or seed_id_for(url), url, url=url, cat=cat)
+
+
+def _images_below(directory: Path) -> list[Path]:
+    """Image files below ``directory`` (recursive), sorted by their path relative to it."""
+    found = [
+        p for p in directory.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    ]
+    return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
+
+
+def _directory_seeds(spec: str, cat: str | None) -> list[Seed]:
+    images = _images_below(Path(spec))
+    if not images:
+        key = _path_key(spec)
+        return [Seed(seed_id_for(key), key, path=Path(spec), cat=cat,
+                     rejection=("no_match", f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) below {key}"))]
+    return [_file_seed(os.path.join(spec, p.relative_to(spec)), cat) for p in images]
+
+
+def _glob_seeds(spec: str, cat: str | None) -> list[Seed]:
+    seeds: list[Seed] = []
+    for match in sorted(glob.glob(spec, recursive=True)):
+        if os.path.isdir(match):
+            seeds.extend(s for s in _directory_seeds(match, cat) if s.rejection is None)
+        else:
+            seeds.append(_file_seed(match, cat))
+    if not seeds:
+        return [Seed(seed_id_for(spec), spec, cat=cat, rejection=("no_match", f"the pattern {spec} matches no file"))]
+    return seeds
+
+
+def read_manifest_text(path: Path) -> str:
+    """The manifest's text, decoded as UTF-8 (BOM tolerated) or else GB18030/GBK."""
+    data = path.read_bytes()
+    for encoding in MANIFEST_ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ConfigurationError(
+        f"manifest {path} is neither UTF-8 nor GBK/GB18030 text: save it as 'CSV UTF-8' and try again"
+    )
+
+
+def _manifest_seeds(spec: str, default_cat: str | None) -> list[Seed]:
+    manifest = Path(spec)
+    reader = csv.DictReader(io.StringIO(read_manifest_text(manifest), newline=""))
+    columns = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
+    if "image" not in columns:
+        raise ConfigurationError(
+            f"manifest {_path_key(spec)} has no 'image' column (columns: {', '.join(columns) or 'none'}): "
+            "add a header row with image[,seed_id,cat]"
+        )
+    base = os.path.dirname(spec)
+    seeds: list[Seed] = []
+    for line_number, row in enumerate(reader, start=2):
+        def cell(name: str) -> str:
+            column = columns.get(name)
+            return (row.get(column) or "").strip() if column else ""
+
+        image, own_id, cat = cell("image"), cell("seed_id") or None, cell("cat") or default_cat
+        if not image:
+            if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
+                continue  # a blank line, as spreadsheets leave at the end
+            key = f"{_path_key(spec)}#{line_number}"
+            seeds.append(Seed(own_id or seed_id_for(key), key, cat=cat,
+                              rejection=("missing_image", f"{key}: the image cell is empty")))
+        elif is_url(image):
+            seeds.append(_url_seed(image, cat, own_id))
+        else:
+            seeds.append(_file_seed(os.path.join(base, image), cat, own_id))
+    return seeds
+
+
+def resolve_spec(spec: str, cat: str | None = None) -> list[Seed]:
+    """The seeds of one SPEC: a URL, a glob, a ``.csv`` manifest, a directory or an image file."""
+    if is_url(spec):
+        return [_url_seed(spec, cat)]
+    if _GLOB_CHARS.search(spec) and not os.path.exists(spec):
+        return _glob_seeds(spec, cat)
+    if spec.lower().endswith(".csv") and os.path.isfile(spec):
+        return _manifest_seeds(spec, cat)
+    if os.path.isdir(spec):
+        return _directory_seeds(spec, cat)
+    return [_file_seed(spec, cat)]
+
+
+def resolve_seeds(specs: str, cat: str | None = None) -> list[Seed]:
+    """Every seed of a comma-separated SPEC list, in order; raises ConfigurationError if none is usable.
+
+    A SPEC that is missing or matches nothing gives a rejected seed when other SPECs give usable
+    ones; when nothing usable is left, the crawl must not start.
+    """
+    parts = [part.strip() for part in (specs or "").split(",") if part.strip()]
+    if not parts:
+        raise ConfigurationError(
+            "no seeds given: use -a seeds=PATH[,PATH...] (image files, directories, globs, .csv manifests or URLs)"
+        )
+    seeds: list[Seed] = []
+    for part in parts:
+        seeds.extend(resolve_spec(part, cat))
+    seeds = _unique(seeds)
+    if all(seed.rejection is not None for seed in seeds):
+        reasons = "; ".join(f"{seed.source}: {seed.rejection[1]}" for seed in seeds if seed.rejection)[:500]
+        raise ConfigurationError(f"nothing to search in seeds={specs!r}: {reasons}")
+    return seeds
+
+
+def _unique(seeds: list[Seed]) -> list[Seed]:
+    """Drop repeats of the same seed; give a repeated id with another source a ``~N`` suffix."""
+    result: list[Seed] = []
+    sources_by_id: dict[str, str] = {}
+    for seed in seeds:
+        known = sources_by_id.get(seed.seed_id)
+        if known == seed.source:
+            logger.info("seed %s (%s) given twice: searched once", seed.seed_id, seed.source)
+            continue
+        if known is not None:
+            number = 2
+            while f"{seed.seed_id}~{number}" in sources_by_id:
+                number += 1
+            logger.warning("seed id %s names both %s and %s: the second becomes %s~%d",
+                           seed.seed_id, known, seed.source, seed.seed_id, number)
+            seed = Seed(f"{seed.seed_id}~{number}", seed.source, seed.path, seed.url, seed.cat, seed.rejection)
+        sources_by_id[seed.seed_id] = seed.source
+        result.append(seed)
+    return result

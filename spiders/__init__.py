@@ -1,0 +1,1 @@
+"""Spiders of the image-search pipeline (SPIDER_MODULES)."""

@@ -1,0 +1,324 @@
+"""The ``imagesearch`` spider: seed photos in, ``ProductHit`` and ``SeedSummary`` items out, via the gateway.
+
+``scrapy crawl imagesearch -a seeds=SPEC[,SPEC...] [-a pages=N] [-a cat=ID]``; see pipeline/seeds.py
+for SPECs. Each distinct image (content + category) is searched once, page after page while the
+answers say there are more (up to ``pages``), and its hits are credited to every seed carrying it.
+Every seed ends in exactly one SeedSummary: ``ok``, ``rejected`` (refused before any call) or
+``failed`` (the gateway refused it, or calls kept failing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scrapy import Request, Spider, signals
+from scrapy.exceptions import CloseSpider, DontCloseSpider
+from scrapy.spidermiddlewares.httperror import HttpError
+
+from items.scrapy_items import ProductHit, SeedSummary
+from pipeline.commands.crawl import GATEWAY_FATAL_REASON
+from pipeline.errors import ConfigurationError, GatewayError, ImageRejected
+from pipeline.extensions import resolve_endpoint
+from pipeline.gateways.actions import FATAL, ErrorActions, fatal_message
+from pipeline.gateways.base import METHOD_META_KEY, load_gateway
+from pipeline.images import is_platform_cdn, prepare_image, read_image_file, sha256_hex
+from pipeline.seeds import Seed, resolve_seeds
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.settings import BaseSettings
+    from twisted.python.failure import Failure
+    from typing_extensions import Self
+
+    from pipeline.gateways.base import ApiCall, Gateway
+
+logger = logging.getLogger(__name__)
+
+#: The hit fields copied verbatim from the gateway's answer into ProductHit.
+RAW_HIT_FIELDS: tuple[str, ...] = (
+    "title", "pic_url", "price", "sales", "num_iid", "detail_url", "seller_nick", "is_tmall",
+)
+OK, REJECTED, FAILED = "ok", "rejected", "failed"
+_MAX_ERROR_MSG = 300
+
+
+@dataclass
+class SearchJob:
+    """One distinct search (image content or URL, plus category), shared by every seed carrying it."""
+
+    job_id: str
+    cat: str | None
+    seeds: list[Seed] = field(default_factory=list)
+    sha256: str | None = None
+    image_data: str | None = None
+    page_size: int = 0
+    total_results: int | None = None
+    pages_fetched: int = 0
+    items_found: int = 0
+
+
+class ImageSearchSpider(Spider):
+    name = "imagesearch"
+
+    def __init__(self, seeds: str = "", pages: str | None = None, cat: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seeds_spec = seeds
+        self.pages_arg = pages
+        self.cat_arg = cat
+        self.jobs: dict[str, SearchJob] = {}
+        self._unsummarised: dict[str, Seed] = {}
+        self._stopped = False
+        self.endpoint = ""
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.configure(crawler)
+        crawler.signals.connect(spider.spider_idle, signal=signals.spider_idle)
+        crawler.signals.connect(spider.spider_closed, signal=signals.spider_closed)
+        return spider
+
+    def configure(self, crawler: Crawler) -> None:
+        """Check arguments and settings and resolve the seeds; ConfigurationError before any call."""
+        settings = crawler.settings
+        self.max_pages = positive_int("pages", self.pages_arg if self.pages_arg is not None else settings.get("IMAGESEARCH_PAGES"))
+        self.default_page_size = positive_int("IMAGESEARCH_PAGE_SIZE", settings.get("IMAGESEARCH_PAGE_SIZE"))
+        self.max_image_side = positive_int("IMAGESEARCH_MAX_IMAGE_SIDE", settings.get("IMAGESEARCH_MAX_IMAGE_SIDE"))
+        self.max_image_pixels = positive_int("IMAGESEARCH_MAX_IMAGE_PIXELS", settings.get("IMAGESEARCH_MAX_IMAGE_PIXELS"))
+        self.cdn_hosts = settings.getlist("IMAGESEARCH_CDN_HOSTS")
+        cat = (self.cat_arg or "").strip() or None
+        if cat is not None and not cat.isdigit():
+            raise ConfigurationError(f"cat={self.cat_arg!r} is not a category id: give digits, e.g. -a cat=50015374")
+        self.gateway: Gateway = load_gateway(crawler)
+        self.error_actions = ErrorActions.from_settings(settings)
+        check_dataset_dir(settings)
+        seeds = resolve_seeds(self.seeds_spec, cat)
+        self.seeds = seeds
+        self._unsummarised = {seed.seed_id: seed for seed in seeds}
+        rejected = sum(seed.rejection is not None for seed in seeds)
+        logger.info("%d seeds (%d rejected already), up to %d pages each", len(seeds), rejected, self.max_pages)
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def start(self) -> AsyncIterator[Any]:
+        self.endpoint = resolve_endpoint(self.crawler)
+        jobs: list[SearchJob] = []
+        for seed in self.seeds:
+            for output in self._join_job(seed, jobs):
+                yield output
+        for job in jobs:
+            if self._stopped:
+                return
+            for output in self._begin(job):
+                yield output
+
+    def _join_job(self, seed: Seed, jobs: list[SearchJob]) -> Iterator[Any]:
+        """Attach ``seed`` to the job of its content (a new one if none), or yield its rejection."""
+        if seed.rejection is not None:
+            yield from self._summarise([seed], REJECTED, *seed.rejection)
+            return
+        sha256 = None
+        if seed.url is not None:
+            content_key = seed.url
+        else:
+            assert seed.path is not None
+            try:
+                sha256 = content_key = sha256_hex(read_image_file(seed.path))
+            except ImageRejected as rejection:
+                yield from self._summarise([seed], REJECTED, rejection.reason, rejection.detail)
+                return
+        job_id = f"{content_key}|{seed.cat or ''}"
+        job = self.jobs.get(job_id)
+        if job is None:
+            job = self.jobs[job_id] = SearchJob(job_id, seed.cat, sha256=sha256)
+            jobs.append(job)
+        elif job.seeds:
+            logger.info("seed %s has the same image as %s: searched once for both", seed.seed_id, job.seeds[0].seed_id)
+        job.seeds.append(seed)
+
+    def _begin(self, job: SearchJob) -> Iterator[Any]:
+        """The first call of a job: page 1 of the search, or the upload of an external URL."""
+        seed = job.seeds[0]
+        if seed.url is not None:
+            if is_platform_cdn(seed.url, self.cdn_hosts):
+                job.image_data = seed.url
+                yield self._search_request(job, 1)
+            else:
+                yield self._request(self.gateway.build_upload(image_url=seed.url), job, self.parse_upload)
+            return
+        assert seed.path is not None
+        try:
+            prepared = prepare_image(read_image_file(seed.path), self.max_image_side, self.max_image_pixels)
+        except ImageRejected as rejection:
+            yield from self._summarise(job.seeds, REJECTED, rejection.reason, rejection.detail, job)
+            return
+        job.sha256 = prepared.sha256
+        job.image_data = prepared.base64()
+        yield self._search_request(job, 1)
+
+    def _request(self, call: ApiCall, job: SearchJob, callback: Any, **cb_kwargs: Any) -> Request:
+        return self.gateway.to_request(
+            call, self.endpoint, callback=callback, errback=self.call_failed,
+            cb_kwargs={"job_id": job.job_id, **cb_kwargs}, dont_filter=True,
+        )
+
+    def _search_request(self, job: SearchJob, page: int) -> Request:
+        assert job.image_data is not None
+        return self._request(self.gateway.build_search(job.image_data, page, job.cat), job, self.parse_search, page=page)
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def parse_upload(self, response: Response, job_id: str) -> Iterator[Any]:
+        job = self.jobs.get(job_id)
+        if job is None or self._stopped:
+            return
+        try:
+            job.image_data = self.gateway.parse_upload(response)
+        except GatewayError as error:
+            yield from self._gateway_error(job, error, response)
+            return
+        yield self._search_request(job, 1)
+
+    def parse_search(self, response: Response, job_id: str, page: int) -> Iterator[Any]:
+        job = self.jobs.get(job_id)
+        if job is None or self._stopped:
+            return
+        try:
+            result = self.gateway.parse_search(response)
+        except GatewayError as error:
+            yield from self._gateway_error(job, error, response)
+            return
+        self.crawler.stats.inc_value("imagesearch/pages")
+        job.pages_fetched += 1
+        if page == 1:
+            job.total_results = result.total_results
+            job.page_size = len(result.items) or self.default_page_size
+        job.items_found += len(result.items)
+        crawled_at = datetime.now(timezone.utc)
+        for seed in job.seeds:
+            for rank, raw in enumerate(result.items, start=1):
+                hit = ProductHit({name: raw[name] for name in RAW_HIT_FIELDS if name in raw})
+                hit.update(
+                    seed_id=seed.seed_id, page=page, position=(page - 1) * job.page_size + rank,
+                    cat=job.cat, crawled_at=crawled_at,
+                )
+                yield hit
+        if self._has_more_pages(job, page, len(result.items)):
+            yield self._search_request(job, page + 1)
+        else:
+            yield from self._summarise(job.seeds, OK, job=job)
+
+    def _has_more_pages(self, job: SearchJob, page: int, items_on_page: int) -> bool:
+        """More pages exist iff this one was full and page x page_size < total_results, up to max_pages."""
+        return (
+            page < self.max_pages
+            and items_on_page >= job.page_size
+            and page * job.page_size < (job.total_results or 0)
+        )
+
+    def _gateway_error(self, job: SearchJob, error: GatewayError, response: Response) -> Iterator[Any]:
+        """An error answer the middlewares passed on: fatal stops the crawl, anything else fails the job."""
+        if self.error_actions.action_for(error) != FATAL:
+            yield from self._summarise(job.seeds, FAILED, error.code, error.describe()[:_MAX_ERROR_MSG], job)
+            return
+        method = str(response.meta.get(METHOD_META_KEY, "the call"))
+        message = fatal_message(error, method)
+        logger.error(message)
+        self.crawler.stats.set_value("imagesearch/fatal", error.code)
+        self._stopped = True
+        yield from self._summarise(job.seeds, FAILED, error.code, error.describe()[:_MAX_ERROR_MSG], job)
+        stopped = f"not searched: the crawl stopped ({message})"[:_MAX_ERROR_MSG]
+        for other in self.jobs.values():
+            yield from self._summarise(other.seeds, FAILED, error.code, stopped, other)
+        yield from self._summarise(list(self._unsummarised.values()), FAILED, error.code, stopped)
+        raise CloseSpider(GATEWAY_FATAL_REASON)
+
+    def call_failed(self, failure: Failure) -> Iterator[Any]:
+        """Errback: the call could not be completed (HTTP error or network failure after the retries)."""
+        request = failure.request  # type: ignore[attr-defined]
+        job = self.jobs.get(request.cb_kwargs.get("job_id", ""))
+        if job is None or self._stopped:
+            return
+        retries = request.meta.get("retry_times", 0)
+        if failure.check(HttpError):
+            status = failure.value.response.status
+            code, message = f"http_{status}", f"HTTP {status} after {retries} retries"
+        else:
+            exc = failure.value
+            code, message = "download_error", f"{type(exc).__name__} after {retries} retries: {exc}"
+        self.crawler.stats.inc_value(f"imagesearch/errors/{code}")
+        yield from self._summarise(job.seeds, FAILED, code, message[:_MAX_ERROR_MSG], job)
+
+    # -- seed summaries --------------------------------------------------------------------------
+
+    def _summarise(
+        self, seeds: list[Seed], status: str, error_code: str | None = None,
+        error_msg: str | None = None, job: SearchJob | None = None,
+    ) -> Iterator[SeedSummary]:
+        """One SeedSummary per seed not yet summarised (so never two for one seed)."""
+        for seed in seeds:
+            if self._unsummarised.pop(seed.seed_id, None) is None:
+                continue
+            self.crawler.stats.inc_value(f"imagesearch/seeds/{status}")
+            yield SeedSummary(
+                seed_id=seed.seed_id,
+                source=seed.source,
+                sha256=job.sha256 if job else None,
+                status=status,
+                error_code=error_code,
+                error_msg=error_msg,
+                total_results=job.total_results if job else None,
+                pages_fetched=job.pages_fetched if job else 0,
+                items_found=job.items_found if job else 0,
+            )
+
+    def spider_idle(self) -> None:
+        """Safety net: a seed still without a summary once nothing is left to do gets a ``failed`` one."""
+        if not self._unsummarised or self._stopped:
+            return
+        logger.error("%d seeds were left without an outcome: recording them as failed", len(self._unsummarised))
+        self.crawler.engine.crawl(Request("data:,", callback=self._summarise_lost, dont_filter=True))
+        raise DontCloseSpider
+
+    def _summarise_lost(self, response: Response) -> Iterator[SeedSummary]:
+        yield from self._summarise(list(self._unsummarised.values()), FAILED, "lost", "no answer was recorded for this seed")
+
+    def spider_closed(self, reason: str) -> None:
+        if self._unsummarised and reason != GATEWAY_FATAL_REASON:
+            logger.warning(
+                "The crawl ended (%s) before %d seeds were searched: they have no row in the seeds table",
+                reason, len(self._unsummarised),
+            )
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an integer >= 1, else ConfigurationError naming ``name``."""
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ConfigurationError(f"{name}={value!r} is not a positive whole number, e.g. {name}=5")
+    return number
+
+
+def check_dataset_dir(settings: BaseSettings) -> None:
+    """When the default dataset layout will be written, DATASET_DIR must be a directory we can create or write."""
+    if settings.getdict("FEEDS") or settings.get("FEED_URI") or not settings.get("DATASET_DIR"):
+        return
+    directory = Path(settings["DATASET_DIR"])
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"DATASET_DIR={str(directory)!r} cannot be written ({probe} is not a writable directory): "
+            "choose another with -s DATASET_DIR=PATH"
+        )

@@ -1,0 +1,118 @@
+"""Seeds: every SPEC kind, stable ids, manifests in UTF-8/BOM/GBK, and fail-fast on nothing usable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigurationError
+from pipeline.seeds import resolve_seeds, resolve_spec, seed_id_for
+
+
+@pytest.fixture
+def photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tmp_path/photos with a.jpg, B.JPG, sub/c.png, notes.txt; the working directory is tmp_path."""
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "B.JPG", "sub/c.png", "notes.txt"):
+        (root / name).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    return root
+
+
+def test_directory_is_recursive_sorted_and_case_insensitive(photos: Path) -> None:
+    seeds = resolve_spec("photos")
+    assert [s.source for s in seeds] == ["photos/B.JPG", "photos/a.jpg", "photos/sub/c.png"]
+    assert all(s.rejection is None and s.path is not None for s in seeds)
+
+
+def test_same_file_same_id_whichever_spec_names_it(photos: Path) -> None:
+    (photos / "list.csv").write_text("image\na.jpg\n", encoding="utf-8")
+    ids = {
+        resolve_spec("photos/a.jpg")[0].seed_id,
+        next(s.seed_id for s in resolve_spec("photos") if s.source.endswith("a.jpg")),
+        resolve_spec("photos/a*.jpg")[0].seed_id,
+        resolve_spec("photos/list.csv")[0].seed_id,
+        resolve_spec("./photos/../photos/a.jpg")[0].seed_id,
+    }
+    assert len(ids) == 1
+    assert ids.pop().startswith("a-")
+
+
+def test_seed_ids_are_stable_and_readable() -> None:
+    assert seed_id_for("photos/商品 图片.jpg") == seed_id_for("photos/商品 图片.jpg")
+    assert seed_id_for("photos/商品 图片.jpg").startswith("商品-图片-")
+    assert seed_id_for("a/x.jpg") != seed_id_for("b/x.jpg")
+    assert seed_id_for("https://img.alicdn.com/bao/shoe.jpg").startswith("shoe-")
+
+
+def test_glob(photos: Path) -> None:
+    assert [s.source for s in resolve_spec("photos/**/*.png")] == ["photos/sub/c.png"]
+
+
+def test_url() -> None:
+    (seed,) = resolve_spec("https://example.com/p/shoe.jpg?x=1", cat="123")
+    assert seed.url == "https://example.com/p/shoe.jpg?x=1" and seed.path is None and seed.cat == "123"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk"])
+def test_manifest_encodings_relative_paths_and_columns(photos: Path, encoding: str) -> None:
+    text = "Image,seed_id,cat\nsub/c.png,鞋子,50015374\na.jpg,,\nhttps://example.com/x.jpg,,9\n,,\n"
+    (photos / "m.csv").write_bytes(text.encode(encoding))
+    seeds = resolve_spec("photos/m.csv", cat="1")
+    assert [(s.seed_id, s.cat) for s in seeds][0] == ("鞋子", "50015374")
+    assert seeds[0].path == Path("photos/sub/c.png") and seeds[0].rejection is None
+    assert seeds[1].cat == "1" and seeds[1].seed_id == resolve_spec("photos/a.jpg")[0].seed_id
+    assert seeds[2].url == "https://example.com/x.jpg" and seeds[2].cat == "9"
+    assert len(seeds) == 3  # the blank line is skipped
+
+
+def test_manifest_row_without_image_and_missing_file_are_rejected_rows(photos: Path) -> None:
+    (photos / "m.csv").write_text("image,seed_id\n,s1\ngone.jpg,s2\na.jpg,s3\n", encoding="utf-8")
+    seeds = resolve_seeds("photos/m.csv")
+    assert [(s.seed_id, s.rejection and s.rejection[0]) for s in seeds] == [
+        ("s1", "missing_image"), ("s2", "file_not_found"), ("s3", None)
+    ]
+
+
+def test_missing_spec_among_others_is_a_rejected_seed(photos: Path) -> None:
+    seeds = resolve_seeds("photos/a.jpg,photos/nope.jpg,photos/zz*.jpg")
+    assert [s.rejection[0] if s.rejection else None for s in seeds] == [None, "file_not_found", "no_match"]
+
+
+def test_same_seed_twice_is_kept_once(photos: Path) -> None:
+    assert len(resolve_seeds("photos/a.jpg,photos/a.jpg,photos")) == 3
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("", "no seeds given"),
+        (" , ", "no seeds given"),
+        ("nothing/here.jpg", "nothing to search"),
+        ("photos/*.gif", "matches no file"),
+        ("photos/sub/../nope", "no such file"),
+    ],
+)
+def test_nothing_usable_fails_fast(photos: Path, spec: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        resolve_seeds(spec)
+
+
+def test_manifest_without_image_column_fails_fast(photos: Path) -> None:
+    (photos / "m.csv").write_text("path,cat\na.jpg,1\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="no 'image' column"):
+        resolve_seeds("photos/m.csv,photos/a.jpg")
+
+
+def test_undecodable_manifest_says_how_to_fix(photos: Path) -> None:
+    (photos / "m.csv").write_bytes(b"image\n\xff\xfe\x80\x81\n")
+    with pytest.raises(ConfigurationError, match="CSV UTF-8"):
+        resolve_seeds("photos/m.csv")
+
+
+def test_absolute_paths_work_too(photos: Path) -> None:
+    (seed,) = resolve_seeds(os.fspath(photos / "a.jpg"))
+    assert seed.path == photos / "a.jpg" and seed.rejection is None
