@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import os
 
+# ---------------------------------------------------------------------------------------------
+# Scrapy (values this project changes from Scrapy's defaults)
+# ---------------------------------------------------------------------------------------------
 BOT_NAME = "imagesearch"
 SPIDER_MODULES = ["spiders"]
 NEWSPIDER_MODULE = "spiders"
-
+#: The gateway is an API, not a website: there is no robots.txt to obey.
 ROBOTSTXT_OBEY = False
 TELNETCONSOLE_ENABLED = False
 LOG_LEVEL = "INFO"
-# The gateway's quota, not politeness towards a website, is what limits us: see IMAGESEARCH_QUOTA.
+#: Calls in flight at once. The gateway's quota (IMAGESEARCH_QUOTA), not politeness, limits a crawl.
 CONCURRENT_REQUESTS = 8
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_DELAY = 0
+#: Seconds before a call is abandoned and retried.
 DOWNLOAD_TIMEOUT = 60
 COOKIES_ENABLED = False
 
@@ -30,7 +34,9 @@ COOKIES_ENABLED = False
 #: ``sandbox`` (default) starts the embedded sandbox on a free loopback port; otherwise the TOP
 #: router URL, e.g. ``https://eco.taobao.com/router/rest``.
 IMAGESEARCH_ENDPOINT = os.environ.get("IMAGESEARCH_ENDPOINT", "sandbox")
+#: Your app key (env IMAGESEARCH_APP_KEY); the embedded sandbox knows ``test``.
 IMAGESEARCH_APP_KEY = os.environ.get("IMAGESEARCH_APP_KEY", "test")
+#: Your app secret (env IMAGESEARCH_APP_SECRET). Used only to sign calls; never logged or exported.
 IMAGESEARCH_APP_SECRET = os.environ.get("IMAGESEARCH_APP_SECRET", "test")
 #: md5, hmac (HMAC-MD5) or hmac-sha256.
 IMAGESEARCH_SIGN_METHOD = os.environ.get("IMAGESEARCH_SIGN_METHOD", "md5")
