@@ -121,6 +121,8 @@ def run_case(case: str, n_items: int, out: Path) -> dict[str, Any]:
     settings = Settings()
     settings.setmodule("pipeline.settings", priority="project")
     settings.set("LOG_LEVEL", "WARNING")
+    # The spider makes no calls: a (never contacted) gateway URL keeps the embedded sandbox from starting.
+    settings.set("IMAGESEARCH_ENDPOINT", "https://gateway.invalid/router/rest")
     if case == "ours":
         settings.set("DATASET_DIR", str(out / "datasets"))
     else:

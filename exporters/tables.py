@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 #: Which items each table takes: a product once (its first hit), a match for every hit.
 TABLE_ACCEPTS: dict[str, Callable[[Any], bool]] = {
-    PRODUCTS.name: lambda item: item_kind(item) is ProductHit and not item.get("is_duplicate"),
+    PRODUCTS.name: lambda item: item_kind(item) is ProductHit and not item._values.get("is_duplicate"),
     MATCHES.name: lambda item: item_kind(item) is ProductHit,
     SEEDS.name: lambda item: item_kind(item) is SeedSummary,
 }
@@ -152,6 +152,7 @@ class SharedConversion:
     def __init__(self, converter: TableConverter, consumers: int) -> None:
         self.converter = converter
         self.consumers = consumers
+        self._build_row = converter.row
         self._last_item: Any = None
         self._last_row: tuple[Any, ...] = ()
         self._converted: deque[_Converted] = deque(maxlen=8)
@@ -159,7 +160,7 @@ class SharedConversion:
     def row(self, item: Any) -> tuple[Any, ...]:
         if item is self._last_item:
             return self._last_row
-        row = self.converter.row(item)
+        row = self._build_row(item)
         self._last_item, self._last_row = item, row
         return row
 

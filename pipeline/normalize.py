@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +33,8 @@ _CURRENCY_RE = re.compile(r"^(?:¥|￥|RMB|CNY)\s*|\s*元$", re.IGNORECASE)
 _WORDS = r"[\s\u3000\u4e00-\u9fff:：]*"
 _SALES_RE = re.compile(rf"^{_WORDS}(?P<num>{_NUMBER})\s*(?P<unit>万|w|千|k|亿)?\s*(?P<plus>\+)?{_WORDS}$", re.IGNORECASE)
 _SALES_UNITS = {"万": 10_000, "w": 10_000, "千": 1_000, "k": 1_000, "亿": 100_000_000}
+# The host of an http URL's remainder after "http://": skip userinfo, stop at port, path, query.
+_HOST_RE = re.compile(r"(?:[^/?#@]*@)?(\[[^\]/?#]*\]?|[^/?#:]*)")
 _TAG_RE = re.compile(r"<[^<>]*>")
 _SPACE_RE = re.compile(r"\s+")
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
@@ -182,11 +183,10 @@ def normalize_url(raw: Any) -> str | None:
     if not sep or scheme not in ("http", "https") or not rest or rest[0] in "/?#":
         return None
     if scheme == "http":
-        try:
-            host = urlsplit(url).hostname or ""
-        except ValueError:  # e.g. an unbalanced IPv6 bracket
-            return None
-        if not _is_loopback(host):
+        host = _HOST_RE.match(rest)[1]  # type: ignore[index]  # the pattern matches any string
+        if host.startswith("[") and not host.endswith("]"):
+            return None  # an unbalanced IPv6 bracket
+        if not _is_loopback(host.strip("[]")):
             scheme = "https"
     return f"{scheme}://{rest}"
 

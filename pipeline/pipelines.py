@@ -76,13 +76,27 @@ def _raw_text(raw: Any) -> str | None:
 
 
 class NormalizePipeline(_StatsPipeline):
-    """Turns the gateway's raw values into the table columns' types (see items.schema).
+    """Turns the gateway's raw values into the table columns' types (see items.schema), and stamps the run.
 
     ProductHit: price -> price_min/price_max (+ price_raw), sales -> int (+ sales_raw), cleaned
     title, https URLs, boolean is_tmall, int ids and positions, UTC crawled_at. An unparseable
     price or sales value becomes null and keeps its raw text; counted in ``dataset/unparsed/price``
     and ``dataset/unparsed/sales``. SeedSummary: counts to ints, codes and messages to text.
+    Both get ``run_id``: DATASET_RUN_ID, which DatasetAddon resolves before anything opens (the
+    id is in the feeds' file names too); without the add-on, one generated for this crawl.
     """
+
+    def __init__(self, stats: StatsCollector, run_id: str) -> None:
+        super().__init__(stats)
+        self.run_id = run_id
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        run_id = crawler.settings.get("DATASET_RUN_ID")
+        if not run_id:
+            run_id = new_run_id()
+            logger.warning("DATASET_RUN_ID unset and DatasetAddon not enabled: items get run id %s", run_id)
+        return cls(crawler.stats, run_id)
 
     def process_item(self, item: Any) -> Any:
         kind = item_kind(item)
@@ -122,6 +136,7 @@ class NormalizePipeline(_StatsPipeline):
             position=normalize_count(get("position")),
             cat=normalize_text(get("cat")),
             crawled_at=normalize_timestamp(get("crawled_at")),
+            run_id=self.run_id,
         )
 
     def _seed(self, item: SeedSummary) -> None:
@@ -129,6 +144,7 @@ class NormalizePipeline(_StatsPipeline):
             item[name] = normalize_text(item.get(name))
         for name in ("total_results", "pages_fetched", "items_found"):
             item[name] = normalize_count(item.get(name))
+        item["run_id"] = self.run_id
 
 
 _NORMALIZED_FIELDS = ("price_min", "price_max", "price_raw", "sales", "sales_raw", "num_iid", "title", "pic_url", "detail_url")
@@ -174,23 +190,3 @@ class DeduplicatePipeline(_StatsPipeline):
     def _publish(self) -> None:
         self.stats.set_value("dataset/products/unique", len(self.seen))
         self.stats.set_value("dataset/products/duplicates", self.duplicates)
-
-
-class RunIdPipeline:
-    """Stamps every item with the crawl's ``run_id`` (DATASET_RUN_ID, resolved by DatasetAddon)."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        run_id = crawler.settings.get("DATASET_RUN_ID")
-        if not run_id:
-            run_id = new_run_id()
-            logger.warning("DATASET_RUN_ID unset and DatasetAddon not enabled: items get run id %s", run_id)
-        return cls(run_id)
-
-    def process_item(self, item: Any) -> Any:
-        if item_kind(item) is not None:
-            item._values["run_id"] = self.run_id  # hot path, see NormalizePipeline._product
-        return item

@@ -16,7 +16,7 @@ from scrapy.utils.test import get_crawler
 
 import pipeline.settings as project_settings
 from items import ProductHit, SeedSummary
-from pipeline.pipelines import DeduplicatePipeline, NormalizePipeline, RunIdPipeline, ValidatePipeline
+from pipeline.pipelines import DeduplicatePipeline, NormalizePipeline, ValidatePipeline
 
 CRAWLED_AT = datetime(2026, 11, 25, 10, 15, tzinfo=timezone.utc)
 
@@ -79,7 +79,6 @@ def test_project_registers_the_chain_in_order() -> None:
         "ValidatePipeline",
         "NormalizePipeline",
         "DeduplicatePipeline",
-        "RunIdPipeline",
     ]
 
 
@@ -88,7 +87,7 @@ def test_pipelines_use_the_no_spider_signature_without_deprecation_warnings() ->
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         manager = ItemPipelineManager.from_crawler(crawler)
-    assert len(manager.middlewares) == 4
+    assert len(manager.middlewares) == 3
     assert not manager._mw_methods_requiring_spider
 
 
@@ -168,7 +167,7 @@ def test_other_items_pass_through_untouched(chain: Chain) -> None:
 
 def test_without_the_addon_a_run_id_is_still_generated() -> None:
     crawler = project_crawler(ADDONS={}, DATASET_RUN_ID=None)
-    a = build_from_crawler(RunIdPipeline, crawler).process_item(SeedSummary(seed_id="s"))
+    a = build_from_crawler(NormalizePipeline, crawler).process_item(SeedSummary(seed_id="s"))
     assert a["run_id"][:8].isdigit() and len(a["run_id"]) == len("20261125T101500Z-3fa2c1")
 
 
@@ -178,4 +177,4 @@ def test_each_pipeline_stands_alone() -> None:
     normalize = build_from_crawler(NormalizePipeline, crawler)
     dedup = build_from_crawler(DeduplicatePipeline, crawler)
     item = dedup.process_item(normalize.process_item(validate.process_item(hit())))
-    assert item["is_duplicate"] is False and "run_id" not in item
+    assert item["is_duplicate"] is False and item["run_id"] == crawler.settings["DATASET_RUN_ID"]
