@@ -116,16 +116,33 @@ def _glob_seeds(spec: str, cat: str | None) -> list[Seed]:
 
 
 def read_manifest_text(path: Path) -> str:
-    """The manifest's text, decoded as UTF-8 (BOM tolerated) or else GB18030/GBK."""
+    """The manifest's text, decoded as UTF-8 (BOM tolerated) or else GB18030/GBK.
+
+    Short GBK text is often valid UTF-8 by accident (鞋 is D0 AC in GBK, which is UTF-8 for Ь), so
+    UTF-8 text without a BOM and without a single CJK character, that GB18030 reads as Chinese,
+    is taken as GBK. (A UTF-8 manifest in, say, Cyrillic needs a BOM: save it as "CSV UTF-8".)
+    """
     data = path.read_bytes()
+    decoded: dict[str, str] = {}
     for encoding in MANIFEST_ENCODINGS:
         try:
-            return data.decode(encoding)
+            decoded[encoding] = data.decode(encoding)
         except UnicodeDecodeError:
             continue
+    utf8, gbk = decoded.get("utf-8-sig"), decoded.get("gb18030")
+    if utf8 is not None:
+        if gbk is not None and not data.startswith(b"\xef\xbb\xbf") and not _has_cjk(utf8) and _has_cjk(gbk):
+            return gbk
+        return utf8
+    if gbk is not None:
+        return gbk
     raise ConfigurationError(
         f"manifest {path} is neither UTF-8 nor GBK/GB18030 text: save it as 'CSV UTF-8' and try again"
     )
+
+
+def _has_cjk(text: str) -> bool:
+    return any("\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" for char in text)
 
 
 def _manifest_seeds(spec: str, default_cat: str | None) -> list[Seed]:

@@ -24,7 +24,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from items.scrapy_items import ProductHit, SeedSummary
 from pipeline.commands.crawl import GATEWAY_FATAL_REASON
 from pipeline.errors import ConfigurationError, GatewayError, ImageRejected
-from pipeline.extensions import resolve_endpoint
+from pipeline.extensions import list_setting, resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions, fatal_message
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
 from pipeline.images import is_platform_cdn, prepare_image, read_image_file, sha256_hex
@@ -92,7 +92,7 @@ class ImageSearchSpider(Spider):
         self.default_page_size = positive_int("IMAGESEARCH_PAGE_SIZE", settings.get("IMAGESEARCH_PAGE_SIZE"))
         self.max_image_side = positive_int("IMAGESEARCH_MAX_IMAGE_SIDE", settings.get("IMAGESEARCH_MAX_IMAGE_SIDE"))
         self.max_image_pixels = positive_int("IMAGESEARCH_MAX_IMAGE_PIXELS", settings.get("IMAGESEARCH_MAX_IMAGE_PIXELS"))
-        self.cdn_hosts = settings.getlist("IMAGESEARCH_CDN_HOSTS")
+        self.cdn_hosts = list_setting(settings, "IMAGESEARCH_CDN_HOSTS")
         cat = (self.cat_arg or "").strip() or None
         if cat is not None and not cat.isdigit():
             raise ConfigurationError(f"cat={self.cat_arg!r} is not a category id: give digits, e.g. -a cat=50015374")

@@ -107,6 +107,14 @@ def test_manifest_without_image_column_fails_fast(photos: Path) -> None:
         resolve_seeds("photos/m.csv,photos/a.jpg")
 
 
+def test_short_gbk_that_happens_to_be_valid_utf8_is_read_as_gbk(photos: Path) -> None:
+    assert "鞋".encode("gbk").decode("utf-8") == "Ь"  # the trap
+    (photos / "鞋.jpg").write_bytes(b"x")
+    (photos / "m.csv").write_bytes("image\n鞋.jpg\n".encode("gbk"))
+    (seed,) = resolve_seeds("photos/m.csv")
+    assert seed.rejection is None and seed.source == "photos/鞋.jpg"
+
+
 def test_undecodable_manifest_says_how_to_fix(photos: Path) -> None:
     (photos / "m.csv").write_bytes(b"image\n\xff\xfe\x80\x81\n")
     with pytest.raises(ConfigurationError, match="CSV UTF-8"):

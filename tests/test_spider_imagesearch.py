@@ -1,0 +1,263 @@
+"""The real ``scrapy crawl imagesearch`` in a subprocess against sandboxes over loopback.
+
+Items are read from an explicit ``-O items.jsonl`` feed so these tests do not depend on the
+default dataset layout.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sandbox.catalog import builtin_catalog
+from sandbox.testing import SandboxProcess
+
+REPO = Path(__file__).resolve().parent.parent
+PAGE_SIZE = 5
+MAX_RESULTS = 12
+SEARCH, UPLOAD = "taobao.image.search", "taobao.upload.img"
+
+
+@dataclass
+class Crawl:
+    returncode: int
+    stdout: str
+    stderr: str
+    items: list[dict[str, Any]]
+    seconds: float
+
+    @property
+    def summaries(self) -> dict[str, dict[str, Any]]:
+        rows = [item for item in self.items if "status" in item]
+        assert len(rows) == len({row["seed_id"] for row in rows}), "a seed was summarised twice"
+        return {row["seed_id"]: row for row in rows}
+
+    @property
+    def hits(self) -> list[dict[str, Any]]:
+        return [item for item in self.items if "status" not in item]
+
+    def stat(self, name: str) -> Any:
+        match = re.search(rf"'{re.escape(name)}': ([^,\n]+)", self.stderr)
+        return json.loads(match.group(1).replace("'", '"')) if match else None
+
+    def status_of(self, source_suffix: str) -> dict[str, Any]:
+        (row,) = [row for row in self.summaries.values() if str(row["source"]).endswith(source_suffix)]
+        return row
+
+
+def crawl(tmp_path: Path, seeds: str, *options: str, env: dict[str, str] | None = None, feed: bool = True) -> Crawl:
+    """``python -m scrapy crawl imagesearch -a seeds=...`` from the repository root."""
+    out = tmp_path / "items.jsonl"
+    command = [sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={seeds}", *options]
+    if feed:
+        command += ["-O", str(out)]
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESEARCH_")}
+    run_env.update(env or {})
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=120)
+    items = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] if out.exists() else []
+    return Crawl(result.returncode, result.stdout, result.stderr, items, time.monotonic() - started)
+
+
+def against(sandbox: SandboxProcess, *options: str) -> tuple[str, ...]:
+    return ("-s", f"IMAGESEARCH_ENDPOINT={sandbox.endpoint}", *options)
+
+
+def expected_pages(total_results: int, pages: int) -> int:
+    """Pages a search needs with the sandbox's full pages of PAGE_SIZE: the spider's stopping rule."""
+    return max(1, min(pages, math.ceil(total_results / PAGE_SIZE)))
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[SandboxProcess]:
+    with SandboxProcess("--page-size", str(PAGE_SIZE), "--max-results", str(MAX_RESULTS)) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Any:
+    return builtin_catalog()
+
+
+def _photo(catalog: Any, index: int) -> Image.Image:
+    return catalog.products[index].image().convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def image_server(tmp_path_factory: pytest.TempPathFactory, catalog: Any) -> Iterator[str]:
+    """A local http.server with one product photo at /shoe.jpg: an external URL the spider must upload."""
+    root = tmp_path_factory.mktemp("www")
+    _photo(catalog, 900).save(root / "shoe.jpg", "JPEG", quality=90)
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://localhost:{server.server_address[1]}"  # not 127.0.0.1: that host is "the CDN" here
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _write_mix(root: Path, catalog: Any) -> None:
+    """Good photos in odd encodings, a duplicate, and broken files, below ``root``."""
+    (root / "sub").mkdir(parents=True)
+    _photo(catalog, 3).save(root / "plain.jpg", "JPEG", quality=88)
+    shutil.copy(root / "plain.jpg", root / "sub" / "same-content.jpg")  # searched once, credited twice
+    _photo(catalog, 450).convert("CMYK").save(root / "cmyk.jpg", "JPEG")
+    gray16 = (np.asarray(_photo(catalog, 777).convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(gray16).save(root / "sub" / "deep16.png")
+    frames = [_photo(catalog, 1100), _photo(catalog, 5)]
+    frames[0].save(root / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored rotated: displays upright after a 90 degree turn
+    _photo(catalog, 1400).rotate(-90, expand=True).save(root / "rotated.jpg", "JPEG", exif=exif)
+    _photo(catalog, 1750).save(root / "商品 图片.jpg", "JPEG")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.jpg").write_text("not a picture\n", encoding="utf-8")
+    good = (root / "plain.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(good[: len(good) // 3])
+
+
+def test_every_spec_kind_and_odd_images(tmp_path: Path, sandbox: SandboxProcess, catalog: Any, image_server: str) -> None:
+    photos = tmp_path / "photos"
+    _write_mix(photos, catalog)
+    other = tmp_path / "other"
+    other.mkdir()
+    _photo(catalog, 2050).save(other / "single.jpg", "JPEG")
+    _photo(catalog, 2400).save(other / "globbed.png", "PNG")
+    manifest_dir = tmp_path / "manifest"
+    manifest_dir.mkdir()
+    _photo(catalog, 1200).save(manifest_dir / "鞋.jpg", "JPEG")
+    cdn_url = f"{sandbox.url}/img/{catalog.products[60].num_iid}.jpg"
+    manifest = (
+        "image,seed_id,cat\n"
+        f"鞋.jpg,manifest-shoe,\n"
+        f"{image_server}/shoe.jpg,uploaded-shoe,\n"
+        f"{image_server}/missing.jpg,upload-404,\n"
+        f"{cdn_url},cdn-direct,\n"
+        f"{sandbox.url}/img/1.jpg,cdn-unknown,\n"
+    )
+    (manifest_dir / "seeds.csv").write_bytes(manifest.encode("gb18030"))  # as Excel on Chinese Windows saves it
+    seeds = ",".join([
+        str(photos), str(other / "single.jpg"), str(other / "*.png"), str(manifest_dir / "seeds.csv"),
+        str(tmp_path / "gone.jpg"),
+    ])
+    sandbox.reset()
+    result = crawl(tmp_path, seeds, *against(sandbox, "-s", 'IMAGESEARCH_CDN_HOSTS=["127.0.0.1"]', "-a", "pages=2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = result.summaries
+    statuses = {Path(str(row["source"])).name if "/" in str(row["source"]) else row["source"]: row["status"]
+                for row in rows.values()}
+    assert len(rows) == 18, statuses
+    for name in ("empty.jpg", "text.jpg", "truncated.jpg"):
+        assert result.status_of(name)["status"] == "rejected"
+        assert result.status_of(name)["error_code"] == "unreadable_image"
+    assert result.status_of("gone.jpg")["error_code"] == "file_not_found"
+    assert rows["upload-404"]["status"] == "failed" and rows["upload-404"]["error_code"] == "21"
+    assert rows["cdn-unknown"]["status"] == "failed" and rows["cdn-unknown"]["error_code"] == "21"
+    ok = {seed_id for seed_id, row in rows.items() if row["status"] == "ok"}
+    assert len(ok) == 18 - 6
+    hits_per_seed = Counter(hit["seed_id"] for hit in result.hits)
+    for seed_id in ok:
+        assert hits_per_seed[seed_id] >= 1 and hits_per_seed[seed_id] == rows[seed_id]["items_found"]
+    # Identical content: one search, two seeds each with their own rows and matches.
+    plain, twin = result.status_of("plain.jpg"), result.status_of("same-content.jpg")
+    assert plain["sha256"] == twin["sha256"] and plain["seed_id"] != twin["seed_id"]
+    assert sorted(h["num_iid"] for h in result.hits if h["seed_id"] == plain["seed_id"]) == sorted(
+        h["num_iid"] for h in result.hits if h["seed_id"] == twin["seed_id"])
+    # The image the search should find comes first for an unaltered photo.
+    first = [h for h in result.hits if h["seed_id"] == plain["seed_id"] and h["position"] == 1]
+    assert str(first[0]["num_iid"]) == str(catalog.products[3].num_iid)
+    positions = sorted(h["position"] for h in result.hits if h["seed_id"] == plain["seed_id"])
+    assert positions == list(range(1, len(positions) + 1))
+    # Calls: exactly the pages the results require, once per distinct image, plus the uploads.
+    searched: dict[str, int] = {}
+    for row in rows.values():
+        if row["status"] == "ok":
+            searched[f"{row['sha256'] or row['source']}"] = expected_pages(row["total_results"], 2)
+            assert row["pages_fetched"] == expected_pages(row["total_results"], 2)
+    failed_searches = 1  # cdn-unknown: one search call, refused
+    uploads = 2  # shoe.jpg (ok) and missing.jpg (refused)
+    stats = sandbox.stats()
+    assert stats["calls"]["by_method"] == {SEARCH: sum(searched.values()) + failed_searches, UPLOAD: uploads}, result.stderr[-6000:]
+    assert stats["calls"]["total"] == result.stat("imagesearch/calls") == sum(searched.values()) + failed_searches + uploads
+    assert result.stat("imagesearch/seeds/ok") == len(ok)
+    assert result.stat("imagesearch/seeds/rejected") == 4
+    assert "image_data" not in result.stderr and "sign=" not in result.stderr
+
+
+@pytest.mark.parametrize("sign_method", ["md5", "hmac", "hmac-sha256"])
+def test_sign_methods_in_another_time_zone(tmp_path: Path, catalog: Any, sign_method: str) -> None:
+    _photo(catalog, 321).save(tmp_path / "p.jpg", "JPEG")
+    with SandboxProcess("--app", "key9:sec9", "--page-size", str(PAGE_SIZE)) as sandbox:
+        result = crawl(
+            tmp_path, str(tmp_path / "p.jpg"),
+            *against(sandbox, "-a", "pages=1"),
+            env={"TZ": "America/New_York", "IMAGESEARCH_APP_KEY": "key9", "IMAGESEARCH_APP_SECRET": "sec9",
+                 "IMAGESEARCH_SIGN_METHOD": sign_method},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        (row,) = result.summaries.values()
+        assert row["status"] == "ok" and row["items_found"] == PAGE_SIZE
+        assert sandbox.stats()["calls"]["total"] == 1
+
+
+def test_embedded_sandbox_is_the_default(tmp_path: Path, catalog: Any) -> None:
+    _photo(catalog, 42).save(tmp_path / "p.jpg", "JPEG")
+    result = crawl(tmp_path, str(tmp_path / "p.jpg"), "-s", 'IMAGESEARCH_SANDBOX_ARGS=["--page-size", "4"]',
+                   "-a", "pages=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line and "embedded sandbox" in line]
+    assert len(warnings) == 1 and "not Taobao" in warnings[0]
+    (row,) = result.summaries.values()
+    assert row["status"] == "ok" and row["pages_fetched"] == 2 and row["items_found"] == 8
+    assert str(result.hits[0]["num_iid"]) == str(catalog.products[42].num_iid)
+
+
+def test_quota_ban_is_waited_out(tmp_path: Path, catalog: Any) -> None:
+    for index in range(8):
+        _photo(catalog, 100 + 37 * index).save(tmp_path / f"p{index}.jpg", "JPEG")
+    with SandboxProcess("--app", "test:test:5/3", "--page-size", str(PAGE_SIZE)) as sandbox:
+        result = crawl(tmp_path, f"{tmp_path}/*.jpg", *against(sandbox, "-a", "pages=1"))
+        stats = sandbox.stats()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [row["status"] for row in result.summaries.values()] == ["ok"] * 8
+    assert stats["quota_refused"] >= 1 and result.stat("imagesearch/throttled") >= 1
+    assert stats["calls"]["total"] == 8 + stats["quota_refused"]
+
+
+def test_transient_faults_are_retried(tmp_path: Path, catalog: Any) -> None:
+    for index in range(6):
+        _photo(catalog, 200 + 53 * index).save(tmp_path / f"p{index}.jpg", "JPEG")
+    faults = ("--fault-5xx", "0.15", "--fault-garbage", "0.1", "--fault-drop", "0.1", "--fault-remote", "0.15",
+              "--fault-seed", "4")
+    with SandboxProcess("--page-size", str(PAGE_SIZE), "--max-results", "10", *faults) as sandbox:
+        result = crawl(tmp_path, str(tmp_path), *against(
+            sandbox, "-a", "pages=2", "-s", "RETRY_TIMES=8", "-s", "IMAGESEARCH_RETRY_BACKOFF=0.05"))
+        stats = sandbox.stats()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [row["status"] for row in result.summaries.values()] == ["ok"] * 6
+    assert all(row["pages_fetched"] == 2 for row in result.summaries.values())
+    assert sum(stats["faults"].values()) >= 1 and result.stat("retry/count") >= 1
