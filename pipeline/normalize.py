@@ -167,9 +167,10 @@ def _is_loopback(host: str) -> bool:
 def normalize_url(raw: Any) -> str | None:
     """An absolute http(s) URL: "//x/y" -> "https://x/y", "http://x" -> "https://x".
 
-    Taobao's CDNs and item pages all serve https, so plain http is upgraded - except on loopback
-    (localhost, 127.0.0.0/8, ::1): the embedded sandbox serves pictures over plain http on
-    127.0.0.1 and an https link there would be dead. Other schemes and relative paths: ``None``.
+    Taobao's CDNs and item pages all serve https, so scheme-less and plain http URLs get https -
+    except on loopback (localhost, 127.0.0.0/8, ::1), which gets http: the embedded sandbox serves
+    its pictures as ``//127.0.0.1:PORT/img/...`` over plain http, and an https link there would be
+    dead. Other schemes and relative paths: ``None``.
     """
     if not isinstance(raw, str):
         return None
@@ -177,10 +178,13 @@ def normalize_url(raw: Any) -> str | None:
     if url.startswith("https://"):  # the common case, without parsing
         return url if len(url) > 8 and url[8] not in "/?#" else None
     if url.startswith("//"):
-        url = "https:" + url
-    scheme, sep, rest = url.partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in ("http", "https") or not rest or rest[0] in "/?#":
+        scheme, rest = "http", url[2:]
+    else:
+        scheme, sep, rest = url.partition("://")
+        scheme = scheme.lower()
+        if not sep or scheme not in ("http", "https"):
+            return None
+    if not rest or rest[0] in "/?#":
         return None
     if scheme == "http":
         host = _HOST_RE.match(rest)[1]  # type: ignore[index]  # the pattern matches any string

@@ -84,14 +84,14 @@ class TinySpider(scrapy.Spider):
         yield SeedSummary(seed_id="seed-x", source="seeds/x.gif", status="rejected", error_code=21, error_msg="image format not supported", pages_fetched=0, items_found=0)
 
 
-def crawl(tmp: Path, *settings: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run TinySpider with the project's settings (scrapy.cfg) in a fresh process."""
-    args = [sys.executable, "-m", "scrapy", "runspider", str(Path(__file__)), "-s", f"DATASET_DIR={tmp / 'datasets'}", "-s", "LOG_LEVEL=DEBUG"]
-    args += ["-s", f"IMAGESEARCH_ENDPOINT={NO_GATEWAY}"]  # TinySpider makes no calls: no embedded sandbox
+def crawl(tmp: Path, *settings: str, ok: bool = True, command: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run a crawl with the project's settings (scrapy.cfg) in a fresh process: TinySpider unless *command* says otherwise."""
+    command = command or ("runspider", str(Path(__file__)), "-s", f"IMAGESEARCH_ENDPOINT={NO_GATEWAY}")  # no calls: no sandbox
+    args = [sys.executable, "-m", "scrapy", *command, "-s", f"DATASET_DIR={tmp / 'datasets'}", "-s", "LOG_LEVEL=DEBUG"]
     for s in settings:
         args += ["-s", s]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     if ok:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -279,6 +279,30 @@ def test_a_crawl_resumed_from_jobdir_continues_its_run(tmp_path: Path) -> None:
     names = sorted(f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/"))
     assert names == [batch_file_name(manifest["run_id"], "parquet", n) for n in range(1, 7)]  # 3 per part, none replaced
     assert manifest["rows"]["parquet"]["matches"] == 48
+
+
+def test_the_real_spider_against_the_sandbox_fills_a_consistent_dataset(tmp_path: Path) -> None:
+    seeds = sorted((REPO / "data" / "seeds").glob("*.jpg"))
+    crawl(tmp_path, command=("crawl", "imagesearch", "-a", f"seeds={REPO / 'data' / 'seeds'}", "-a", "pages=2"))
+    root = tmp_path / "datasets"
+    (manifest,) = manifests(root)
+    assert manifest["finish_reason"] == "finished"
+    assert manifest["rows"]["parquet"] == manifest["rows"]["csv"]
+    con = duckdb.connect()
+
+    def one(sql: str) -> Any:
+        return con.execute(sql.replace("{p}", f"{root}/parquet")).fetchone()
+
+    assert one("select count(*), count(distinct seed_id) from read_parquet('{p}/seeds/**/*.parquet')") == (len(seeds), len(seeds))
+    assert one("select count(*) = count(distinct num_iid) from read_parquet('{p}/products/**/*.parquet')") == (True,)
+    # Every match points at a product, and each ok seed's hits are all there.
+    assert one("select count(*) from read_parquet('{p}/matches/**/*.parquet') m anti join read_parquet('{p}/products/**/*.parquet') p using (num_iid)") == (0,)
+    assert one("select sum(items_found) from read_parquet('{p}/seeds/**/*.parquet')") == one("select count(*) from read_parquet('{p}/matches/**/*.parquet')")
+    # The sandbox's loopback pictures stay http; everything typed.
+    assert one("select bool_and(pic_url like 'http://127.0.0.1:%') from read_parquet('{p}/products/**/*.parquet')") == (True,)
+    assert one("select count(*) from read_parquet('{p}/products/**/*.parquet') where crawled_at is null or run_id is null") == (0,)
+    unparsed = one("select count(*) from read_parquet('{p}/products/**/*.parquet') where price_min is null and price_raw is not null")
+    assert unparsed == (manifest["stats"].get("dataset/unparsed/price", 0),)
 
 
 def test_user_feeds_are_left_alone(tmp_path: Path) -> None:

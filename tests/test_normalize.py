@@ -153,7 +153,9 @@ def test_normalize_count(raw: Any, expected: int | None) -> None:
         ("http://localhost:8765/img/1.jpg", "http://localhost:8765/img/1.jpg"),
         ("http://[::1]:8765/img/1.jpg", "http://[::1]:8765/img/1.jpg"),
         ("http://127.0.0.1.evil.com/x", "https://127.0.0.1.evil.com/x"),
-        ("//127.0.0.1:8765/x", "https://127.0.0.1:8765/x"),
+        ("//127.0.0.1:8765/img/1.jpg", "http://127.0.0.1:8765/img/1.jpg"),  # the sandbox's pic_url
+        ("//localhost/x", "http://localhost/x"),
+        ("///x", None),
         ("ftp://x.com/a", None),
         ("javascript:alert(1)", None),
         ("/item.htm?id=1", None),
