@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from scrapy.exceptions import IgnoreRequest
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,3 +50,7 @@ class MalformedResponse(GatewayError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("malformed", "", "malformed response", detail)
+
+
+class GatewayStopped(IgnoreRequest):
+    """A call not sent because a fatal gateway error already stopped the crawl."""

@@ -11,7 +11,8 @@ from urllib.parse import parse_qsl, urlencode
 from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.utils.asyncio import sleep
 
-from pipeline.gateways.actions import RETRY, THROTTLE, ErrorActions
+from pipeline.errors import GatewayStopped
+from pipeline.gateways.actions import FATAL, RETRY, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
 from pipeline.gateways.top import SIGN_META_KEY, ban_seconds, check_sign_method, signed_params
 
@@ -57,6 +58,7 @@ class GatewayMiddleware:
     - before sending: waits out a quota ban (QuotaPacer) and the backoff of a retried request
       (IMAGESEARCH_RETRY_BACKOFF x 2^(n-1), at most IMAGESEARCH_RETRY_BACKOFF_MAX), then counts
       the call (``imagesearch/calls``, ``imagesearch/calls/<method>``);
+    - after a fatal answer: sends nothing more (GatewayStopped);
     - on an error answer: counts ``imagesearch/errors/<code>`` and applies IMAGESEARCH_ERROR_ACTIONS:
       ``retry`` re-sends through Scrapy's retry machinery (RETRY_TIMES), ``throttle`` bans calls for
       the seconds the gateway names and re-sends (at most IMAGESEARCH_THROTTLE_MAX_TIMES);
@@ -70,6 +72,8 @@ class GatewayMiddleware:
         self.gateway = gateway
         self.actions = actions
         self.pacer = QuotaPacer()
+        #: Set by the first fatal answer: no further call leaves (the spider closes the crawl).
+        self.stopped = False
         settings = crawler.settings
         self.backoff = settings.getfloat("IMAGESEARCH_RETRY_BACKOFF")
         self.backoff_max = settings.getfloat("IMAGESEARCH_RETRY_BACKOFF_MAX")
@@ -93,6 +97,8 @@ class GatewayMiddleware:
         if delay:
             await sleep(delay)
         await self.pacer.wait()
+        if self.stopped:
+            raise GatewayStopped("a fatal gateway error stopped the crawl")
         stats = self.crawler.stats
         stats.inc_value("imagesearch/calls")
         stats.inc_value(f"imagesearch/calls/{method}")
@@ -110,6 +116,8 @@ class GatewayMiddleware:
             return self._retry(request, error) or response
         if action == THROTTLE:
             return self._throttle(request, error) or response
+        if action == FATAL:
+            self.stopped = True
         return response
 
     def _retry(self, request: Request, error: GatewayError) -> Request | None:

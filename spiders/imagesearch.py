@@ -23,7 +23,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 
 from items.scrapy_items import ProductHit, SeedSummary
 from pipeline.commands.crawl import GATEWAY_FATAL_REASON
-from pipeline.errors import ConfigurationError, GatewayError, ImageRejected
+from pipeline.errors import ConfigurationError, GatewayError, GatewayStopped, ImageRejected
 from pipeline.extensions import list_setting, resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions, fatal_message
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
@@ -244,8 +244,8 @@ class ImageSearchSpider(Spider):
         """Errback: the call could not be completed (HTTP error or network failure after the retries)."""
         request = failure.request  # type: ignore[attr-defined]
         job = self.jobs.get(request.cb_kwargs.get("job_id", ""))
-        if job is None or self._stopped:
-            return
+        if job is None or self._stopped or failure.check(GatewayStopped):
+            return  # the fatal error that stopped the crawl summarises this job's seeds
         retries = request.meta.get("retry_times", 0)
         if failure.check(HttpError):
             status = failure.value.response.status

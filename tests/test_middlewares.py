@@ -167,3 +167,13 @@ def test_pacer_keeps_the_longest_ban() -> None:
     assert pacer.remaining() == 1
     now[0] = 200.0
     assert pacer.remaining() == 0
+
+
+def test_nothing_is_sent_after_a_fatal_answer(crawler: Any) -> None:
+    from pipeline.errors import GatewayStopped
+
+    middleware = GatewayMiddleware.from_crawler(crawler)
+    request = _search_request()
+    middleware.process_response(request, _answer(request, _error(15, "isv.invalid-signature")))
+    with pytest.raises(GatewayStopped):
+        asyncio.run(middleware.process_request(_search_request()))

@@ -261,3 +261,107 @@ def test_transient_faults_are_retried(tmp_path: Path, catalog: Any) -> None:
     assert [row["status"] for row in result.summaries.values()] == ["ok"] * 6
     assert all(row["pages_fetched"] == 2 for row in result.summaries.values())
     assert sum(stats["faults"].values()) >= 1 and result.stat("retry/count") >= 1
+
+
+# -- exit codes, secrets, call counts ------------------------------------------------------------
+
+WRONG_SECRET = "wr0ng-Secret-7f3a9c"
+
+
+def _all_text_below(root: Path) -> str:
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in root.rglob("*") if p.is_file())
+
+
+def test_wrong_secret_stops_at_once_with_one_line_and_exit_3(tmp_path: Path, sandbox: SandboxProcess, catalog: Any) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(12):
+        _photo(catalog, 10 + index).save(photos / f"p{index}.jpg", "JPEG")
+    out = tmp_path / "datasets"
+    result = crawl(
+        tmp_path, str(photos), *against(sandbox, "-s", f"DATASET_DIR={out}", "-s", "LOG_LEVEL=DEBUG"),
+        env={"IMAGESEARCH_APP_SECRET": WRONG_SECRET}, feed=False,
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert result.seconds < 30
+    errors = [line for line in result.stderr.splitlines() if " ERROR: " in line]
+    assert len(errors) == 1 and "gateway refused the credentials (code 15 isv.invalid-signature" in errors[0]
+    assert "IMAGESEARCH_APP_SECRET" in errors[0] and "Traceback" not in result.stderr
+    assert result.stat("finish_reason") == "gateway_fatal"
+    assert result.stat("imagesearch/calls") <= 8  # no more than the first wave in flight (CONCURRENT_REQUESTS)
+    written = _all_text_below(out)
+    for text in (result.stdout, result.stderr, written):
+        assert WRONG_SECRET not in text
+    assert "sign=" not in result.stderr and "image_data=" not in result.stderr
+
+
+def test_fatal_rows_account_for_every_seed(tmp_path: Path, catalog: Any, image_server: str) -> None:
+    for index in range(3):
+        _photo(catalog, 30 + index).save(tmp_path / f"p{index}.jpg", "JPEG")
+    seeds = f"{tmp_path}/p0.jpg,{image_server}/shoe.jpg,{tmp_path}/p1.jpg,{tmp_path}/p2.jpg"
+    with SandboxProcess("--deny", "test:taobao.upload.img", "--page-size", str(PAGE_SIZE)) as sandbox:
+        result = crawl(tmp_path, seeds, *against(sandbox, "-a", "pages=1", "-s", "CONCURRENT_REQUESTS=1"))
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "lacks permission" in result.stderr
+    rows = result.summaries
+    assert len(rows) == 4
+    assert {row["status"] for row in rows.values() if "shoe" in str(row["source"])} == {"failed"}
+    assert all(row["status"] in ("ok", "failed") for row in rows.values())
+
+
+@pytest.mark.parametrize(
+    "seeds, options, message",
+    [
+        ("", (), "no seeds given"),
+        ("{tmp}/nothing-here.jpg", (), "nothing to search"),
+        ("{tmp}/*.webp", (), "matches no file"),
+        ("{tmp}/p.jpg", ("-a", "pages=abc"), "pages='abc' is not a positive whole number"),
+        ("{tmp}/p.jpg", ("-s", "IMAGESEARCH_SIGN_METHOD=sha1"), "IMAGESEARCH_SIGN_METHOD='sha1'"),
+        ("{tmp}/bad.csv", (), "has no 'image' column"),
+        ("{tmp}/p.jpg", ("-s", "IMAGESEARCH_ERROR_ACTIONS={\"15\": \"ignore\"}"), "use one of"),
+        ("{tmp}/p.jpg", ("-a", "cat=shoes"), "is not a category id"),
+    ],
+)
+def test_unusable_input_fails_fast_with_one_line(
+    tmp_path: Path, sandbox: SandboxProcess, catalog: Any, seeds: str, options: tuple[str, ...], message: str
+) -> None:
+    _photo(catalog, 7).save(tmp_path / "p.jpg", "JPEG")
+    (tmp_path / "bad.csv").write_text("path\np.jpg\n", encoding="utf-8")
+    sandbox.reset()
+    result = crawl(tmp_path, seeds.format(tmp=tmp_path), *against(sandbox, *options))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and lines[0].startswith("scrapy crawl imagesearch: error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert sandbox.stats()["calls"]["total"] == 0
+
+
+def test_unwritable_dataset_dir_fails_fast(tmp_path: Path, catalog: Any) -> None:
+    _photo(catalog, 7).save(tmp_path / "p.jpg", "JPEG")
+    (tmp_path / "a-file").write_text("x")
+    result = crawl(tmp_path, str(tmp_path / "p.jpg"), "-s", f"DATASET_DIR={tmp_path}/a-file/datasets", feed=False)
+    assert result.returncode == 2
+    assert "scrapy crawl imagesearch: error: DATASET_DIR=" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("pages", [1, 3])
+def test_calls_equal_pages_required_plus_uploads(
+    tmp_path: Path, sandbox: SandboxProcess, catalog: Any, image_server: str, pages: int
+) -> None:
+    for index in range(3):
+        _photo(catalog, 1500 + 11 * index).save(tmp_path / f"p{index}.jpg", "JPEG")
+    shutil.copy(tmp_path / "p0.jpg", tmp_path / "p0-again.jpg")
+    seeds = f"{tmp_path},{image_server}/shoe.jpg"
+    sandbox.reset()
+    result = crawl(tmp_path, seeds, *against(sandbox, "-a", f"pages={pages}", "-a", f"cat={catalog.products[1500].cat}"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(result.summaries.values())
+    assert len(rows) == 5 and all(row["status"] == "ok" for row in rows)
+    distinct = {row["sha256"] or row["source"]: row for row in rows}
+    assert len(distinct) == 4
+    required = sum(expected_pages(row["total_results"], pages) for row in distinct.values())
+    assert all(row["pages_fetched"] == expected_pages(row["total_results"], pages) for row in rows)
+    stats = sandbox.stats()["calls"]
+    assert stats["by_method"] == {SEARCH: required, UPLOAD: 1}
+    assert stats["total"] == result.stat("imagesearch/calls") == required + 1
+    assert all(hit["cat"] == str(catalog.products[1500].cat) for hit in result.hits)
