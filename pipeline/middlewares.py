@@ -15,6 +15,7 @@ from pipeline.errors import GatewayStopped
 from pipeline.gateways.actions import FATAL, RETRY, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
 from pipeline.gateways.top import SIGN_META_KEY, ban_seconds, check_sign_method, signed_params
+from pipeline.pacing import quota_exceeded
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -134,6 +135,8 @@ class GatewayMiddleware:
         seconds = ban_seconds(error)
         wait = self.throttle_default_wait if seconds is None else seconds
         self.pacer.ban(wait)
+        # Tell an app-wide pacer (pipeline.pacing, when enabled) to hold every call, too.
+        self.crawler.signals.send_catch_log(quota_exceeded, ban_seconds=wait)
         self.crawler.stats.inc_value("imagesearch/throttled")
         logger.info("Gateway quota reached (%s): pausing calls for %.0f s", error.describe(), wait)
         again = request.copy()

@@ -90,6 +90,7 @@ IMAGESEARCH_THROTTLE_DEFAULT_WAIT = 60.0
 IMAGESEARCH_SANDBOX_ARGS = []
 #: Retries of a call after HTTP 5xx, timeouts, dropped connections, broken bodies or transient codes.
 RETRY_TIMES = 3
+#: GatewayMiddleware (pacing, backoff, error actions, call stats) and TopSigningMiddleware (signs each attempt).
 DOWNLOADER_MIDDLEWARES = {
     "pipeline.middlewares.GatewayMiddleware": 560,
     # Last before the download handler, so every attempt is signed with a fresh timestamp.

@@ -133,13 +133,18 @@ def test_broken_body_is_retried(crawler: Any) -> None:
 
 
 def test_quota_answer_bans_all_calls_for_the_seconds_given(crawler: Any) -> None:
+    from pipeline.pacing import quota_exceeded
+
     middleware = GatewayMiddleware.from_crawler(crawler)
+    bans: list[float] = []
+    crawler.signals.connect(lambda ban_seconds: bans.append(ban_seconds), signal=quota_exceeded, weak=False)
     request = _search_request()
     answer = _answer(request, _error(16, "accesscontrol.limited-by-api-access-count", "This ban will last for 2 more seconds"))
     again = middleware.process_response(request, answer)
     assert isinstance(again, Request) and again.meta[THROTTLED_META_KEY] == 1
     assert 1.5 < middleware.pacer.remaining() <= 2.0
     assert crawler.stats.get_value("imagesearch/throttled") == 1
+    assert bans == [2.0]  # the app-wide pacer of pipeline.pacing hears about it too
 
 
 def test_fatal_and_seed_errors_and_successes_go_to_the_spider(crawler: Any) -> None:
