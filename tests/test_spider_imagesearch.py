@@ -365,3 +365,35 @@ def test_calls_equal_pages_required_plus_uploads(
     assert stats["by_method"] == {SEARCH: required, UPLOAD: 1}
     assert stats["total"] == result.stat("imagesearch/calls") == required + 1
     assert all(hit["cat"] == str(catalog.products[1500].cat) for hit in result.hits)
+
+
+# -- the stopping rule and argument checks, without a crawl --------------------------------------
+
+@pytest.mark.parametrize(
+    "page, items_on_page, page_size, total, max_pages, more",
+    [
+        (1, 5, 5, 12, 5, True),    # full page, 5 < 12
+        (2, 5, 5, 12, 5, True),    # 10 < 12
+        (3, 2, 5, 12, 5, False),   # short last page
+        (2, 5, 5, 10, 5, False),   # 10 == total
+        (1, 5, 5, 200, 1, False),  # pages=1
+        (1, 3, 5, 200, 5, False),  # a short page ends it whatever total_results says
+        (1, 0, 20, 0, 5, False),   # nothing found
+    ],
+)
+def test_more_pages_rule(page: int, items_on_page: int, page_size: int, total: int, max_pages: int, more: bool) -> None:
+    from spiders.imagesearch import ImageSearchSpider, SearchJob
+
+    spider = ImageSearchSpider(seeds="x")
+    spider.max_pages = max_pages
+    job = SearchJob("j", None, page_size=page_size, total_results=total)
+    assert spider._has_more_pages(job, page, items_on_page) is more
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "", None, "1.5"])
+def test_positive_int_refuses(value: Any) -> None:
+    from pipeline.errors import ConfigurationError
+    from spiders.imagesearch import positive_int
+
+    with pytest.raises(ConfigurationError, match="pages="):
+        positive_int("pages", value)
