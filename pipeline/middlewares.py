@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
@@ -15,7 +13,7 @@ from pipeline.errors import GatewayStopped
 from pipeline.gateways.actions import FATAL, RETRY, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
 from pipeline.gateways.top import SIGN_META_KEY, ban_seconds, check_sign_method, signed_params
-from pipeline.pacing import quota_exceeded
+from pipeline.pacing import QuotaPacer
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -32,31 +30,10 @@ logger = logging.getLogger(__name__)
 THROTTLED_META_KEY = "imagesearch_throttled"
 
 
-class QuotaPacer:
-    """App-wide pause after a quota answer: no gateway call leaves before the ban is over.
-
-    The one place that decides *when* a call may go; a later pacer (calls per hour) belongs here.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = clock
-        self.resume_at = 0.0
-
-    def ban(self, seconds: float) -> None:
-        self.resume_at = max(self.resume_at, self._monotonic() + seconds)
-
-    def remaining(self) -> float:
-        return max(0.0, self.resume_at - self._monotonic())
-
-    async def wait(self) -> None:
-        while (delay := self.remaining()) > 0:
-            await sleep(delay)
-
-
 class GatewayMiddleware:
     """For gateway calls (requests whose meta names an API method):
 
-    - before sending: waits out a quota ban (QuotaPacer) and the backoff of a retried request
+    - before sending: waits for its turn under the quota and any ban (pipeline.pacing.QuotaPacer) and the backoff of a retried request
       (IMAGESEARCH_RETRY_BACKOFF x 2^(n-1), at most IMAGESEARCH_RETRY_BACKOFF_MAX), then counts
       the call (``imagesearch/calls``, ``imagesearch/calls/<method>``);
     - after a fatal answer: sends nothing more (GatewayStopped);
@@ -72,7 +49,7 @@ class GatewayMiddleware:
         self.crawler = crawler
         self.gateway = gateway
         self.actions = actions
-        self.pacer = QuotaPacer()
+        self.pacer = QuotaPacer.from_crawler(crawler)
         #: Set by the first fatal answer: no further call leaves (the spider closes the crawl).
         self.stopped = False
         settings = crawler.settings
@@ -97,7 +74,7 @@ class GatewayMiddleware:
         delay = self.backoff_delay(request.meta.get("retry_times", 0))
         if delay:
             await sleep(delay)
-        await self.pacer.wait()
+        await self.pacer.wait_turn()
         if self.stopped:
             raise GatewayStopped("a fatal gateway error stopped the crawl")
         stats = self.crawler.stats
@@ -135,8 +112,6 @@ class GatewayMiddleware:
         seconds = ban_seconds(error)
         wait = self.throttle_default_wait if seconds is None else seconds
         self.pacer.ban(wait)
-        # Tell an app-wide pacer (pipeline.pacing, when enabled) to hold every call, too.
-        self.crawler.signals.send_catch_log(quota_exceeded, ban_seconds=wait)
         self.crawler.stats.inc_value("imagesearch/throttled")
         logger.info("Gateway quota reached (%s): pausing calls for %.0f s", error.describe(), wait)
         again = request.copy()

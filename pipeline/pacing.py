@@ -6,28 +6,19 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from scrapy import signals
-from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import sleep
 from scrapy.utils.misc import load_object
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from scrapy import Request
     from scrapy.crawler import Crawler
 
 logger = logging.getLogger(__name__)
-
-#: Sent by whoever meets a quota error (the gateway error handling), so that the pacer holds
-#: every call for that app key, not only the one that failed: ``ban_seconds`` (float).
-quota_exceeded = object()
-
-#: Request.meta key that marks a request as a gateway call to be paced (its value: the API method).
-GATEWAY_CALL_META = "imagesearch_call"
 
 _QUOTA_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 
@@ -65,6 +56,9 @@ class QuotaStore(Protocol):
     def ban(self, key: str, until: float) -> None:
         """No call for ``key`` may be sent before ``until``."""
 
+    def banned_until(self, key: str) -> float:
+        """The end of ``key``'s current ban (0 when none)."""
+
 
 class InMemoryQuotaStore:
     """A sliding-window schedule per key: the times of the last ``quota.calls`` booked calls.
@@ -92,56 +86,56 @@ class InMemoryQuotaStore:
     def ban(self, key: str, until: float) -> None:
         self._banned_until[key] = max(self._banned_until.get(key, 0.0), until)
 
+    def banned_until(self, key: str) -> float:
+        return self._banned_until.get(key, 0.0)
 
-class QuotaPacingMiddleware:
-    """Downloader middleware holding each gateway call until the app key's quota allows it.
 
-    It must run before the signing middleware, so that a call signed after its wait still
-    carries a fresh timestamp. Stats: ``pacing/calls``, ``pacing/waits``, ``pacing/wait_seconds``,
-    ``pacing/quota_errors``.
+class QuotaPacer:
+    """Decides when each gateway call may go: within IMAGESEARCH_QUOTA, and never during a quota ban.
+
+    Used by ``pipeline.middlewares.GatewayMiddleware`` just before signing, so a call signed after
+    its wait still carries a fresh timestamp. A quota answer from the gateway bans every call for
+    the app key (not just the one that failed) until the ban is over.
+    Stats: ``pacing/calls``, ``pacing/waits``, ``pacing/wait_seconds``, ``pacing/quota_errors``.
     """
 
-    def __init__(self, crawler: Crawler, quota: Quota, store: QuotaStore, key: str, margin: float) -> None:
-        self.crawler = crawler
+    def __init__(
+        self, crawler: Crawler, quota: Quota | None, store: QuotaStore, key: str, margin: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stats = crawler.stats
         self.quota = quota
         self.store = store
         self.key = key
         self.margin = margin
-        self.stats = crawler.stats
+        self._clock = clock
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
         spec = settings.get("IMAGESEARCH_QUOTA")
-        if not spec:
-            raise NotConfigured("IMAGESEARCH_QUOTA is empty: gateway calls are not paced")
+        quota = Quota.parse(spec) if spec else None
         store_cls = load_object(settings.get("IMAGESEARCH_QUOTA_STORE"))
         store = store_cls.from_crawler(crawler) if hasattr(store_cls, "from_crawler") else store_cls()
-        margin = settings.getfloat("IMAGESEARCH_QUOTA_MARGIN")
-        mw = cls(crawler, Quota.parse(spec), store, settings.get("IMAGESEARCH_APP_KEY"), margin)
-        crawler.signals.connect(mw.on_quota_exceeded, signal=quota_exceeded)
-        crawler.signals.connect(mw.spider_opened, signal=signals.spider_opened)
-        return mw
+        pacer = cls(crawler, quota, store, settings.get("IMAGESEARCH_APP_KEY") or "", settings.getfloat("IMAGESEARCH_QUOTA_MARGIN"))
+        if quota:
+            logger.info("Pacing gateway calls to %d per %g s (%.3g calls/s)", quota.calls, quota.seconds, quota.rate)
+        return pacer
 
-    def spider_opened(self) -> None:
-        logger.info(
-            "Pacing gateway calls to %d per %g s (%.3g calls/s) for app key %s",
-            self.quota.calls, self.quota.seconds, self.quota.rate, self.key,
-        )
-
-    async def process_request(self, request: Request) -> None:
-        if GATEWAY_CALL_META not in request.meta:
-            return
-        now = time.monotonic()
-        at = self.store.reserve(self.key, self.quota, now, self.margin)
+    async def wait_turn(self) -> None:
+        """Return when this call may be sent."""
+        now = self._clock()
+        at = self.store.reserve(self.key, self.quota, now, self.margin) if self.quota else now
         self.stats.inc_value("pacing/calls")
         if at > now:
             self.stats.inc_value("pacing/waits")
             self.stats.inc_value("pacing/wait_seconds", round(at - now, 3))
             await sleep(at - now)
+        # A ban that arrived while this call waited for its slot holds it too.
+        while (delay := self.store.banned_until(self.key) - self._clock()) > 0:
+            await sleep(delay)
 
-    def on_quota_exceeded(self, ban_seconds: float) -> None:
-        """The gateway said the quota is spent: hold every call for this key until the ban is over."""
+    def ban(self, seconds: float) -> None:
+        """The gateway said the quota is spent: hold every call for this key for ``seconds``."""
         self.stats.inc_value("pacing/quota_errors")
-        self.store.ban(self.key, time.monotonic() + max(0.0, ban_seconds))
-        logger.warning("Quota exceeded for app key %s: all calls held for %.1f s", self.key, ban_seconds)
+        self.store.ban(self.key, self._clock() + max(0.0, seconds))

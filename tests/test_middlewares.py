@@ -15,7 +15,7 @@ from scrapy.utils.test import get_crawler
 
 from pipeline import settings as project_settings
 from pipeline.gateways.top import TopGateway
-from pipeline.middlewares import THROTTLED_META_KEY, GatewayMiddleware, QuotaPacer, TopSigningMiddleware
+from pipeline.middlewares import THROTTLED_META_KEY, GatewayMiddleware, TopSigningMiddleware
 from pipeline.signing import CHINA_TZ, TIMESTAMP_FORMAT, verify
 
 ENDPOINT = "http://127.0.0.1:1/router/rest"
@@ -133,18 +133,15 @@ def test_broken_body_is_retried(crawler: Any) -> None:
 
 
 def test_quota_answer_bans_all_calls_for_the_seconds_given(crawler: Any) -> None:
-    from pipeline.pacing import quota_exceeded
-
     middleware = GatewayMiddleware.from_crawler(crawler)
-    bans: list[float] = []
-    crawler.signals.connect(lambda ban_seconds: bans.append(ban_seconds), signal=quota_exceeded, weak=False)
     request = _search_request()
     answer = _answer(request, _error(16, "accesscontrol.limited-by-api-access-count", "This ban will last for 2 more seconds"))
     again = middleware.process_response(request, answer)
     assert isinstance(again, Request) and again.meta[THROTTLED_META_KEY] == 1
-    assert 1.5 < middleware.pacer.remaining() <= 2.0
+    remaining = middleware.pacer.store.banned_until(middleware.pacer.key) - time.monotonic()
+    assert 1.5 < remaining <= 2.0
     assert crawler.stats.get_value("imagesearch/throttled") == 1
-    assert bans == [2.0]  # the app-wide pacer of pipeline.pacing hears about it too
+    assert crawler.stats.get_value("pacing/quota_errors") == 1
 
 
 def test_fatal_and_seed_errors_and_successes_go_to_the_spider(crawler: Any) -> None:
@@ -160,18 +157,6 @@ def test_backoff_doubles_and_is_capped(crawler: Any) -> None:
     middleware = GatewayMiddleware.from_crawler(crawler)
     middleware.backoff, middleware.backoff_max = 0.5, 1.5
     assert [middleware.backoff_delay(n) for n in range(4)] == [0.0, 0.5, 1.0, 1.5]
-
-
-def test_pacer_keeps_the_longest_ban() -> None:
-    now = [100.0]
-    pacer = QuotaPacer(clock=lambda: now[0])
-    pacer.ban(5)
-    pacer.ban(2)
-    assert pacer.remaining() == 5
-    now[0] = 104.0
-    assert pacer.remaining() == 1
-    now[0] = 200.0
-    assert pacer.remaining() == 0
 
 
 def test_nothing_is_sent_after_a_fatal_answer(crawler: Any) -> None:

@@ -58,3 +58,11 @@ def test_margin_widens_the_window() -> None:
     store, quota = InMemoryQuotaStore(), Quota(2, 1.0)
     times = [store.reserve("k", quota, 0.0, margin=0.2) for _ in range(3)]
     assert times == [0.0, 0.0, pytest.approx(1.2)]
+
+
+def test_a_shorter_ban_does_not_shorten_a_longer_one() -> None:
+    store = InMemoryQuotaStore()
+    store.ban("k", until=105.0)
+    store.ban("k", until=102.0)
+    assert store.banned_until("k") == 105.0
+    assert store.banned_until("other") == 0.0

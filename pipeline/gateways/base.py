@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.misc import build_from_crawler, load_object
 
-from pipeline.pacing import GATEWAY_CALL_META
-
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
@@ -26,9 +24,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Request meta key naming the API method of a gateway call; middlewares (ours, and the quota
-#: pacer of pipeline.pacing) act only on such requests.
-METHOD_META_KEY = GATEWAY_CALL_META
+#: Request meta key naming the API method of a gateway call; the gateway middlewares (pacing,
+#: error actions, signing) act only on such requests.
+METHOD_META_KEY = "imagesearch_call"
 
 
 @dataclass(frozen=True)
