@@ -152,7 +152,7 @@ class SharedConversion:
     def __init__(self, converter: TableConverter, consumers: int) -> None:
         self.converter = converter
         self.consumers = consumers
-        self._build_row = converter.row
+        self._names = converter.names
         self._last_item: Any = None
         self._last_row: tuple[Any, ...] = ()
         self._converted: deque[_Converted] = deque(maxlen=8)
@@ -160,7 +160,10 @@ class SharedConversion:
     def row(self, item: Any) -> tuple[Any, ...]:
         if item is self._last_item:
             return self._last_row
-        row = self._build_row(item)
+        try:
+            row = tuple(map(item._values.get, self._names))  # TableConverter.row, inlined: this runs per item
+        except AttributeError:
+            row = self.converter.row(item)
         self._last_item, self._last_row = item, row
         return row
 

@@ -119,25 +119,20 @@ class NormalizePipeline(_StatsPipeline):
             self.stats.inc_value("dataset/unparsed/price")
         if sales_count is None and sales_raw is not None:
             self.stats.inc_value("dataset/unparsed/sales")
-        values.update(
-            price_min=price_min,
-            price_max=price_max,
-            price_raw=price_raw,
-            sales=sales_count,
-            sales_raw=sales_raw,
-            num_iid=normalize_num_iid(get("num_iid")),
-            title=clean_title(get("title")),
-            pic_url=normalize_url(get("pic_url")),
-            detail_url=normalize_url(get("detail_url")),
-            seller_nick=normalize_text(get("seller_nick")),
-            is_tmall=normalize_bool(get("is_tmall")),
-            seed_id=normalize_text(get("seed_id")),
-            page=normalize_count(get("page")),
-            position=normalize_count(get("position")),
-            cat=normalize_text(get("cat")),
-            crawled_at=normalize_timestamp(get("crawled_at")),
-            run_id=self.run_id,
-        )
+        values["price_min"], values["price_max"], values["price_raw"] = price_min, price_max, price_raw
+        values["sales"], values["sales_raw"] = sales_count, sales_raw
+        values["num_iid"] = normalize_num_iid(get("num_iid"))
+        values["title"] = clean_title(get("title"))
+        values["pic_url"] = normalize_url(get("pic_url"))
+        values["detail_url"] = normalize_url(get("detail_url"))
+        values["seller_nick"] = normalize_text(get("seller_nick"))
+        values["is_tmall"] = normalize_bool(get("is_tmall"))
+        values["seed_id"] = normalize_text(get("seed_id"))
+        values["page"] = normalize_count(get("page"))
+        values["position"] = normalize_count(get("position"))
+        values["cat"] = normalize_text(get("cat"))
+        values["crawled_at"] = normalize_timestamp(get("crawled_at"))
+        values["run_id"] = self.run_id
 
     def _seed(self, item: SeedSummary) -> None:
         for name in ("seed_id", "source", "sha256", "status", "error_code", "error_msg"):
