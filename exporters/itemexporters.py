@@ -74,7 +74,9 @@ class TableItemExporter(BaseItemExporter):
         kwargs.setdefault("stats", crawler.stats)
         if kwargs.get("table"):
             kwargs.setdefault("shared", shared_conversion(crawler, get_table(kwargs["table"])))
-        return cls(file, **{"buffer_rows": crawler.settings.getint("PARQUET_ROW_GROUP_SIZE", DEFAULT_BUFFER_ROWS), **cls._settings_kwargs(crawler), **kwargs})
+        # One buffer size for every format, so the exporters of a table flush together and share batches.
+        options = {"buffer_rows": crawler.settings.getint("PARQUET_ROW_GROUP_SIZE", DEFAULT_BUFFER_ROWS)}
+        return cls(file, **{**options, **cls._settings_kwargs(crawler), **kwargs})
 
     @classmethod
     def _settings_kwargs(cls, crawler: Crawler) -> dict[str, Any]:
