@@ -6,30 +6,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporters.layout import FORMAT_EXTENSIONS, batch_file_name, last_batch, partition_dir, resolve_run
+from exporters.layout import FORMAT_EXTENSIONS, batch_file_name, partition_dir, resolve_run
 from exporters.manifest import DatasetManifest
 from items.schema import TABLES
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
-    from scrapy.spiders import Spider
 
 logger = logging.getLogger(__name__)
-
-
-class BatchNumbers:
-    """FEEDS ``uri_params`` for one dataset feed: batch numbers go on after those its run already wrote.
-
-    A fresh run starts at 00001; a crawl resumed from JOBDIR keeps its run id, so without this
-    its first batch would replace the earlier part's 00001.
-    """
-
-    def __init__(self, first: int) -> None:
-        self.offset = first - 1
-
-    def __call__(self, params: dict[str, Any], spider: Spider) -> dict[str, Any]:
-        params["batch_id"] += self.offset
-        return params
 
 
 class DatasetAddon:
@@ -73,7 +57,6 @@ def dataset_feeds(settings: BaseSettings, root: Path, run_id: str, dt: str) -> d
                 "item_export_kwargs": {"table": table},
                 "item_filter": "exporters.tables.TableFilter",
                 "batch_item_count": batch_items,
-                "uri_params": BatchNumbers(last_batch(directory, run_id, fmt) + 1),
                 "store_empty": True,  # every table gets a file, so readers' globs always find the schema
                 "overwrite": True,
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import re
@@ -76,7 +77,9 @@ def resolve_run(settings: BaseSettings, now: datetime | None = None) -> RunInfo:
     """The run this crawl writes: DATASET_RUN_ID if set, else the one JOBDIR remembers, else a new one.
 
     With JOBDIR the run is remembered in ``JOBDIR/dataset_run.json``, so a crawl resumed from the
-    same JOBDIR keeps its run id and dt partition and its files join the same run.
+    same JOBDIR keeps its run id and dt partition. The resumed crawl replays the journaled answers,
+    so it rewrites the whole run: same file names from 00001, the earlier part's leftovers removed
+    (see DatasetManifest), one manifest.
     """
     now = now or datetime.now(timezone.utc)
     explicit = settings.get("DATASET_RUN_ID") or None
@@ -113,13 +116,12 @@ def batch_file_name(run_id: str, fmt: str, batch: int | None = None) -> str:
     return f"{safe_component(run_id, 'run id')}-{number}.{FORMAT_EXTENSIONS[fmt]}"
 
 
-def last_batch(directory: Path, run_id: str, fmt: str) -> int:
-    """The highest batch number *run_id* already wrote in *directory* (0 if none): resumed runs go on from it."""
-    pattern = re.compile(rf"^{re.escape(run_id)}-(\d{{5,}})\.{re.escape(FORMAT_EXTENSIONS[fmt])}$")
-    if not directory.is_dir():
-        return 0
-    numbers = [int(m[1]) for p in directory.iterdir() if (m := pattern.match(p.name))]
-    return max(numbers, default=0)
+def run_files(root: Path, run_id: str) -> list[Path]:
+    """Every finished file *run_id* has in the format trees under *root* (temporary files excluded)."""
+    files: list[Path] = []
+    for fmt, ext in FORMAT_EXTENSIONS.items():
+        files += (root / fmt).glob(f"*/dt=*/{glob.escape(safe_component(run_id, 'run id'))}-[0-9][0-9][0-9][0-9][0-9]*.{ext}")
+    return sorted(files)
 
 
 def manifest_path(root: Path, run_id: str) -> Path:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
-from exporters.layout import contained, manifest_path
+from exporters.layout import contained, manifest_path, run_files
 from exporters.storage import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -45,8 +45,9 @@ class DatasetManifest:
 
     The manifest is written atomically after the feed exporter has stored every file, so its
     presence means the run is finished and every file it lists is complete. A scheduled import
-    should read manifests, not glob the tree. A crawl resumed with the same JOBDIR (same run id)
-    adds its files to the run's existing manifest.
+    should read manifests, not glob the tree. A crawl that runs the same run id again (resumed
+    from JOBDIR, which replays the journaled answers, or DATASET_RUN_ID reused) rewrites the run:
+    its files replace the earlier ones, leftovers are removed, and its manifest replaces the old.
     Enabled by ``exporters.addon.DatasetAddon`` when it lays out the datasets.
     """
 
@@ -95,14 +96,7 @@ class DatasetManifest:
 
     def feed_exporter_closed(self) -> None:
         stats = self.crawler.stats.get_stats()
-        finished_at = datetime.now(timezone.utc)
-        part = {
-            "started_at": self.started_at.isoformat(),
-            "finished_at": finished_at.isoformat(),
-            "finish_reason": stats.get("finish_reason"),
-        }
-        previous = self._previous()
-        files = sorted(previous.get("files", []) + self.files, key=lambda f: f["path"])
+        files = sorted(self.files, key=lambda f: f["path"])
         rows: dict[str, dict[str, int]] = {}
         for f in files:
             by_table = rows.setdefault(f["format"], {})
@@ -110,26 +104,23 @@ class DatasetManifest:
         manifest = {
             "run_id": self.run_id,
             "dt": self.dt,
-            "started_at": previous.get("started_at", part["started_at"]),
-            "finished_at": part["finished_at"],
-            "finish_reason": part["finish_reason"],
-            "parts": [*previous.get("parts", []), part],
+            "started_at": self.started_at.isoformat(),
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "finish_reason": stats.get("finish_reason"),
             "rows": rows,
             "files": files,
             "stats": json_safe_stats(stats),
         }
         atomic_write_bytes(self.path, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run_id, self.path, len(files))
+        # After the manifest, which no longer lists them: an importer never meets a listed file missing.
+        self._remove_leftovers({f["path"] for f in files})
 
-    def _previous(self) -> dict[str, Any]:
-        """The manifest an earlier part of this run (a crawl resumed from JOBDIR) wrote, if any."""
-        if not self.path.is_file():
-            return {}
-        try:
-            previous: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            logger.warning("Unreadable manifest %s replaced", self.path)
-            return {}
-        listed = {f["path"] for f in self.files}
-        previous["files"] = [f for f in previous.get("files", []) if f["path"] not in listed]
-        return previous
+    def _remove_leftovers(self, written: set[str]) -> None:
+        """Delete this run's files that this crawl did not write: an earlier attempt at the same run
+        (a crawl resumed from JOBDIR, or DATASET_RUN_ID reused) wrote more batches than this one."""
+        root = self.root.resolve()
+        for path in run_files(self.root, self.run_id):
+            if contained(self.root, path).relative_to(root).as_posix() not in written:
+                path.unlink(missing_ok=True)
+                logger.info("Removed %s: left over from an earlier attempt at run %s", path, self.run_id)

@@ -28,10 +28,10 @@ from exporters.itemexporters import CsvItemExporter, ParquetItemExporter
 from exporters.layout import (
     batch_file_name,
     contained,
-    last_batch,
     new_run_id,
     partition_dir,
     resolve_run,
+    run_files,
     safe_component,
     safe_date,
 )
@@ -269,16 +269,19 @@ def test_two_runs_on_the_same_day_never_overwrite(tmp_path: Path) -> None:
     assert con.execute(f"select count(distinct run_id), count(*) from read_parquet('{root}/parquet/products/**/*.parquet')").fetchone() == (2, 32)
 
 
-def test_a_crawl_resumed_from_jobdir_continues_its_run(tmp_path: Path) -> None:
+def test_a_crawl_resumed_from_jobdir_rewrites_its_run(tmp_path: Path) -> None:
     jobdir = tmp_path / "job"
-    crawl(tmp_path, f"JOBDIR={jobdir}", "DATASET_BATCH_ITEMS=10")
-    crawl(tmp_path, f"JOBDIR={jobdir}", "DATASET_BATCH_ITEMS=10")
+    crawl(tmp_path, f"JOBDIR={jobdir}", "DATASET_BATCH_ITEMS=5")  # interrupted or not: 5 matches files
     root = tmp_path / "datasets"
+    (first,) = manifests(root)
+    crawl(tmp_path, f"JOBDIR={jobdir}", "DATASET_BATCH_ITEMS=10")  # the resumed crawl replays everything: 3 files
     (manifest,) = manifests(root)
-    assert len(manifest["parts"]) == 2
+    assert manifest["run_id"] == first["run_id"] and manifest["dt"] == first["dt"]
     names = sorted(f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/"))
-    assert names == [batch_file_name(manifest["run_id"], "parquet", n) for n in range(1, 7)]  # 3 per part, none replaced
-    assert manifest["rows"]["parquet"]["matches"] == 48
+    assert names == [batch_file_name(manifest["run_id"], "parquet", n) for n in range(1, 4)]
+    assert manifest["rows"]["parquet"]["matches"] == 24  # not 48: the run was rewritten, not appended to
+    on_disk = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts)
+    assert on_disk == sorted(f["path"] for f in manifest["files"])  # the first attempt's extra batches are gone
 
 
 def test_the_real_spider_against_the_sandbox_fills_a_consistent_dataset(tmp_path: Path) -> None:
@@ -470,12 +473,14 @@ def test_jobdir_remembers_the_run(tmp_path: Path) -> None:
     assert resolve_run(Settings({"DATASET_RUN_ID": "nightly", "DATASET_RUN_DATE": "2026-01-02"})).run_id == "nightly"
 
 
-def test_batch_numbers_continue_after_existing_files(tmp_path: Path) -> None:
-    for n in (1, 2, 7):
-        (tmp_path / batch_file_name(RUN, "csv", n)).touch()
-    (tmp_path / batch_file_name("other", "csv", 9)).touch()
-    assert last_batch(tmp_path, RUN, "csv") == 7
-    assert last_batch(tmp_path / "missing", RUN, "csv") == 0
+def test_run_files_are_the_runs_finished_files_only(tmp_path: Path) -> None:
+    mine = [partition_dir(tmp_path, fmt, "seeds", "2026-11-25") / batch_file_name(RUN, fmt, n) for fmt in ("csv", "parquet") for n in (1, 2)]
+    others = [partition_dir(tmp_path, "csv", "seeds", "2026-11-25") / batch_file_name("other", "csv", 1)]
+    temps = [temp_path(mine[0])]
+    for path in mine + others + temps:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    assert run_files(tmp_path, RUN) == sorted(mine)
 
 
 def test_addon_builds_the_default_feeds_and_respects_user_feeds(tmp_path: Path) -> None:
