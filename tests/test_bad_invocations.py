@@ -1,0 +1,128 @@
+"""Bad invocations of ``scrapy crawl imagesearch`` the issue lists that tests/test_spider_imagesearch.py leaves out.
+
+Each must end with one line saying what to fix, exit non-zero, send no call to the gateway and
+print no traceback. Manifests saved by Excel with a BOM or in GBK must be read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from datasets import CrawlRun, load_dataset, run_crawl, write_seed_photos
+from sandbox.testing import SandboxProcess
+
+PREFIX = "scrapy crawl imagesearch: error: "
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[SandboxProcess]:
+    with SandboxProcess("--page-size", "5", "--max-results", "5") as process:
+        yield process
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    (written,) = write_seed_photos(tmp_path / "photos", 1)
+    return shutil.move(written, tmp_path / "p.jpg")
+
+
+def _assert_refused_in_one_line(result: CrawlRun, sandbox: SandboxProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.tail()
+    errors = [line for line in result.stderr.splitlines() if " error: " in line or " ERROR: " in line]
+    assert len(errors) == 1, result.tail()
+    last = result.stderr.rstrip("\n").splitlines()[-1]
+    assert last == errors[0] and last.startswith(PREFIX), result.tail()
+    for fragment in fragments:
+        assert fragment in last, result.tail()
+    assert "Traceback" not in result.stderr
+    assert sandbox.stats()["calls"]["total"] == 0
+
+
+def test_no_seeds_argument_at_all(tmp_path: Path, sandbox: SandboxProcess) -> None:
+    sandbox.reset()
+    result = run_crawl(None, dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, "no seeds given", "-a seeds=")
+
+
+def test_seeds_of_only_separators(tmp_path: Path, sandbox: SandboxProcess) -> None:
+    sandbox.reset()
+    result = run_crawl(" , ,", dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, "no seeds given")
+
+
+def test_pages_zero(tmp_path: Path, sandbox: SandboxProcess, photo: Path) -> None:
+    sandbox.reset()
+    result = run_crawl(str(photo), "-a", "pages=0", dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, "pages='0' is not a positive whole number")
+
+
+def test_unknown_sign_method_from_the_environment(tmp_path: Path, sandbox: SandboxProcess, photo: Path) -> None:
+    sandbox.reset()
+    result = run_crawl(str(photo), dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint,
+                       env={"IMAGESEARCH_SIGN_METHOD": "sha1"})
+    _assert_refused_in_one_line(result, sandbox, "IMAGESEARCH_SIGN_METHOD='sha1'", "md5, hmac, hmac-sha256")
+
+
+@pytest.mark.parametrize("where", ["below-a-file", "is-a-file"])
+def test_unwritable_dataset_dir_sends_no_call(tmp_path: Path, sandbox: SandboxProcess, photo: Path, where: str) -> None:
+    (tmp_path / "a-file").write_text("x")
+    target = tmp_path / "a-file" / "datasets" if where == "below-a-file" else tmp_path / "a-file"
+    sandbox.reset()
+    result = run_crawl(str(photo), dataset_dir=target, endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, f"DATASET_DIR='{target}' cannot be written", "-s DATASET_DIR=PATH")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes to read-only directories")
+def test_read_only_dataset_dir_sends_no_call(tmp_path: Path, sandbox: SandboxProcess, photo: Path) -> None:
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    sandbox.reset()
+    try:
+        result = run_crawl(str(photo), dataset_dir=read_only / "datasets", endpoint=sandbox.endpoint)
+    finally:
+        read_only.chmod(0o700)
+    _assert_refused_in_one_line(result, sandbox, "cannot be written")
+
+
+# -- manifests as Excel saves them -----------------------------------------------------------------
+
+def test_manifest_with_a_utf8_bom_is_read(tmp_path: Path, sandbox: SandboxProcess, photo: Path) -> None:
+    manifest = tmp_path / "seeds.csv"
+    manifest.write_bytes("image,seed_id\np.jpg,bom-seed\n".encode("utf-8-sig"))  # Excel's "CSV UTF-8"
+    sandbox.reset()
+    result = run_crawl(str(manifest), "-a", "pages=1", dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    assert result.returncode == 0, result.tail()
+    seeds = load_dataset(tmp_path / "datasets")["seeds"]
+    assert seeds["seed_id"].tolist() == ["bom-seed"] and seeds["status"].tolist() == ["ok"]
+    assert sandbox.stats()["calls"]["total"] == 1
+
+
+def test_gbk_manifest_without_an_image_column_names_its_columns_readably(tmp_path: Path, sandbox: SandboxProcess) -> None:
+    manifest = tmp_path / "seeds.csv"
+    manifest.write_bytes("图片,编号\np.jpg,x\n".encode("gbk"))  # Excel on Chinese Windows, Chinese headers
+    sandbox.reset()
+    result = run_crawl(str(manifest), dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, "has no 'image' column", "图片, 编号", "add a header row")
+
+
+def test_utf16_manifest_is_refused_with_how_to_save_it(tmp_path: Path, sandbox: SandboxProcess) -> None:
+    # Excel's "Unicode Text" is UTF-16 with tabs: not a CSV the spider reads, and it says so.
+    manifest = tmp_path / "seeds.csv"
+    manifest.write_bytes("image\tseed_id\r\np.jpg\tu16\r\n".encode("utf-16"))
+    sandbox.reset()
+    result = run_crawl(str(manifest), dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, "is neither UTF-8 nor GBK/GB18030", "CSV UTF-8")
+
+
+def test_empty_manifest(tmp_path: Path, sandbox: SandboxProcess) -> None:
+    manifest = tmp_path / "seeds.csv"
+    manifest.write_bytes(b"")
+    sandbox.reset()
+    result = run_crawl(str(manifest), dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, "has no 'image' column")
