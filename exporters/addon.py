@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporters.layout import FORMAT_EXTENSIONS, batch_file_name, partition_dir, resolve_run
+from exporters.layout import FORMAT_EXTENSIONS, batch_file_name, partition_dir, resolve_run, staging_dir
 from exporters.manifest import DatasetManifest
 from items.schema import TABLES
 
@@ -22,8 +22,9 @@ class DatasetAddon:
     - resolves the run (DATASET_RUN_ID, else the one JOBDIR remembers, else a new id) and its dt
       partition, and publishes both as DATASET_RUN_ID / DATASET_RUN_DATE for pipelines and exporters;
     - unless the user gave feeds (``-o``/``-O``/FEEDS), sets FEEDS to every table in every
-      DATASET_FORMATS format at ``DATASET_DIR/<format>/<table>/dt=<date>/<run_id>-<NNNNN>.<ext>``,
-      a new file every DATASET_BATCH_ITEMS rows, and enables the run manifest.
+      DATASET_FORMATS format, a new file every DATASET_BATCH_ITEMS rows, written in the run's
+      staging directory ``DATASET_DIR/_staging/<run_id>/``, and enables ``DatasetManifest``, which
+      commits them to ``DATASET_DIR/<format>/<table>/dt=<date>/<run_id>-<NNNNN>.<ext>`` at the end.
     """
 
     def update_settings(self, settings: BaseSettings) -> None:
@@ -41,16 +42,17 @@ class DatasetAddon:
 
 
 def dataset_feeds(settings: BaseSettings, root: Path, run_id: str, dt: str) -> dict[str, dict[str, Any]]:
-    """The FEEDS setting for the default layout: one feed per (format, table)."""
+    """The FEEDS setting for the default layout: one feed per (format, table), in the run's staging directory."""
     formats = settings.getlist("DATASET_FORMATS")
     unknown = [f for f in formats if f not in FORMAT_EXTENSIONS]
     if unknown or not formats:
         raise ValueError(f"DATASET_FORMATS {formats!r}: choose from {', '.join(FORMAT_EXTENSIONS)}")
     batch_items = settings.getint("DATASET_BATCH_ITEMS")
     feeds: dict[str, dict[str, Any]] = {}
+    staging = staging_dir(root, run_id)
     for fmt in formats:
         for table in TABLES:
-            directory = partition_dir(root, fmt, table, dt).absolute()
+            directory = partition_dir(staging, fmt, table, dt).absolute()
             uri = str(directory / batch_file_name(run_id, fmt))  # Scrapy fills in %(batch_id)05d
             feeds[uri] = {
                 "format": fmt,

@@ -27,6 +27,8 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 #: Where a crawl's JOBDIR remembers its run, so a resumed crawl writes to the same run.
 RUN_STATE_FILE = "dataset_run.json"
 MANIFEST_DIR = "_manifests"
+#: Where a run writes its files until it commits them; underscore-prefixed, beside the format trees.
+STAGING_DIR = "_staging"
 
 
 def safe_component(value: str, what: str) -> str:
@@ -122,6 +124,19 @@ def run_files(root: Path, run_id: str) -> list[Path]:
     for fmt, ext in FORMAT_EXTENSIONS.items():
         files += (root / fmt).glob(f"*/dt=*/{glob.escape(safe_component(run_id, 'run id'))}-[0-9][0-9][0-9][0-9][0-9]*.{ext}")
     return sorted(files)
+
+
+def forget_finished_run(jobdir: str | Path) -> None:
+    """Clear JOBDIR of a run that is finished and committed: the next crawl with it starts a new run."""
+    from pipeline.journal import JOURNAL_FILE  # the gateway journal: answers of the finished run
+
+    for name in (JOURNAL_FILE, RUN_STATE_FILE):
+        (Path(jobdir) / name).unlink(missing_ok=True)
+
+
+def staging_dir(root: Path, run_id: str) -> Path:
+    """``root/_staging/<run_id>``: a run's files until it commits them; no reader's glob reaches it."""
+    return root / STAGING_DIR / safe_component(run_id, "run id")
 
 
 def manifest_path(root: Path, run_id: str) -> Path:

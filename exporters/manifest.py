@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import re
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -11,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
+from scrapy.utils.job import job_dir
 
-from exporters.layout import contained, manifest_path, run_files
-from exporters.storage import atomic_write_bytes
+from exporters.layout import contained, forget_finished_run, manifest_path, run_files, staging_dir
+from exporters.storage import atomic_write_bytes, fsync_dir
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -57,6 +60,9 @@ class DatasetManifest:
         self.run_id = run_id
         self.dt = dt
         self.path = manifest_path(root, run_id)
+        self.staging = staging_dir(root, run_id)
+        # A part of this run killed before its commit left staged files: this crawl rewrites them all.
+        shutil.rmtree(self.staging, ignore_errors=True)
         self.files: list[dict[str, Any]] = []
         self.started_at = datetime.now(timezone.utc)
 
@@ -80,7 +86,7 @@ class DatasetManifest:
         if not path.is_file():
             return  # storing failed (already logged by the feed exporter), or not a local file
         try:
-            relative = contained(self.root, path).relative_to(self.root.resolve())
+            relative = contained(self.staging, path).relative_to(self.staging.resolve())
         except ValueError:
             return  # a user feed outside the dataset tree
         options = slot.feed_options.get("item_export_kwargs") or {}
@@ -96,7 +102,16 @@ class DatasetManifest:
 
     def feed_exporter_closed(self) -> None:
         stats = self.crawler.stats.get_stats()
+        reason = stats.get("finish_reason")
+        jobdir = job_dir(self.crawler.settings)
+        if jobdir and reason != "finished":
+            logger.warning(
+                "Dataset run %s stopped (%s) before it finished: nothing committed. "
+                "Run the same command again to resume it from %s", self.run_id, reason, jobdir,
+            )
+            return
         files = sorted(self.files, key=lambda f: f["path"])
+        self._commit(files)
         rows: dict[str, dict[str, int]] = {}
         for f in files:
             by_table = rows.setdefault(f["format"], {})
@@ -106,7 +121,8 @@ class DatasetManifest:
             "dt": self.dt,
             "started_at": self.started_at.isoformat(),
             "finished_at": datetime.now(timezone.utc).isoformat(),
-            "finish_reason": stats.get("finish_reason"),
+            "finish_reason": reason,
+            "complete": reason == "finished",
             "rows": rows,
             "files": files,
             "stats": json_safe_stats(stats),
@@ -115,6 +131,21 @@ class DatasetManifest:
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run_id, self.path, len(files))
         # After the manifest, which no longer lists them: an importer never meets a listed file missing.
         self._remove_leftovers({f["path"] for f in files})
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if jobdir:
+            forget_finished_run(jobdir)
+
+    def _commit(self, files: list[dict[str, Any]]) -> None:
+        """Move the staged files to their final names, each by one atomic rename, made durable."""
+        directories: set[Path] = set()
+        for f in files:
+            final = self.root / f["path"]
+            contained(self.root, final)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.staging / f["path"], final)
+            directories.add(final.parent)
+        for directory in directories:
+            fsync_dir(directory)
 
     def _remove_leftovers(self, written: set[str]) -> None:
         """Delete this run's files that this crawl did not write: an earlier attempt at the same run

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 #: Which items each table takes: a product once (its first hit), a match for every hit.
 TABLE_ACCEPTS: dict[str, Callable[[Any], bool]] = {
     PRODUCTS.name: lambda item: item_kind(item) is ProductHit and not item._values.get("is_duplicate"),
-    MATCHES.name: lambda item: item_kind(item) is ProductHit,
+    MATCHES.name: lambda item: item_kind(item) is ProductHit and not item._values.get("product_row"),
     SEEDS.name: lambda item: item_kind(item) is SeedSummary,
 }
 #: The table an item goes to when a feed names none (``scrapy crawl ... -O out.parquet``).

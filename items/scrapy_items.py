@@ -25,6 +25,8 @@ class ProductHit(scrapy.Item):
     seed_id = scrapy.Field()
     page = scrapy.Field()
     position = scrapy.Field()
+    #: Index of the seed in the order the seeds were given: the first seed's hit wins the products row.
+    seed_rank = scrapy.Field()
     cat = scrapy.Field()
     crawled_at = scrapy.Field()
     # Filled by item pipelines (see items.schema.PRODUCTS).
@@ -35,6 +37,8 @@ class ProductHit(scrapy.Item):
     first_seed_id = scrapy.Field()
     run_id = scrapy.Field()
     is_duplicate = scrapy.Field()
+    #: True on the products rows DeduplicatePipeline emits at close (not hits: no matches row).
+    product_row = scrapy.Field()
 
 
 class SeedSummary(scrapy.Item):

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+import pickle
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scrapy import signals
 from scrapy.exceptions import DropItem
 
 from exporters.layout import new_run_id
+from items.schema import PRODUCTS
 from items.scrapy_items import ProductHit, SeedSummary, item_kind
 from pipeline.normalize import (
     clean_title,
@@ -143,37 +150,58 @@ class NormalizePipeline(_StatsPipeline):
 
 
 _NORMALIZED_FIELDS = ("price_min", "price_max", "price_raw", "sales", "sales_raw", "num_iid", "title", "pic_url", "detail_url")
-_NORMALIZED_FIELDS += ("seller_nick", "is_tmall", "seed_id", "page", "position", "cat", "crawled_at", "is_duplicate", "first_seed_id", "run_id")
+_NORMALIZED_FIELDS += ("seller_nick", "is_tmall", "seed_id", "page", "position", "cat", "crawled_at", "is_duplicate", "first_seed_id", "run_id", "seed_rank", "product_row")
 assert set(_NORMALIZED_FIELDS) <= set(ProductHit.fields), "pipelines write a field ProductHit does not declare"
 
 
 class DeduplicatePipeline(_StatsPipeline):
-    """Marks repeated products: the first hit of a num_iid wins, later hits get ``is_duplicate=True``.
+    """One products row per num_iid: the hit of the first seed (in the order the seeds were given) wins.
 
-    Duplicates are not dropped: the matches table keeps every (seed, product) pair, the products
-    table only first hits. ``first_seed_id`` is the seed of the first hit. Memory: one int per
-    distinct product. Stats: ``dataset/products/unique``, ``dataset/products/duplicates``
-    (published every 1,000 hits and when the spider closes).
+    Hits are not dropped: the matches table keeps every (seed, product) pair. When a feed writes
+    the products table (the default dataset layout), the winner of each num_iid is known only
+    once every seed is searched, so hits pass with ``is_duplicate=True``, the best hit per num_iid
+    is kept in an on-disk store (memory stays bounded), and the winners are emitted as products
+    rows when the crawl closes, ordered by num_iid. The same seeds thus give the same products rows
+    whatever order the answers arrive in, a crawl resumed from JOBDIR included. Without such a feed
+    (``-O hits.jsonl``) the first hit to arrive is marked ``is_duplicate=False``. Rows emitted at
+    close carry ``product_row=True``: they are products, not hits, so the matches table skips them.
+    ``first_seed_id`` is the winning hit's seed. Stats: ``dataset/products/unique``,
+    ``dataset/products/duplicates`` (published every 1,000 hits and when the spider closes).
     """
 
-    def __init__(self, stats: StatsCollector) -> None:
+    def __init__(self, stats: StatsCollector, crawler: Crawler | None = None, deferred: bool = False) -> None:
         super().__init__(stats)
-        self.seen: set[int] = set()
+        self.crawler = crawler
+        self.best: dict[int, tuple[int, int]] = {}
         self.duplicates = 0
         self._hits = 0
+        self._store: _WinnerStore | None = _WinnerStore() if deferred else None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        feeds = crawler.settings.getdict("FEEDS").values()
+        deferred = any(((f or {}).get("item_export_kwargs") or {}).get("table") == "products" for f in feeds)
+        return cls(crawler.stats, crawler, deferred)
 
     def process_item(self, item: Any) -> Any:
         if item_kind(item) is not ProductHit:
             return item
         values = item._values  # hot path, see NormalizePipeline._product
         num_iid = values["num_iid"]
-        if num_iid in self.seen:
-            values["is_duplicate"] = True
+        rank = (values.get("seed_rank") or 0, values.get("position") or 0)
+        best = self.best.get(num_iid)
+        if best is not None:
             self.duplicates += 1
+        if self._store is None:
+            values["is_duplicate"] = best is not None
+            if best is None:
+                self.best[num_iid] = rank
+                values["first_seed_id"] = values.get("seed_id")
         else:
-            self.seen.add(num_iid)
-            values["is_duplicate"] = False
-            values["first_seed_id"] = values.get("seed_id")
+            values["is_duplicate"] = True  # its products row, if it wins, is emitted at close
+            if best is None or rank < best:
+                self.best[num_iid] = rank
+                self._store.put(num_iid, tuple(map(values.get, _WINNER_FIELDS)))
         self._hits += 1
         if self._hits % _PUBLISH_EVERY == 0:  # stats calls cost more than the rest of this method
             self._publish()
@@ -181,7 +209,45 @@ class DeduplicatePipeline(_StatsPipeline):
 
     def close_spider(self) -> None:
         self._publish()
+        store, self._store = self._store, None
+        if store is None or self.crawler is None:
+            return
+        # Item pipelines close before the feed exporter's slots do: the rows still reach the files.
+        send = self.crawler.signals.send_catch_log
+        spider = self.crawler.spider
+        for row in store.winners():
+            values = dict(zip(_WINNER_FIELDS, row))
+            values.update(is_duplicate=False, product_row=True, first_seed_id=values["seed_id"])
+            send(signals.item_scraped, item=ProductHit(values), response=None, spider=spider)
+        store.close()
 
     def _publish(self) -> None:
-        self.stats.set_value("dataset/products/unique", len(self.seen))
+        self.stats.set_value("dataset/products/unique", len(self.best))
         self.stats.set_value("dataset/products/duplicates", self.duplicates)
+
+
+#: What a products row needs of its winning hit (its seed becomes first_seed_id).
+_WINNER_FIELDS: tuple[str, ...] = tuple(c for c in PRODUCTS.column_names if c != "first_seed_id") + ("seed_id",)
+
+
+class _WinnerStore:
+    """The best hit so far per num_iid (its products columns), in a temporary SQLite file."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="imagesearch-products-")
+        self._db = sqlite3.connect(Path(self._dir.name) / "winners.sqlite", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE winner (num_iid INTEGER PRIMARY KEY, hit BLOB NOT NULL)")
+
+    def put(self, num_iid: int, row: tuple[Any, ...]) -> None:
+        blob = pickle.dumps(row, pickle.HIGHEST_PROTOCOL)
+        self._db.execute("INSERT OR REPLACE INTO winner VALUES (?, ?)", (num_iid, blob))
+
+    def winners(self) -> Iterator[tuple[Any, ...]]:
+        for (blob,) in self._db.execute("SELECT hit FROM winner ORDER BY num_iid"):
+            yield pickle.loads(blob)
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()

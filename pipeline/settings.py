@@ -95,6 +95,8 @@ IMAGESEARCH_SANDBOX_ARGS = []
 RETRY_TIMES = 8
 #: GatewayMiddleware (pacing, backoff, error actions, call stats) and TopSigningMiddleware (signs each attempt).
 DOWNLOADER_MIDDLEWARES = {
+    # First: with JOBDIR, answers already journaled are served from JOBDIR, new ones journaled.
+    "pipeline.journal.GatewayJournalMiddleware": 50,
     "pipeline.middlewares.GatewayMiddleware": 560,
     # Last before the download handler, so every attempt is signed with a fresh timestamp.
     "pipeline.middlewares.TopSigningMiddleware": 950,
@@ -153,3 +155,6 @@ IMAGESEARCH_QUOTA = "1000/3600"
 IMAGESEARCH_QUOTA_MARGIN = 0.25
 #: Where pacing state lives (import path of a pipeline.pacing.QuotaStore); in memory for one crawler.
 IMAGESEARCH_QUOTA_STORE = "pipeline.pacing.InMemoryQuotaStore"
+#: With JOBDIR, gateway answers are journaled there and a restarted crawl resumes from them;
+#: Scrapy's disk request queue is off, since the crawl rebuilds its requests from the seeds.
+SCHEDULER = "pipeline.journal.JournalScheduler"

@@ -26,7 +26,7 @@ from pipeline.commands.crawl import GATEWAY_FATAL_REASON
 from pipeline.errors import ConfigurationError, GatewayError, GatewayStopped, ImageRejected
 from pipeline.extensions import list_setting, resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions, fatal_message
-from pipeline.gateways.base import METHOD_META_KEY, load_gateway
+from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
 from pipeline.images import is_platform_cdn, prepare_image, read_image_file, sha256_hex
 from pipeline.seeds import Seed, resolve_seeds
 
@@ -102,6 +102,7 @@ class ImageSearchSpider(Spider):
         seeds = resolve_seeds(self.seeds_spec, cat)
         self.seeds = seeds
         self._unsummarised = {seed.seed_id: seed for seed in seeds}
+        self.seed_rank = {seed.seed_id: rank for rank, seed in enumerate(seeds)}
         rejected = sum(seed.rejection is not None for seed in seeds)
         logger.info("%d seeds (%d rejected already), up to %d pages each", len(seeds), rejected, self.max_pages)
 
@@ -167,6 +168,7 @@ class ImageSearchSpider(Spider):
         return self.gateway.to_request(
             call, self.endpoint, callback=callback, errback=self.call_failed,
             cb_kwargs={"job_id": job.job_id, **cb_kwargs}, dont_filter=True,
+            meta={CALL_KEY_META_KEY: call.key},
         )
 
     def _search_request(self, job: SearchJob, page: int) -> Request:
@@ -206,7 +208,8 @@ class ImageSearchSpider(Spider):
             for rank, raw in enumerate(result.items, start=1):
                 hit = ProductHit({name: raw[name] for name in RAW_HIT_FIELDS if name in raw})
                 hit.update(
-                    seed_id=seed.seed_id, page=page, position=(page - 1) * job.page_size + rank,
+                    seed_id=seed.seed_id, seed_rank=self.seed_rank[seed.seed_id],
+                    page=page, position=(page - 1) * job.page_size + rank,
                     cat=job.cat, crawled_at=crawled_at,
                 )
                 yield hit

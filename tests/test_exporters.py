@@ -269,19 +269,28 @@ def test_two_runs_on_the_same_day_never_overwrite(tmp_path: Path) -> None:
     assert con.execute(f"select count(distinct run_id), count(*) from read_parquet('{root}/parquet/products/**/*.parquet')").fetchone() == (2, 32)
 
 
-def test_a_crawl_resumed_from_jobdir_rewrites_its_run(tmp_path: Path) -> None:
-    jobdir = tmp_path / "job"
-    crawl(tmp_path, f"JOBDIR={jobdir}", "DATASET_BATCH_ITEMS=5")  # interrupted or not: 5 matches files
+def test_a_reused_run_id_rewrites_its_run(tmp_path: Path) -> None:
+    crawl(tmp_path, "DATASET_RUN_ID=nightly", "DATASET_BATCH_ITEMS=5")  # 5 matches files
     root = tmp_path / "datasets"
     (first,) = manifests(root)
-    crawl(tmp_path, f"JOBDIR={jobdir}", "DATASET_BATCH_ITEMS=10")  # the resumed crawl replays everything: 3 files
+    crawl(tmp_path, "DATASET_RUN_ID=nightly", "DATASET_BATCH_ITEMS=10")  # the same run again: 3 files
     (manifest,) = manifests(root)
-    assert manifest["run_id"] == first["run_id"] and manifest["dt"] == first["dt"]
+    assert manifest["run_id"] == first["run_id"] == "nightly"
     names = sorted(f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/"))
     assert names == [batch_file_name(manifest["run_id"], "parquet", n) for n in range(1, 4)]
     assert manifest["rows"]["parquet"]["matches"] == 24  # not 48: the run was rewritten, not appended to
     on_disk = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts)
     assert on_disk == sorted(f["path"] for f in manifest["files"])  # the first attempt's extra batches are gone
+
+
+def test_a_finished_run_frees_its_jobdir_for_the_next_run(tmp_path: Path) -> None:
+    jobdir = tmp_path / "job"
+    crawl(tmp_path, f"JOBDIR={jobdir}")
+    crawl(tmp_path, f"JOBDIR={jobdir}")  # a scheduler re-running the same command the next day
+    first, second = manifests(tmp_path / "datasets")
+    assert first["run_id"] != second["run_id"]
+    assert first["complete"] and second["complete"]
+    assert not (tmp_path / "datasets" / "_staging").exists() or not any((tmp_path / "datasets" / "_staging").iterdir())
 
 
 def test_the_real_spider_against_the_sandbox_fills_a_consistent_dataset(tmp_path: Path) -> None:
@@ -486,7 +495,8 @@ def test_run_files_are_the_runs_finished_files_only(tmp_path: Path) -> None:
 def test_addon_builds_the_default_feeds_and_respects_user_feeds(tmp_path: Path) -> None:
     crawler = get_crawler(settings_dict={"ADDONS": {DatasetAddon: 0}, "DATASET_DIR": str(tmp_path), "DATASET_FORMATS": "csv", "DATASET_BATCH_ITEMS": 7, "DATASET_RUN_ID": RUN})
     feeds = crawler.settings.getdict("FEEDS")
-    assert sorted(feeds) == sorted(str(tmp_path / "csv" / t / f"dt=2026-11-25" / f"{RUN}-%(batch_id)05d.csv") for t in TABLES)
+    staging = tmp_path / "_staging" / RUN  # committed to tmp_path/csv/... when the run finishes
+    assert sorted(feeds) == sorted(str(staging / "csv" / t / "dt=2026-11-25" / f"{RUN}-%(batch_id)05d.csv") for t in TABLES)
     assert {f["batch_item_count"] for f in feeds.values()} == {7}
     user = get_crawler(settings_dict={"ADDONS": {DatasetAddon: 0}, "FEEDS": {"out.csv": {"format": "csv"}}})
     assert list(user.settings.getdict("FEEDS")) == ["out.csv"]

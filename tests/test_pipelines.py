@@ -12,6 +12,7 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.pipelines import ItemPipelineManager
 from scrapy.utils.misc import build_from_crawler, load_object
+from scrapy import signals
 from scrapy.utils.test import get_crawler
 
 import pipeline.settings as project_settings
@@ -103,8 +104,6 @@ def test_a_hit_is_normalised_to_the_table_types(chain: Chain) -> None:
     assert (item["sales"], item["sales_raw"]) == (12000, "1.2万+人付款")
     assert (item["page"], item["position"], item["cat"]) == (1, 3, "50015374")
     assert item["crawled_at"] == CRAWLED_AT
-    assert item["first_seed_id"] == "seed-a"
-    assert item["is_duplicate"] is False
     assert item["run_id"] == "20261125T101500Z-3fa2c1"
 
 
@@ -141,7 +140,8 @@ def test_unparseable_price_and_sales_become_null_keep_raw_and_are_counted(chain:
     assert chain.stat("dataset/unparsed/price") == 1
 
 
-def test_duplicates_are_marked_not_dropped(chain: Chain) -> None:
+def test_with_a_plain_feed_the_first_hit_to_arrive_is_the_product(tmp_path: Any) -> None:
+    chain = Chain(project_crawler(FEEDS={str(tmp_path / "hits.jsonl"): {"format": "jsonlines"}}))
     first = chain(hit(num_iid="100", seed_id="seed-a"))
     again = chain(hit(num_iid=100, seed_id="seed-b"))
     other = chain(hit(num_iid="101", seed_id="seed-b"))
@@ -151,6 +151,26 @@ def test_duplicates_are_marked_not_dropped(chain: Chain) -> None:
     assert other["first_seed_id"] == "seed-b"
     assert chain.stat("dataset/products/unique") == 2
     assert chain.stat("dataset/products/duplicates") == 2
+
+
+def test_products_rows_go_to_the_first_seed_given_whatever_order_hits_arrive_in(chain: Chain) -> None:
+    rows: list[Any] = []
+    chain.crawler.signals.connect(lambda item, **kw: rows.append(item), signal=signals.item_scraped, weak=False)
+    # Answers arrive out of seed order, as concurrent requests make them.
+    arrivals = [
+        hit(num_iid="100", seed_id="seed-c", seed_rank=2, position=1),
+        hit(num_iid="101", seed_id="seed-b", seed_rank=1, position=4),
+        hit(num_iid="100", seed_id="seed-a", seed_rank=0, position=7),
+        hit(num_iid="100", seed_id="seed-b", seed_rank=1, position=2),
+    ]
+    hits = [chain(h) for h in arrivals]
+    assert all(h["is_duplicate"] for h in hits)  # every hit is a match; products rows come at close
+    assert rows == []
+    assert chain.stat("dataset/products/unique") == 2  # closes the pipelines
+    assert [(r["num_iid"], r["first_seed_id"]) for r in rows] == [(100, "seed-a"), (101, "seed-b")]
+    assert all(r["product_row"] and r["is_duplicate"] is False for r in rows)
+    assert chain.stat("dataset/products/duplicates") == 2
+    assert len(rows) == 2  # closing twice emits nothing more
 
 
 def test_seed_summaries_are_normalised_and_stamped(chain: Chain) -> None:
@@ -177,4 +197,4 @@ def test_each_pipeline_stands_alone() -> None:
     normalize = build_from_crawler(NormalizePipeline, crawler)
     dedup = build_from_crawler(DeduplicatePipeline, crawler)
     item = dedup.process_item(normalize.process_item(validate.process_item(hit())))
-    assert item["is_duplicate"] is False and item["run_id"] == crawler.settings["DATASET_RUN_ID"]
+    assert item["is_duplicate"] is True and item["run_id"] == crawler.settings["DATASET_RUN_ID"]

@@ -8,6 +8,8 @@ the wire format; the setting ``IMAGESEARCH_GATEWAY`` picks the implementation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Request meta key carrying ``ApiCall.key`` of a gateway call (see pipeline/journal.py).
+CALL_KEY_META_KEY = "imagesearch_call_key"
 #: Request meta key naming the API method of a gateway call; the gateway middlewares (pacing,
 #: error actions, signing) act only on such requests.
 METHOD_META_KEY = "imagesearch_call"
@@ -39,6 +43,12 @@ class ApiCall:
     def __repr__(self) -> str:
         # Parameters can hold a Base64 image of a few hundred kilobytes: never print them.
         return f"ApiCall({self.method!r}, params={sorted(self.params)})"
+
+    @property
+    def key(self) -> str:
+        """A digest of what is asked (method and business parameters, not signature or time): equal calls, equal keys."""
+        payload = json.dumps([self.method, sorted(self.params.items())], ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

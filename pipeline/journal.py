@@ -1,0 +1,161 @@
+"""Durable journal of gateway answers in JOBDIR, so a crawl killed at any moment resumes without re-spending calls.
+
+Scrapy's own JOBDIR keeps the scheduler queue and the seen-requests set, saved as requests are
+scheduled, before their items reach any file: after a SIGKILL it believes pages done whose rows
+were never written. We keep instead, per successful gateway answer, its body, appended and fsynced
+before the spider sees it. A restarted crawl re-runs ``start()`` from the seeds; every call whose
+answer is in the journal is answered from it (no call spent), and the spider rebuilds exactly the
+items it made the first time. The rows reach the dataset only when the run commits (see
+``exporters.commit``), so nothing half-done is ever visible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scrapy.core.scheduler import Scheduler
+from scrapy.exceptions import NotConfigured
+from scrapy.http import TextResponse
+from scrapy.utils.job import job_dir
+
+from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from typing_extensions import Self
+
+    from pipeline.gateways.base import Gateway
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_FILE = "gateway-journal.jsonl"
+#: Response flag of an answer served from the journal.
+REPLAYED_FLAG = "journal"
+
+
+class PageJournal:
+    """An append-only JSON-lines file of ``{"key", "method", "body"}`` records, each fsynced as written.
+
+    A record torn by a kill mid-write (the last line, incomplete) is dropped on open and the file
+    cut back to the last whole record, so later appends stay readable.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.answers: dict[str, str] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        good_size = self._load()
+        self._file = path.open("ab")
+        if self._file.tell() != good_size:
+            logger.warning("Gateway journal %s: dropping a record torn by an interrupted write", path)
+            self._file.truncate(good_size)
+            self._file.seek(good_size)
+
+    def _load(self) -> int:
+        """Read every whole record; return the byte length of the whole ones."""
+        if not self.path.exists():
+            return 0
+        good = 0
+        with self.path.open("rb") as file:
+            for line in file:
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    record = json.loads(line)
+                    self.answers[record["key"]] = record["body"]
+                except (ValueError, KeyError, TypeError):
+                    break
+                good += len(line)
+        return good
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.answers
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def get(self, key: str) -> str | None:
+        return self.answers.get(key)
+
+    def put(self, key: str, method: str, body: str) -> None:
+        """Append one answer and make it durable before returning."""
+        if key in self.answers:
+            return
+        line = json.dumps({"key": key, "method": method, "body": body}, ensure_ascii=False) + "\n"
+        self._file.write(line.encode("utf-8"))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.answers[key] = body
+
+    def close(self) -> None:
+        self._file.close()
+
+    def discard(self) -> None:
+        """Forget the journal (its run is finished and committed)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+class GatewayJournalMiddleware:
+    """Downloader middleware (first in the chain): answers journaled calls, journals new successful answers.
+
+    Enabled when JOBDIR is set. A journaled call never reaches pacing, signing or the network:
+    stats ``journal/replayed``; every successful answer is saved before the spider sees it:
+    ``journal/saved``. Error answers are not journaled, so a resumed crawl asks again.
+    """
+
+    def __init__(self, crawler: Crawler, journal: PageJournal, gateway: Gateway) -> None:
+        self.stats = crawler.stats
+        self.journal = journal
+        self.gateway = gateway
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        directory = job_dir(crawler.settings)
+        if not directory:
+            raise NotConfigured("no JOBDIR: gateway answers are not journaled")
+        journal = PageJournal(Path(directory) / JOURNAL_FILE)
+        if len(journal):
+            logger.info("Resuming from %s: %d gateway answers already saved will not be asked again", directory, len(journal))
+        return cls(crawler, journal, load_gateway(crawler))
+
+    def process_request(self, request: Request) -> Response | None:
+        key = request.meta.get(CALL_KEY_META_KEY)
+        body = self.journal.get(key) if key else None
+        if body is None:
+            return None
+        self.stats.inc_value("journal/replayed")
+        return TextResponse(
+            request.url, status=200, body=body.encode("utf-8"), encoding="utf-8",
+            headers={"Content-Type": "application/json;charset=UTF-8"}, request=request, flags=[REPLAYED_FLAG],
+        )
+
+    def process_response(self, request: Request, response: Response) -> Response | Request:
+        key = request.meta.get(CALL_KEY_META_KEY)
+        if (
+            key
+            and REPLAYED_FLAG not in response.flags
+            and response.status == 200
+            and isinstance(response, TextResponse)
+            and self.gateway.parse_error(response) is None
+        ):
+            self.journal.put(key, str(request.meta.get(METHOD_META_KEY, "")), response.text)
+            self.stats.inc_value("journal/saved")
+        return response
+
+
+class JournalScheduler(Scheduler):
+    """Scrapy's scheduler with its JOBDIR disk queue switched off.
+
+    The gateway journal makes the crawl resumable from ``start()``; a disk queue saved by an earlier,
+    killed part would send its pending requests a second time beside those ``start()`` makes again.
+    """
+
+    def _dqdir(self, jobdir: str | None) -> str | None:
+        return None
