@@ -34,11 +34,6 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "seeds": ("seed_id",),
 }
 
-#: Columns that depend on the order answers arrived in, not on what the gateway returned:
-#: ``first_seed_id`` is whichever seed's page came back first, which concurrency and retries
-#: reorder. ``assert_same_datasets`` leaves them out of the row comparison and checks instead
-#: that each names a seed that really matched the product.
-ORDER_DEPENDENT_COLUMNS: dict[str, tuple[str, ...]] = {"products": ("first_seed_id",)}
 
 
 def load_dataset(dataset_dir: str | Path, run_id: str | None = None) -> dict[str, pd.DataFrame]:
@@ -119,12 +114,11 @@ def diff_datasets(
             problems.append(f"{name}: table missing from {'A' if name not in a else 'B'} "
                             f"(A has {sorted(a)}, B has {sorted(b)})")
             continue
-        ignored = ORDER_DEPENDENT_COLUMNS.get(name, ())
         for label, loaded in (("A", a), ("B", b)):
             if name == "products":
                 problems += _check_first_seeds(f"products of {label}", loaded[name], loaded.get("matches"))
-        left = a[name].drop(columns=[c for c in ignored if c in a[name].columns])
-        right = b[name].drop(columns=[c for c in ignored if c in b[name].columns])
+        # first_seed_id is compared too: the first seed in the order given wins, whatever order answers arrive in.
+        left, right = a[name], b[name]
         if len(left) != len(right):
             problems.append(f"{name}: {len(left)} rows in A, {len(right)} in B")
         problems += _table_diff(name, left, right, TABLE_KEYS[name])
