@@ -110,6 +110,11 @@ class DatasetManifest:
                 "Run the same command again to resume it from %s", self.run_id, reason, jobdir,
             )
             return
+        if reason != "finished":
+            logger.warning(
+                "Dataset run %s stopped (%s) before it finished: committing what it has, marked \"complete\": false "
+                "in its manifest (with -s JOBDIR=DIR a stopped run is resumable instead)", self.run_id, reason,
+            )
         files = sorted(self.files, key=lambda f: f["path"])
         self._commit(files)
         rows: dict[str, dict[str, int]] = {}

@@ -53,4 +53,4 @@ class MalformedResponse(GatewayError):
 
 
 class GatewayStopped(IgnoreRequest):
-    """A call not sent because a fatal gateway error already stopped the crawl."""
+    """A call not sent because the crawl is stopping (a fatal gateway answer, Ctrl-C, SIGTERM)."""

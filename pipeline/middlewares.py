@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.utils.asyncio import sleep
 
 from pipeline.errors import GatewayStopped
 from pipeline.gateways.actions import FATAL, RETRY, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
 from pipeline.gateways.top import SIGN_META_KEY, ban_seconds, check_sign_method, signed_params
-from pipeline.pacing import QuotaPacer
+from pipeline.pacing import QuotaPacer, sleep_until
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -36,7 +35,8 @@ class GatewayMiddleware:
     - before sending: waits for its turn under the quota and any ban (pipeline.pacing.QuotaPacer) and the backoff of a retried request
       (IMAGESEARCH_RETRY_BACKOFF x 2^(n-1), at most IMAGESEARCH_RETRY_BACKOFF_MAX), then counts
       the call (``imagesearch/calls``, ``imagesearch/calls/<method>``);
-    - after a fatal answer: sends nothing more (GatewayStopped);
+    - once the crawl is stopping (a fatal answer, Ctrl-C, SIGTERM): sends nothing more, and a call
+      waiting for its turn gives up within a second (GatewayStopped);
     - on an error answer: counts ``imagesearch/errors/<code>`` and applies IMAGESEARCH_ERROR_ACTIONS:
       ``retry`` re-sends through Scrapy's retry machinery (RETRY_TIMES), ``throttle`` bans calls for
       the seconds the gateway names and re-sends (at most IMAGESEARCH_THROTTLE_MAX_TIMES);
@@ -62,6 +62,17 @@ class GatewayMiddleware:
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler, load_gateway(crawler), ErrorActions.from_settings(crawler.settings))
 
+    def stopping(self) -> bool:
+        """No call may leave: a fatal answer came, or the crawl is shutting down (Ctrl-C, SIGTERM).
+
+        Scrapy's graceful stop waits for every request in progress, and a call may be waiting for
+        its quota slot for most of an hour: such a call gives up instead (see pacing.WAKE_SECONDS),
+        so a stop takes a second, not an hour, and spends no call. ``_engine`` is what Scrapy
+        documents for code that may run before the crawl starts.
+        """
+        engine = self.crawler._engine
+        return self.stopped or (engine is not None and not engine.running)
+
     def backoff_delay(self, retry_times: int) -> float:
         if retry_times < 1 or self.backoff <= 0:
             return 0.0
@@ -72,11 +83,10 @@ class GatewayMiddleware:
         if method is None:
             return None
         delay = self.backoff_delay(request.meta.get("retry_times", 0))
-        if delay:
-            await sleep(delay)
-        await self.pacer.wait_turn()
-        if self.stopped:
-            raise GatewayStopped("a fatal gateway error stopped the crawl")
+        clock = self.pacer.clock
+        sendable = await sleep_until(clock() + delay, clock, self.stopping) and await self.pacer.wait_turn(self.stopping)
+        if not sendable:
+            raise GatewayStopped("not sent: the crawl is stopping")
         stats = self.crawler.stats
         stats.inc_value("imagesearch/calls")
         stats.inc_value(f"imagesearch/calls/{method}")

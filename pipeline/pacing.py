@@ -21,6 +21,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _QUOTA_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
+#: Longest single sleep of a waiting call: how soon it notices that the crawl is stopping. Under a
+#: real quota a call may wait most of an hour for its slot; Scrapy's graceful stop (Ctrl-C, SIGTERM)
+#: waits for every call in progress, so an uninterruptible wait would hold the stop for that long.
+WAKE_SECONDS = 0.5
+
+
+def _never() -> bool:
+    return False
+
+
+async def sleep_until(deadline: float, clock: Callable[[], float], stopping: Callable[[], bool] = _never) -> bool:
+    """Sleep until ``clock()`` reaches ``deadline``; False as soon as ``stopping()`` holds (checked every WAKE_SECONDS)."""
+    while (left := deadline - clock()) > 0:
+        if stopping():
+            return False
+        await sleep(min(left, WAKE_SECONDS))
+    return not stopping()
 
 
 @dataclass(frozen=True)
@@ -108,7 +125,7 @@ class QuotaPacer:
         self.store = store
         self.key = key
         self.margin = margin
-        self._clock = clock
+        self.clock = clock
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -122,20 +139,23 @@ class QuotaPacer:
             logger.info("Pacing gateway calls to %d per %g s (%.3g calls/s)", quota.calls, quota.seconds, quota.rate)
         return pacer
 
-    async def wait_turn(self) -> None:
-        """Return when this call may be sent."""
-        now = self._clock()
+    async def wait_turn(self, stopping: Callable[[], bool] = _never) -> bool:
+        """Return True when this call may be sent, or False as soon as ``stopping()`` holds (send nothing then)."""
+        now = self.clock()
         at = self.store.reserve(self.key, self.quota, now, self.margin) if self.quota else now
         self.stats.inc_value("pacing/calls")
         if at > now:
             self.stats.inc_value("pacing/waits")
             self.stats.inc_value("pacing/wait_seconds", round(at - now, 3))
-            await sleep(at - now)
+            if not await sleep_until(at, self.clock, stopping):
+                return False
         # A ban that arrived while this call waited for its slot holds it too.
-        while (delay := self.store.banned_until(self.key) - self._clock()) > 0:
-            await sleep(delay)
+        while (until := self.store.banned_until(self.key)) > self.clock():
+            if not await sleep_until(until, self.clock, stopping):
+                return False
+        return not stopping()
 
     def ban(self, seconds: float) -> None:
         """The gateway said the quota is spent: hold every call for this key for ``seconds``."""
         self.stats.inc_value("pacing/quota_errors")
-        self.store.ban(self.key, self._clock() + max(0.0, seconds))
+        self.store.ban(self.key, self.clock() + max(0.0, seconds))

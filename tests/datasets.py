@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow.dataset as ds
+import pytest
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +190,33 @@ def run_crawl(
     started = time.monotonic()
     result = subprocess.run(command, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=timeout)
     return CrawlRun(command, result.returncode, result.stdout, result.stderr, time.monotonic() - started, Path(dataset_dir))
+
+
+def stop_when(
+    command: list[str], ready: Callable[[], bool], log: Path, stop: signal.Signals = signal.SIGKILL, timeout: float = 120,
+) -> int:
+    """Start the crawl, send it ``stop`` as soon as ``ready()`` holds (polled every 2 ms); its exit status.
+
+    The crawl logs to a file, not a pipe: nobody reads a pipe while we poll, and a crawl that logs
+    a line per batch file would fill it and block.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESEARCH_")}
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            if process.poll() is not None:
+                pytest.fail(f"the crawl ended (exit {process.returncode}) before the stop point was reached:\n"
+                            f"{log.read_text(errors='replace')[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"stop point not reached in {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.002)
+        process.send_signal(stop)
+        return process.wait(timeout=timeout)
+    finally:
+        process.kill()  # a no-op if it already ended
+        process.wait()
 
 
 def write_seed_photos(directory: str | Path, count: int, size: int = 128, first: int = 0) -> list[Path]:

@@ -3,12 +3,15 @@ and a pacer set too fast still ends with every seed searched, by waiting out the
 
 from __future__ import annotations
 
+import signal
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from datasets import load_dataset, run_crawl, write_seed_photos
+from datasets import load_dataset, run_crawl, stop_when, write_seed_photos
 from sandbox.testing import SandboxProcess
 
 QUOTA_CALLS, QUOTA_SECONDS = 10, 2
@@ -75,3 +78,31 @@ def test_pacer_set_too_fast_meets_quota_errors_and_still_gets_every_seed(
     # app key, not only the refused one: per window only the calls already on the wire or released
     # together when the ban ends (at most CONCURRENT_REQUESTS = 8) can be refused.
     assert refused <= WINDOWS * 8, (refused, stats)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_while_calls_wait_for_the_quota_ends_at_once_and_spends_no_call(
+    tmp_path: Path, photos: Path, short_quota_sandbox: SandboxProcess, stop: signal.Signals,
+) -> None:
+    """Under a real quota a call can wait most of an hour for its slot; Ctrl-C must not wait with it."""
+    window = 600  # the 11th call's slot is 10 minutes away
+    jobdir, log = tmp_path / "job", tmp_path / "crawl.log"
+    command = [sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={photos}", *ONE_PAGE,
+               "-s", f"IMAGESEARCH_QUOTA={QUOTA_CALLS}/{window}", "-s", f"JOBDIR={jobdir}",
+               "-s", f"DATASET_DIR={tmp_path / 'datasets'}", "-s", f"IMAGESEARCH_ENDPOINT={short_quota_sandbox.endpoint}"]
+
+    def calls_wait_for_their_slot() -> bool:
+        if short_quota_sandbox.stats()["calls"]["total"] < QUOTA_CALLS:
+            return False
+        time.sleep(1)  # the window's calls went out: the next ones now wait for a slot 10 minutes away
+        return True
+
+    # Waiting out the slot would take 10 minutes: the stop must come long before.
+    returncode = stop_when(command, calls_wait_for_their_slot, log, stop, timeout=window / 4)
+    text = log.read_text(errors="replace")
+    assert returncode == 4, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert short_quota_sandbox.stats()["calls"]["total"] == QUOTA_CALLS  # nothing sent after the stop
+    assert text.strip().splitlines()[-1] == (
+        "scrapy crawl imagesearch: the crawl stopped before it finished (shutdown): run the same command again to resume it"
+    )

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from datasets import REPO, assert_same_datasets, run_crawl, write_seed_photos
+from datasets import assert_same_datasets, run_crawl, stop_when, write_seed_photos
 from pipeline.journal import JOURNAL_FILE
 from sandbox.testing import SandboxProcess
 
@@ -77,35 +74,12 @@ def assert_every_visible_file_is_whole(root: Path) -> None:
             assert rows and all(len(r) == len(rows[0]) for r in rows), f"ragged CSV {path}"
 
 
-def crawl_command(seeds: Path, jobdir: Path, out: Path, endpoint: str, *extra: str) -> list[str]:
+def crawl_command(seeds: Path, jobdir: Path | None, out: Path, endpoint: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={seeds}",
-        "-s", f"DATASET_DIR={out}", "-s", f"JOBDIR={jobdir}", "-s", f"IMAGESEARCH_ENDPOINT={endpoint}",
-        *CRAWL_OPTIONS, *extra,
+        "-s", f"DATASET_DIR={out}", "-s", f"IMAGESEARCH_ENDPOINT={endpoint}",
+        *(("-s", f"JOBDIR={jobdir}") if jobdir else ()), *CRAWL_OPTIONS, *extra,
     ]
-
-
-def kill_when(command: list[str], ready: Callable[[], bool], log: Path, timeout: float = 120) -> None:
-    """Start the crawl, SIGKILL it as soon as ``ready()`` holds (polled every 2 ms).
-
-    The crawl logs to a file, not a pipe: nobody reads a pipe while we poll, and a crawl that logs
-    a line per batch file would fill it and block.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESEARCH_")}
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            if process.poll() is not None:
-                pytest.fail(f"the crawl ended (exit {process.returncode}) before the kill point was reached:\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"kill point not reached in {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.002)
-    finally:
-        process.kill()  # SIGKILL (a no-op if it already ended)
-        process.wait()
 
 
 def staged(out: Path, suffix: str) -> bool:
@@ -137,7 +111,7 @@ def test_sigkill_then_restart_gives_the_uninterrupted_datasets(
     jobdir, out = tmp_path / "job", tmp_path / "datasets"
     command = crawl_command(seeds, jobdir, out, gateway.endpoint, *extra)
 
-    kill_when(command, lambda: ready(jobdir, out), tmp_path / "killed-crawl.log")
+    stop_when(command, lambda: ready(jobdir, out), tmp_path / "killed-crawl.log")
     assert not list((out / "_manifests").glob("*.json")), "a killed run must not look finished"
     assert_every_visible_file_is_whole(out)
     saved = journal_lines(jobdir)
@@ -158,3 +132,51 @@ def test_sigkill_then_restart_gives_the_uninterrupted_datasets(
     assert_same_datasets(reference, out)
     # The finished run freed its JOBDIR: the next crawl with it is a new run.
     assert not (jobdir / JOURNAL_FILE).exists()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_graceful_stop_then_restart_gives_the_uninterrupted_datasets(
+    stop: signal.Signals, gateway: SandboxProcess, seeds: Path, reference: Path, tmp_path: Path,
+) -> None:
+    """SIGTERM from a scheduler, or Ctrl-C: Scrapy closes the crawl cleanly; the run stays unfinished and resumable."""
+    jobdir, out, log = tmp_path / "job", tmp_path / "datasets", tmp_path / "stopped-crawl.log"
+    command = crawl_command(seeds, jobdir, out, gateway.endpoint)
+    returncode = stop_when(command, lambda: journal_lines(jobdir) >= CALLS // 3, log, stop)
+    text = log.read_text(errors="replace")
+    assert returncode == 4, text[-3000:]  # a scheduler must not take a stopped run for a finished one
+    assert "Traceback" not in text, text[-3000:]
+    assert text.strip().splitlines()[-1] == (
+        "scrapy crawl imagesearch: the crawl stopped before it finished (shutdown): run the same command again to resume it"
+    )
+    assert not list((out / "_manifests").glob("*.json")), "a stopped run must not look finished"
+    assert not visible_files(out), "a stopped run must not commit files"
+    saved = journal_lines(jobdir)
+    assert saved < CALLS, "the crawl finished before the stop signal landed"
+
+    before = gateway.stats()["calls"]["total"]
+    restarted = run_crawl(str(seeds), *CRAWL_OPTIONS, "-s", f"JOBDIR={jobdir}", dataset_dir=out, endpoint=gateway.endpoint)
+    assert restarted.returncode == 0, restarted.tail()
+    assert gateway.stats()["calls"]["total"] - before == CALLS - saved
+    assert restarted.manifest()["complete"] is True
+    assert_same_datasets(reference, out)
+
+
+def test_stopped_crawl_without_jobdir_commits_what_it_has_marked_incomplete(
+    gateway: SandboxProcess, seeds: Path, tmp_path: Path,
+) -> None:
+    """Without JOBDIR nothing can resume the run: its rows are kept, and said to be incomplete."""
+    out, log = tmp_path / "datasets", tmp_path / "stopped-crawl.log"
+    command = crawl_command(seeds, None, out, gateway.endpoint)
+    before = gateway.stats()["calls"]["total"]
+    returncode = stop_when(command, lambda: gateway.stats()["calls"]["total"] - before >= CALLS // 3, log, signal.SIGTERM)
+    text = log.read_text(errors="replace")
+    assert returncode == 4, text[-3000:]
+    assert text.strip().splitlines()[-1].endswith(
+        'its datasets are marked "complete": false; add -s JOBDIR=DIR to make a crawl resumable'
+    ), text[-3000:]
+    manifests = list((out / "_manifests").glob("*.json"))
+    assert len(manifests) == 1
+    manifest = json.loads(manifests[0].read_text())
+    assert manifest["complete"] is False and manifest["finish_reason"] == "shutdown"
+    assert_every_visible_file_is_whole(out)
+    assert sorted(p.relative_to(out).as_posix() for p in visible_files(out)) == sorted(f["path"] for f in manifest["files"])

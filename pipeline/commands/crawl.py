@@ -1,9 +1,11 @@
 """``scrapy crawl`` for this project: bad arguments and gateway refusals end in one line and a non-zero exit.
 
-Exit codes: 0 the crawl ran (seeds may still be rejected or failed: see the seeds table);
+Exit codes: 0 the crawl ran to the end (seeds may still be rejected or failed: see the seeds table);
 1 Scrapy could not start the crawl; 2 bad arguments or settings (ConfigurationError, before any
 API call); 3 the gateway refused the crawl as a whole (an IMAGESEARCH_ERROR_ACTIONS ``fatal`` code,
-finish reason ``gateway_fatal``).
+finish reason ``gateway_fatal``); 4 the crawl was stopped before it finished (Ctrl-C, SIGTERM, a
+CLOSESPIDER_* limit): with JOBDIR the same command resumes it, without it the run is committed
+with ``"complete": false`` in its manifest.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 EXIT_BOOTSTRAP_FAILED = 1
 EXIT_CONFIGURATION = 2
 EXIT_GATEWAY_FATAL = 3
+EXIT_STOPPED = 4
 #: finish_reason of a crawl a fatal gateway error stopped (set by the spider through CloseSpider).
 GATEWAY_FATAL_REASON = "gateway_fatal"
 
@@ -46,8 +49,15 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_CONFIGURATION
         elif self.crawler_process.bootstrap_failed:
             self.exitcode = EXIT_BOOTSTRAP_FAILED
-        elif crawler.stats.get_value("finish_reason") == GATEWAY_FATAL_REASON:
+        elif (reason := crawler.stats.get_value("finish_reason")) == GATEWAY_FATAL_REASON:
             self.exitcode = EXIT_GATEWAY_FATAL
+        elif reason not in (None, "finished"):
+            if crawler.settings.get("JOBDIR"):
+                advice = "run the same command again to resume it"
+            else:
+                advice = 'its datasets are marked "complete": false; add -s JOBDIR=DIR to make a crawl resumable'
+            print(f"scrapy crawl {args[0]}: the crawl stopped before it finished ({reason}): {advice}", file=sys.stderr)
+            self.exitcode = EXIT_STOPPED
 
 
 def _watch_configuration_errors(crawl: Any, found: list[ConfigurationError]) -> None:
