@@ -15,8 +15,9 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.job import job_dir
 
-from exporters.layout import contained, forget_finished_run, manifest_path, run_files, staging_dir
+from exporters.layout import FORMAT_EXTENSIONS, contained, forget_finished_run, manifest_path, run_files, staging_dir
 from exporters.storage import atomic_write_bytes, fsync_dir
+from items.schema import TABLES
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -65,6 +66,8 @@ class DatasetManifest:
         shutil.rmtree(self.staging, ignore_errors=True)
         self.files: list[dict[str, Any]] = []
         self.started_at = datetime.now(timezone.utc)
+        #: The manifest once written (the run is committed), for the crawl command's summary.
+        self.written: dict[str, Any] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -133,6 +136,7 @@ class DatasetManifest:
             "stats": json_safe_stats(stats),
         }
         atomic_write_bytes(self.path, json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
+        self.written = manifest
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run_id, self.path, len(files))
         # After the manifest, which no longer lists them: an importer never meets a listed file missing.
         self._remove_leftovers({f["path"] for f in files})
@@ -160,3 +164,20 @@ class DatasetManifest:
             if contained(self.root, path).relative_to(root).as_posix() not in written:
                 path.unlink(missing_ok=True)
                 logger.info("Removed %s: left over from an earlier attempt at run %s", path, self.run_id)
+
+
+def summary_lines(root: Path, manifest: dict[str, Any]) -> list[str]:
+    """What a person reads at the end of a crawl: where each table went, its rows, and how the seeds fared."""
+    state = "complete" if manifest["complete"] else f"INCOMPLETE, {manifest['finish_reason']}"
+    lines = [f"Datasets of run {manifest['run_id']} ({state}) under {root}/:"]
+    formats = [fmt for fmt in FORMAT_EXTENSIONS if fmt in manifest["rows"]]
+    stats = manifest["stats"]
+    for table in TABLES:
+        rows = manifest["rows"][formats[0]].get(table, 0) if formats else 0
+        where = "  ".join(f"{fmt}/{table}/dt={manifest['dt']}/" for fmt in formats)
+        line = f"  {table:<8} {rows:>9,} rows  {where}"
+        if table == "seeds":
+            line += "  (" + ", ".join(f"{stats.get(f'imagesearch/seeds/{s}', 0):,} {s}" for s in ("ok", "rejected", "failed")) + ")"
+        lines.append(line)
+    lines.append(f"  manifest: {manifest_path(root, manifest['run_id'])}")
+    return lines

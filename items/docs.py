@@ -76,10 +76,12 @@ DATASET_DIR/_manifests/<run_id>.json                                  # written 
 - `dt` is the run's UTC start date (`DATASET_RUN_DATE`), `run_id` is sortable (`20261125T101500Z-3fa2c1`)
   and in every row and file name, so runs never overwrite each other; a new file starts every
   `DATASET_BATCH_ITEMS` rows.
-- Files appear under their final name only when complete; while written they are
-  `.<name>.tmp-<pid>` (hidden from pyarrow/Spark/Hive, and not matched by `*.parquet` globs).
-  A scheduled import should take the files a manifest lists; a run without a manifest is still
-  running or crashed.
+- A run writes its files under `DATASET_DIR/_staging/<run_id>/` (no reader's glob reaches it) and
+  moves them into the tree only when it has finished, each by an atomic rename, just before its
+  manifest; so no reader ever meets a half-written file. A scheduled import should take the files
+  a manifest lists, from manifests with `"complete": true`; a run without a manifest is still
+  running, or was stopped and will be resumed (`-s JOBDIR=...`). A run stopped without JOBDIR is
+  committed as it is, with `"complete": false`.
 - Parquet: the schema below (zstd, row groups of `PARQUET_ROW_GROUP_SIZE` rows).
   `read_parquet('data/datasets/parquet/products/**/*.parquet', hive_partitioning = true)` in DuckDB,
   `pyarrow.dataset.dataset(path, partitioning="hive")` or `pandas.read_parquet(path)`.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.exceptions import DropItem
+from scrapy.extensions.feedexport import FeedExporter
 
 from exporters.layout import new_run_id
 from items.schema import PRODUCTS
@@ -213,12 +214,21 @@ class DeduplicatePipeline(_StatsPipeline):
         if store is None or self.crawler is None:
             return
         # Item pipelines close before the feed exporter's slots do: the rows still reach the files.
-        send = self.crawler.signals.send_catch_log
+        # They go straight to the feed exporter, the one receiver of these rows: dispatching the
+        # item_scraped signal per row cost more than writing it (bench/bench_export.py).
         spider = self.crawler.spider
+        feeds = self.crawler.get_extension(FeedExporter)
+        if feeds is not None:
+            deliver = feeds.item_scraped
+        else:
+            def deliver(item: ProductHit, spider: Any) -> None:
+                self.crawler.signals.send_catch_log(signals.item_scraped, item=item, response=None, spider=spider)
         for row in store.winners():
-            values = dict(zip(_WINNER_FIELDS, row))
+            item = ProductHit()
+            values = item._values  # every key a declared field: see _WINNER_FIELDS
+            values.update(zip(_WINNER_FIELDS, row))
             values.update(is_duplicate=False, product_row=True, first_seed_id=values["seed_id"])
-            send(signals.item_scraped, item=ProductHit(values), response=None, spider=spider)
+            deliver(item, spider)
         store.close()
 
     def _publish(self) -> None:
@@ -228,10 +238,18 @@ class DeduplicatePipeline(_StatsPipeline):
 
 #: What a products row needs of its winning hit (its seed becomes first_seed_id).
 _WINNER_FIELDS: tuple[str, ...] = tuple(c for c in PRODUCTS.column_names if c != "first_seed_id") + ("seed_id",)
+assert set(_WINNER_FIELDS) <= set(ProductHit.fields), "a products column ProductHit does not declare"
 
 
 class _WinnerStore:
-    """The best hit so far per num_iid (its products columns), in a temporary SQLite file."""
+    """The best hit so far per num_iid (its products columns), in a temporary SQLite file.
+
+    Rows are held in memory until ``_FLUSH_ROWS`` have gathered (a num_iid that wins again before
+    then replaces its row there), then written in one transaction: one INSERT per hit, each its
+    own transaction, cost 70 us a hit (bench/bench_export.py), more than the rest of the pipelines.
+    """
+
+    _FLUSH_ROWS = 4096
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="imagesearch-products-")
@@ -239,12 +257,24 @@ class _WinnerStore:
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE winner (num_iid INTEGER PRIMARY KEY, hit BLOB NOT NULL)")
+        self._pending: dict[int, tuple[Any, ...]] = {}
 
     def put(self, num_iid: int, row: tuple[Any, ...]) -> None:
-        blob = pickle.dumps(row, pickle.HIGHEST_PROTOCOL)
-        self._db.execute("INSERT OR REPLACE INTO winner VALUES (?, ?)", (num_iid, blob))
+        self._pending[num_iid] = row
+        if len(self._pending) >= self._FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
+        rows = [(num_iid, dumps(row, protocol)) for num_iid, row in self._pending.items()]
+        self._pending.clear()
+        with self._db:  # one transaction
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO winner VALUES (?, ?)", rows)
 
     def winners(self) -> Iterator[tuple[Any, ...]]:
+        """Every num_iid's best row, in num_iid order."""
+        self._flush()
         for (blob,) in self._db.execute("SELECT hit FROM winner ORDER BY num_iid"):
             yield pickle.loads(blob)
 

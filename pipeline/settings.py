@@ -52,20 +52,26 @@ IMAGESEARCH_MAX_IMAGE_SIDE = 1024
 IMAGESEARCH_MAX_IMAGE_PIXELS = 89_478_485
 #: Hosts (fnmatch patterns) of the platform's own CDN: their URLs go as image_data, others are uploaded first.
 IMAGESEARCH_CDN_HOSTS = ["*.alicdn.com", "*.tbcdn.cn", "*.taobaocdn.com"]
-#: Default action per gateway error, keyed "code" or "code:sub_code_glob" ("*" for any code); the most
-#: specific matching key wins. Actions: fatal (stop the crawl), retry, throttle (wait out the ban), seed_error.
-#: Covers both the article's code table and real TOP's (api.md section 1). Change it via IMAGESEARCH_ERROR_ACTIONS.
+#: Default action per gateway error, keyed "code" or "code:glob" ("*" for any code), the glob matched
+#: against the sub_code, or the msg ignoring case; the most specific matching key wins. Actions: fatal
+#: (stop the crawl), retry, throttle (wait out the ban), seed_error (record it on the seed, go on).
+#: Covers both the article's code table and real TOP's (api.md section 1), which disagree on 15 and 21:
+#: 15 is a signature error unless its sub_code is isp.* or its msg says remote service error (TOP);
+#: 21 is a bad image unless it says missing method (TOP), which this client never causes.
+#: Change it via IMAGESEARCH_ERROR_ACTIONS.
 IMAGESEARCH_ERROR_ACTIONS_BASE = {
     "7": "throttle",
     "16": "throttle",
     "10": "retry",
     "15:isp.*": "retry",
+    "15:remote service*": "retry",
     "*:isp.*": "retry",
     "malformed": "retry",
     "11": "fatal",
     "15": "fatal",
-    "21:isv.invalid-image*": "seed_error",
-    "21": "fatal",
+    "21:isv.missing-method": "fatal",
+    "21:missing method*": "fatal",
+    "21": "seed_error",
     "22": "fatal",
     "25": "fatal",
     "28": "fatal",

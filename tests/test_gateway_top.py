@@ -144,6 +144,21 @@ def test_default_actions_cover_both_readings(actions: ErrorActions, code: str, s
     assert actions.action_for(GatewayError(code, sub_code)) == action
 
 
+@pytest.mark.parametrize(
+    "code, msg, action",
+    [
+        # Gateways that send a bare code: the msg tells the two readings apart.
+        ("21", "图片格式不支持", "seed_error"),  # the article's 21: one bad image must not stop the crawl
+        ("21", "Invalid image format", "seed_error"),
+        ("21", "Missing Method", "fatal"),  # real TOP's 21
+        ("15", "签名错误", "fatal"),  # the article's 15
+        ("15", "Remote service error", "retry"),  # real TOP's 15
+    ],
+)
+def test_a_bare_code_is_read_by_its_msg(actions: ErrorActions, code: str, msg: str, action: str) -> None:
+    assert actions.action_for(GatewayError(code, "", msg)) == action
+
+
 def test_user_actions_merge_over_base_most_specific_first() -> None:
     settings = Settings(vars(project_settings))
     settings.set("IMAGESEARCH_ERROR_ACTIONS", '{"15": "seed_error", "41:isv.invalid-parameter:page": "fatal", "7": null}')

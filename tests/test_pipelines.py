@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from scrapy.extensions.feedexport import FeedExporter
 from scrapy.pipelines import ItemPipelineManager
 from scrapy.utils.misc import build_from_crawler, load_object
 from scrapy import signals
@@ -153,17 +154,17 @@ def test_with_a_plain_feed_the_first_hit_to_arrive_is_the_product(tmp_path: Any)
     assert chain.stat("dataset/products/duplicates") == 2
 
 
-def test_products_rows_go_to_the_first_seed_given_whatever_order_hits_arrive_in(chain: Chain) -> None:
-    rows: list[Any] = []
-    chain.crawler.signals.connect(lambda item, **kw: rows.append(item), signal=signals.item_scraped, weak=False)
-    # Answers arrive out of seed order, as concurrent requests make them.
-    arrivals = [
-        hit(num_iid="100", seed_id="seed-c", seed_rank=2, position=1),
-        hit(num_iid="101", seed_id="seed-b", seed_rank=1, position=4),
-        hit(num_iid="100", seed_id="seed-a", seed_rank=0, position=7),
-        hit(num_iid="100", seed_id="seed-b", seed_rank=1, position=2),
-    ]
-    hits = [chain(h) for h in arrivals]
+#: Answers arriving out of seed order, as concurrent requests make them.
+OUT_OF_ORDER_HITS = [
+    {"num_iid": "100", "seed_id": "seed-c", "seed_rank": 2, "position": 1},
+    {"num_iid": "101", "seed_id": "seed-b", "seed_rank": 1, "position": 4},
+    {"num_iid": "100", "seed_id": "seed-a", "seed_rank": 0, "position": 7},
+    {"num_iid": "100", "seed_id": "seed-b", "seed_rank": 1, "position": 2},
+]
+
+
+def _assert_first_seeds_win(chain: Chain, rows: list[Any]) -> None:
+    hits = [chain(hit(**fields)) for fields in OUT_OF_ORDER_HITS]
     assert all(h["is_duplicate"] for h in hits)  # every hit is a match; products rows come at close
     assert rows == []
     assert chain.stat("dataset/products/unique") == 2  # closes the pipelines
@@ -171,6 +172,23 @@ def test_products_rows_go_to_the_first_seed_given_whatever_order_hits_arrive_in(
     assert all(r["product_row"] and r["is_duplicate"] is False for r in rows)
     assert chain.stat("dataset/products/duplicates") == 2
     assert len(rows) == 2  # closing twice emits nothing more
+
+
+def test_products_rows_go_to_the_first_seed_given_whatever_order_hits_arrive_in(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows: list[Any] = []
+    feeds = chain.crawler.get_extension(FeedExporter)
+    assert feeds is not None
+    monkeypatch.setattr(feeds, "item_scraped", lambda item, spider: rows.append(item))
+    _assert_first_seeds_win(chain, rows)
+
+
+def test_without_the_feed_exporter_products_rows_go_out_as_item_scraped_signals() -> None:
+    extensions = {**project_settings.EXTENSIONS, "scrapy.extensions.feedexport.FeedExporter": None}
+    chain = Chain(project_crawler(DATASET_RUN_ID="20261125T101500Z-3fa2c1", EXTENSIONS=extensions))
+    assert chain.crawler.get_extension(FeedExporter) is None
+    rows: list[Any] = []
+    chain.crawler.signals.connect(lambda item, **kw: rows.append(item), signal=signals.item_scraped, weak=False)
+    _assert_first_seeds_win(chain, rows)
 
 
 def test_seed_summaries_are_normalised_and_stamped(chain: Chain) -> None:
@@ -198,3 +216,20 @@ def test_each_pipeline_stands_alone() -> None:
     dedup = build_from_crawler(DeduplicatePipeline, crawler)
     item = dedup.process_item(normalize.process_item(validate.process_item(hit())))
     assert item["is_duplicate"] is True and item["run_id"] == crawler.settings["DATASET_RUN_ID"]
+
+
+def test_winners_kept_on_disk_across_many_flushes(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The best hit per num_iid survives being written out and beaten later (the store flushes every few rows)."""
+    from pipeline import pipelines
+
+    monkeypatch.setattr(pipelines._WinnerStore, "_FLUSH_ROWS", 7)
+    rows: list[Any] = []
+    monkeypatch.setattr(chain.crawler.get_extension(FeedExporter), "item_scraped", lambda item, spider: rows.append(item))
+    # 40 products, each hit by seeds 5, 4, ..., 0 in that order: every hit beats the last one.
+    for seed_rank in range(5, -1, -1):
+        for n in range(40):
+            chain(hit(num_iid=str(1000 + n), seed_id=f"seed-{seed_rank}", seed_rank=seed_rank, position=n + 1,
+                      title=f"seen by seed {seed_rank}"))
+    chain.stat("dataset/products/unique")
+    assert [r["num_iid"] for r in rows] == list(range(1000, 1040))
+    assert {(r["first_seed_id"], r["title"]) for r in rows} == {("seed-0", "seen by seed 0")}

@@ -20,6 +20,7 @@ from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from exporters.manifest import DatasetManifest, summary_lines
 from pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ class Command(ScrapyCrawlCommand):
         configuration_errors: list[ConfigurationError] = []
         _watch_configuration_errors(self.crawler_process.crawl(crawler, **opts.spargs), configuration_errors)
         self.crawler_process.start()
+        manifest = crawler.get_extension(DatasetManifest) if crawler._extensions is not None else None
+        if manifest is not None and manifest.written is not None:
+            print("\n".join(summary_lines(manifest.root, manifest.written)))
         if configuration_errors:
             print(f"scrapy crawl {args[0]}: error: {configuration_errors[0]}", file=sys.stderr)
             self.exitcode = EXIT_CONFIGURATION

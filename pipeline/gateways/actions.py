@@ -62,9 +62,15 @@ class _Rule:
         return (self.code != "*", self.sub_code_glob is not None, literal)
 
     def matches(self, error: GatewayError) -> bool:
+        """Same code (or ``*``), and the glob, if any, matches the sub_code, or the msg ignoring case.
+
+        The msg matters where a gateway sends a bare code: real TOP's 21 "Missing Method" and the
+        article's 21 "image format not supported" can only be told apart by their text.
+        """
         if self.code != "*" and self.code != error.code:
             return False
-        return self.sub_code_glob is None or fnmatchcase(error.sub_code, self.sub_code_glob)
+        glob = self.sub_code_glob
+        return glob is None or fnmatchcase(error.sub_code, glob) or fnmatchcase(error.msg.lower(), glob.lower())
 
 
 class ErrorActions:
