@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporters.layout import FORMAT_EXTENSIONS, batch_file_name, partition_dir, resolve_run, staging_dir
+from exporters.layout import batch_file_name, partition_dir, resolve_run, staging_dir
 from exporters.manifest import DatasetManifest
 from items.schema import TABLES
+from pipeline.configuration import dataset_formats
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
@@ -38,15 +39,12 @@ class DatasetAddon:
         root = Path(settings["DATASET_DIR"])
         settings.set("FEEDS", dataset_feeds(settings, root, run.run_id, run.dt), priority="addon")
         settings.setdefault_in_component_priority_dict("EXTENSIONS", DatasetManifest, 500)
-        logger.info("Dataset run %s: writing %s under %s", run.run_id, "+".join(settings.getlist("DATASET_FORMATS")), root)
+        logger.info("Dataset run %s: writing %s under %s", run.run_id, "+".join(dataset_formats(settings)), root)
 
 
 def dataset_feeds(settings: BaseSettings, root: Path, run_id: str, dt: str) -> dict[str, dict[str, Any]]:
     """The FEEDS setting for the default layout: one feed per (format, table), in the run's staging directory."""
-    formats = settings.getlist("DATASET_FORMATS")
-    unknown = [f for f in formats if f not in FORMAT_EXTENSIONS]
-    if unknown or not formats:
-        raise ValueError(f"DATASET_FORMATS {formats!r}: choose from {', '.join(FORMAT_EXTENSIONS)}")
+    formats = dataset_formats(settings)
     batch_items = settings.getint("DATASET_BATCH_ITEMS")
     feeds: dict[str, dict[str, Any]] = {}
     staging = staging_dir(root, run_id)

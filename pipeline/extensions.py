@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 from typing import TYPE_CHECKING, Any
@@ -11,11 +10,11 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.defer import maybe_deferred_to_future
 
+from pipeline.configuration import json_list
 from pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
-    from scrapy.settings import BaseSettings
     from typing_extensions import Self
 
     from sandbox.config import SandboxConfig
@@ -72,14 +71,6 @@ class EmbeddedSandbox:
             await maybe_deferred_to_future(running.stop())
 
 
-def list_setting(settings: BaseSettings, name: str) -> list[str]:
-    """A list setting that may also come from ``-s`` as a JSON list (``'["a", "b"]'``) or comma-separated text."""
-    value = settings.get(name)
-    if isinstance(value, str) and value.strip().startswith("["):
-        return _json_list(value, name)
-    return [str(item).strip() for item in settings.getlist(name)]
-
-
 def sandbox_args(value: Any) -> list[str]:
     """IMAGESEARCH_SANDBOX_ARGS as a list: a list, a JSON list (``-s 'X=["--page-size", "5"]'``) or shell words."""
     if value is None:
@@ -87,18 +78,8 @@ def sandbox_args(value: Any) -> list[str]:
     if not isinstance(value, str):
         return [str(arg) for arg in value]
     if value.strip().startswith("["):
-        return _json_list(value, "IMAGESEARCH_SANDBOX_ARGS")
+        return json_list(value, "IMAGESEARCH_SANDBOX_ARGS")
     return shlex.split(value)
-
-
-def _json_list(text: str, name: str) -> list[str]:
-    try:
-        parsed = json.loads(text)
-    except ValueError as exc:
-        raise ConfigurationError(f"{name} is not a JSON list: {exc}") from None
-    if not isinstance(parsed, list):
-        raise ConfigurationError(f"{name} is not a JSON list: {text!r}")
-    return [str(item) for item in parsed]
 
 
 def sandbox_config(args: list[str]) -> SandboxConfig:

@@ -10,11 +10,9 @@ Every seed ends in exactly one SeedSummary: ``ok``, ``rejected`` (refused before
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, Spider, signals
@@ -24,7 +22,8 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from items.scrapy_items import ProductHit, SeedSummary
 from pipeline.commands.crawl import GATEWAY_FATAL_REASON
 from pipeline.errors import ConfigurationError, GatewayError, GatewayStopped, ImageRejected
-from pipeline.extensions import list_setting, resolve_endpoint
+from pipeline.configuration import check_settings, list_setting, whole_number
+from pipeline.extensions import resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions, fatal_message
 from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
 from pipeline.images import is_platform_cdn, prepare_image, read_image_file, sha256_hex
@@ -33,7 +32,6 @@ from pipeline.seeds import Seed, resolve_seeds
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
-    from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
     from typing_extensions import Self
 
@@ -88,17 +86,17 @@ class ImageSearchSpider(Spider):
     def configure(self, crawler: Crawler) -> None:
         """Check arguments and settings and resolve the seeds; ConfigurationError before any call."""
         settings = crawler.settings
-        self.max_pages = positive_int("pages", self.pages_arg if self.pages_arg is not None else settings.get("IMAGESEARCH_PAGES"))
-        self.default_page_size = positive_int("IMAGESEARCH_PAGE_SIZE", settings.get("IMAGESEARCH_PAGE_SIZE"))
-        self.max_image_side = positive_int("IMAGESEARCH_MAX_IMAGE_SIDE", settings.get("IMAGESEARCH_MAX_IMAGE_SIDE"))
-        self.max_image_pixels = positive_int("IMAGESEARCH_MAX_IMAGE_PIXELS", settings.get("IMAGESEARCH_MAX_IMAGE_PIXELS"))
+        check_settings(settings)
+        self.max_pages = whole_number("pages", self.pages_arg) if self.pages_arg is not None else settings.getint("IMAGESEARCH_PAGES")
+        self.default_page_size = settings.getint("IMAGESEARCH_PAGE_SIZE")
+        self.max_image_side = settings.getint("IMAGESEARCH_MAX_IMAGE_SIDE")
+        self.max_image_pixels = settings.getint("IMAGESEARCH_MAX_IMAGE_PIXELS")
         self.cdn_hosts = list_setting(settings, "IMAGESEARCH_CDN_HOSTS")
         cat = (self.cat_arg or "").strip() or None
         if cat is not None and not cat.isdigit():
             raise ConfigurationError(f"cat={self.cat_arg!r} is not a category id: give digits, e.g. -a cat=50015374")
         self.gateway: Gateway = load_gateway(crawler)
         self.error_actions = ErrorActions.from_settings(settings)
-        check_dataset_dir(settings)
         seeds = resolve_seeds(self.seeds_spec, cat)
         self.seeds = seeds
         self._unsummarised = {seed.seed_id: seed for seed in seeds}
@@ -299,29 +297,3 @@ class ImageSearchSpider(Spider):
                 "The crawl ended (%s) before %d seeds were searched: they have no row in the seeds table",
                 reason, len(self._unsummarised),
             )
-
-
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as an integer >= 1, else ConfigurationError naming ``name``."""
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise ConfigurationError(f"{name}={value!r} is not a positive whole number, e.g. {name}=5")
-    return number
-
-
-def check_dataset_dir(settings: BaseSettings) -> None:
-    """When the default dataset layout will be written, DATASET_DIR must be a directory we can create or write."""
-    if settings.getdict("FEEDS") or settings.get("FEED_URI") or not settings.get("DATASET_DIR"):
-        return
-    directory = Path(settings["DATASET_DIR"])
-    probe = directory
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigurationError(
-            f"DATASET_DIR={str(directory)!r} cannot be written ({probe} is not a writable directory): "
-            "choose another with -s DATASET_DIR=PATH"
-        )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets import CrawlRun, load_dataset, run_crawl, write_seed_photos
+from datasets import REPO, CrawlRun, load_dataset, run_crawl, write_seed_photos
 from sandbox.testing import SandboxProcess
 
 PREFIX = "scrapy crawl imagesearch: error: "
@@ -126,3 +126,61 @@ def test_empty_manifest(tmp_path: Path, sandbox: SandboxProcess) -> None:
     sandbox.reset()
     result = run_crawl(str(manifest), dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
     _assert_refused_in_one_line(result, sandbox, "has no 'image' column")
+
+
+# -- settings given with -s ------------------------------------------------------------------------
+
+BAD_SETTINGS = {
+    # setting: what the one line must say
+    "DATASET_RUN_ID=../../etc": "unsafe run id",
+    "DATASET_RUN_ID=/abs": "unsafe run id",
+    "DATASET_RUN_ID=a/b": "unsafe run id",
+    "DATASET_RUN_ID=.hidden": "unsafe run id",
+    "DATASET_RUN_DATE=../x": "DATASET_RUN_DATE='../x'",
+    "DATASET_RUN_DATE=2026-13-01": "DATASET_RUN_DATE='2026-13-01'",
+    "DATASET_FORMATS=../csv": "choose one or more of parquet, csv",
+    "DATASET_FORMATS=xml": "choose one or more of parquet, csv",
+    "DATASET_BATCH_ITEMS=abc": "DATASET_BATCH_ITEMS='abc' is not a whole number >= 0",
+    "PARQUET_ROW_GROUP_SIZE=0": "PARQUET_ROW_GROUP_SIZE='0' is not a positive whole number",
+    "PARQUET_COMPRESSION=lzma9": "PARQUET_COMPRESSION='lzma9' is not a codec pyarrow has",
+    "IMAGESEARCH_QUOTA=abc": "IMAGESEARCH_QUOTA='abc': expected CALLS/SECONDS",
+    "IMAGESEARCH_QUOTA_MARGIN=x": "IMAGESEARCH_QUOTA_MARGIN='x' is not a number of seconds",
+    "IMAGESEARCH_QUOTA_STORE=nope.Store": "IMAGESEARCH_QUOTA_STORE='nope.Store' cannot be imported",
+    "IMAGESEARCH_GATEWAY=nope.Gateway": "IMAGESEARCH_GATEWAY='nope.Gateway' cannot be imported",
+    "IMAGESEARCH_RETRY_BACKOFF=-1": "IMAGESEARCH_RETRY_BACKOFF='-1' is not a number of seconds >= 0",
+    "IMAGESEARCH_THROTTLE_MAX_TIMES=abc": "IMAGESEARCH_THROTTLE_MAX_TIMES='abc'",
+    "CONCURRENT_REQUESTS=abc": "CONCURRENT_REQUESTS='abc' is not a positive whole number",
+    "RETRY_TIMES=abc": "RETRY_TIMES='abc' is not a whole number >= 0",
+    "IMAGESEARCH_SANDBOX_ARGS=--bogus": "IMAGESEARCH_SANDBOX_ARGS=['--bogus']",
+    "IMAGESEARCH_APP_KEY=": "IMAGESEARCH_APP_KEY is empty",
+    "IMAGESEARCH_APP_SECRET= ": "IMAGESEARCH_APP_SECRET is empty",
+}
+
+
+@pytest.mark.parametrize("setting", list(BAD_SETTINGS))
+def test_bad_setting_is_refused_in_one_line_before_anything_is_written(
+    tmp_path: Path, sandbox: SandboxProcess, photo: Path, setting: str,
+) -> None:
+    sandbox.reset()
+    # IMAGESEARCH_SANDBOX_ARGS only counts for the embedded sandbox; every other case points at the test sandbox.
+    endpoint = "sandbox" if setting.startswith("IMAGESEARCH_SANDBOX_ARGS=") else sandbox.endpoint
+    result = run_crawl(str(photo), "-s", setting, dataset_dir=tmp_path / "datasets", endpoint=endpoint)
+    _assert_refused_in_one_line(result, sandbox, BAD_SETTINGS[setting])
+    assert not (tmp_path / "datasets").exists()
+    assert not (tmp_path / "etc").exists() and not Path("/abs").exists()
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://gateway.example/router/rest", "eco.taobao.com/router/rest", "https://"])
+def test_endpoint_that_is_not_an_http_url(tmp_path: Path, sandbox: SandboxProcess, photo: Path, endpoint: str) -> None:
+    sandbox.reset()
+    result = run_crawl(str(photo), dataset_dir=tmp_path / "datasets", endpoint=endpoint)
+    _assert_refused_in_one_line(result, sandbox, f"IMAGESEARCH_ENDPOINT={endpoint!r} is neither 'sandbox' nor an http(s) URL")
+
+
+def test_empty_dataset_dir_is_refused_rather_than_writing_into_the_working_directory(
+    tmp_path: Path, sandbox: SandboxProcess, photo: Path,
+) -> None:
+    sandbox.reset()
+    result = run_crawl(str(photo), dataset_dir="", endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, "DATASET_DIR is empty")
+    assert not [p for p in ("_manifests", "_staging", "parquet", "csv") if (REPO / p).exists()]

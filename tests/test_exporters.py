@@ -295,11 +295,19 @@ def test_a_finished_run_frees_its_jobdir_for_the_next_run(tmp_path: Path) -> Non
 
 def test_the_real_spider_against_the_sandbox_fills_a_consistent_dataset(tmp_path: Path) -> None:
     seeds = sorted((REPO / "data" / "seeds").glob("*.jpg"))
-    crawl(tmp_path, command=("crawl", "imagesearch", "-a", f"seeds={REPO / 'data' / 'seeds'}", "-a", "pages=2"))
+    result = crawl(tmp_path, command=("crawl", "imagesearch", "-a", f"seeds={REPO / 'data' / 'seeds'}", "-a", "pages=2"))
     root = tmp_path / "datasets"
     (manifest,) = manifests(root)
     assert manifest["finish_reason"] == "finished"
     assert manifest["rows"]["parquet"] == manifest["rows"]["csv"]
+    # The crawl ends by saying where the datasets went.
+    rows, dt = manifest["rows"]["parquet"], manifest["dt"]
+    assert result.stdout.splitlines() == [
+        f"Datasets of run {manifest['run_id']} (complete) under {root}/:",
+        *(f"  {table:<8} {rows[table]:>9,} rows  parquet/{table}/dt={dt}/  csv/{table}/dt={dt}/"
+          + (f"  ({len(seeds)} ok, 0 rejected, 0 failed)" if table == "seeds" else "") for table in TABLES),
+        f"  manifest: {root}/_manifests/{manifest['run_id']}.json",
+    ]
     con = duckdb.connect()
 
     def one(sql: str) -> Any:
@@ -328,18 +336,6 @@ def test_user_feeds_are_left_alone(tmp_path: Path) -> None:
     assert data.schema.remove_metadata() == PRODUCTS.arrow_schema.remove_metadata()
     assert data.num_rows == 16
     assert len(set(data.column("run_id").to_pylist())) == 1
-
-
-@pytest.mark.parametrize(
-    "setting",
-    ["DATASET_RUN_ID=../../etc", "DATASET_RUN_ID=/abs", "DATASET_RUN_ID=a/b", "DATASET_RUN_ID=.hidden", "DATASET_RUN_DATE=../x", "DATASET_RUN_DATE=2026-13-01", "DATASET_FORMATS=../csv"],
-)
-def test_path_escapes_are_refused_before_anything_is_written(tmp_path: Path, setting: str) -> None:
-    result = crawl(tmp_path, setting, ok=False)
-    assert result.returncode != 0
-    assert "ValueError" in result.stderr
-    assert not (tmp_path / "datasets").exists()
-    assert not list(tmp_path.parent.glob("etc")) and not Path("/abs").exists()
 
 
 # ---------------------------------------------------------------------------------------------

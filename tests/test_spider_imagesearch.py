@@ -392,8 +392,8 @@ def test_more_pages_rule(page: int, items_on_page: int, page_size: int, total: i
 
 @pytest.mark.parametrize("value", ["abc", "0", "-2", "", None, "1.5"])
 def test_positive_int_refuses(value: Any) -> None:
+    from pipeline.configuration import whole_number
     from pipeline.errors import ConfigurationError
-    from spiders.imagesearch import positive_int
 
     with pytest.raises(ConfigurationError, match="pages="):
-        positive_int("pages", value)
+        whole_number("pages", value)

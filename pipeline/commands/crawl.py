@@ -42,15 +42,21 @@ class Command(ScrapyCrawlCommand):
             raise UsageError("give exactly one spider name, e.g. scrapy crawl imagesearch -a seeds=photos/")
         assert self.crawler_process
         crawler = self._create_crawler(args[0])
-        configuration_errors: list[ConfigurationError] = []
-        _watch_configuration_errors(self.crawler_process.crawl(crawler, **opts.spargs), configuration_errors)
+        startup_errors: list[BaseException] = []
+        _watch_startup_errors(self.crawler_process.crawl(crawler, **opts.spargs), startup_errors)
         self.crawler_process.start()
         manifest = crawler.get_extension(DatasetManifest) if crawler._extensions is not None else None
         if manifest is not None and manifest.written is not None:
             print("\n".join(summary_lines(manifest.root, manifest.written)))
-        if configuration_errors:
-            print(f"scrapy crawl {args[0]}: error: {configuration_errors[0]}", file=sys.stderr)
-            self.exitcode = EXIT_CONFIGURATION
+        if startup_errors:
+            error = startup_errors[0]
+            if isinstance(error, ConfigurationError):
+                print(f"scrapy crawl {args[0]}: error: {error}", file=sys.stderr)
+                self.exitcode = EXIT_CONFIGURATION
+            else:
+                print(f"scrapy crawl {args[0]}: error: the crawl could not start: {type(error).__name__}: {error} "
+                      "(-s LOG_LEVEL=DEBUG shows where)", file=sys.stderr)
+                self.exitcode = EXIT_BOOTSTRAP_FAILED
         elif self.crawler_process.bootstrap_failed:
             self.exitcode = EXIT_BOOTSTRAP_FAILED
         elif (reason := crawler.stats.get_value("finish_reason")) == GATEWAY_FATAL_REASON:
@@ -64,23 +70,28 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_STOPPED
 
 
-def _watch_configuration_errors(crawl: Any, found: list[ConfigurationError]) -> None:
-    """Take a ConfigurationError out of the crawl's outcome (so no traceback is printed) into ``found``."""
+def _watch_startup_errors(crawl: Any, found: list[BaseException]) -> None:
+    """Take an exception that kept the crawl from starting out of its outcome into ``found``.
 
-    def on_failure(failure: Failure) -> Failure | None:
-        if failure.check(ConfigurationError):
-            found.append(failure.value)
-            return None
-        return failure
+    A ConfigurationError is the user's to fix and says how in its message; anything else (a
+    Scrapy setting of the wrong type, say) is reported in one line too, with its traceback
+    logged at DEBUG for whoever needs to see where it came from.
+    """
+
+    def keep(exc: BaseException) -> None:
+        found.append(exc)
+        if not isinstance(exc, ConfigurationError):
+            logger.debug("The crawl could not start", exc_info=exc)
+
+    def on_failure(failure: Failure) -> None:
+        keep(failure.value)
 
     if isinstance(crawl, Deferred):
         crawl.addErrback(on_failure)
     elif isinstance(crawl, asyncio.Future):
         def on_done(task: asyncio.Future[Any]) -> None:
             exc = None if task.cancelled() else task.exception()  # retrieved: asyncio will not print it
-            if isinstance(exc, ConfigurationError):
-                found.append(exc)
-            elif exc is not None:
-                logger.critical("The crawl could not start", exc_info=exc)
+            if exc is not None:
+                keep(exc)
 
         crawl.add_done_callback(on_done)

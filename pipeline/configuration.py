@@ -1,0 +1,196 @@
+"""The settings a user may get wrong, checked once before the crawl sends anything: a bad value is one line, not a traceback.
+
+``check_settings`` runs when the spider is built (``ImageSearchSpider.configure``), before any
+component reads the settings, so the components can read them with Scrapy's ``getint`` /
+``getfloat`` knowing the values are good. Every failure is a ConfigurationError naming the
+setting, its value and what it should look like; the ``crawl`` command prints it as one line and
+exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from scrapy.utils.misc import load_object
+
+from pipeline.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
+
+logger = logging.getLogger(__name__)
+
+#: Whole-number settings and their least value.
+INT_SETTINGS: dict[str, int] = {
+    "IMAGESEARCH_PAGES": 1,
+    "IMAGESEARCH_PAGE_SIZE": 1,
+    "IMAGESEARCH_MAX_IMAGE_SIDE": 1,
+    "IMAGESEARCH_MAX_IMAGE_PIXELS": 1,
+    "IMAGESEARCH_THROTTLE_MAX_TIMES": 0,
+    "DATASET_BATCH_ITEMS": 0,
+    "PARQUET_ROW_GROUP_SIZE": 1,
+    "RETRY_TIMES": 0,
+    "CONCURRENT_REQUESTS": 1,
+    "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
+}
+#: Settings in seconds and their least value.
+SECONDS_SETTINGS: dict[str, float] = {
+    "IMAGESEARCH_RETRY_BACKOFF": 0.0,
+    "IMAGESEARCH_RETRY_BACKOFF_MAX": 0.0,
+    "IMAGESEARCH_THROTTLE_DEFAULT_WAIT": 0.0,
+    "IMAGESEARCH_QUOTA_MARGIN": 0.0,
+    "DOWNLOAD_TIMEOUT": 0.001,
+    "DOWNLOAD_DELAY": 0.0,
+}
+#: Settings that name a class by its import path.
+IMPORT_PATH_SETTINGS: tuple[str, ...] = ("IMAGESEARCH_GATEWAY", "IMAGESEARCH_QUOTA_STORE")
+#: PARQUET_COMPRESSION values meaning "no compression" (pyarrow's names).
+NO_COMPRESSION = frozenset({"none", "uncompressed"})
+
+
+def list_setting(settings: BaseSettings, name: str) -> list[str]:
+    """A list setting that may also come from ``-s`` as a JSON list (``'["a", "b"]'``) or comma-separated text."""
+    value = settings.get(name)
+    if isinstance(value, str) and value.strip().startswith("["):
+        return json_list(value, name)
+    return [str(item).strip() for item in settings.getlist(name)]
+
+
+def json_list(text: str, name: str) -> list[str]:
+    """``text`` parsed as a JSON list of strings, else ConfigurationError naming ``name``."""
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} is not a JSON list: {exc}") from None
+    if not isinstance(parsed, list):
+        raise ConfigurationError(f"{name} is not a JSON list: {text!r}")
+    return [str(item) for item in parsed]
+
+
+def dataset_formats(settings: BaseSettings) -> list[str]:
+    """DATASET_FORMATS as a list of known formats, else ConfigurationError."""
+    from exporters.layout import FORMAT_EXTENSIONS
+
+    formats = list_setting(settings, "DATASET_FORMATS")
+    if not formats or any(f not in FORMAT_EXTENSIONS for f in formats):
+        raise ConfigurationError(f"DATASET_FORMATS={formats!r}: choose one or more of {', '.join(FORMAT_EXTENSIONS)}")
+    return formats
+
+
+def whole_number(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else ConfigurationError naming ``name``."""
+    try:
+        number = int(str(value).strip().replace("_", ""))
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < minimum:
+        kind = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+        raise ConfigurationError(f"{name}={value!r} is not {kind}, e.g. {name}={max(minimum, 5)}")
+    return number
+
+
+def seconds(name: str, value: Any, minimum: float = 0.0) -> float:
+    """``value`` as a float >= ``minimum``, else ConfigurationError naming ``name``."""
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number != number or number < minimum:
+        raise ConfigurationError(f"{name}={value!r} is not a number of seconds >= {minimum:g}, e.g. {name}=1.5")
+    return number
+
+
+def _check(name: str, value: Any, check: Callable[[Any], Any]) -> None:
+    """Run ``check(value)``; its ValueError becomes a ConfigurationError (whose message already names the setting)."""
+    try:
+        check(value)
+    except ConfigurationError:
+        raise
+    except ValueError as exc:
+        message = str(exc)
+        raise ConfigurationError(message if name in message else f"{name}={value!r}: {message}") from None
+
+
+def check_endpoint(value: Any) -> None:
+    from pipeline.extensions import wants_sandbox
+
+    if wants_sandbox(value):
+        return
+    parts = urlsplit(str(value).strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"IMAGESEARCH_ENDPOINT={value!r} is neither 'sandbox' nor an http(s) URL: "
+            "give the router URL, e.g. https://eco.taobao.com/router/rest"
+        )
+
+
+def check_import_path(name: str, value: Any) -> None:
+    try:
+        load_object(value)
+    except (ImportError, AttributeError, NameError, ValueError, TypeError) as exc:
+        raise ConfigurationError(f"{name}={value!r} cannot be imported ({type(exc).__name__}: {exc}): give module.Class") from None
+
+
+def check_compression(value: Any) -> None:
+    import pyarrow as pa
+
+    codec = str(value or "none").strip().lower()
+    if codec in NO_COMPRESSION:
+        return
+    try:
+        available = pa.Codec.is_available(codec)
+    except ValueError:
+        available = False
+    if not available:
+        raise ConfigurationError(f"PARQUET_COMPRESSION={value!r} is not a codec pyarrow has: use zstd, snappy, gzip, brotli, lz4 or none")
+
+
+def check_dataset_dir(settings: BaseSettings) -> None:
+    """When the default dataset layout will be written, DATASET_DIR must be a directory we can create or write."""
+    if settings.getdict("FEEDS") or settings.get("FEED_URI"):
+        return
+    if not str(settings.get("DATASET_DIR") or "").strip():
+        raise ConfigurationError("DATASET_DIR is empty: give the directory the datasets go to, e.g. -s DATASET_DIR=data/datasets")
+    directory = Path(settings["DATASET_DIR"])
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"DATASET_DIR={str(directory)!r} cannot be written ({probe} is not a writable directory): "
+            "choose another with -s DATASET_DIR=PATH"
+        )
+
+
+def check_settings(settings: BaseSettings) -> None:
+    """Every setting of INT_SETTINGS, SECONDS_SETTINGS and the project's structured ones, or the first ConfigurationError."""
+    from exporters.layout import safe_component, safe_date
+    from pipeline.gateways.top import check_sign_method
+    from pipeline.pacing import Quota
+
+    for name, minimum in INT_SETTINGS.items():
+        whole_number(name, settings.get(name), minimum)
+    for name, least in SECONDS_SETTINGS.items():
+        seconds(name, settings.get(name), least)
+    for name in IMPORT_PATH_SETTINGS:
+        check_import_path(name, settings.get(name))
+    check_endpoint(settings.get("IMAGESEARCH_ENDPOINT"))
+    for name in ("IMAGESEARCH_APP_KEY", "IMAGESEARCH_APP_SECRET"):
+        if not str(settings.get(name) or "").strip():
+            raise ConfigurationError(f"{name} is empty: set it with -s {name}=... or the environment variable {name}")
+    check_dataset_dir(settings)
+    check_sign_method(settings.get("IMAGESEARCH_SIGN_METHOD") or "md5")
+    if quota := settings.get("IMAGESEARCH_QUOTA"):
+        _check("IMAGESEARCH_QUOTA", quota, Quota.parse)
+    dataset_formats(settings)
+    if run_id := settings.get("DATASET_RUN_ID"):
+        _check("DATASET_RUN_ID", run_id, lambda v: safe_component(v, "run id"))
+    if run_date := settings.get("DATASET_RUN_DATE"):
+        _check("DATASET_RUN_DATE", run_date, safe_date)
+    check_compression(settings.get("PARQUET_COMPRESSION"))
