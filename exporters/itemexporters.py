@@ -11,7 +11,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from scrapy.exporters import BaseItemExporter
 
-from exporters.tables import TABLE_ACCEPTS, SharedConversion, TableConverter, get_table, shared_conversion, table_for_item
+from exporters.tables import DEFAULT_TABLE, TABLE_ACCEPTS, SharedConversion, TableConverter, get_table, shared_conversion
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,8 +31,8 @@ class TableItemExporter(BaseItemExporter):
     """Projects items onto one table's columns, in schema order, and writes them in batches.
 
     The table comes from the feed option ``item_export_kwargs: {"table": "products"}``; without
-    it (``-O out.parquet``) the first item's class decides (ProductHit -> products, SeedSummary
-    -> seeds) and items that do not belong to that table are skipped and counted. Rows are
+    it (``-O out.parquet``) the feed writes ``products`` (DEFAULT_TABLE), and items that do not
+    belong to it are skipped and counted. Rows are
     buffered ``buffer_rows`` (PARQUET_ROW_GROUP_SIZE) at a time and converted column by column
     with pyarrow, so memory stays bounded whatever the crawl's size; the exporters of one table
     in both formats share each row and each converted batch (``SharedConversion``), so writing a
@@ -62,9 +62,14 @@ class TableItemExporter(BaseItemExporter):
         self.buffer_rows = buffer_rows
         self.stats = stats
         self.rows_written = 0
-        self.table: Table | None = get_table(table) if table else None
-        # With an explicit table the feed's item_filter already routes items; an inferred table filters here.
+        # With an explicit table the feed's item_filter routes items; with the default one we filter here.
         self._accepts: Callable[[Any], bool] | None = None
+        if not table:
+            table = DEFAULT_TABLE
+            self._accepts = TABLE_ACCEPTS[table]
+            logger.info("%s feed without a table option writes the %s table (FEEDS item_export_kwargs "
+                        "{'table': ...} picks another)", self.format_name, table)
+        self.table: Table = get_table(table)
         self._converter: TableConverter | SharedConversion | None = shared
         self._rows: list[tuple[Any, ...]] = []
         self._writing = False
@@ -83,15 +88,12 @@ class TableItemExporter(BaseItemExporter):
         return {}
 
     def start_exporting(self) -> None:
-        if self.table is not None and not self._writing:
+        if not self._writing:
             self._open(self.table)
 
     def export_item(self, item: Any) -> None:
         converter = self._converter
-        if converter is None:
-            converter = self._infer_table(item)
-            if converter is None:
-                return
+        assert converter is not None, "export_item before start_exporting"
         if self._accepts is not None and not self._accepts(item):
             self._count("skipped", 1)
             return
@@ -106,17 +108,6 @@ class TableItemExporter(BaseItemExporter):
             self._close()
             self._writing = False
 
-    def _infer_table(self, item: Any) -> TableConverter | None:
-        table = table_for_item(item)
-        if table is None:
-            self._count("skipped", 1)
-            return None
-        logger.info("%s feed has no table option: writing table %r (from %s items)", self.format_name, table.name, type(item).__name__)
-        self.table = table
-        self._accepts = TABLE_ACCEPTS[table.name]
-        self._open(table)
-        return self._converter  # type: ignore[return-value]
-
     def _open(self, table: Table) -> None:
         if self._converter is None:
             self._converter = TableConverter(table)
@@ -127,7 +118,7 @@ class TableItemExporter(BaseItemExporter):
         rows, self._rows = self._rows, []
         if not rows:
             return
-        assert self._converter is not None and self.table is not None
+        assert self._converter is not None
         batch, rejected = self._converter.to_batch(rows)
         if rejected:
             logger.error("%s/%s: %d rows without a required value not written", self.format_name, self.table.name, rejected)
@@ -138,8 +129,7 @@ class TableItemExporter(BaseItemExporter):
 
     def _count(self, what: str, n: int) -> None:
         if self.stats is not None:
-            table = self.table.name if self.table else "unknown"
-            self.stats.inc_value(f"dataset/export/{what}/{self.format_name}/{table}", n)
+            self.stats.inc_value(f"dataset/export/{what}/{self.format_name}/{self.table.name}", n)
 
     def _open_writer(self, table: Table) -> None:
         raise NotImplementedError
@@ -204,7 +194,8 @@ class CsvItemExporter(TableItemExporter):
         for i in self._timestamps:
             schema = schema.set(i, schema.field(i).with_type(pa.string()))
         self._csv_schema = schema
-        options = pa_csv.WriteOptions(include_header=True, quoting_style="needed")
+        # -o appends to an existing file: its header is already there.
+        options = pa_csv.WriteOptions(include_header=not _position(self.file), quoting_style="needed")
         self._writer = pa_csv.CSVWriter(self.file, schema, write_options=options)
 
     def _write_batch(self, batch: pa.RecordBatch) -> None:
@@ -220,3 +211,11 @@ class CsvItemExporter(TableItemExporter):
     def _close(self) -> None:
         assert self._writer is not None
         self._writer.close()
+
+
+def _position(file: IO[bytes]) -> int:
+    """Where writing starts in ``file`` (0 for a new file, or one that cannot tell)."""
+    try:
+        return file.tell()
+    except (OSError, ValueError, AttributeError):
+        return 0

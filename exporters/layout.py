@@ -38,7 +38,7 @@ def safe_component(value: str, what: str) -> str:
     a '%' (feed URIs are printf templates), or a leading '.'/'_' (readers would skip the
     file silently, which loses data as surely as writing it elsewhere).
     """
-    if not isinstance(value, str) or not _SAFE_COMPONENT_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not _SAFE_COMPONENT_RE.fullmatch(value) or ".." in value:
         raise ValueError(f"unsafe {what} for a dataset path: {value!r} (allowed: letters, digits, '.', '_', '=', '-')")
     return value
 
@@ -46,7 +46,7 @@ def safe_component(value: str, what: str) -> str:
 def safe_date(value: str | date) -> str:
     """A partition date as ``YYYY-MM-DD``; anything else raises ValueError."""
     text = value.isoformat() if isinstance(value, date) else str(value)
-    if not _DATE_RE.match(text):
+    if not _DATE_RE.fullmatch(text):
         raise ValueError(f"unsafe dt partition {value!r}: expected YYYY-MM-DD")
     date.fromisoformat(text)  # rejects 2026-13-45
     return text
@@ -119,10 +119,16 @@ def batch_file_name(run_id: str, fmt: str, batch: int | None = None) -> str:
 
 
 def run_files(root: Path, run_id: str) -> list[Path]:
-    """Every finished file *run_id* has in the format trees under *root* (temporary files excluded)."""
+    """Every finished file *run_id* has in the format trees under *root* (temporary files excluded).
+
+    Names must be exactly ``<run_id>-<digits>.<ext>``: run ``daily`` must not take the files of
+    run ``daily-20261125`` for its own (a glob on ``daily-*`` would).
+    """
     files: list[Path] = []
     for fmt, ext in FORMAT_EXTENSIONS.items():
-        files += (root / fmt).glob(f"*/dt=*/{glob.escape(safe_component(run_id, 'run id'))}-[0-9][0-9][0-9][0-9][0-9]*.{ext}")
+        name = re.compile(rf"{re.escape(safe_component(run_id, 'run id'))}-\d{{5,}}\.{re.escape(ext)}")
+        prefix = glob.escape(run_id)
+        files += (p for p in (root / fmt).glob(f"*/dt=*/{prefix}-*.{ext}") if name.fullmatch(p.name))
     return sorted(files)
 
 

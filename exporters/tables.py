@@ -32,8 +32,8 @@ TABLE_ACCEPTS: dict[str, Callable[[Any], bool]] = {
     MATCHES.name: lambda item: item_kind(item) is ProductHit and not item._values.get("product_row"),
     SEEDS.name: lambda item: item_kind(item) is SeedSummary,
 }
-#: The table an item goes to when a feed names none (``scrapy crawl ... -O out.parquet``).
-DEFAULT_TABLE_FOR_ITEM: dict[type, Table] = {ProductHit: PRODUCTS, SeedSummary: SEEDS}
+#: The table of a Parquet or CSV feed that names none (``scrapy crawl ... -O out.parquet``): the listings.
+DEFAULT_TABLE = PRODUCTS.name
 
 
 def get_table(name: str) -> Table:
@@ -42,12 +42,6 @@ def get_table(name: str) -> Table:
         return TABLES[name]
     except KeyError:
         raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES)}") from None
-
-
-def table_for_item(item: Any) -> Table | None:
-    """The table an item of this class fills by default, or None."""
-    kind = item_kind(item)
-    return DEFAULT_TABLE_FOR_ITEM[kind] if kind is not None else None
 
 
 class TableFilter(ItemFilter):
@@ -191,3 +185,22 @@ def shared_conversion(crawler: Any, table: Table) -> SharedConversion:
         consumers = sum(1 for f in feeds if ((f or {}).get("item_export_kwargs") or {}).get("table") == table.name)
         per_table[table.name] = SharedConversion(TableConverter(table), max(consumers, 1))
     return per_table[table.name]
+
+
+def feed_table(settings: Any, feed_options: dict[str, Any] | None) -> str | None:
+    """The table a feed writes: its ``item_export_kwargs`` table, DEFAULT_TABLE for a Parquet or CSV
+    feed of ours without one, None for any other exporter (``-O hits.jsonl``)."""
+    from scrapy.utils.misc import load_object
+
+    from exporters.itemexporters import TableItemExporter
+
+    options = feed_options or {}
+    table = (options.get("item_export_kwargs") or {}).get("table")
+    if table:
+        return str(table)
+    exporter = settings.getwithbase("FEED_EXPORTERS").get(options.get("format"))
+    try:
+        exporter_cls = load_object(exporter) if exporter else None
+    except (ImportError, AttributeError, ValueError, NameError):
+        return None
+    return DEFAULT_TABLE if isinstance(exporter_cls, type) and issubclass(exporter_cls, TableItemExporter) else None

@@ -168,6 +168,22 @@ def check_dataset_dir(settings: BaseSettings) -> None:
         )
 
 
+def check_appended_feeds(settings: BaseSettings) -> None:
+    """``-o`` appends to a feed file; a Parquet file cannot be appended to (its footer ends it)."""
+    from exporters.layout import FORMAT_EXTENSIONS
+
+    for uri, options in settings.getdict("FEEDS").items():
+        options = options or {}
+        if options.get("overwrite", False) or options.get("format") != "parquet":
+            continue
+        path = Path(uri[len("file://"):] if str(uri).startswith("file://") else str(uri))
+        if "://" not in str(path) and path.is_file() and path.stat().st_size:
+            raise ConfigurationError(
+                f"-o {uri}: a Parquet file cannot be appended to; use -O to replace it, or a new file name "
+                f"(the {', '.join(FORMAT_EXTENSIONS)} dataset layout keeps every run apart by itself)"
+            )
+
+
 def check_settings(settings: BaseSettings) -> None:
     """Every setting of INT_SETTINGS, SECONDS_SETTINGS and the project's structured ones, or the first ConfigurationError."""
     from exporters.layout import safe_component, safe_date
@@ -185,6 +201,7 @@ def check_settings(settings: BaseSettings) -> None:
         if not str(settings.get(name) or "").strip():
             raise ConfigurationError(f"{name} is empty: set it with -s {name}=... or the environment variable {name}")
     check_dataset_dir(settings)
+    check_appended_feeds(settings)
     check_sign_method(settings.get("IMAGESEARCH_SIGN_METHOD") or "md5")
     if quota := settings.get("IMAGESEARCH_QUOTA"):
         _check("IMAGESEARCH_QUOTA", quota, Quota.parse)

@@ -26,16 +26,20 @@ _CENT = Decimal("0.01")
 
 # A number as gateways write it: "39.50", "1,299.00", "1.2".
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
-_PRICE_RE = re.compile(rf"^(?P<low>{_NUMBER})(?:\s*[-~～–—至]\s*(?P<high>{_NUMBER}))?$")
-_CURRENCY_RE = re.compile(r"^(?:¥|￥|RMB|CNY)\s*|\s*元$", re.IGNORECASE)
+# A price with its currency on either or both ends of a range: "¥200-¥600", "39.50元-59.00元".
+_SIGN, _YUAN = r"(?:[¥￥]|RMB|CNY)?\s*", r"\s*元?"
+_PRICE_RE = re.compile(
+    rf"^{_SIGN}(?P<low>{_NUMBER}){_YUAN}(?:\s*[-~～–—至]\s*{_SIGN}(?P<high>{_NUMBER}){_YUAN})?$", re.IGNORECASE
+)
 # Sales: exactly one number, an optional unit and '+', wrapped in words ("月销", "人付款") but no
 # other digits: "30天销量 200" is ambiguous and stays unparsed rather than guessed.
 _WORDS = r"[\s\u3000\u4e00-\u9fff:：]*"
-_SALES_RE = re.compile(rf"^{_WORDS}(?P<num>{_NUMBER})\s*(?P<unit>万|w|千|k|亿)?\s*(?P<plus>\+)?{_WORDS}$", re.IGNORECASE)
-_SALES_UNITS = {"万": 10_000, "w": 10_000, "千": 1_000, "k": 1_000, "亿": 100_000_000}
+_SALES_RE = re.compile(rf"^{_WORDS}(?P<num>{_NUMBER})\s*(?P<unit>[万萬w千k亿億])?\s*(?P<plus>[+＋])?{_WORDS}$", re.IGNORECASE)
+_SALES_UNITS = {"万": 10_000, "萬": 10_000, "w": 10_000, "千": 1_000, "k": 1_000, "亿": 100_000_000, "億": 100_000_000}
 # The host of an http URL's remainder after "http://": skip userinfo, stop at port, path, query.
 _HOST_RE = re.compile(r"(?:[^/?#@]*@)?(\[[^\]/?#]*\]?|[^/?#:]*)")
-_TAG_RE = re.compile(r"<[^<>]*>")
+# Only what is shaped like a tag: "<span class=H>", "</b>", "<br/>"; "3 < 5 > 4" is text.
+_TAG_RE = re.compile(r"</?[A-Za-z][^<>]*>")
 _SPACE_RE = re.compile(r"\s+")
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
@@ -85,8 +89,7 @@ def normalize_price(raw: Any) -> tuple[Decimal | None, Decimal | None]:
 # int, tuples) and the caches bounded.
 @lru_cache(maxsize=16_384)
 def _parse_price_text(raw: str) -> tuple[Decimal | None, Decimal | None]:
-    text = _CURRENCY_RE.sub("", raw.strip()).strip()
-    match = _PRICE_RE.match(text)
+    match = _PRICE_RE.match(raw.strip())
     if match is None:
         return None, None
     low, high = _price(match["low"]), _price(match["high"] or match["low"])

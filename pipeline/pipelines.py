@@ -15,6 +15,7 @@ from scrapy.exceptions import DropItem
 from scrapy.extensions.feedexport import FeedExporter
 
 from exporters.layout import new_run_id
+from exporters.tables import feed_table
 from items.schema import PRODUCTS
 from items.scrapy_items import ProductHit, SeedSummary, item_kind
 from pipeline.normalize import (
@@ -161,10 +162,12 @@ class DeduplicatePipeline(_StatsPipeline):
     Hits are not dropped: the matches table keeps every (seed, product) pair. When a feed writes
     the products table (the default dataset layout), the winner of each num_iid is known only
     once every seed is searched, so hits pass with ``is_duplicate=True``, the best hit per num_iid
-    is kept in an on-disk store (memory stays bounded), and the winners are emitted as products
-    rows when the crawl closes, ordered by num_iid. The same seeds thus give the same products rows
-    whatever order the answers arrive in, a crawl resumed from JOBDIR included. Without such a feed
-    (``-O hits.jsonl``) the first hit to arrive is marked ``is_duplicate=False``. Rows emitted at
+    is kept in an on-disk store, and the winners are emitted as products rows when the crawl
+    closes, ordered by num_iid. The same seeds thus give the same products rows whatever order
+    the answers arrive in, a crawl resumed from JOBDIR included. A feed writes products when it
+    says so, or is a Parquet/CSV feed without a table (``-O out.parquet``: see
+    ``exporters.tables.feed_table``). Without such a feed (``-O hits.jsonl``) the first hit to
+    arrive is marked ``is_duplicate=False``. Rows emitted at
     close carry ``product_row=True``: they are products, not hits, so the matches table skips them.
     ``first_seed_id`` is the winning hit's seed. Stats: ``dataset/products/unique``,
     ``dataset/products/duplicates`` (published every 1,000 hits and when the spider closes).
@@ -181,7 +184,7 @@ class DeduplicatePipeline(_StatsPipeline):
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         feeds = crawler.settings.getdict("FEEDS").values()
-        deferred = any(((f or {}).get("item_export_kwargs") or {}).get("table") == "products" for f in feeds)
+        deferred = any(feed_table(crawler.settings, f) == PRODUCTS.name for f in feeds)
         return cls(crawler.stats, crawler, deferred)
 
     def process_item(self, item: Any) -> Any:

@@ -20,6 +20,7 @@ import pyarrow.dataset as pa_ds
 import pyarrow.parquet as pq
 import pytest
 import scrapy
+from datasets import load_dataset
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
@@ -398,12 +399,13 @@ def test_rows_missing_required_values_are_rejected_and_counted() -> None:
     assert crawler.stats.get_value("dataset/export/rejected_rows/parquet/products") == 1
 
 
-def test_without_a_table_option_the_first_item_decides() -> None:
+def test_without_a_table_option_the_products_table_is_written() -> None:
     items = [product(1), SeedSummary(seed_id="s", run_id=RUN), product(2, is_duplicate=True), product(3)]
     data = pq.read_table(io.BytesIO(export(ParquetItemExporter, items)))
     assert data.column("num_iid").to_pylist() == [1, 3]
-    seeds = pq.read_table(io.BytesIO(export(ParquetItemExporter, [SeedSummary(seed_id="s", run_id=RUN), product(1)])))
-    assert seeds.column("seed_id").to_pylist() == ["s"]
+    # A seed summary first (a refused seed) does not turn the feed into a seeds table.
+    first_a_seed = pq.read_table(io.BytesIO(export(ParquetItemExporter, [SeedSummary(seed_id="s", run_id=RUN), product(1)])))
+    assert first_a_seed.schema.names == PRODUCTS.column_names and first_a_seed.column("num_iid").to_pylist() == [1]
 
 
 def test_unknown_table_is_refused() -> None:
@@ -440,13 +442,13 @@ def test_appending_storage_appends_in_place(tmp_path: Path) -> None:
     assert path.read_bytes() == b"a\nb\n"
 
 
-@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "a\\b", "/etc", "a\x00b", ".hidden", "_meta", "%(x)s", "c:x", "a..b", "x" * 200])
+@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "a\\b", "/etc", "a\x00b", ".hidden", "_meta", "%(x)s", "c:x", "a..b", "x" * 200, "nightly\n"])
 def test_unsafe_path_components_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="unsafe"):
         safe_component(bad, "run id")
 
 
-@pytest.mark.parametrize("bad", ["../2026-11-25", "2026-11-25/..", "2026-13-01", "20261125", "", "2026-11-25\x00"])
+@pytest.mark.parametrize("bad", ["../2026-11-25", "2026-11-25/..", "2026-13-01", "20261125", "", "2026-11-25\x00", "2026-11-25\n"])
 def test_unsafe_dates_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         safe_date(bad)
@@ -480,7 +482,9 @@ def test_jobdir_remembers_the_run(tmp_path: Path) -> None:
 
 def test_run_files_are_the_runs_finished_files_only(tmp_path: Path) -> None:
     mine = [partition_dir(tmp_path, fmt, "seeds", "2026-11-25") / batch_file_name(RUN, fmt, n) for fmt in ("csv", "parquet") for n in (1, 2)]
-    others = [partition_dir(tmp_path, "csv", "seeds", "2026-11-25") / batch_file_name("other", "csv", 1)]
+    # Another run, and runs whose ids start with this one's and a dash: not this run's files.
+    others = [partition_dir(tmp_path, "csv", "seeds", "2026-11-25") / batch_file_name(other, "csv", 1)
+              for other in ("other", f"{RUN}-2", f"{RUN}-00001")]
     temps = [temp_path(mine[0])]
     for path in mine + others + temps:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -509,3 +513,41 @@ def test_manifest_stats_are_json_safe_and_secret_free() -> None:
 
 def test_normalize_num_iid_is_what_the_exporter_falls_back_to() -> None:
     assert normalize_num_iid("652345678901") == 652345678901
+
+
+def test_user_feeds_of_the_real_spider_write_the_same_products_as_the_dataset(tmp_path: Path) -> None:
+    """-O out.parquet / out.csv: the products table, first seed given wins, even when the first seed is refused."""
+    bad = tmp_path / "000-not-an-image.jpg"
+    bad.write_text("not a picture")
+    seeds = f"seeds={bad},{REPO / 'data' / 'seeds'}"
+    crawl(tmp_path / "layout", command=("crawl", "imagesearch", "-a", seeds, "-a", "pages=2"))
+    expected = load_dataset(tmp_path / "layout" / "datasets")["products"].sort_values("num_iid").reset_index(drop=True)
+    out = tmp_path / "out"
+    crawl(tmp_path, command=("crawl", "imagesearch", "-a", seeds, "-a", "pages=2",
+                             "-O", f"{out}.parquet", "-O", f"{out}.csv"))
+    from_parquet = pq.read_table(f"{out}.parquet").to_pandas()
+    from_csv = pd.read_csv(f"{out}.csv", keep_default_na=False, na_values=[""])
+    for got in (from_parquet, from_csv):
+        got = got.sort_values("num_iid").reset_index(drop=True)
+        assert list(got.columns) == PRODUCTS.column_names
+        assert got["num_iid"].tolist() == expected["num_iid"].tolist()
+        assert got["first_seed_id"].tolist() == expected["first_seed_id"].tolist()
+
+
+def test_appending_with_dash_o(tmp_path: Path) -> None:
+    """-o adds to a CSV file under its one header; a Parquet file cannot be appended to, and the crawl says so first."""
+    out = tmp_path / "out"
+    one_seed = ("crawl", "imagesearch", "-a", f"seeds={REPO / 'data' / 'seeds' / 'photo_544157462691_as-is.jpg'}", "-a", "pages=1")
+    crawl(tmp_path, command=(*one_seed, "-o", f"{out}.csv", "-o", f"{out}.parquet"))
+    first = pd.read_csv(f"{out}.csv")
+    crawl(tmp_path, command=(*one_seed, "-o", f"{out}.csv"))
+    both = pd.read_csv(f"{out}.csv")
+    assert len(both) == 2 * len(first) and (both.columns == first.columns).all()
+    assert both["run_id"].nunique() == 2  # the second header was not written as a row
+    refused = crawl(tmp_path, ok=False, command=(*one_seed, "-o", f"{out}.parquet"))
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"scrapy crawl imagesearch: error: -o {out}.parquet: a Parquet file cannot be appended to; use -O to replace it, "
+        "or a new file name (the parquet, csv dataset layout keeps every run apart by itself)"
+    )
+    assert pq.read_table(f"{out}.parquet").num_rows == len(first)

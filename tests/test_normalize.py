@@ -37,6 +37,11 @@ GARBAGE: list[Any] = [None, "", "   ", "abc", "面议", [], {}, object(), True, 
         ("200-600", (D("200.00"), D("600.00"))),
         ("200 - 600", (D("200.00"), D("600.00"))),
         ("200~600", (D("200.00"), D("600.00"))),
+        ("¥200-¥600", (D("200.00"), D("600.00"))),  # a currency sign on both ends
+        ("￥39.5 ~ ￥59", (D("39.50"), D("59.00"))),
+        ("39.50元-59.00元", (D("39.50"), D("59.00"))),
+        ("¥", (None, None)),
+        ("200-", (None, None)),
         ("19.9-29.9", (D("19.90"), D("29.90"))),
         ("600-200", (D("200.00"), D("600.00"))),
         ("¥39.50", (D("39.50"), D("39.50"))),
@@ -71,6 +76,8 @@ def test_normalize_price(raw: Any, expected: tuple[Decimal | None, Decimal | Non
         ("7", 7),
         (12.0, 12),
         ("100+", 100),
+        ("1万＋人付款", 10_000),  # a full-width plus
+        ("1.2萬+", 12_000),  # traditional characters
         ("338人付款", 338),
         ("1000+人收货", 1000),
         ("1.2万人付款", 12000),
@@ -204,6 +211,7 @@ def test_normalize_bool(raw: Any, expected: bool | None) -> None:
         ("&lt;b&gt;literal&lt;/b&gt;", "<b>literal</b>"),
         ("a &quot;b&quot; &#39;c&#39;", "a \"b\" 'c'"),
         ("<br/>", None),
+        ("尺码 3 < 5 > 4", "尺码 3 < 5 > 4"),  # not tags: kept
         ("", None),
         (None, None),
         (123, "123"),
