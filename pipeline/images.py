@@ -65,9 +65,12 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
     digest = sha256_hex(data)
     if not data:
         raise ImageRejected("unreadable_image", "empty file (0 bytes)")
+    limit = Image.MAX_IMAGE_PIXELS
     try:
+        # Pillow's own bomb check follows the setting (it refuses at twice its limit, before ours can).
+        Image.MAX_IMAGE_PIXELS = max_pixels
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below says it better
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
                 if width * height > max_pixels:
@@ -80,12 +83,14 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
                 rgb = to_rgb(ImageOps.exif_transpose(img))
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("image_too_large", str(exc)) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("image_too_large", f"over IMAGESEARCH_MAX_IMAGE_PIXELS={max_pixels}: {exc}") from None
     except UnidentifiedImageError:
         raise ImageRejected("unreadable_image", "not an image in a format Pillow can decode") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageRejected("unreadable_image", f"cannot decode image: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise anything (NotImplementedError for odd DDS, ...)
+        raise ImageRejected("unreadable_image", f"cannot decode image: {type(exc).__name__}: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
@@ -95,11 +100,16 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """An RGB copy of ``img``: deep modes scaled to 8 bits, transparency flattened onto white."""
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+    if img.mode.startswith("I;16"):
+        # 16 bits a sample: 65535 is white, whatever the picture's own range.
+        values = np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
+        img = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    elif img.mode in ("I", "F"):
+        # 32-bit integer or float samples have no fixed white: scale the picture's own range when it exceeds 8 bits.
         values = np.asarray(img, dtype=np.float64)
         top = float(values.max()) if values.size else 0.0
         if top > 255:
-            values = values * (255.0 / (65535.0 if top <= 65535 else top))
+            values = values * (255.0 / top)
         img = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")

@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.defer import Deferred
 
 from pipeline.errors import GatewayStopped
 from pipeline.gateways.actions import FATAL, RETRY, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
-from pipeline.gateways.top import SIGN_META_KEY, ban_seconds, check_sign_method, signed_params
+from pipeline.gateways.top import SIGN_META_KEY, check_sign_method, signed_params
+from pipeline.journal import REPLAYED_FLAG
 from pipeline.pacing import QuotaPacer, sleep_until
 
 if TYPE_CHECKING:
@@ -57,6 +60,11 @@ class GatewayMiddleware:
         self.backoff_max = settings.getfloat("IMAGESEARCH_RETRY_BACKOFF_MAX")
         self.throttle_max_times = settings.getint("IMAGESEARCH_THROTTLE_MAX_TIMES")
         self.throttle_default_wait = settings.getfloat("IMAGESEARCH_THROTTLE_DEFAULT_WAIT")
+        # Until the gateway has answered once, one call goes out and the others wait for its answer:
+        # a wrong secret, app key or endpoint then costs one call, not CONCURRENT_REQUESTS of them.
+        self._probe_sent = False
+        self._answered = False
+        self._waiting_for_answer: list[Deferred[None]] = []
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -84,6 +92,7 @@ class GatewayMiddleware:
             return None
         delay = self.backoff_delay(request.meta.get("retry_times", 0))
         clock = self.pacer.clock
+        await self._first_answer()
         sendable = await sleep_until(clock() + delay, clock, self.stopping) and await self.pacer.wait_turn(self.stopping)
         if not sendable:
             raise GatewayStopped("not sent: the crawl is stopping")
@@ -92,7 +101,32 @@ class GatewayMiddleware:
         stats.inc_value(f"imagesearch/calls/{method}")
         return None
 
+    async def _first_answer(self) -> None:
+        """Return at once for the first call and after the gateway's first answer; wait in between."""
+        if self._answered:
+            return
+        if not self._probe_sent:
+            self._probe_sent = True
+            return
+        waiter: Deferred[None] = Deferred()
+        self._waiting_for_answer.append(waiter)
+        await maybe_deferred_to_future(waiter)
+
+    def _got_answer(self, request: Request, flags: list[str] | None = None) -> None:
+        """The gateway answered (or the call failed): the calls held back by ``_first_answer`` may go."""
+        if self._answered or request.meta.get(METHOD_META_KEY) is None or REPLAYED_FLAG in (flags or ()):
+            return
+        self._answered = True
+        waiting, self._waiting_for_answer = self._waiting_for_answer, []
+        for waiter in waiting:
+            waiter.callback(None)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        self._got_answer(request)
+        return None
+
     def process_response(self, request: Request, response: Response) -> Request | Response:
+        self._got_answer(request, response.flags)
         if request.meta.get(METHOD_META_KEY) is None or response.status != 200:
             return response
         error = self.gateway.parse_error(response)
@@ -119,7 +153,7 @@ class GatewayMiddleware:
         if times > self.throttle_max_times:
             logger.warning("Gave up waiting for the quota after %d bans: %s", times - 1, error.describe())
             return None
-        seconds = ban_seconds(error)
+        seconds = self.gateway.ban_seconds(error)
         wait = self.throttle_default_wait if seconds is None else seconds
         self.pacer.ban(wait)
         self.crawler.stats.inc_value("imagesearch/throttled")

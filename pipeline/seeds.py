@@ -52,7 +52,19 @@ class Seed:
 
 
 def is_url(text: str) -> bool:
-    return text.lower().startswith(("http://", "https://"))
+    """An http(s) URL, or a protocol-relative one (``//img.alicdn.com/...``, as listings carry them)
+    unless a local path of that name exists (``//home/me/a.jpg`` is a path on POSIX)."""
+    return text.lower().startswith(("http://", "https://")) or (text.startswith("//") and not os.path.exists(text))
+
+
+def absolute_url(url: str) -> str:
+    """``//host/x`` -> ``https://host/x`` (the platform's CDNs serve https); other URLs unchanged."""
+    return f"https:{url}" if url.startswith("//") else url
+
+
+def readable(text: str) -> str:
+    """``text`` safe to print and to store as UTF-8: a file name's undecodable bytes become ``\\xe9``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def seed_id_for(key: str) -> str:
@@ -62,8 +74,9 @@ def seed_id_for(key: str) -> str:
         stem = PurePosixPath(unquote(parts.path)).stem or parts.hostname or "url"
     else:
         stem = PurePosixPath(key).stem or "seed"
-    slug = _SLUG_DROP.sub("-", stem).strip("-").lower()[:40] or "seed"
-    return f"{slug}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:10]}"
+    slug = _SLUG_DROP.sub("-", readable(stem)).strip("-").lower()[:40] or "seed"
+    # surrogateescape: a file name that is not UTF-8 (Latin-1 bytes from an old archive) hashes by its bytes.
+    return f"{slug}-{hashlib.sha1(key.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 
 def _path_key(path: str) -> str:
@@ -73,23 +86,31 @@ def _path_key(path: str) -> str:
 def _file_seed(path_as_given: str, cat: str | None, seed_id: str | None = None) -> Seed:
     key = _path_key(path_as_given)
     path = Path(path_as_given)
-    rejection = None
-    if not path.exists():
-        rejection = ("file_not_found", f"no such file: {key}")
-    elif not path.is_file():
-        rejection = ("not_a_file", f"not a regular file: {key}")
-    return Seed(seed_id or seed_id_for(key), key, path=path, cat=cat, rejection=rejection)
+    source = readable(key)
+    rejection = _cat_rejection(cat)
+    if rejection is None and not path.is_file():
+        rejection = ("not_a_file", f"not a regular file: {source}") if path.exists() else ("file_not_found", f"no such file: {source}")
+    return Seed(seed_id or seed_id_for(key), source, path=path, cat=cat, rejection=rejection)
 
 
 def _url_seed(url: str, cat: str | None, seed_id: str | None = None) -> Seed:
-    return Seed(seed_id or seed_id_for(url), url, url=url, cat=cat)
+    url = absolute_url(url)
+    return Seed(seed_id or seed_id_for(url), url, url=url, cat=cat, rejection=_cat_rejection(cat))
+
+
+def _cat_rejection(cat: str | None) -> tuple[str, str] | None:
+    """A manifest's ``cat`` must be a category id (digits); -a cat= is checked before the seeds are read."""
+    if cat is None or (cat.isascii() and cat.isdigit()):
+        return None
+    return ("bad_cat", f"cat {cat!r} is not a category id (digits, e.g. 50015374)")
 
 
 def _images_below(directory: Path) -> list[Path]:
     """Image files below ``directory`` (recursive), sorted by their path relative to it."""
+    # A broken symlink is kept: the seed it names gets a file_not_found row rather than vanishing.
     found = [
         p for p in directory.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and (p.is_file() or (p.is_symlink() and not p.exists()))
     ]
     return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
 
@@ -105,7 +126,14 @@ def _directory_seeds(spec: str, cat: str | None) -> list[Seed]:
 
 def _glob_seeds(spec: str, cat: str | None) -> list[Seed]:
     seeds: list[Seed] = []
+    # "**" follows symlinked directories, so a link back up the tree would give one file under
+    # endless names: each real file is taken once, under the first name the glob gives it.
+    seen: set[str] = set()
     for match in sorted(glob.glob(spec, recursive=True)):
+        real = os.path.realpath(match)
+        if real in seen:
+            continue
+        seen.add(real)
         if os.path.isdir(match):
             seeds.extend(s for s in _directory_seeds(match, cat) if s.rejection is None)
         else:
@@ -147,6 +175,13 @@ def _has_cjk(text: str) -> bool:
 
 def _manifest_seeds(spec: str, default_cat: str | None) -> list[Seed]:
     manifest = Path(spec)
+    try:
+        return _read_manifest(spec, manifest, default_cat)
+    except csv.Error as exc:
+        raise ConfigurationError(f"manifest {readable(_path_key(spec))} is not a CSV file the crawl can read: {exc}") from None
+
+
+def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[Seed]:
     reader = csv.DictReader(io.StringIO(read_manifest_text(manifest), newline=""))
     columns = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
     if "image" not in columns:
@@ -156,7 +191,9 @@ def _manifest_seeds(spec: str, default_cat: str | None) -> list[Seed]:
         )
     base = os.path.dirname(spec)
     seeds: list[Seed] = []
-    for line_number, row in enumerate(reader, start=2):
+    for row in reader:
+        line_number = reader.line_num  # the file's line: DictReader skips blank lines
+
         def cell(name: str) -> str:
             column = columns.get(name)
             return (row.get(column) or "").strip() if column else ""
@@ -210,21 +247,27 @@ def resolve_seeds(specs: str, cat: str | None = None) -> list[Seed]:
 
 
 def _unique(seeds: list[Seed]) -> list[Seed]:
-    """Drop repeats of the same seed; give a repeated id with another source a ``~N`` suffix."""
+    """Drop repeats of the same seed (same id, source and cat); give a repeated id a ``~N`` suffix.
+
+    The suffix never takes an id that another seed has as given (a manifest may name both ``X1``
+    twice and ``X1~2``), so every seed keeps the id its user wrote when it can.
+    """
+    given = {seed.seed_id for seed in seeds}
     result: list[Seed] = []
-    sources_by_id: dict[str, str] = {}
+    taken: dict[str, Seed] = {}
     for seed in seeds:
-        known = sources_by_id.get(seed.seed_id)
-        if known == seed.source:
+        known = taken.get(seed.seed_id)
+        if known is not None and (known.source, known.cat) == (seed.source, seed.cat):
             logger.info("seed %s (%s) given twice: searched once", seed.seed_id, seed.source)
             continue
         if known is not None:
             number = 2
-            while f"{seed.seed_id}~{number}" in sources_by_id:
+            while f"{seed.seed_id}~{number}" in taken or f"{seed.seed_id}~{number}" in given:
                 number += 1
-            logger.warning("seed id %s names both %s and %s: the second becomes %s~%d",
-                           seed.seed_id, known, seed.source, seed.seed_id, number)
-            seed = Seed(f"{seed.seed_id}~{number}", seed.source, seed.path, seed.url, seed.cat, seed.rejection)
-        sources_by_id[seed.seed_id] = seed.source
+            renamed = f"{seed.seed_id}~{number}"
+            logger.warning("seed id %s names both %s and %s: the second becomes %s",
+                           seed.seed_id, known.source, seed.source, renamed)
+            seed = Seed(renamed, seed.source, seed.path, seed.url, seed.cat, seed.rejection)
+        taken[seed.seed_id] = seed
         result.append(seed)
     return result

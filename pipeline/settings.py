@@ -57,10 +57,13 @@ IMAGESEARCH_CDN_HOSTS = ["*.alicdn.com", "*.tbcdn.cn", "*.taobaocdn.com"]
 #: (stop the crawl), retry, throttle (wait out the ban), seed_error (record it on the seed, go on).
 #: Covers both the article's code table and real TOP's (api.md section 1), which disagree on 15 and 21:
 #: 15 is a signature error unless its sub_code is isp.* or its msg says remote service error (TOP);
-#: 21 is a bad image unless it says missing method (TOP), which this client never causes.
+#: 21 is a bad image unless it says missing method (TOP), which this client never causes. TOP's 7 with
+#: sub_code limited-by-app-access-count is the app's daily quota: no wait of minutes helps, so the crawl stops
+#: (run it again once the quota resets; with JOBDIR it resumes).
 #: Change it via IMAGESEARCH_ERROR_ACTIONS.
 IMAGESEARCH_ERROR_ACTIONS_BASE = {
     "7": "throttle",
+    "7:accesscontrol.limited-by-app-access-count": "fatal",
     "16": "throttle",
     "10": "retry",
     "15:isp.*": "retry",

@@ -21,8 +21,13 @@ from scrapy.spidermiddlewares.httperror import HttpError
 
 from items.scrapy_items import ProductHit, SeedSummary
 from pipeline.commands.crawl import GATEWAY_FATAL_REASON
-from pipeline.errors import ConfigurationError, GatewayError, GatewayStopped, ImageRejected
 from pipeline.configuration import check_settings, list_setting, whole_number
+from pipeline.errors import (
+    ConfigurationError,
+    GatewayError,
+    GatewayStopped,
+    ImageRejected,
+)
 from pipeline.extensions import resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions, fatal_message
 from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
@@ -66,6 +71,12 @@ class ImageSearchSpider(Spider):
     name = "imagesearch"
 
     def __init__(self, seeds: str = "", pages: str | None = None, cat: str | None = None, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - {"name"})
+        if unknown:
+            # A misspelt -a (page=2 for pages=2) would otherwise be ignored, and the crawl spend calls it was told not to.
+            raise ConfigurationError(
+                f"unknown argument -a {unknown[0]}=...: the imagesearch spider takes -a seeds=SPEC[,SPEC...], -a pages=N and -a cat=ID"
+            )
         super().__init__(**kwargs)
         self.seeds_spec = seeds
         self.pages_arg = pages
@@ -110,13 +121,23 @@ class ImageSearchSpider(Spider):
         self.endpoint = resolve_endpoint(self.crawler)
         jobs: list[SearchJob] = []
         for seed in self.seeds:
-            for output in self._join_job(seed, jobs):
+            for output in self._guarded([seed], None, self._join_job(seed, jobs)):
                 yield output
         for job in jobs:
             if self._stopped:
                 return
-            for output in self._begin(job):
+            for output in self._guarded(job.seeds, job, self._begin(job)):
                 yield output
+
+    def _guarded(self, seeds: list[Seed], job: SearchJob | None, outputs: Iterator[Any]) -> Iterator[Any]:
+        """``outputs``, but an unexpected error in preparing a seed fails that seed, not ``start()``:
+        an exception out of ``start()`` would end the crawl with every later seed unsearched."""
+        try:
+            yield from outputs
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the other seeds go on
+            logger.error("Preparing seed %s failed unexpectedly", seeds[0].seed_id, exc_info=True)
+            self.crawler.stats.inc_value("imagesearch/errors/internal")
+            yield from self._summarise(seeds, FAILED, "internal_error", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_MSG], job)
 
     def _join_job(self, seed: Seed, jobs: list[SearchJob]) -> Iterator[Any]:
         """Attach ``seed`` to the job of its content (a new one if none), or yield its rejection."""
@@ -159,6 +180,9 @@ class ImageSearchSpider(Spider):
             yield from self._summarise(job.seeds, REJECTED, rejection.reason, rejection.detail, job)
             return
         job.sha256 = prepared.sha256
+        if self.gateway.uploads_local_images:
+            yield self._request(self.gateway.build_upload(image_bytes=prepared.jpeg), job, self.parse_upload)
+            return
         job.image_data = prepared.base64()
         yield self._search_request(job, 1)
 

@@ -184,3 +184,9 @@ def test_empty_dataset_dir_is_refused_rather_than_writing_into_the_working_direc
     result = run_crawl(str(photo), dataset_dir="", endpoint=sandbox.endpoint)
     _assert_refused_in_one_line(result, sandbox, "DATASET_DIR is empty")
     assert not [p for p in ("_manifests", "_staging", "parquet", "csv") if (REPO / p).exists()]
+
+
+def test_misspelt_spider_argument(tmp_path: Path, sandbox: SandboxProcess, photo: Path) -> None:
+    sandbox.reset()
+    result = run_crawl(str(photo), "-a", "page=2", dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, "unknown argument -a page=...", "-a pages=N")

@@ -131,6 +131,7 @@ def actions() -> ErrorActions:
         ("40", "isv.missing-parameter:image_data", "fatal"),
         # real TOP's reading (sandbox --codes top)
         ("7", "accesscontrol.limited-by-api-access-count", "throttle"),
+        ("7", "accesscontrol.limited-by-app-access-count", "fatal"),  # the day's quota: waiting minutes won't help
         ("15", "isp.remote-service-error", "retry"),
         ("21", "isv.missing-method", "fatal"),
         ("25", "isv.invalid-signature", "fatal"),

@@ -136,3 +136,25 @@ def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
 )
 def test_platform_cdn_hosts(url: str, expected: bool) -> None:
     assert is_platform_cdn(url, ["*.alicdn.com", "*.tbcdn.cn", "*.taobaocdn.com"]) is expected
+
+
+def test_a_decoder_raising_something_odd_is_an_unreadable_image() -> None:
+    # A DDS header with pixel-format flags Pillow does not know: its decoder raises NotImplementedError.
+    header = b"DDS " + struct.pack("<7I", 124, 4111, 48, 64, 192, 0, 0) + bytes(44)
+    header += struct.pack("<8I", 32, 0x88, 0, 24, 0xFF0000, 0xFF00, 0xFF, 0) + bytes(20)
+    assert _reason(header + bytes(64)) == "unreadable_image"
+
+
+def test_16_bit_samples_scale_by_their_depth_not_by_the_picture() -> None:
+    # A dark 16-bit picture stays dark: 300/65535 is black, not mid-grey.
+    dark = Image.fromarray(np.full((8, 8), 300, dtype=np.uint16))
+    out = io.BytesIO()
+    dark.save(out, "PNG")
+    assert _decoded(prepare_image(out.getvalue()).jpeg).getpixel((4, 4))[0] <= 2
+
+
+def test_a_pixel_limit_above_pillows_own_is_honoured() -> None:
+    # 100,000 x 1,000 = 1e8 pixels: over Pillow's default bomb limit (89.5 M), under a raised setting.
+    big = _png_claiming(100_000, 1_000)
+    assert _reason(big) == "image_too_large"
+    assert _reason(big, max_pixels=200_000_000) == "unreadable_image"  # past the size check; the data is fake

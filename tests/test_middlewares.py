@@ -101,10 +101,41 @@ def test_other_requests_are_left_alone(crawler: Any) -> None:
 def test_calls_are_counted_per_attempt_and_method(crawler: Any) -> None:
     middleware = GatewayMiddleware.from_crawler(crawler)
     for _ in range(2):
-        asyncio.run(middleware.process_request(_search_request()))
+        request = _search_request()
+        asyncio.run(middleware.process_request(request))
+        middleware.process_response(request, _answer(request, SUCCESS))
     asyncio.run(middleware.process_request(Request("http://example.com/")))
     assert crawler.stats.get_value("imagesearch/calls") == 2
     assert crawler.stats.get_value("imagesearch/calls/taobao.image.search") == 2
+
+
+SUCCESS: dict[str, Any] = {"image_search_response": {"items": {"item": []}, "total_results": "0"}}
+
+
+def test_until_the_gateway_answers_once_only_one_call_goes_out(crawler: Any) -> None:
+    """A wrong secret or endpoint costs one call, not a whole wave of CONCURRENT_REQUESTS."""
+    middleware = GatewayMiddleware.from_crawler(crawler)
+    first, others = _search_request(), [_search_request() for _ in range(3)]
+
+    async def crawl() -> list[str]:
+        sent: list[str] = []
+
+        async def send(request: Request, name: str) -> None:
+            await middleware.process_request(request)
+            sent.append(name)
+
+        await send(first, "first")
+        waiting = [asyncio.ensure_future(send(r, f"other{i}")) for i, r in enumerate(others)]
+        await asyncio.sleep(0.05)
+        assert sent == ["first"]  # the others wait for the first answer
+        middleware.process_response(first, _answer(first, _error(15, "isv.invalid-signature")))
+        await asyncio.gather(*waiting, return_exceptions=True)
+        return sent
+
+    sent = asyncio.run(crawl())
+    # The answer was fatal: the calls held back are refused, none is sent.
+    assert sent == ["first"]
+    assert crawler.stats.get_value("imagesearch/calls") == 1
 
 
 def _error(code: int, sub_code: str, sub_msg: str = "") -> dict[str, Any]:

@@ -124,3 +124,61 @@ def test_undecodable_manifest_says_how_to_fix(photos: Path) -> None:
 def test_absolute_paths_work_too(photos: Path) -> None:
     (seed,) = resolve_seeds(os.fspath(photos / "a.jpg"))
     assert seed.path == photos / "a.jpg" and seed.rejection is None
+
+
+def test_file_name_that_is_not_utf8_is_a_seed_with_a_readable_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Latin-1 bytes in a file name (an old archive unpacked on Linux): the crawl must not stop over it.
+    monkeypatch.chdir(tmp_path)
+    os.mkdir(b"old")
+    with open(b"old/caf\xe9.jpg", "wb") as file:
+        file.write(b"x")
+    (seed,) = resolve_seeds("old")
+    assert seed.source == "old/caf\\xe9.jpg" and seed.rejection is None
+    assert seed.seed_id.startswith("caf-xe9-") and seed.seed_id == resolve_seeds("old")[0].seed_id
+    seed.source.encode("utf-8")  # storable as it is
+
+
+def test_glob_through_a_symlink_loop_gives_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loop" / "sub").mkdir(parents=True)
+    (tmp_path / "loop" / "sub" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "loop" / "sub" / "up").symlink_to("..")
+    assert [s.source for s in resolve_seeds("loop/**/*.jpg")] == ["loop/sub/a.jpg"]
+
+
+def test_broken_symlink_in_a_directory_is_a_rejected_seed(photos: Path) -> None:
+    (photos / "gone.jpg").symlink_to(photos / "nowhere.jpg")
+    rejected = [s for s in resolve_seeds("photos") if s.rejection]
+    assert [(s.source, s.rejection[0]) for s in rejected] == [("photos/gone.jpg", "file_not_found")]
+
+
+def test_manifest_ids_cats_and_line_numbers(photos: Path) -> None:
+    (photos / "seeds.csv").write_text(
+        "image,seed_id,cat\n"
+        "a.jpg,X1,\n"
+        "B.JPG,X1,\n"          # X1 again, another file: renamed, but not onto c.png's own X1~2
+        "sub/c.png,X1~2,\n"
+        "\n"
+        "a.jpg,X1,50015374\n"   # the same file and id with a category: another search, kept
+        "a.jpg,,abc\n"          # not a category id
+        ",X9,\n",               # on line 8 of the file (the blank line counts)
+        encoding="utf-8",
+    )
+    seeds = resolve_seeds("photos/seeds.csv")
+    assert [(s.seed_id, s.source, s.cat) for s in seeds if s.rejection is None] == [
+        ("X1", "photos/a.jpg", None), ("X1~3", "photos/B.JPG", None), ("X1~2", "photos/sub/c.png", None),
+        ("X1~4", "photos/a.jpg", "50015374"),
+    ]
+    rejected = {s.source: s.rejection[0] for s in seeds if s.rejection}
+    assert rejected == {"photos/a.jpg": "bad_cat", "photos/seeds.csv#8": "missing_image"}
+
+
+def test_manifest_that_csv_cannot_read_is_one_line(photos: Path) -> None:
+    (photos / "big.csv").write_text("image\n" + '"' + "x" * 200_000 + '"\n', encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="manifest photos/big.csv is not a CSV file the crawl can read"):
+        resolve_seeds("photos/big.csv")
+
+
+def test_protocol_relative_url_is_a_url() -> None:
+    (seed,) = resolve_seeds("//img.alicdn.com/bao/x.jpg")
+    assert seed.url == "https://img.alicdn.com/bao/x.jpg" and seed.rejection is None

@@ -278,6 +278,7 @@ def test_wrong_secret_stops_at_once_with_one_line_and_exit_3(tmp_path: Path, san
     for index in range(12):
         _photo(catalog, 10 + index).save(photos / f"p{index}.jpg", "JPEG")
     out = tmp_path / "datasets"
+    sandbox.reset()
     result = crawl(
         tmp_path, str(photos), *against(sandbox, "-s", f"DATASET_DIR={out}", "-s", "LOG_LEVEL=DEBUG"),
         env={"IMAGESEARCH_APP_SECRET": WRONG_SECRET}, feed=False,
@@ -288,7 +289,8 @@ def test_wrong_secret_stops_at_once_with_one_line_and_exit_3(tmp_path: Path, san
     assert len(errors) == 1 and "gateway refused the credentials (code 15 isv.invalid-signature" in errors[0]
     assert "IMAGESEARCH_APP_SECRET" in errors[0] and "Traceback" not in result.stderr
     assert result.stat("finish_reason") == "gateway_fatal"
-    assert result.stat("imagesearch/calls") <= 8  # no more than the first wave in flight (CONCURRENT_REQUESTS)
+    assert result.stat("imagesearch/calls") == 1  # the others waited for the first answer, which stopped them
+    assert sandbox.stats()["calls"]["total"] == 1
     written = _all_text_below(out)
     for text in (result.stdout, result.stderr, written):
         assert WRONG_SECRET not in text
@@ -397,3 +399,18 @@ def test_positive_int_refuses(value: Any) -> None:
 
     with pytest.raises(ConfigurationError, match="pages="):
         whole_number("pages", value)
+
+
+def test_a_gateway_that_uploads_local_images_needs_no_spider_change(tmp_path: Path, sandbox: SandboxProcess, catalog: Any) -> None:
+    for index in range(3):
+        _photo(catalog, 60 + index).save(tmp_path / f"p{index}.jpg", "JPEG")
+    sandbox.reset()
+    result = crawl(
+        tmp_path, f"{tmp_path}/p0.jpg,{tmp_path}/p1.jpg,{tmp_path}/p2.jpg",
+        *against(sandbox, "-a", "pages=1", "-s", "IMAGESEARCH_GATEWAY=uploading_gateway.UploadingTopGateway"),
+        env={"PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [row["status"] for row in result.summaries.values()] == ["ok"] * 3
+    calls = sandbox.stats()["calls"]["by_method"]
+    assert calls == {"taobao.upload.img": 3, "taobao.image.search": 3}, calls

@@ -23,6 +23,8 @@ ACTIONS: tuple[str, ...] = (FATAL, RETRY, THROTTLE, SEED_ERROR)
 
 #: What a user should fix when a code is fatal (the article's and real TOP's meanings, api.md §1).
 _FIX_HINTS: dict[str, str] = {
+    "7": "the app's call quota is spent for the day: run the same command again once it resets "
+         "(with -s JOBDIR=DIR the crawl resumes where it stopped)",
     "11": "the app lacks permission for this API: ask the platform to grant it, or check IMAGESEARCH_APP_KEY",
     "15": "check IMAGESEARCH_APP_SECRET and IMAGESEARCH_SIGN_METHOD",
     "25": "check IMAGESEARCH_APP_SECRET and IMAGESEARCH_SIGN_METHOD",

@@ -64,6 +64,11 @@ class Gateway(ABC):
 
     #: Short name used in logs.
     name: str = "gateway"
+    #: True when a local image must be uploaded (``build_upload(image_bytes=...)``) before it can be
+    #: searched, as Onebound's ``item_search_img`` needs; False when ``build_search`` takes its
+    #: Base64 JPEG as ``image_data`` (TOP). URLs of the platform's CDN (IMAGESEARCH_CDN_HOSTS) are
+    #: searched as they are by every gateway, other URLs are uploaded first.
+    uploads_local_images: bool = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Gateway:
@@ -92,6 +97,10 @@ class Gateway(ABC):
     @abstractmethod
     def parse_upload(self, response: Response) -> str:
         """The image reference (id or URL) an upload answer gives, usable as ``image_data``; raises ``GatewayError``."""
+
+    def ban_seconds(self, error: GatewayError) -> float | None:
+        """How long a quota error says calls are banned for, if it says (None: IMAGESEARCH_THROTTLE_DEFAULT_WAIT)."""
+        return None
 
 
 def load_gateway(crawler: Crawler) -> Gateway:

@@ -140,6 +140,9 @@ class TopGateway(Gateway):
         hits = [item for item in items if isinstance(item, dict)]
         return SearchPage(hits, _count(envelope.get("total_results"), default=len(hits)))
 
+    def ban_seconds(self, error: GatewayError) -> float | None:
+        return ban_seconds(error)
+
     def parse_upload(self, response: Response) -> str:
         envelope = self._envelope(response, UPLOAD_METHOD)
         image = envelope.get("image")
