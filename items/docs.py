@@ -88,8 +88,12 @@ DATASET_DIR/_manifests/<run_id>.json                                  # written 
 - CSV: UTF-8 without BOM, header row of the column names in the order below, fields quoted when
   needed; null is an empty field; decimals plain text with two places (`39.50`); booleans
   `true`/`false`; timestamps ISO 8601 UTC with microseconds (`2026-11-25T10:15:00.123456Z`).
-  DuckDB's `read_csv_auto` guesses every type right except prices (DOUBLE): declare the columns
-  as below to keep them exact. pandas guesses nothing: use the keyword arguments below.
+  Declare the columns as below: DuckDB's `read_csv_auto` guesses prices as DOUBLE (inexact),
+  page and position as BIGINT and every column of an empty file as VARCHAR; pandas guesses
+  nothing. The keyword arguments below give each reader the exact types.
+- `dt` comes from the directory names, not the files: DuckDB (`hive_partitioning = true`) reads it
+  as DATE, `pyarrow.dataset` as a string and `pandas.read_parquet` as a category. For a date in
+  pyarrow: `partitioning=ds.partitioning(pa.schema([("dt", pa.date32())]), flavor="hive")`.
 
 """
     return head + "\n".join(render_table(t) for t in TABLES.values())
