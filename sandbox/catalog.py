@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import random
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,18 +72,28 @@ class Product:
     spec: dict[str, Any] | None = None
     #: Image file of a JSON-lines product, or None.
     image_path: Path | None = None
+    #: True when ``fields["pic_url"]`` is the sandbox's own ``//{host}/img/<num_iid>.jpg``, whose
+    #: ``{host}`` is filled in per request; any other value is served exactly as held.
+    own_pic_url: bool = False
+    #: Where the product was defined (``file:line`` of a JSON-lines catalogue), for error messages.
+    source: str = ""
 
     @property
     def num_iid(self) -> str:
         return str(self.fields["num_iid"])
 
     def image(self) -> Image.Image:
-        """The product image as an RGB PIL image."""
+        """The product image as an RGB PIL image.  Raises CatalogError when its file cannot be decoded."""
         if self.spec is not None:
             return render_spec(self.spec)
         assert self.image_path is not None
-        with Image.open(self.image_path) as img:
-            return img.convert("RGB")
+        try:
+            with Image.open(self.image_path) as img:
+                return img.convert("RGB")
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            # load_jsonl only reads the header; a truncated or corrupt body shows up here, while the
+            # index is built at startup, and must be the same one-line error as any other bad line.
+            raise CatalogError(f"{self.source or self.image_path}: cannot decode image: {exc}") from None
 
 
 @dataclass
@@ -121,15 +132,13 @@ class CatalogError(ValueError):
 
 
 def render_item(product: Product, host: str) -> dict[str, Any]:
-    """The product's API item.  Values are exactly as held, except that ``{host}`` in string values
-    (the built-in ``pic_url`` is ``//{host}/img/<num_iid>.jpg``) becomes the serving ``host:port``,
-    which is unknown when the catalogue is built: the one deviation from "served as held"."""
-    item: dict[str, Any] = {}
-    for name in ITEM_FIELDS:
-        value = product.fields.get(name, "")
-        if isinstance(value, str) and HOST_PLACEHOLDER in value:
-            value = value.replace(HOST_PLACEHOLDER, host)
-        item[name] = value
+    """The product's API item.  Values are exactly as held, except the sandbox's own ``pic_url``
+    (``//{host}/img/<num_iid>.jpg``), whose ``{host}`` becomes the serving ``host:port``, unknown when
+    the catalogue is built: the one deviation from "served as held".  A ``{host}`` anywhere else
+    (a title, a catalogue's own pic_url) is the catalogue's text and is left alone."""
+    item: dict[str, Any] = {name: product.fields.get(name, "") for name in ITEM_FIELDS}
+    if product.own_pic_url:
+        item["pic_url"] = str(item["pic_url"]).replace(HOST_PLACEHOLDER, host)
     return item
 
 
@@ -187,7 +196,7 @@ def _builtin_product(rng: random.Random, index: int, cat: str, nouns: Sequence[s
         "seller_nick": seller,
         "is_tmall": is_tmall if index % 7 == 0 else ("true" if is_tmall else "false"),
     }
-    return Product(fields=fields, cat=cat, spec=_random_spec(rng))
+    return Product(fields=fields, cat=cat, spec=_random_spec(rng), own_pic_url=True)
 
 
 def _sales(rng: random.Random, index: int) -> Any:
@@ -329,10 +338,66 @@ def jpeg_bytes(img: Image.Image, quality: int = 85) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
+#: Largest ``num_iid`` accepted: TOP ids are Java longs (real ones have 12 digits).
+MAX_NUM_IID = 2**63 - 1
+
+
+class _NonFinite(ValueError):
+    """A JSON-lines value that is NaN or infinite (which ``json`` accepts and cannot write back as JSON)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFinite(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e400 parses to inf
+        raise _NonFinite(f"{text} is not a finite number")
+    return value
+
+
+def _check_num_iid(value: Any) -> str | None:
+    """None when ``value`` is a positive integer id (a JSON number or a string of ASCII digits), else why not."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return f"num_iid must be a positive integer, got {type(value).__name__}"
+    # Digits are checked before int(): str.isdigit() takes "٢", and int() refuses over 4300 digits.
+    if isinstance(value, str) and not (0 < len(value) <= 19 and value.isascii() and value.isdigit() and value[0] != "0"):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        return f"num_iid must be a positive integer (1 to 19 ASCII digits, no leading zero), got {shown!r}"
+    if not 1 <= int(value) <= MAX_NUM_IID:
+        return f"num_iid must be between 1 and {MAX_NUM_IID}, got {value}"
+    return None
+
+
+def _check_image_file(image_path: Path) -> str | None:
+    """None when ``image_path`` is a file whose header is an accepted, reasonably sized image, else why not.
+    Only the header is read: the pixels are decoded once, when the index is built."""
+    # Imported here: sandbox.search imports this module.
+    from sandbox.search import ACCEPTED_FORMATS, MAX_PIXELS
+
+    if not image_path.is_file():
+        return "is not a file"
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below decides; Pillow's warning would add a second stderr line.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(image_path) as img:
+                fmt, (width, height) = img.format, img.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return "is not an image in a supported format (JPEG, PNG, WebP, BMP, GIF)"
+    if fmt not in ACCEPTED_FORMATS:
+        return f"is in unsupported image format {fmt}"
+    if width * height > MAX_PIXELS:
+        return f"is too large ({width}x{height} pixels; at most {MAX_PIXELS})"
+    return None
+
+
 def load_jsonl(path: Path) -> Catalog:
     """Load ``path``: one product a line, the API item fields plus ``cat`` and ``image`` (a path
     relative to the file).  ``pic_url`` defaults to the sandbox's own ``//{host}/img/<num_iid>.jpg``.
-    Raises :class:`CatalogError` with a one-line message on any problem."""
+    Raises :class:`CatalogError` with a one-line message on any problem: every line is checked
+    here, so a bad catalogue is refused at startup rather than failing requests later."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -345,24 +410,36 @@ def load_jsonl(path: Path) -> Catalog:
             continue
         where = f"{path}:{lineno}"
         try:
-            record = json.loads(line)
+            # NaN/Infinity would be served as the invalid JSON token NaN: refused while parsing.
+            record = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
         except json.JSONDecodeError as exc:
             raise CatalogError(f"{where}: not valid JSON ({exc.msg})") from None
+        except _NonFinite as exc:
+            raise CatalogError(f"{where}: not valid JSON ({exc})") from None
+        except ValueError:  # an integer past int()'s 4300-digit limit
+            raise CatalogError(f"{where}: a number has too many digits") from None
         if not isinstance(record, dict):
             raise CatalogError(f"{where}: expected a JSON object")
         for required in ("num_iid", "title", "cat", "image"):
             if record.get(required) in (None, ""):
                 raise CatalogError(f"{where}: missing {required!r}")
+        if (problem := _check_num_iid(record["num_iid"])) is not None:
+            raise CatalogError(f"{where}: {problem}")
         image_path = (path.parent / str(record["image"])).resolve()
         try:
             stat = image_path.stat()
         except OSError:
             raise CatalogError(f"{where}: image file {record['image']!r} not found next to the catalogue") from None
+        if (problem := _check_image_file(image_path)) is not None:
+            raise CatalogError(f"{where}: image file {record['image']!r} {problem}")
         digest.update(f"{image_path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         fields = {name: record.get(name, "") for name in ITEM_FIELDS}
-        if not fields["pic_url"]:
+        own_pic_url = not fields["pic_url"]
+        if own_pic_url:
             fields["pic_url"] = f"//{HOST_PLACEHOLDER}/img/{record['num_iid']}.jpg"
-        products.append(Product(fields=fields, cat=str(record["cat"]), image_path=image_path))
+        products.append(
+            Product(fields=fields, cat=str(record["cat"]), image_path=image_path, own_pic_url=own_pic_url, source=where)
+        )
     if not products:
         raise CatalogError(f"catalogue {path} has no products")
     return Catalog(products, digest.hexdigest(), description=str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,10 @@ class AppConfig:
             calls, seconds = int(calls_text), float(seconds_text)
         except ValueError:
             raise ValueError(f"expected a quota CALLS/SECONDS such as 1000/3600, got {parts[2]!r}") from None
-        if not slash or calls < 1 or seconds <= 0:
-            raise ValueError(f"expected a quota CALLS/SECONDS with CALLS >= 1 and SECONDS > 0, got {parts[2]!r}")
+        # NaN compares false with everything, so it would slip past ``seconds <= 0``; inf makes the
+        # ban arithmetic meaningless.  Both would surface later as internal errors on every call.
+        if not slash or calls < 1 or not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"expected a quota CALLS/SECONDS with CALLS >= 1 and a finite SECONDS > 0, got {parts[2]!r}")
         return cls(parts[0], parts[1], calls, seconds)
 
 
@@ -61,8 +64,8 @@ class FaultConfig:
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"fault rate {name}={rate} is not between 0 and 1")
-        if self.slow_seconds < 0:
-            raise ValueError(f"slow_seconds={self.slow_seconds} is negative")
+        if not math.isfinite(self.slow_seconds) or self.slow_seconds < 0:
+            raise ValueError(f"slow_seconds={self.slow_seconds} is not a finite number >= 0")
 
     @property
     def any(self) -> bool:
@@ -183,8 +186,9 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    # float() accepts "nan" and "inf"; a delay of either breaks the reactor's callLater.
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
     return value
 
 

@@ -34,6 +34,10 @@ class UnknownImageReference(ValueError):
     """``image_data`` names an image (URL or upload id) this sandbox never issued."""
 
 
+class MalformedImageReference(UnknownImageReference):
+    """``image_data`` / ``image_url`` looks like a URL but cannot be parsed as one (e.g. ``http://[::1/x``)."""
+
+
 @dataclass(frozen=True)
 class SearchPage:
     items: list[dict[str, Any]]
@@ -108,7 +112,13 @@ class ImageSearchBackend:
             # Base64 JPEG starts with "/9j/", so a bare path must name one of our own directories.
             if not reference.startswith(("http://", "https://", "//", "/img/", "/upload/")):
                 return None
-            path = urlsplit(reference if not reference.startswith("//") else "http:" + reference).path
+            try:
+                path = urlsplit(reference if not reference.startswith("//") else "http:" + reference).path
+            except ValueError:
+                # urlsplit refuses e.g. an unclosed IPv6 bracket: a bad reference from the client,
+                # not a sandbox failure.
+                shown = reference if len(reference) <= 100 else reference[:100] + "..."
+                raise MalformedImageReference(f"not a valid URL: {shown!r}") from None
             if match := _IMG_PATH_RE.search(path):
                 data = self.product_jpeg(match.group(1))
                 if data is None:

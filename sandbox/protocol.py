@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import secrets
 import time
 from collections import Counter, defaultdict, deque
@@ -14,7 +15,12 @@ from typing import Any
 from pipeline.signing import SIGN_METHODS, parse_top_timestamp, verify
 from sandbox.config import AppConfig, SandboxConfig
 from sandbox.exceptions import TopError
-from sandbox.models import ImageSearchBackend, UnknownImageReference, decode_base64
+from sandbox.models import (
+    ImageSearchBackend,
+    MalformedImageReference,
+    UnknownImageReference,
+    decode_base64,
+)
 from sandbox.search import ImageDecodeError
 
 logger = logging.getLogger(__name__)
@@ -161,8 +167,11 @@ class TopProtocol:
             )
         if not params.get("sign"):
             raise TopError("missing_signature", "the sign parameter is required")
-        # verify() reads sign_method itself; TOP treats a missing one as md5.
-        if not verify(params, app.secret):
+        # verify() reads sign_method itself; TOP treats a missing one as md5.  An empty one is
+        # missing too: empty-valued parameters are left out of the signing string, so the client
+        # signed as if it had not sent it at all.
+        signed = params if sign_method else {k: v for k, v in params.items() if k != "sign_method"}
+        if not verify(signed, app.secret):
             raise TopError("invalid_signature", "Invalid signature", "sign")
 
         version = params.get("v", "")
@@ -194,7 +203,9 @@ class TopProtocol:
                 "timestamp must be 'YYYY-MM-DD HH:MM:SS' (GMT+8) or epoch milliseconds",
                 "timestamp",
             ) from None
-        skew = abs((self._now() - sent).total_seconds())
+        # Whole seconds on both sides: the timestamp has no fraction but the server clock does, and
+        # comparing the raw difference made exactly 600 s behind fail while 600 s ahead passed.
+        skew = abs(math.floor(self._now().timestamp()) - math.floor(sent.timestamp()))
         if skew > self.config.max_skew_seconds:
             raise TopError(
                 "invalid_timestamp",
@@ -240,14 +251,22 @@ class TopProtocol:
         """An image this sandbox itself serves (matched on the path), without a network round trip."""
         try:
             return self.backend.resolve_reference(url)
+        except MalformedImageReference:
+            # Not a URL at all: there is nothing to fetch either.
+            raise
         except UnknownImageReference:
             return None
 
 
+#: A page number: ASCII digits only (str.isdigit() also takes "٢" and "²"), no surrounding spaces, and
+#: at most 18 digits (fits TOP's Java long), which also keeps int() far from its 4300-digit limit.
+_PAGE_RE = re.compile(r"[0-9]{1,18}")
+
+
 def _parse_page(value: str) -> int:
-    if value in ("", None):
+    if value == "":
         return 1
-    text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise TopError("invalid_argument", f"page must be a positive integer, got {value!r}", "page")
-    return int(text)
+    if not _PAGE_RE.fullmatch(value) or int(value) < 1:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise TopError("invalid_argument", f"page must be a positive integer, got {shown!r}", "page")
+    return int(value)

@@ -10,8 +10,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
-from twisted.web.client import Agent, readBody
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -27,6 +31,9 @@ JSON_TYPE = b"application/json;charset=UTF-8"
 ROUTER_PATH = "/router/rest"
 #: Largest image ``taobao.upload.img`` will fetch from an ``image_url``.
 MAX_FETCH_BYTES = 20 * 1024 * 1024
+#: Largest request body /router/rest takes.  A phone photo (~12 MP, a few MB of JPEG) as Base64 is
+#: well under this; twisted.web would otherwise buffer and parse any size on the reactor thread.
+MAX_BODY_BYTES = 10 * 1024 * 1024
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
 
@@ -50,6 +57,97 @@ def _served_host(request: Request) -> str:
         return header
     address = request.getHost()
     return f"{address.host}:{address.port}"
+
+
+class _CappedRequest(Request):
+    """A Request that stops keeping its body past MAX_BODY_BYTES and marks itself ``body_too_large``.
+
+    The rest of an oversized body is read and dropped as it arrives (cheap, and the client can still
+    read our answer), so twisted.web neither buffers nor parses it; the router then answers an
+    error_response without running the call.  Both a Content-Length and a chunked body are capped.
+    """
+
+    body_too_large = False
+    _body_bytes = 0
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > MAX_BODY_BYTES:
+            self.body_too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large:
+            return
+        self._body_bytes += len(data)
+        if self._body_bytes > MAX_BODY_BYTES:
+            self.body_too_large = True
+            # An empty body is not parsed into args at all.
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
+
+class _FetchTooLarge(ValueError):
+    """An ``image_url`` body over MAX_FETCH_BYTES."""
+
+
+class _CappedBody(Protocol):
+    """Collects a response body into ``finished``, aborting the connection past ``limit`` bytes.
+
+    Unlike ``readBody``, a body ended by the server closing the connection (no Content-Length, not
+    chunked: twisted reports PotentialDataLoss) is complete, as HTTP/1.0 servers send them.
+    """
+
+    def __init__(self, finished: Deferred[bytes], limit: int, url: str, length_known: bool) -> None:
+        self.finished = finished
+        self.limit = limit
+        self.url = url
+        self.length_known = length_known
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.finished.called:
+            return
+        self._size += len(data)
+        if self._size > self.limit:
+            self._chunks.clear()
+            self.abort()
+            if not self.finished.called:
+                self.finished.errback(_FetchTooLarge(f"image at {self.url} is larger than {self.limit} bytes"))
+            return
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if self.finished.called:
+            return
+        if reason.check(ResponseDone) or (reason.check(PotentialDataLoss) and not self.length_known):
+            self.finished.callback(b"".join(self._chunks))
+        else:
+            self.finished.errback(reason)
+
+    def abort(self) -> None:
+        """Stop reading and close the connection to the image server."""
+        if self.transport is None:
+            return
+        # The body's transport is twisted's TransportProxyProducer: no abortConnection, but
+        # stopProducing reaches the TCP transport, which stops reading and closes.
+        abort = getattr(self.transport, "abortConnection", None) or self.transport.stopProducing
+        abort()
+
+
+def _read_capped(response: IResponse, url: str, limit: int) -> Deferred[bytes]:
+    """The body of ``response``, or a failure once it passes ``limit`` bytes; cancelling aborts the connection."""
+    body = _CappedBody(Deferred(lambda _d: body.abort()), limit, url, response.length is not UNKNOWN_LENGTH)
+    response.deliverBody(body)
+    return body.finished
+
+
+def _hang_up(response: IResponse, url: str) -> None:
+    """Close the connection of a response whose body we won't read (twisted holds it paused, open, otherwise)."""
+    _read_capped(response, url, 0).addErrback(lambda _failure: None).cancel()
 
 
 class _Tracked:
@@ -82,9 +180,24 @@ class RouterResource(Resource):
     def render_POST(self, request: Request) -> Any:
         return self._render(request)
 
+    def render_HEAD(self, request: Request) -> bytes:
+        # twisted.web would otherwise run HEAD as a GET (the call executes and costs quota, and only
+        # the body is dropped); raising UnsupportedMethod does the same.  HEAD is no TOP call: answer
+        # 405 before anything is counted.
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"GET, POST")
+        return b""
+
     def _render(self, request: Request) -> Any:
         params = _params(request)
         self.protocol.stats.record_call(params)
+        if getattr(request, "body_too_large", False):
+            # The body was dropped unread (see _CappedRequest): answer without running the call.
+            envelope = self.protocol.error_envelope(
+                TopError("invalid_argument", f"request body is larger than {MAX_BODY_BYTES} bytes", "body")
+            )
+            self._write_json(envelope, request, _Tracked(request))
+            return NOT_DONE_YET
         tracked = _Tracked(request)
         # Faults are decided before the call is looked at: a faulted call costs no quota, runs nothing.
         decision = self.faults.draw()
@@ -159,10 +272,14 @@ class RouterResource(Resource):
         d.addTimeout(self.fetch_timeout, self.reactor)
         response = await d
         if response.code != 200:
+            _hang_up(response, url)
             raise ValueError(f"HTTP {response.code} from {url}")
-        if isinstance(response.length, int) and response.length > MAX_FETCH_BYTES:
+        if response.length is not UNKNOWN_LENGTH and response.length > MAX_FETCH_BYTES:
+            # Announced too large: close the connection rather than read a byte of it.
+            _hang_up(response, url)
             raise ValueError(f"image at {url} is larger than {MAX_FETCH_BYTES} bytes")
-        body_d = readBody(response)
+        # Counted as it arrives: a chunked or close-delimited body announces no length.
+        body_d = _read_capped(response, url, MAX_FETCH_BYTES)
         body_d.addTimeout(self.fetch_timeout, self.reactor)
         return await body_d
 
@@ -238,7 +355,7 @@ def build_site(config: SandboxConfig, reactor: Any) -> tuple[Site, TopProtocol]:
     root.putChild(b"_sandbox", control)
     root.putChild(b"img", _BytesDirectory(backend.product_jpeg))
     root.putChild(b"upload", _BytesDirectory(backend.upload_jpeg))
-    return _QuietSite(root), protocol
+    return _QuietSite(root, requestFactory=_CappedRequest), protocol
 
 
 @dataclass

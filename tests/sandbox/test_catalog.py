@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -120,9 +121,87 @@ def test_bad_jsonl_catalogue_is_a_one_line_error(tmp_path, content, message):
     assert "Traceback" not in result.stderr
 
 
+def _record(**changes):
+    return json.dumps({"num_iid": 1, "title": "x", "cat": "16", "image": "p0.png", **changes})
+
+
+_BAD_LINES = {
+    "text file as image": (_record(image="notes.txt"), "image file 'notes.txt' is not an image"),
+    "directory as image": (_record(image="pics"), "image file 'pics' is not a file"),
+    "truncated image": (_record(image="cut.png"), "cannot decode image"),
+    "negative num_iid": (_record(num_iid=-5), "num_iid must be between 1 and"),
+    "zero num_iid": (_record(num_iid=0), "num_iid must be between 1 and"),
+    "word num_iid": (_record(num_iid="abc"), "num_iid must be a positive integer"),
+    "non-ASCII digits": (_record(num_iid="١٢٣"), "num_iid must be a positive integer"),
+    "5000-digit string num_iid": (_record(num_iid="9" * 5000), "num_iid must be a positive integer"),
+    "5000-digit number num_iid": (_record(num_iid=0).replace('"num_iid": 0', '"num_iid": ' + "9" * 5000), "too many digits"),
+    "float num_iid": (_record(num_iid=1.5), "num_iid must be a positive integer, got float"),
+    "boolean num_iid": (_record(num_iid=True), "num_iid must be a positive integer, got bool"),
+    "NaN price": (_record(price=float("nan")), "NaN is not a JSON number"),
+    "Infinity sales": (_record(sales=float("inf")), "Infinity is not a JSON number"),
+    "NaN nested": ('{"num_iid": 1, "title": "x", "cat": "16", "image": "p0.png", "price": [-Infinity]}', "-Infinity"),
+    "overflowing float": (_record(price=0.5).replace("0.5", "1e400"), "1e400 is not a finite number"),
+}
+
+
+@pytest.fixture
+def bad_catalogue_dir(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "p0.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "pics").mkdir()
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 50).save(buffer, "PNG")
+    (tmp_path / "cut.png").write_bytes(buffer.getvalue()[:300])
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", list(_BAD_LINES))
+def test_unservable_jsonl_line_is_refused_at_load_naming_its_line(bad_catalogue_dir, case):
+    line, message = _BAD_LINES[case]
+    path = bad_catalogue_dir / "catalog.jsonl"
+    path.write_text(_record(num_iid=7) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(CatalogError) as raised:
+        # Header checks happen while loading; a body that fails to decode, when the index is built.
+        VisualIndex(load_jsonl(path), use_disk_cache=False)
+    assert str(raised.value).startswith(f"{path}:2: ") and message in str(raised.value)
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 300
+
+
+@pytest.mark.parametrize("case", ["text file as image", "truncated image", "5000-digit string num_iid", "NaN price"])
+def test_unservable_jsonl_catalogue_is_a_one_line_startup_error(bad_catalogue_dir, case):
+    path = bad_catalogue_dir / "catalog.jsonl"
+    path.write_text(_BAD_LINES[case][0] + "\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", "--port", "0", "--catalog", str(path)],
+        capture_output=True, text=True, timeout=30, cwd=REPO, check=False,
+        env={**os.environ, "IMAGESEARCH_SANDBOX_CACHE": str(bad_catalogue_dir / "cache")},
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert f"{path}:1: " in result.stderr and "Traceback" not in result.stderr
+
+
+def test_host_placeholder_is_only_filled_in_the_sandbox_own_pic_url(make_sandbox, tmp_path):
+    records = [
+        {"num_iid": 11, "title": "模板 {host} 标题", "seller_nick": "{host}店", "cat": "16", "image": "p0.png"},
+        {"num_iid": 12, "title": "t", "pic_url": "//cdn.example/{host}/x.jpg", "cat": "16", "image": "p0.png"},
+    ]
+    path = write_catalogue(tmp_path, [(200, 0, 0)], records)
+    sb = make_sandbox("--catalog", str(path))
+    import base64
+
+    image = base64.b64encode((tmp_path / "p0.png").read_bytes()).decode()
+    items = post(sb.endpoint, signed_params(SEARCH, image_data=image))["image_search_response"]["items"]["item"]
+    by_id = {item["num_iid"]: item for item in items}
+    served_host = sb.url.split("//")[1]
+    assert by_id[11]["title"] == "模板 {host} 标题" and by_id[11]["seller_nick"] == "{host}店"
+    assert by_id[11]["pic_url"] == f"//{served_host}/img/11.jpg"
+    assert by_id[12]["pic_url"] == "//cdn.example/{host}/x.jpg"
+
+
 def test_features_are_cached_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("IMAGESEARCH_SANDBOX_CACHE", str(tmp_path))
-    records = [{"num_iid": n, "title": "t", "cat": "16", "image": f"p{n}.png"} for n in range(3)]
+    records = [{"num_iid": n + 1, "title": "t", "cat": "16", "image": f"p{n}.png"} for n in range(3)]
     path = write_catalogue(tmp_path, [(200, 0, 0), (0, 200, 0), (0, 0, 200)], records)
     first = VisualIndex(load_jsonl(path))
     cached = list(tmp_path.glob("features-*.npy"))

@@ -36,6 +36,12 @@ def test_from_args_parses_the_cli_flags():
         ["--fault-5xx", "2"],
         ["--page-size", "0"],
         ["--port", "http"],
+        # float() takes these; a NaN or infinite quota window or delay broke every later call.
+        ["--app", "k:k:2/nan"],
+        ["--app", "k:k:2/inf"],
+        ["--app", "k:k:2/1e400"],
+        ["--slow-seconds", "nan"],
+        ["--slow-seconds", "inf"],
     ],
 )
 def test_bad_flags_are_one_line_errors(args):
@@ -57,3 +63,13 @@ def test_port_in_use_is_a_one_line_error(sandbox):
         [sys.executable, "-m", "sandbox", "--port", str(sandbox.port)], capture_output=True, text=True, timeout=30, cwd=REPO
     )
     assert result.returncode == 2 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_values_are_refused_from_python_too(value):
+    from sandbox.config import FaultConfig
+
+    with pytest.raises(ValueError):
+        FaultConfig(slow_seconds=value)
+    with pytest.raises(ValueError):
+        AppConfig.parse(f"k:k:2/{value}")

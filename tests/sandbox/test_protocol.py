@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -279,3 +282,106 @@ def test_stats_count_every_router_request_valid_or_not(make_sandbox, catalog_ima
     assert sb.stats()["calls"]["total"] == 5
     sb.reset()
     assert sb.stats()["calls"]["total"] == 0
+
+
+def test_empty_sign_method_counts_as_absent_so_md5(article_sb, upload_id):
+    # Empty-valued parameters are left out of the signing string: the client signed as if
+    # sign_method were missing, which TOP reads as md5.
+    params = {k: v for k, v in signed_params(SEARCH, image_data=upload_id).items() if k != "sign"}
+    params["sign_method"] = ""
+    params["sign"] = sign(params, "test", "md5")
+    search_ok(post(article_sb.endpoint, params))
+    params["sign"] = sign(params, "test", "hmac")
+    assert error_of(post(article_sb.endpoint, params))["code"] == 15
+
+
+@pytest.mark.parametrize(("fixture", "code"), [("article_sb", 21), ("top_sb", 41)])
+def test_malformed_url_in_image_data_is_an_image_error_not_an_internal_one(request, fixture, code):
+    sb = request.getfixturevalue(fixture)
+    for image_data in ("http://[::1/x", "//[::1/upload/x.jpg", "https://[not-an-ip]/img/1.jpg"):
+        error = error_of(post(sb.endpoint, signed_params(SEARCH, image_data=image_data)))
+        assert error["code"] == code and "not a valid URL" in error["sub_msg"], error
+    assert "Traceback" not in sb.stderr()
+
+
+@pytest.mark.parametrize("page", ["9" * 5000, "9" * 19, "٢", "²", " 2", "2 ", "+2", "-1", "1.0", "0x1"])
+def test_page_must_be_plain_ascii_digits(article_sb, top_sb, upload_id, page):
+    for sb in (article_sb, top_sb):
+        error = error_of(post(sb.endpoint, signed_params(SEARCH, image_data=upload_id, page=page)))
+        assert (error["code"], error["sub_code"]) == (41, "isv.invalid-parameter:page"), (page[:20], error)
+        assert len(error["sub_msg"]) < 200
+    # Long but sane page numbers are just past the end.
+    response = search_ok(post(article_sb.endpoint, signed_params(SEARCH, image_data=upload_id, page="9" * 18)))
+    assert response["items"] == {"item": []}
+    assert search_ok(post(article_sb.endpoint, signed_params(SEARCH, image_data=upload_id, page="02")))["items"]["item"]
+
+
+def _at_start_of_a_second() -> datetime:
+    """Now, just after a wall-clock second starts, so a request sent now arrives within the same second."""
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+    return datetime.now(timezone.utc)
+
+
+@pytest.mark.parametrize(("seconds", "accepted"), [(-600, True), (600, True), (-601, False), (601, False)])
+def test_ten_minute_skew_boundary_is_symmetric(article_sb, upload_id, seconds, accepted):
+    moment = _at_start_of_a_second() + timedelta(seconds=seconds)
+    answer = post(article_sb.endpoint, signed_params(SEARCH, image_data=upload_id, timestamp=top_timestamp(moment)))
+    if accepted:
+        search_ok(answer)
+    else:
+        assert error_of(answer)["code"] == 31
+
+
+def test_head_does_not_run_the_call_or_charge_quota(make_sandbox, catalog_image_b64):
+    sb = make_sandbox("--app", "h:h:1/60")
+    params = signed_params(SEARCH, app_key="h", secret="h", image_data="0" * 40)
+    request = urllib.request.Request(sb.endpoint + "?" + urllib.parse.urlencode(params), method="HEAD")
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=10)
+    assert raised.value.code == 405 and raised.value.headers["Allow"] == "GET, POST"
+    assert sb.stats()["calls"]["total"] == 0
+    # The app's one call an hour is still there.
+    search_ok(post(sb.endpoint, signed_params(SEARCH, app_key="h", secret="h", image_data=catalog_image_b64(0))))
+
+
+def test_oversized_body_is_refused_without_being_parsed(article_sb, top_sb):
+    from sandbox.server import MAX_BODY_BYTES
+
+    params = signed_params(SEARCH, image_data="A" * (MAX_BODY_BYTES + 1024))
+    for sb in (article_sb, top_sb):
+        error = error_of(post(sb.endpoint, params))
+        assert (error["code"], error["sub_code"]) == (41, "isv.invalid-parameter:body")
+        assert str(MAX_BODY_BYTES) in error["sub_msg"]
+    # A chunked body announces no length: it is counted as it arrives.
+    conn = http.client.HTTPConnection("127.0.0.1", article_sb.port, timeout=30)
+    head = urllib.parse.urlencode(signed_params(SEARCH)).encode() + b"&image_data="
+    body = iter([head] + [b"A" * (1 << 20)] * (MAX_BODY_BYTES // (1 << 20) + 1))
+    conn.request("POST", "/router/rest", body=body, encode_chunked=True,
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = conn.getresponse()
+    assert response.status == 200
+    assert error_of(json.loads(response.read()))["sub_code"] == "isv.invalid-parameter:body"
+    conn.close()
+
+
+def test_image_over_the_pixel_limit_is_refused_quickly(article_sb):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from sandbox.search import MAX_PIXELS
+
+    assert MAX_PIXELS == 16_000_000
+
+    def webp(side: int) -> str:
+        buffer = io.BytesIO()
+        Image.new("RGB", (side, side), (30, 160, 60)).save(buffer, "WEBP", lossless=True)
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    # Lossless WebP decodes at full scale: one just over the limit must not be decoded at all.
+    started = time.monotonic()
+    error = error_of(post(article_sb.endpoint, signed_params(SEARCH, image_data=webp(4001))))
+    assert error["code"] == 21 and "too large" in error["sub_msg"]
+    assert time.monotonic() - started < 1
+    search_ok(post(article_sb.endpoint, signed_params(SEARCH, image_data=webp(4000))))

@@ -7,7 +7,9 @@ import functools
 import hashlib
 import http.server
 import io
+import socket
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -113,3 +115,104 @@ def test_unknown_upload_id_or_foreign_url_is_refused(sandbox):
     for image_data in ("0" * 40, "https://img.alicdn.com/imgextra/i4/abc.jpg"):
         error = post(sandbox.endpoint, signed_params(SEARCH, image_data=image_data))["error_response"]
         assert error["code"] == 21
+
+
+@pytest.fixture
+def raw_image_host():
+    """``raw_image_host(respond)``: a loopback TCP server whose every connection is handed, after the
+    request head is read, to ``respond(sock)``; yields the base URL.  For bodies http.server won't send."""
+    servers: list[socket.socket] = []
+
+    def start(respond):
+        server = socket.create_server(("127.0.0.1", 0))
+        servers.append(server)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.settimeout(10)
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        head += chunk
+                    try:
+                        respond(conn)
+                    except OSError:
+                        pass  # the sandbox hung up on us: that is what some tests want
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"http://127.0.0.1:{server.getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_image_url_without_content_length_is_capped_while_read(sandbox, raw_image_host):
+    """A chunked body announces no length: the sandbox must count the bytes and hang up past the cap."""
+    from sandbox.server import MAX_FETCH_BYTES
+
+    sent = [0]
+    stopped = threading.Event()
+
+    def endless_chunks(conn):
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n")
+            chunk = b"\0" * (1 << 20)
+            framed = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+            for _ in range(300):  # 300 MB, unless the sandbox hangs up
+                conn.sendall(framed)
+                sent[0] += len(chunk)
+            conn.sendall(b"0\r\n\r\n")
+        finally:
+            stopped.set()
+
+    started = time.monotonic()
+    error = upload(sandbox, image_url=raw_image_host(endless_chunks) + "/big.png")["error_response"]
+    assert error["code"] == 21
+    assert f"larger than {MAX_FETCH_BYTES} bytes" in error["sub_msg"]
+    assert time.monotonic() - started < 5
+    # The sandbox hung up soon after the cap (socket buffers hold a few MB more), not after 300 MB.
+    assert stopped.wait(5)
+    assert sent[0] < MAX_FETCH_BYTES + (32 << 20)
+
+
+def test_image_url_body_ended_by_closing_the_connection_is_accepted(sandbox, raw_image_host, png_bytes, product):
+    """No Content-Length, not chunked: the body ends when the server closes (HTTP/1.0 style); that is complete."""
+
+    def close_delimited(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n" + png_bytes)
+        conn.shutdown(socket.SHUT_WR)
+
+    answer = upload(sandbox, image_url=raw_image_host(close_delimited) + "/photo.png")
+    image = answer["upload_img_response"]["image"]
+    assert image["id"] == hashlib.sha1(png_bytes).hexdigest()
+    assert first_ids(sandbox, image["id"])[0] == product.num_iid
+
+
+def test_image_url_body_cut_short_of_its_content_length_is_refused(sandbox, raw_image_host, png_bytes):
+    def truncated(conn):
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % len(png_bytes)
+            + png_bytes[: len(png_bytes) // 2]
+        )
+        conn.shutdown(socket.SHUT_WR)
+
+    error = upload(sandbox, image_url=raw_image_host(truncated) + "/photo.png")["error_response"]
+    assert error["code"] == 21 and error["sub_msg"].startswith("cannot fetch image_url")
+
+
+@pytest.mark.parametrize(("codes", "code"), [("article", 21), ("top", 41)])
+def test_malformed_image_url_is_an_image_error_not_an_internal_one(make_sandbox, codes, code):
+    sb = make_sandbox("--codes", codes)
+    for url in ("http://[::1/x.jpg", "https://[not-an-ip]/img/1.jpg"):
+        error = upload(sb, image_url=url)["error_response"]
+        assert (error["code"], error["sub_code"].split(":")[-1]) == (code, "image_url" if code == 41 else "isv.invalid-image-format")
+        assert "not a valid URL" in error["sub_msg"]
+    assert "Traceback" not in sb.stderr()
