@@ -233,3 +233,16 @@ def test_winners_kept_on_disk_across_many_flushes(chain: Chain, monkeypatch: pyt
     chain.stat("dataset/products/unique")
     assert [r["num_iid"] for r in rows] == list(range(1000, 1040))
     assert {(r["first_seed_id"], r["title"]) for r in rows} == {("seed-0", "seen by seed 0")}
+
+
+def test_winner_rows_come_back_from_disk_exactly() -> None:
+    from pipeline.pipelines import _decode_row, _encode_row
+
+    crawled_at = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=timezone.utc)
+    row = (1, "标题 \\n \"x\"", None, "https://x/y", "店", True, Decimal("39.90"), Decimal("119.70"), "39.90-119.70",
+           12_000, "1.2万+人付款", "run", crawled_at, "seed-a")
+    assert _decode_row(_encode_row(row)) == row
+    assert _decode_row(_encode_row(row))[12].tzinfo is not None
+    # A value of another kind than the schema's (a float price) still comes back as it was.
+    odd = row[:6] + (39.9,) + row[7:]
+    assert _decode_row(_encode_row(odd)) == odd
