@@ -37,7 +37,7 @@ class ProductHit(scrapy.Item):
     first_seed_id = scrapy.Field()
     run_id = scrapy.Field()
     is_duplicate = scrapy.Field()
-    #: True on the products rows DeduplicatePipeline emits at close (not hits: no matches row).
+    #: True on the products rows DeduplicatePipeline emits (not hits: no matches row).
     product_row = scrapy.Field()
 
 
@@ -54,6 +54,8 @@ class SeedSummary(scrapy.Item):
     pages_fetched = scrapy.Field()
     items_found = scrapy.Field()
     run_id = scrapy.Field()
+    #: The seed's ProductHit.seed_rank: once every seed up to it is summarised, its products rows are final.
+    seed_rank = scrapy.Field()
 
 
 _KIND_BY_TYPE: dict[type, type | None] = {}

@@ -190,6 +190,9 @@ def normalize_url(raw: Any) -> str | None:
     if not rest or rest[0] in "/?#":
         return None
     if scheme == "http":
+        authority = rest.partition("/")[0]
+        if authority[:1].isalpha() and "@" not in authority and "localhost" not in authority.lower():
+            return f"https://{rest}"  # a host name, not loopback: the common case, without the regex
         host = _HOST_RE.match(rest)[1]  # type: ignore[index]  # the pattern matches any string
         if host.startswith("[") and not host.endswith("]"):
             return None  # an unbalanced IPv6 bracket

@@ -7,12 +7,13 @@ import marshal
 import pickle
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 from scrapy import signals
 from scrapy.exceptions import DropItem
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# process_item is a coroutine (Scrapy 2.14+): Scrapy awaits it directly, where a plain method's result
+# is first checked for a Deferred and an awaitable and then wrapped in one, 1.1 against 0.6 us a
+# pipeline and item. None of them awaits anything: each item goes through all three at once.
+
 # Drops are expected (a gateway returns the odd hit without an id) and counted in stats; logging
 # each at WARNING, Scrapy's default, would bury real problems. DropItem's log_level lowers it.
 _DROP_LOG_LEVEL = "DEBUG"
@@ -64,7 +69,7 @@ class ValidatePipeline(_StatsPipeline):
     Stats: ``dataset/dropped/invalid_num_iid``, ``dataset/dropped/missing_seed_id``.
     """
 
-    def process_item(self, item: Any) -> Any:
+    async def process_item(self, item: Any) -> Any:
         kind = item_kind(item)
         if kind is None:
             return item
@@ -111,7 +116,7 @@ class NormalizePipeline(_StatsPipeline):
             logger.warning("DATASET_RUN_ID unset and DatasetAddon not enabled: items get run id %s", run_id)
         return cls(crawler.stats, run_id)
 
-    def process_item(self, item: Any) -> Any:
+    async def process_item(self, item: Any) -> Any:
         kind = item_kind(item)
         if kind is ProductHit:
             self._product(item)
@@ -164,26 +169,48 @@ class DeduplicatePipeline(_StatsPipeline):
     """One products row per num_iid: the hit of the first seed (in the order the seeds were given) wins.
 
     Hits are not dropped: the matches table keeps every (seed, product) pair. When a feed writes
-    the products table (the default dataset layout), the winner of each num_iid is known only
-    once every seed is searched, so hits pass with ``is_duplicate=True``, the best hit per num_iid
-    is kept in an on-disk store, and the winners are emitted as products rows when the crawl
-    closes, ordered by num_iid. The same seeds thus give the same products rows whatever order
-    the answers arrive in, a crawl resumed from JOBDIR included. A feed writes products when it
-    says so, or is a Parquet/CSV feed without a table (``-O out.parquet``: see
-    ``exporters.tables.feed_table``). Without such a feed (``-O hits.jsonl``) the first hit to
-    arrive is marked ``is_duplicate=False``. Rows emitted at
-    close carry ``product_row=True``: they are products, not hits, so the matches table skips them.
+    the products table (the default dataset layout), hits pass with ``is_duplicate=True`` and the
+    best hit per num_iid (lowest ``seed_rank``, then ``position``) is held back until it cannot be
+    beaten: once the SeedSummary of its seed and of every earlier seed has passed, no better hit
+    can come, and its products row is emitted then, straight to the feed exporter. The same seeds
+    thus give the same products rows whatever order the answers arrive in, a crawl resumed from
+    JOBDIR included. Held rows wait in memory while the seeds before them are still being searched
+    (a few hundred with CONCURRENT_REQUESTS 8); past ``HOLD_ROWS`` of them (a seed that waits a
+    long time for its quota) they move to an on-disk store, and from then on the rows not yet
+    emitted are emitted when the crawl closes, ordered by num_iid, as are rows whose seeds never
+    got a summary (a stopped crawl). Memory stays flat as a crawl grows: the num_iids already out
+    are kept in about 8 bytes each (``IdSet``).
+
+    A feed writes products when it says so, or is a Parquet/CSV feed without a table
+    (``-O out.parquet``: see ``exporters.tables.feed_table``). Without such a feed
+    (``-O hits.jsonl``) the first hit to arrive is marked ``is_duplicate=False``. Emitted rows carry
+    ``product_row=True``: they are products, not hits, so the matches table skips them.
     ``first_seed_id`` is the winning hit's seed. Stats: ``dataset/products/unique``,
-    ``dataset/products/duplicates`` (published every 1,000 hits and when the spider closes).
+    ``dataset/products/duplicates`` (published every 1,000 hits and when the spider closes),
+    ``dataset/products/held_on_disk`` (rows moved to the on-disk store when HOLD_ROWS was passed),
+    ``dataset/products/late_hits`` (hits that came after their seed's summary: never from the
+    imagesearch spider; such a hit cannot change a row already emitted).
     """
+
+    #: Most products rows held in memory for earlier seeds before they go to the on-disk store.
+    HOLD_ROWS = 10_000
 
     def __init__(self, stats: StatsCollector, crawler: Crawler | None = None, deferred: bool = False) -> None:
         super().__init__(stats)
         self.crawler = crawler
-        self.best: dict[int, tuple[int, int]] = {}
-        self.duplicates = 0
+        self._deferred = deferred
         self._hits = 0
-        self._store: _WinnerStore | None = _WinnerStore() if deferred else None
+        self._late = 0
+        # num_iids whose products row is out (deferred), or that have had their first hit (not deferred).
+        self._done = IdSet()
+        # Rows held for earlier seeds: {seed_rank: {num_iid: a copy of the hit's values}}, and their ranks.
+        self._held: dict[int, dict[int, dict[str, Any]]] = {}
+        self._held_rank: dict[int, tuple[int, int]] = {}
+        # Every seed ranked below this one is summarised, and its rows emitted.
+        self._watermark = 0
+        self._summarised: set[int] = set()
+        self._store: _WinnerStore | None = None  # once rows are held on disk
+        self._deliver: Any = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -191,56 +218,168 @@ class DeduplicatePipeline(_StatsPipeline):
         deferred = any(feed_table(crawler.settings, f) == PRODUCTS.name for f in feeds)
         return cls(crawler.stats, crawler, deferred)
 
-    def process_item(self, item: Any) -> Any:
-        if item_kind(item) is not ProductHit:
+    async def process_item(self, item: Any) -> Any:
+        kind = item_kind(item)
+        if kind is not ProductHit:
+            if kind is SeedSummary and self._deferred:
+                self._seed_done(item._values.get("seed_rank"))
             return item
         values = item._values  # hot path, see NormalizePipeline._product
         num_iid = values["num_iid"]
-        rank = (values.get("seed_rank") or 0, values.get("position") or 0)
-        best = self.best.get(num_iid)
-        if best is not None:
-            self.duplicates += 1
-        if self._store is None:
-            values["is_duplicate"] = best is not None
-            if best is None:
-                self.best[num_iid] = rank
-                values["first_seed_id"] = values.get("seed_id")
+        if self._deferred:
+            values["is_duplicate"] = True  # its products row, if it wins, is emitted on its own
+            rank = (values.get("seed_rank") or 0, values.get("position") or 0)
+            if rank[0] < self._watermark:
+                self._late += 1
+            held = self._held_rank.get(num_iid)
+            if held is not None:
+                if rank < held:
+                    del self._held[held[0]][num_iid]
+                    self._hold(num_iid, rank, values.copy())
+            elif num_iid in self._done:
+                pass  # its row is out, from a seed summarised before this hit's
+            elif self._store is not None:
+                self._store.put(num_iid, rank, tuple(map(values.get, _WINNER_FIELDS)))
+            else:
+                self._hold(num_iid, rank, values.copy())
+        elif num_iid in self._done:
+            values["is_duplicate"] = True
         else:
-            values["is_duplicate"] = True  # its products row, if it wins, is emitted at close
-            if best is None or rank < best:
-                self.best[num_iid] = rank
-                self._store.put(num_iid, tuple(map(values.get, _WINNER_FIELDS)))
+            self._done.add(num_iid)
+            values["is_duplicate"] = False
+            values["first_seed_id"] = values.get("seed_id")
         self._hits += 1
         if self._hits % _PUBLISH_EVERY == 0:  # stats calls cost more than the rest of this method
             self._publish()
         return item
 
-    def close_spider(self) -> None:
-        self._publish()
-        store, self._store = self._store, None
-        if store is None or self.crawler is None:
+    def _hold(self, num_iid: int, rank: tuple[int, int], values: dict[str, Any]) -> None:
+        """Keep a hit's values as num_iid's best so far, until its seed and every earlier one are summarised."""
+        if rank[0] < self._watermark:  # its seed is summarised already (a late hit): nothing can beat it now
+            self._held_rank.pop(num_iid, None)
+            self._emit([(num_iid, values)])
             return
-        # Item pipelines close before the feed exporter's slots do: the rows still reach the files.
-        # They go straight to the feed exporter, the one receiver of these rows: dispatching the
-        # item_scraped signal per row cost more than writing it (bench/bench_export.py).
-        spider = self.crawler.spider
-        feeds = self.crawler.get_extension(FeedExporter)
-        if feeds is not None:
-            deliver = feeds.item_scraped
-        else:
-            def deliver(item: ProductHit, spider: Any) -> None:
-                self.crawler.signals.send_catch_log(signals.item_scraped, item=item, response=None, spider=spider)
-        for row in store.winners():
+        self._held_rank[num_iid] = rank
+        self._held.setdefault(rank[0], {})[num_iid] = values
+        if len(self._held_rank) > self.HOLD_ROWS:
+            self._hold_on_disk()
+
+    def _seed_done(self, seed_rank: Any) -> None:
+        """A seed is summarised: emit the rows of every seed now summarised along with all before it."""
+        if not isinstance(seed_rank, int) or seed_rank < self._watermark or self._store is not None:
+            return  # once rows are on disk, the rows not emitted yet wait for the close
+        self._summarised.add(seed_rank)
+        while self._watermark in self._summarised:
+            self._summarised.discard(self._watermark)
+            held = self._held.pop(self._watermark, None)
+            self._watermark += 1
+            if held:
+                for num_iid in held:
+                    del self._held_rank[num_iid]
+                self._emit(sorted(held.items()))
+
+    def _hold_on_disk(self) -> None:
+        store = self._store = _WinnerStore()
+        logger.info("More than %d products rows wait for earlier seeds: they and later ones wait on disk until the crawl closes",
+                    self.HOLD_ROWS)
+        for held in self._held.values():
+            for num_iid, values in held.items():
+                store.put(num_iid, self._held_rank[num_iid], tuple(map(values.get, _WINNER_FIELDS)))
+        self.stats.inc_value("dataset/products/held_on_disk", len(self._held_rank))
+        self._held.clear()
+        self._held_rank.clear()
+
+    def _emit(self, rows: Iterable[tuple[int, dict[str, Any] | tuple[Any, ...]]]) -> None:
+        """Products rows, now final, to the feeds: a held hit's values, or a row of the store's (_WINNER_FIELDS).
+        They go straight to the feed exporter, the one receiver of these rows: dispatching the
+        item_scraped signal per row cost more than writing it (bench/bench_export.py)."""
+        deliver = self._deliver
+        if deliver is None:
+            deliver = self._deliver = self._deliverer()
+        spider = self.crawler.spider if self.crawler is not None else None
+        done = self._done
+        for num_iid, row in rows:
+            done.add(num_iid)
             item = ProductHit()
-            values = item._values  # every key a declared field: see _WINNER_FIELDS
-            values.update(zip(_WINNER_FIELDS, row))
+            values = item._values  # every key a declared field: a hit's own, or see _WINNER_FIELDS
+            values.update(row if type(row) is dict else zip(_WINNER_FIELDS, row))
             values.update(is_duplicate=False, product_row=True, first_seed_id=values["seed_id"])
             deliver(item, spider)
-        store.close()
+
+    def _deliverer(self) -> Any:
+        crawler = self.crawler
+        if crawler is None:
+            return lambda item, spider: None
+        feeds = crawler.get_extension(FeedExporter)
+        if feeds is not None:
+            return feeds.item_scraped
+
+        def deliver(item: ProductHit, spider: Any) -> None:
+            crawler.signals.send_catch_log(signals.item_scraped, item=item, response=None, spider=spider)
+
+        return deliver
+
+    def close_spider(self) -> None:
+        # Item pipelines close before the feed exporter's slots do: the rows still reach the files.
+        # Rows still held belong to seeds without a summary, or after one (a stopped crawl).
+        for seed_rank in sorted(self._held):
+            self._emit(sorted(self._held[seed_rank].items()))
+        self._held.clear()
+        self._held_rank.clear()
+        store, self._store = self._store, None
+        if store is not None:
+            self._emit(store.winners())
+            store.close()
+        self._publish()
 
     def _publish(self) -> None:
-        self.stats.set_value("dataset/products/unique", len(self.best))
-        self.stats.set_value("dataset/products/duplicates", self.duplicates)
+        unique = len(self._done) + len(self._held_rank) + (self._store.rows if self._store is not None else 0)
+        self.stats.set_value("dataset/products/unique", unique)
+        self.stats.set_value("dataset/products/duplicates", self._hits - unique)
+        if self._late:
+            self.stats.set_value("dataset/products/late_hits", self._late)
+
+
+class IdSet:
+    """A set of int64 ids in about 8 bytes each, so that deduplicating a long crawl keeps memory flat.
+
+    A Python set (or dict) costs 60-150 bytes an id. The newest ids (up to ``RECENT``) are in a
+    Python set; the rest in one sorted numpy array, merged into it in bulk. A 1 MB bitmap of the
+    ids' low bits answers most misses (a new num_iid: most hits) without the array's binary search
+    (0.15 us instead of 0.6-2 us). ``add`` takes only ids not in the set.
+    """
+
+    RECENT = 65_536
+    _BITS = 1 << 23
+
+    def __init__(self) -> None:
+        self._recent: set[int] = set()
+        self._sorted = np.empty(0, dtype=np.int64)
+        self._bitmap = bytearray(self._BITS >> 3)
+
+    def __contains__(self, key: int) -> bool:
+        bit = key & (self._BITS - 1)
+        if not self._bitmap[bit >> 3] & (1 << (bit & 7)):
+            return False
+        if key in self._recent:
+            return True
+        ids = self._sorted
+        i = ids.searchsorted(key)
+        return bool(i < len(ids) and ids[i] == key)
+
+    def add(self, key: int) -> None:
+        bit = key & (self._BITS - 1)
+        self._bitmap[bit >> 3] |= 1 << (bit & 7)
+        recent = self._recent
+        recent.add(key)
+        if len(recent) >= self.RECENT:
+            merged = np.concatenate((self._sorted, np.fromiter(recent, dtype=np.int64, count=len(recent))))
+            merged.sort()
+            self._sorted = merged
+            recent.clear()
+
+    def __len__(self) -> int:
+        return len(self._recent) + len(self._sorted)
 
 
 #: What a products row needs of its winning hit (its seed becomes first_seed_id).
@@ -293,11 +432,11 @@ def _decode_row(blob: bytes) -> tuple[Any, ...]:
 
 
 class _WinnerStore:
-    """The best hit so far per num_iid (its products columns), in a temporary SQLite file.
+    """The best row put per num_iid (lowest rank), in a temporary SQLite file: memory stays flat.
 
-    Rows are held in memory until ``_FLUSH_ROWS`` have gathered (a num_iid that wins again before
-    then replaces its row there), then written in one transaction: one INSERT per hit, each its
-    own transaction, cost 70 us a hit (bench/bench_export.py), more than the rest of the pipelines.
+    Rows gather in memory until ``_FLUSH_ROWS`` of them (a num_iid put again keeps its better
+    row), then go in one transaction, SQLite keeping the better of the stored and the new row.
+    One INSERT per row, each its own transaction, cost 70 us a row (bench/bench_export.py).
     """
 
     _FLUSH_ROWS = 4096
@@ -307,26 +446,37 @@ class _WinnerStore:
         self._db = sqlite3.connect(Path(self._dir.name) / "winners.sqlite", isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE winner (num_iid INTEGER PRIMARY KEY, hit BLOB NOT NULL)")
-        self._pending: dict[int, tuple[Any, ...]] = {}
+        self._db.execute("CREATE TABLE winner (num_iid INTEGER PRIMARY KEY, seed_rank INTEGER NOT NULL, "
+                         "position INTEGER NOT NULL, hit BLOB NOT NULL)")
+        self._pending: dict[int, tuple[tuple[int, int], tuple[Any, ...]]] = {}
+        #: Rows stored (flushed) so far, one per num_iid.
+        self.rows = 0
 
-    def put(self, num_iid: int, row: tuple[Any, ...]) -> None:
-        self._pending[num_iid] = row
-        if len(self._pending) >= self._FLUSH_ROWS:
-            self._flush()
+    def put(self, num_iid: int, rank: tuple[int, int], row: tuple[Any, ...]) -> None:
+        pending = self._pending.get(num_iid)
+        if pending is None or rank < pending[0]:
+            self._pending[num_iid] = (rank, row)
+            if len(self._pending) >= self._FLUSH_ROWS:
+                self._flush()
 
     def _flush(self) -> None:
-        rows = [(num_iid, _encode_row(row)) for num_iid, row in self._pending.items()]
+        rows = [(num_iid, rank[0], rank[1], _encode_row(row)) for num_iid, (rank, row) in self._pending.items()]
         self._pending.clear()
         with self._db:  # one transaction
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO winner VALUES (?, ?)", rows)
+            self._db.executemany(
+                "INSERT INTO winner VALUES (?, ?, ?, ?) ON CONFLICT (num_iid) DO UPDATE SET seed_rank = excluded.seed_rank,"
+                " position = excluded.position, hit = excluded.hit"
+                " WHERE (excluded.seed_rank, excluded.position) < (winner.seed_rank, winner.position)",
+                rows,
+            )
+        (self.rows,) = self._db.execute("SELECT count(*) FROM winner").fetchone()
 
-    def winners(self) -> Iterator[tuple[Any, ...]]:
-        """Every num_iid's best row, in num_iid order."""
+    def winners(self) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        """Every num_iid and its best row, in num_iid order."""
         self._flush()
-        for (blob,) in self._db.execute("SELECT hit FROM winner ORDER BY num_iid"):
-            yield _decode_row(blob)
+        for num_iid, blob in self._db.execute("SELECT num_iid, hit FROM winner ORDER BY num_iid"):
+            yield num_iid, _decode_row(blob)
 
     def close(self) -> None:
         self._db.close()

@@ -302,6 +302,7 @@ class ImageSearchSpider(Spider):
                 total_results=job.total_results if job else None,
                 pages_fetched=job.pages_fetched if job else 0,
                 items_found=job.items_found if job else 0,
+                seed_rank=self.seed_rank[seed.seed_id],
             )
 
     def spider_idle(self) -> None:

@@ -162,6 +162,11 @@ def test_normalize_count(raw: Any, expected: int | None) -> None:
         ("http://127.0.0.1.evil.com/x", "https://127.0.0.1.evil.com/x"),
         ("//127.0.0.1:8765/img/1.jpg", "http://127.0.0.1:8765/img/1.jpg"),  # the sandbox's pic_url
         ("//localhost/x", "http://localhost/x"),
+        ("//LocalHost:8765/x", "http://LocalHost:8765/x"),
+        ("//img.localhost/x", "http://img.localhost/x"),
+        ("//user@127.0.0.1:8765/x", "http://user@127.0.0.1:8765/x"),
+        ("//shop.taobao.com@127.0.0.1/x", "http://shop.taobao.com@127.0.0.1/x"),  # the host is after the @
+        ("//item.taobao.com?id=1", "https://item.taobao.com?id=1"),
         ("///x", None),
         ("ftp://x.com/a", None),
         ("javascript:alert(1)", None),

@@ -49,6 +49,15 @@ def hit(**fields: Any) -> ProductHit:
     return ProductHit(**base)
 
 
+def run(coro: Any) -> Any:
+    """The result of a pipeline's process_item coroutine, run to its end here (it awaits nothing)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("process_item waited for something")
+
+
 class Chain:
     """The project's pipelines, built by the crawler, applied in ITEM_PIPELINES order."""
 
@@ -59,7 +68,7 @@ class Chain:
 
     def __call__(self, item: Any) -> Any:
         for p in self.pipelines:
-            item = p.process_item(item)
+            item = run(p.process_item(item))
         return item
 
     def stat(self, key: str) -> Any:
@@ -205,7 +214,7 @@ def test_other_items_pass_through_untouched(chain: Chain) -> None:
 
 def test_without_the_addon_a_run_id_is_still_generated() -> None:
     crawler = project_crawler(ADDONS={}, DATASET_RUN_ID=None)
-    a = build_from_crawler(NormalizePipeline, crawler).process_item(SeedSummary(seed_id="s"))
+    a = run(build_from_crawler(NormalizePipeline, crawler).process_item(SeedSummary(seed_id="s")))
     assert a["run_id"][:8].isdigit() and len(a["run_id"]) == len("20261125T101500Z-3fa2c1")
 
 
@@ -214,25 +223,116 @@ def test_each_pipeline_stands_alone() -> None:
     validate = build_from_crawler(ValidatePipeline, crawler)
     normalize = build_from_crawler(NormalizePipeline, crawler)
     dedup = build_from_crawler(DeduplicatePipeline, crawler)
-    item = dedup.process_item(normalize.process_item(validate.process_item(hit())))
+    item = run(dedup.process_item(run(normalize.process_item(run(validate.process_item(hit()))))))
     assert item["is_duplicate"] is True and item["run_id"] == crawler.settings["DATASET_RUN_ID"]
 
 
+def products_rows(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The products rows the dedup pipeline hands the feed exporter, as it hands them."""
+    rows: list[Any] = []
+    monkeypatch.setattr(chain.crawler.get_extension(FeedExporter), "item_scraped", lambda item, spider: rows.append(item))
+    return rows
+
+
+def summary(seed_rank: int) -> SeedSummary:
+    return SeedSummary(seed_id=f"seed-{seed_rank}", status="ok", seed_rank=seed_rank)
+
+
+def test_products_rows_go_out_once_their_seed_and_every_earlier_one_is_summarised(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = products_rows(chain, monkeypatch)
+    for seed_rank in (1, 0):
+        for n in (3, 2, 1):
+            chain(hit(num_iid=str(100 * seed_rank + n), seed_id=f"seed-{seed_rank}", seed_rank=seed_rank, position=n))
+    chain(summary(1))
+    assert rows == []  # seed 0 may still find any of seed 1's products
+    chain(summary(0))
+    assert [(r["num_iid"], r["first_seed_id"]) for r in rows] == [(1, "seed-0"), (2, "seed-0"), (3, "seed-0"),
+                                                                  (101, "seed-1"), (102, "seed-1"), (103, "seed-1")]
+    assert all(r["product_row"] and r["is_duplicate"] is False for r in rows)
+    chain.stat("dataset/products/unique")
+    assert len(rows) == 6  # nothing left for the close
+    assert chain.crawler.stats.get_value("dataset/products/held_on_disk") is None
+
+
+def test_an_earlier_seeds_hit_arriving_later_still_wins(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = products_rows(chain, monkeypatch)
+    chain(hit(seed_id="seed-2", seed_rank=2, position=1, title="seed 2"))
+    chain(summary(2))
+    chain(hit(seed_id="seed-1", seed_rank=1, position=9, title="seed 1, page 1"))
+    chain(hit(seed_id="seed-1", seed_rank=1, position=4, title="seed 1, its best"))  # a page answered out of order
+    chain(summary(1))
+    chain(hit(seed_id="seed-3", seed_rank=3, position=1, title="seed 3"))
+    assert rows == []
+    chain(summary(0))  # a seed with no hits at all
+    assert [(r["first_seed_id"], r["title"]) for r in rows] == [("seed-1", "seed 1, its best")]
+    chain(summary(3))
+    assert chain.stat("dataset/products/duplicates") == 3 and len(rows) == 1
+
+
+def test_a_hit_after_its_seeds_summary_cannot_change_an_emitted_row(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = products_rows(chain, monkeypatch)
+    chain(hit(seed_id="seed-1", seed_rank=1, position=1, title="seed 1"))
+    chain(summary(0))
+    chain(summary(1))
+    chain(hit(seed_id="seed-0", seed_rank=0, position=1, title="late"))  # the spider never does this
+    chain(hit(num_iid="7", seed_id="seed-0", seed_rank=0, position=2, title="late, new product"))
+    chain.stat("dataset/products/unique")
+    assert [(r["num_iid"], r["title"]) for r in rows] == [(652345678901, "seed 1"), (7, "late, new product")]
+    assert chain.crawler.stats.get_value("dataset/products/late_hits") == 2
+
+
+def test_rows_of_seeds_never_summarised_go_out_at_close(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped crawl: its seeds' best rows so far are the products rows."""
+    rows = products_rows(chain, monkeypatch)
+    for seed_rank in (4, 2):
+        chain(hit(num_iid=str(10 - seed_rank), seed_id=f"seed-{seed_rank}", seed_rank=seed_rank))
+    chain(summary(2))
+    assert rows == []
+    chain.stat("dataset/products/unique")
+    assert [(r["num_iid"], r["first_seed_id"]) for r in rows] == [(8, "seed-2"), (6, "seed-4")]
+
+
 def test_winners_kept_on_disk_across_many_flushes(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The best hit per num_iid survives being written out and beaten later (the store flushes every few rows)."""
+    """Past HOLD_ROWS waiting rows, the best hit per num_iid waits on disk, survives being written out and beaten later."""
     from pipeline import pipelines
 
     monkeypatch.setattr(pipelines._WinnerStore, "_FLUSH_ROWS", 7)
-    rows: list[Any] = []
-    monkeypatch.setattr(chain.crawler.get_extension(FeedExporter), "item_scraped", lambda item, spider: rows.append(item))
-    # 40 products, each hit by seeds 5, 4, ..., 0 in that order: every hit beats the last one.
-    for seed_rank in range(5, -1, -1):
+    monkeypatch.setattr(pipelines.DeduplicatePipeline, "HOLD_ROWS", 25)
+    rows = products_rows(chain, monkeypatch)
+    chain(summary(0))
+    chain(hit(num_iid="999", seed_id="seed-1", seed_rank=1, position=1, title="out before the store"))
+    chain(summary(1))
+    assert len(rows) == 1
+    # 40 products, each hit by seeds 7, 6, ..., 2 in that order: every hit beats the last one.
+    for seed_rank in range(7, 1, -1):
         for n in range(40):
             chain(hit(num_iid=str(1000 + n), seed_id=f"seed-{seed_rank}", seed_rank=seed_rank, position=n + 1,
                       title=f"seen by seed {seed_rank}"))
-    chain.stat("dataset/products/unique")
-    assert [r["num_iid"] for r in rows] == list(range(1000, 1040))
-    assert {(r["first_seed_id"], r["title"]) for r in rows} == {("seed-0", "seen by seed 0")}
+        chain(summary(seed_rank))
+    chain(hit(num_iid="999", seed_id="seed-2", seed_rank=2, position=1, title="worse than the emitted row"))
+    for n in range(40):  # worse than the rows on disk: stored rows must not be replaced by them
+        chain(hit(num_iid=str(1000 + n), seed_id="seed-9", seed_rank=9, position=1, title="seen by seed 9"))
+    assert len(rows) == 1
+    assert chain.stat("dataset/products/unique") == 41
+    assert [r["num_iid"] for r in rows] == [999, *range(1000, 1040)]
+    assert {(r["first_seed_id"], r["title"]) for r in rows[1:]} == {("seed-2", "seen by seed 2")}
+    assert chain.crawler.stats.get_value("dataset/products/held_on_disk") == 26
+    assert chain.crawler.stats.get_value("dataset/products/duplicates") == (1 + 6 * 40 + 1 + 40) - 41  # hits - unique
+
+
+def test_id_set_holds_ids_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.pipelines import IdSet
+
+    monkeypatch.setattr(IdSet, "RECENT", 5)
+    ids = IdSet()
+    added = [2**63 - 1, 1, 652345678901, 7, 3, 99, 2**40, 5, 11, 8, 4]
+    for n in added:
+        assert n not in ids
+        ids.add(n)
+    assert len(ids) == len(added) and len(ids._sorted) == 10  # two merges into the sorted array
+    assert all(n in ids for n in added)
+    assert not any(n in ids for n in (0, 2, 6, 10, 12, 2**62, 652345678900))
+    assert 652345678901 + IdSet._BITS not in ids and 7 + IdSet._BITS not in ids  # same low bits as ids in the set
 
 
 def test_winner_rows_come_back_from_disk_exactly() -> None:
