@@ -160,7 +160,8 @@ class ParquetItemExporter(TableItemExporter):
         return {"compression": crawler.settings.get("PARQUET_COMPRESSION", "zstd")}
 
     def _open_writer(self, table: Table) -> None:
-        self._writer = pq.ParquetWriter(self.file, table.arrow_schema, compression=self.compression)
+        self._writer = pq.ParquetWriter(self.file, table.arrow_schema, compression=self.compression,
+                                        use_dictionary=table.dictionary_columns)
 
     def _write_batch(self, batch: pa.RecordBatch) -> None:
         assert self._writer is not None
@@ -202,9 +203,11 @@ class CsvItemExporter(TableItemExporter):
         assert self._writer is not None
         if self._timestamps:
             # Arrow prints "2026-11-25 10:15:00.123456Z"; ISO 8601 wants the T. %S includes the microseconds.
+            # strftime costs 1 us a value: each distinct time (one per result page) is formatted once.
             arrays = list(batch.columns)
             for i in self._timestamps:
-                arrays[i] = pc.strftime(arrays[i], format="%Y-%m-%dT%H:%M:%SZ")
+                encoded = arrays[i].dictionary_encode()
+                arrays[i] = pc.strftime(encoded.dictionary, format="%Y-%m-%dT%H:%M:%SZ").take(encoded.indices)
             batch = pa.RecordBatch.from_arrays(arrays, schema=self._csv_schema)
         self._writer.write_batch(batch)
 

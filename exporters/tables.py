@@ -105,6 +105,7 @@ class TableConverter:
         self.schema = table.arrow_schema
         self.names = tuple(table.column_names)
         self._required = [i for i, c in enumerate(table.columns) if not c.nullable]
+        self._row_type = pa.struct([pa.field(c.name, c.type) for c in table.columns])
 
     def row(self, item: Any) -> tuple[Any, ...]:
         """The item's values for this table's columns, in order (missing fields are None)."""
@@ -120,8 +121,15 @@ class TableConverter:
         A row missing a required (non-nullable) value is rejected rather than written: the
         validation pipeline should have dropped it, and a null there would break readers.
         """
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(self.names)
-        arrays = [to_arrow(values, column.type) for values, column in zip(columns, self.table.columns, strict=True)]
+        try:
+            # The rows in one C call, when the pipelines normalised them: a third cheaper than
+            # transposing them in Python first (bench/bench_export.py).
+            arrays = pa.array(rows, type=self._row_type).flatten() if rows else None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            arrays = None
+        if arrays is None:
+            columns = list(zip(*rows, strict=True)) if rows else [()] * len(self.names)
+            arrays = [to_arrow(values, column.type) for values, column in zip(columns, self.table.columns, strict=True)]
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         rejected = 0
         if self._required and any(arrays[i].null_count for i in self._required):

@@ -19,6 +19,10 @@ class Column:
     type: pa.DataType
     doc: str
     nullable: bool = True
+    #: Few distinct values (ids of the run or seed, shop names, price strings, page numbers):
+    #: Parquet stores it dictionary-encoded. Others (titles, URLs, ids) are stored plain: building a
+    #: dictionary for nearly unique values cost more than half of writing a products row, for a larger file.
+    repeats: bool = False
 
     @property
     def arrow_field(self) -> pa.Field:
@@ -41,6 +45,11 @@ class Table:
     def arrow_schema(self) -> pa.Schema:
         return pa.schema([c.arrow_field for c in self.columns], metadata={"table": self.name, "doc": self.doc})
 
+    @property
+    def dictionary_columns(self) -> list[str]:
+        """The columns Parquet stores dictionary-encoded (``Column.repeats``)."""
+        return [c.name for c in self.columns if c.repeats]
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
@@ -56,16 +65,16 @@ PRODUCTS = Table(
         Column("title", pa.string(), "Listing title, HTML highlight tags and entities removed."),
         Column("pic_url", pa.string(), "Main picture URL, absolute https."),
         Column("detail_url", pa.string(), "Item page URL, absolute https."),
-        Column("seller_nick", pa.string(), "Seller's shop nickname."),
+        Column("seller_nick", pa.string(), "Seller's shop nickname.", repeats=True),
         Column("is_tmall", pa.bool_(), "True for a Tmall shop, false for Taobao."),
         Column("price_min", PRICE_TYPE, "Lowest price in yuan (a single price gives min = max); null if unparseable."),
         Column("price_max", PRICE_TYPE, "Highest price in yuan; null if unparseable."),
-        Column("price_raw", pa.string(), "Price exactly as the API returned it."),
+        Column("price_raw", pa.string(), "Price exactly as the API returned it.", repeats=True),
         Column("sales", pa.int64(), "Monthly sales as a number (万 x10,000, '+' read as the lower bound); null if unparseable."),
-        Column("sales_raw", pa.string(), "Sales exactly as the API returned it."),
-        Column("first_seed_id", pa.string(), "The seed whose search found this product first."),
-        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False),
-        Column("crawled_at", TIMESTAMP_TYPE, "When the result page holding this product was received (UTC)."),
+        Column("sales_raw", pa.string(), "Sales exactly as the API returned it.", repeats=True),
+        Column("first_seed_id", pa.string(), "The seed whose search found this product first.", repeats=True),
+        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True),
+        Column("crawled_at", TIMESTAMP_TYPE, "When the result page holding this product was received (UTC).", repeats=True),
     ),
 )
 
@@ -73,12 +82,12 @@ MATCHES = Table(
     "matches",
     "One row per seed -> product hit, every pair kept.",
     (
-        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False),
-        Column("seed_id", pa.string(), "Stable id of the seed image.", nullable=False),
+        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True),
+        Column("seed_id", pa.string(), "Stable id of the seed image.", nullable=False, repeats=True),
         Column("num_iid", pa.int64(), "The product the seed's search returned.", nullable=False),
-        Column("page", pa.int32(), "Result page the hit was on (1-based)."),
-        Column("position", pa.int32(), "1-based rank over all pages of the seed's search."),
-        Column("cat", pa.string(), "Category id the search was restricted to; null for none."),
+        Column("page", pa.int32(), "Result page the hit was on (1-based).", repeats=True),
+        Column("position", pa.int32(), "1-based rank over all pages of the seed's search.", repeats=True),
+        Column("cat", pa.string(), "Category id the search was restricted to; null for none.", repeats=True),
     ),
 )
 
@@ -86,13 +95,14 @@ SEEDS = Table(
     "seeds",
     "One row per seed the user gave, searched or not, with why not.",
     (
-        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False),
+        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True),
         Column("seed_id", pa.string(), "Stable id of the seed (manifest's own, else derived from path/URL).", nullable=False),
         Column("source", pa.string(), "The path or URL the seed came from."),
         Column("sha256", pa.string(), "SHA-256 of the seed's image bytes as read; null if unreadable."),
-        Column("status", pa.string(), "ok, rejected (refused before any call) or failed (gateway refused or calls kept failing)."),
-        Column("error_code", pa.string(), "Gateway error code or local reason code; null when ok."),
-        Column("error_msg", pa.string(), "Human-readable reason; null when ok."),
+        Column("status", pa.string(), "ok, rejected (refused before any call) or failed (gateway refused or calls kept failing).",
+               repeats=True),
+        Column("error_code", pa.string(), "Gateway error code or local reason code; null when ok.", repeats=True),
+        Column("error_msg", pa.string(), "Human-readable reason; null when ok.", repeats=True),
         Column("total_results", pa.int64(), "total_results reported by the gateway."),
         Column("pages_fetched", pa.int32(), "Result pages fetched for this seed."),
         Column("items_found", pa.int64(), "Hits returned for this seed over all pages."),

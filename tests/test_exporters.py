@@ -368,6 +368,20 @@ def test_parquet_row_groups_are_bounded_by_the_buffer() -> None:
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3, 3, 1]
 
 
+def test_parquet_dictionary_encodes_only_the_columns_that_repeat() -> None:
+    items = [product(n, seller_nick=f"shop{n % 2}") for n in range(1, 50)]
+    column_meta = pq.ParquetFile(io.BytesIO(export(ParquetItemExporter, items, table="products"))).metadata.row_group(0)
+    encoded = {column_meta.column(i).path_in_schema for i in range(column_meta.num_columns) if column_meta.column(i).dictionary_page_offset}
+    assert encoded == {"seller_nick", "price_raw", "sales_raw", "first_seed_id", "run_id", "crawled_at"} == set(PRODUCTS.dictionary_columns)
+
+
+def test_csv_times_are_iso_8601_whether_they_repeat_or_not() -> None:
+    times = [datetime(2026, 11, 25, 10, 15, s, 123456 * (s % 2), tzinfo=timezone.utc) for s in (1, 2, 1, 3)] + [None]
+    text = export(CsvItemExporter, [product(n, crawled_at=t) for n, t in enumerate(times, 1)], table="products").decode()
+    assert [row[-1] for row in list(csv.reader(io.StringIO(text)))[1:]] == [
+        "2026-11-25T10:15:01.123456Z", "2026-11-25T10:15:02.000000Z", "2026-11-25T10:15:01.123456Z", "2026-11-25T10:15:03.123456Z", ""]
+
+
 def test_csv_text_follows_the_spec() -> None:
     items = [product(1, crawled_at=datetime(2026, 11, 25, 10, 15, tzinfo=timezone.utc)), product(2, title='a,"b"', price_min=None, sales=None, is_tmall=None, first_seed_id="")]
     text = export(CsvItemExporter, items, table="products").decode("utf-8")
