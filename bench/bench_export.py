@@ -138,7 +138,7 @@ def run_case(case: str, n_items: int, out: Path) -> dict[str, Any]:
         settings.set("FEED_EXPORTERS", {"csv": "scrapy.exporters.CsvItemExporter"})
         settings.set("FEED_STORAGES", {})
         settings.set("FEEDS", {str(out / "baseline.csv"): {"format": "csv"}})
-    process = CrawlerProcess(settings, install_root_handler=True)
+    process = CrawlerProcess(settings)
     crawler = process.create_crawler(make_spider(n_items))
     process.crawl(crawler)
     started = time.perf_counter()
