@@ -7,7 +7,7 @@ Each (case, size) runs a real Scrapy crawl in its own process, so peak RSS (ru_m
 case's alone; ``--repeat`` rounds (default 3) run every case in turn and each case's fastest time is reported. The spider yields ProductHit items with the messy values gateways send (docs/api.md
 section 2), built on the fly so the generator itself holds no memory.
 
-- ``ours``: the project settings: validate/normalize/dedup/run-id pipelines, then three tables
+- ``ours``: the project settings: validate, normalize and dedup pipelines, then three tables
   (products, matches, seeds) in BOTH Parquet and CSV, atomic files, manifest.
 - ``baseline``: the same items through Scrapy's own CsvItemExporter via FEEDS, no pipelines.
 - ``engine``: the same items through Scrapy with no pipelines and no feeds: the cost every case
