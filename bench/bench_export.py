@@ -186,6 +186,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"{'items':>8} {'case':<9} {'seconds':>8} {'items/s':>9} {'us/item':>8} {'added us/item':>14} {'peak RSS MB':>12} {'MB written':>11}")
     ratios = []
+    peak_rss: dict[str, list[float]] = {case: [] for case in CASES}
     for size in sizes:
         figures = {}
         runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
@@ -203,6 +204,7 @@ def main() -> None:
             r = min(runs[case], key=lambda run: run["seconds"])
             r["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs[case])
             figures[case] = r
+            peak_rss[case].append(r["peak_rss_mb"])
             per_item = 1e6 / r["items_per_s"]
             added = per_item - 1e6 / figures["engine"]["items_per_s"]
             print(
@@ -213,6 +215,9 @@ def main() -> None:
         ratios.append(ratio)
         print(f"{size:>8} ours/baseline throughput: {ratio:.2f}x (ours: 3 pipelines, then 3 tables x Parquet+CSV; baseline: 1 CSV)")
     print("target ours >= 1.0x baseline:", "met" if min(ratios) >= 1.0 else "NOT met")
+    if len(sizes) > 1:
+        growth = ", ".join(f"{case} {rss[-1] - rss[0]:+.0f} MB" for case, rss in peak_rss.items())
+        print(f"peak RSS from {sizes[0]} to {sizes[-1]} items: {growth}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+"""The benchmark scripts still run and report their figures (tiny sizes: this checks they work, not how fast)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from datasets import REPO
+
+
+def bench(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_bench_export_reports_ours_against_scrapys_csv_feed_with_memory() -> None:
+    out = bench("bench_export.py", "--sizes", "600,1200", "--repeat", "1")
+    assert out.startswith("machine: ") and "scrapy 2.19" in out
+    for size in ("600", "1200"):
+        assert {line.split()[1] for line in out.splitlines() if line.split()[:1] == [size]} >= {"engine", "baseline", "ours"}
+        assert f"{size} ours/baseline throughput: " in out
+    assert "target ours >= 1.0x baseline: " in out
+    assert "peak RSS from 600 to 1200 items: engine " in out
+
+
+@pytest.mark.parametrize(("script", "args", "expected"), [
+    ("bench_sandbox.py", ("--requests", "20", "--warmup", "2"), "HTTP search over loopback"),
+    ("bench_quota.py", ("--seeds", "30", "--quota", "20/2"), "target (paced: span"),
+])
+def test_the_other_benchmarks_run(script: str, args: tuple[str, ...], expected: str) -> None:
+    assert expected in bench(script, *args)
