@@ -239,7 +239,7 @@ class DeduplicatePipeline(_StatsPipeline):
             elif num_iid in self._done:
                 pass  # its row is out, from a seed summarised before this hit's
             elif self._store is not None:
-                self._store.put(num_iid, rank, tuple(map(values.get, _WINNER_FIELDS)))
+                self._store.put(num_iid, rank, values)
             else:
                 self._hold(num_iid, rank, values.copy())
         elif num_iid in self._done:
@@ -284,14 +284,13 @@ class DeduplicatePipeline(_StatsPipeline):
                     self.HOLD_ROWS)
         for held in self._held.values():
             for num_iid, values in held.items():
-                store.put(num_iid, self._held_rank[num_iid], tuple(map(values.get, _WINNER_FIELDS)))
+                store.put(num_iid, self._held_rank[num_iid], values)
         self.stats.inc_value("dataset/products/held_on_disk", len(self._held_rank))
         self._held.clear()
         self._held_rank.clear()
 
-    def _emit(self, rows: Iterable[tuple[int, dict[str, Any] | tuple[Any, ...]]]) -> None:
-        """Products rows, now final, to the feeds: a held hit's values, or a row of the store's (_WINNER_FIELDS).
-        They go straight to the feed exporter, the one receiver of these rows: dispatching the
+    def _emit(self, rows: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        """Products rows, now final, to the feeds: the values of each num_iid's winning hit. They go straight to the feed exporter, the one receiver of these rows: dispatching the
         item_scraped signal per row cost more than writing it (bench/bench_export.py)."""
         deliver = self._deliver
         if deliver is None:
@@ -302,7 +301,7 @@ class DeduplicatePipeline(_StatsPipeline):
             done.add(num_iid)
             item = ProductHit()
             values = item._values  # every key a declared field: a hit's own, or see _WINNER_FIELDS
-            values.update(row if type(row) is dict else zip(_WINNER_FIELDS, row))
+            values.update(row)
             values.update(is_duplicate=False, product_row=True, first_seed_id=values["seed_id"])
             deliver(item, spider)
 
@@ -452,10 +451,11 @@ class _WinnerStore:
         #: Rows stored (flushed) so far, one per num_iid.
         self.rows = 0
 
-    def put(self, num_iid: int, rank: tuple[int, int], row: tuple[Any, ...]) -> None:
+    def put(self, num_iid: int, rank: tuple[int, int], values: dict[str, Any]) -> None:
+        """Keep the products columns of a hit's *values* if *rank* beats the row num_iid has."""
         pending = self._pending.get(num_iid)
         if pending is None or rank < pending[0]:
-            self._pending[num_iid] = (rank, row)
+            self._pending[num_iid] = (rank, tuple(map(values.get, _WINNER_FIELDS)))
             if len(self._pending) >= self._FLUSH_ROWS:
                 self._flush()
 
@@ -472,11 +472,11 @@ class _WinnerStore:
             )
         (self.rows,) = self._db.execute("SELECT count(*) FROM winner").fetchone()
 
-    def winners(self) -> Iterator[tuple[int, tuple[Any, ...]]]:
-        """Every num_iid and its best row, in num_iid order."""
+    def winners(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Every num_iid and its best row's values, in num_iid order."""
         self._flush()
         for num_iid, blob in self._db.execute("SELECT num_iid, hit FROM winner ORDER BY num_iid"):
-            yield num_iid, _decode_row(blob)
+            yield num_iid, dict(zip(_WINNER_FIELDS, _decode_row(blob), strict=True))
 
     def close(self) -> None:
         self._db.close()
