@@ -3,22 +3,49 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SEEDS  ?= data/seeds
+# uv never downloads a Python of its own; it installs into $(VENV).
+UV     := UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) $(BIN)/uv
 
-.PHONY: install crawl test bench sandbox clean
+.PHONY: install lock lint test test-clock crawl bench sandbox clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# uv, at the version uv.lock holds, from PyPI into the venv (uv sync keeps it there).
+$(BIN)/uv: uv.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	  "uv==$$($(PYTHON) -c 'import tomllib; print(next(p["version"] for p in tomllib.load(open("uv.lock", "rb"))["package"] if p["name"] == "uv"))')"
 	touch $@
+
+# Exactly what uv.lock holds (hash-checked, every transitive dependency, the developers' tools of
+# pyproject.toml's dependency groups included) and the project itself, editable. --locked refuses
+# a uv.lock that no longer matches pyproject.toml: run `make lock` after changing a dependency.
+$(VENV)/.installed: pyproject.toml uv.lock $(BIN)/uv
+	$(UV) sync --locked --quiet
+	touch $@
+
+# Re-resolve uv.lock to the newest versions pyproject.toml's ranges admit, for every platform and
+# Python >= 3.11, and install them; commit uv.lock with the change. (`.venv/bin/uv lock` alone
+# only adds what a changed pyproject.toml needs and keeps every other version.)
+lock: $(BIN)/uv
+	$(UV) lock --upgrade
+	$(MAKE) install
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --cov --cov-report=term:skip-covered
+
+# The suite a year and a month ahead, in a time zone 14 hours from UTC (needs libfaketime:
+# apt-get install faketime). Run it before a change lands; `make test` cannot move the clock.
+test-clock: install
+	@command -v faketime >/dev/null || { echo "make test-clock needs faketime: apt-get install faketime"; exit 2; }
+	TZ=Pacific/Kiritimati faketime -f '+400d' $(BIN)/python -m pytest -q -p no:cacheprovider
 
 crawl: install
 	$(BIN)/scrapy crawl imagesearch -a seeds=$(SEEDS)
-
-test: install
-	$(BIN)/python -m pytest -q
 
 bench: install
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
@@ -27,4 +54,4 @@ sandbox: install
 	$(BIN)/python -m sandbox
 
 clean:
-	rm -rf $(VENV) data/datasets .pytest_cache
+	rm -rf $(VENV) data/datasets .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

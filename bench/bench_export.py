@@ -4,7 +4,8 @@
     .venv/bin/python bench/bench_export.py --sizes 20000    # quicker
 
 Each (case, size) runs a real Scrapy crawl in its own process, so peak RSS (ru_maxrss) is that
-case's alone; ``--repeat`` rounds (default 3) run every case in turn and each case's fastest time is reported. The spider yields ProductHit items with the messy values gateways send (docs/api.md
+case's alone; ``--repeat`` rounds (default 3) run every case in turn and each case's fastest time
+is reported. The spider yields ProductHit items with the messy values gateways send (docs/api.md
 section 2), built on the fly so the generator itself holds no memory.
 
 - ``ours``: the project settings: validate, normalize and dedup pipelines, then three tables
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,12 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-TITLES = ["<span class=H>耐克</span> Air Max {n} 男鞋 &amp; 女鞋", "夏季新款 纯棉 T恤 短袖 {n}", "<b>Apple</b>/苹果 iPhone 15 Pro 手机壳 {n}", "  运动裤\t男 宽松 {n} "]
+TITLES = [
+    "<span class=H>耐克</span> Air Max {n} 男鞋 &amp; 女鞋",
+    "夏季新款 纯棉 T恤 短袖 {n}",
+    "<b>Apple</b>/苹果 iPhone 15 Pro 手机壳 {n}",
+    "  运动裤\t男 宽松 {n} ",
+]
 PICS = ["//g-search3.alicdn.com/img/bao/uploaded/i4/{n}.jpg", "http://img.alicdn.com/imgextra/{n}.jpg", "https://img.alicdn.com/{n}.jpg"]
 
 
@@ -90,7 +96,7 @@ def make_spider(n_items: int) -> type:
         name = "bench"
 
         async def start(self):  # type: ignore[no-untyped-def]
-            crawled_at = datetime.now(timezone.utc)
+            crawled_at = datetime.now(UTC)
             for i in range(n_items):
                 seed = i // HITS_PER_SEED
                 # ids repeat across seeds (~1 in 4 hits is a duplicate); 1 in 500 has no usable id.
@@ -112,7 +118,16 @@ def make_spider(n_items: int) -> type:
                     crawled_at=crawled_at,
                 )
                 if i % HITS_PER_SEED == HITS_PER_SEED - 1:
-                    yield SeedSummary(seed_id=f"seed-{seed:06d}", source=f"seeds/{seed}.jpg", sha256="ab" * 32, status="ok", total_results=str(HITS_PER_SEED), pages_fetched="5", items_found=HITS_PER_SEED, seed_rank=seed)
+                    yield SeedSummary(
+                        seed_id=f"seed-{seed:06d}",
+                        source=f"seeds/{seed}.jpg",
+                        sha256="ab" * 32,
+                        status="ok",
+                        total_results=str(HITS_PER_SEED),
+                        pages_fetched="5",
+                        items_found=HITS_PER_SEED,
+                        seed_rank=seed,
+                    )
 
     return BenchSpider
 
@@ -174,7 +189,12 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="50000,200000", help="comma-separated item counts (default 50000,200000)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of every case per size; each case's fastest run is reported (default 3)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of every case per size; each case's fastest run is reported (default 3)",
+    )
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # one case, in a child process
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -184,7 +204,10 @@ def main() -> None:
         return
 
     print(f"machine: {machine()}")
-    print(f"{'items':>8} {'case':<9} {'seconds':>8} {'items/s':>9} {'us/item':>8} {'added us/item':>14} {'peak RSS MB':>12} {'MB written':>11}")
+    print(
+        f"{'items':>8} {'case':<9} {'seconds':>8} {'items/s':>9} {'us/item':>8} {'added us/item':>14}"
+        f" {'peak RSS MB':>12} {'MB written':>11}"
+    )
     ratios = []
     peak_rss: dict[str, list[float]] = {case: [] for case in CASES}
     for size in sizes:
@@ -195,7 +218,10 @@ def main() -> None:
         for _ in range(args.repeat):
             for case in CASES:
                 with tempfile.TemporaryDirectory(prefix=f"bench-{case}-") as out:
-                    cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--sizes", str(size), "--out", out]
+                    cmd = [
+                        sys.executable, str(Path(__file__).resolve()),
+                        "--case", case, "--sizes", str(size), "--out", out,
+                    ]
                     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
                     if result.returncode != 0:
                         sys.exit(f"{case} {size} failed:\n{result.stderr[-3000:]}")
@@ -213,7 +239,10 @@ def main() -> None:
             )
         ratio = figures["ours"]["items_per_s"] / figures["baseline"]["items_per_s"]
         ratios.append(ratio)
-        print(f"{size:>8} ours/baseline throughput: {ratio:.2f}x (ours: 3 pipelines, then 3 tables x Parquet+CSV; baseline: 1 CSV)")
+        print(
+            f"{size:>8} ours/baseline throughput: {ratio:.2f}x"
+            " (ours: 3 pipelines, then 3 tables x Parquet+CSV; baseline: 1 CSV)"
+        )
     print("target ours >= 1.0x baseline:", "met" if min(ratios) >= 1.0 else "NOT met")
     if len(sizes) > 1:
         growth = ", ".join(f"{case} {rss[-1] - rss[0]:+.0f} MB" for case, rss in peak_rss.items())

@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from sandbox.catalog import builtin_catalog  # noqa: E402
-from sandbox.models import ImageSearchBackend  # noqa: E402
-from sandbox.testing import SandboxProcess, signed_params  # noqa: E402
+from sandbox.catalog import builtin_catalog
+from sandbox.models import ImageSearchBackend
+from sandbox.testing import SandboxProcess, signed_params
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +59,14 @@ def main() -> None:
 
     jpeg = query_jpeg()
     image_data = base64.b64encode(jpeg).decode()
-    print(f"machine: {platform.platform()} | python {platform.python_version()} | cpus {os.cpu_count()} | {platform.processor() or platform.machine()}")
+    print(f"machine: {platform.platform()} | python {platform.python_version()} | cpus {os.cpu_count()} | "
+          f"{platform.processor() or platform.machine()}")
     print(f"query image: {len(jpeg)} bytes JPEG 640x640 ({len(image_data)} bytes Base64)")
 
     started = time.perf_counter()
     backend = ImageSearchBackend.from_catalog_path(None)
-    print(f"in-process catalogue + index load: {(time.perf_counter() - started) * 1000:.0f} ms ({len(backend.catalog)} products)")
+    print(f"in-process catalogue + index load: {(time.perf_counter() - started) * 1000:.0f} ms "
+          f"({len(backend.catalog)} products)")
     # Baseline: the search function itself (decode + features + rank + page), without the query cache.
     samples = []
     for _ in range(args.requests):
@@ -81,7 +83,9 @@ def main() -> None:
         connection = http.client.HTTPConnection(host, int(port), timeout=30)
 
         def one_call(page: int, data: str = image_data) -> float:
-            params = signed_params("taobao.image.search", app_key="bench", secret="bench", image_data=data, page=str(page))
+            params = signed_params(
+                "taobao.image.search", app_key="bench", secret="bench", image_data=data, page=str(page)
+            )
             body = urllib.parse.urlencode(params)
             t0 = time.perf_counter()
             connection.request("POST", "/router/rest", body, {"Content-Type": "application/x-www-form-urlencoded"})
@@ -98,7 +102,8 @@ def main() -> None:
         fresh_timings = [one_call(1, data) for data in fresh]
         stats = sb.stats()
     for label, values in (("same image", timings), ("a new image each call", fresh_timings)):
-        print(f"HTTP search over loopback, keep-alive, {label} (n={len(values)}): p50 {percentile(values, 0.5):.2f} ms  "
+        print(f"HTTP search over loopback, keep-alive, {label} (n={len(values)}): "
+              f"p50 {percentile(values, 0.5):.2f} ms  "
               f"p95 {percentile(values, 0.95):.2f} ms  mean {statistics.mean(values):.2f} ms  max {max(values):.2f} ms")
     timings = timings + fresh_timings
     print(f"sandbox saw {stats['calls']['total']} calls")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,14 +11,21 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from scrapy.exporters import BaseItemExporter
 
-from exporters.tables import DEFAULT_TABLE, TABLE_ACCEPTS, SharedConversion, TableConverter, get_table, shared_conversion
+from exporters.tables import (
+    DEFAULT_TABLE,
+    TABLE_ACCEPTS,
+    SharedConversion,
+    TableConverter,
+    get_table,
+    shared_conversion,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Self
 
     from scrapy.crawler import Crawler
     from scrapy.statscollectors import StatsCollector
-    from typing_extensions import Self
 
     from items.schema import Table
 
@@ -53,7 +60,9 @@ class TableItemExporter(BaseItemExporter):
     ):
         super().__init__(dont_fail=True, **kwargs)
         if self.fields_to_export is not None:
-            logger.warning("%s ignores fields_to_export / FEED_EXPORT_FIELDS: columns come from items.schema", type(self).__name__)
+            logger.warning(
+                "%s ignores fields_to_export / FEED_EXPORT_FIELDS: columns come from items.schema", type(self).__name__
+            )
         if self.encoding not in (None, "utf-8", "utf8"):
             logger.warning("%s always writes UTF-8, not %s", type(self).__name__, self.encoding)
         if buffer_rows < 1:
@@ -67,8 +76,12 @@ class TableItemExporter(BaseItemExporter):
         if not table:
             table = DEFAULT_TABLE
             self._accepts = TABLE_ACCEPTS[table]
-            logger.info("%s feed without a table option writes the %s table (FEEDS item_export_kwargs "
-                        "{'table': ...} picks another)", self.format_name, table)
+            logger.info(
+                "%s feed without a table option writes the %s table (FEEDS item_export_kwargs "
+                "{'table': ...} picks another)",
+                self.format_name,
+                table,
+            )
         self.table: Table = get_table(table)
         self._converter: TableConverter | SharedConversion | None = shared
         self._rows: list[tuple[Any, ...]] = []
@@ -121,7 +134,9 @@ class TableItemExporter(BaseItemExporter):
         assert self._converter is not None
         batch, rejected = self._converter.to_batch(rows)
         if rejected:
-            logger.error("%s/%s: %d rows without a required value not written", self.format_name, self.table.name, rejected)
+            logger.error(
+                "%s/%s: %d rows without a required value not written", self.format_name, self.table.name, rejected
+            )
             self._count("rejected_rows", rejected)
         if batch.num_rows:
             self._write_batch(batch)
@@ -160,8 +175,13 @@ class ParquetItemExporter(TableItemExporter):
         return {"compression": crawler.settings.get("PARQUET_COMPRESSION", "zstd")}
 
     def _open_writer(self, table: Table) -> None:
-        self._writer = pq.ParquetWriter(self.file, table.arrow_schema, compression=self.compression,
-                                        use_dictionary=table.dictionary_columns)
+        # pyarrow takes any codec name and a list of columns to dictionary-encode; pyarrow-stubs
+        # declare only literal codec names and a bool.
+        self._writer = pq.ParquetWriter(
+            self.file, table.arrow_schema,
+            compression=self.compression,  # type: ignore[arg-type]
+            use_dictionary=table.dictionary_columns,  # type: ignore[arg-type]
+        )
 
     def _write_batch(self, batch: pa.RecordBatch) -> None:
         assert self._writer is not None
@@ -207,7 +227,8 @@ class CsvItemExporter(TableItemExporter):
             arrays = list(batch.columns)
             for i in self._timestamps:
                 encoded = arrays[i].dictionary_encode()
-                arrays[i] = pc.strftime(encoded.dictionary, format="%Y-%m-%dT%H:%M:%SZ").take(encoded.indices)
+                times = cast("pa.TimestampArray", encoded.dictionary)
+                arrays[i] = pc.strftime(times, format="%Y-%m-%dT%H:%M:%SZ").take(encoded.indices)
             batch = pa.RecordBatch.from_arrays(arrays, schema=self._csv_schema)
         self._writer.write_batch(batch)
 

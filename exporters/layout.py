@@ -8,7 +8,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,7 +62,7 @@ def contained(root: Path, path: Path) -> Path:
 
 def new_run_id(now: datetime | None = None) -> str:
     """A sortable, unique run id: ``20261125T101500Z-3fa2c1``."""
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
@@ -83,7 +83,7 @@ def resolve_run(settings: BaseSettings, now: datetime | None = None) -> RunInfo:
     so it rewrites the whole run: same file names from 00001, the earlier part's leftovers removed
     (see DatasetManifest), one manifest.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     explicit = settings.get("DATASET_RUN_ID") or None
     jobdir = settings.get("JOBDIR")
     state_path = Path(jobdir) / RUN_STATE_FILE if jobdir else None
@@ -91,14 +91,18 @@ def resolve_run(settings: BaseSettings, now: datetime | None = None) -> RunInfo:
     if state_path is not None and state_path.is_file():
         state = json.loads(state_path.read_text(encoding="utf-8"))
         if explicit and explicit != state.get("run_id"):
-            logger.warning("DATASET_RUN_ID=%s overrides run %s remembered in %s", explicit, state.get("run_id"), state_path)
+            logger.warning(
+                "DATASET_RUN_ID=%s overrides run %s remembered in %s", explicit, state.get("run_id"), state_path
+            )
             state = {}
     run_id = safe_component(explicit or state.get("run_id") or new_run_id(now), "run id")
     started_at = datetime.fromisoformat(state["started_at"]) if state.get("started_at") else now
-    dt = safe_date(settings.get("DATASET_RUN_DATE") or state.get("dt") or started_at.astimezone(timezone.utc).date())
+    dt = safe_date(settings.get("DATASET_RUN_DATE") or state.get("dt") or started_at.astimezone(UTC).date())
     if state_path is not None and not state:
         state_path.parent.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(json.dumps({"run_id": run_id, "started_at": started_at.isoformat(), "dt": dt}), encoding="utf-8")
+        state_path.write_text(
+            json.dumps({"run_id": run_id, "started_at": started_at.isoformat(), "dt": dt}), encoding="utf-8"
+        )
     return RunInfo(run_id, started_at, dt)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import re
-from datetime import date, datetime, timezone
+import shutil
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +20,10 @@ from exporters.storage import atomic_write_bytes, fsync_dir
 from items.schema import TABLES
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from scrapy.crawler import Crawler
     from scrapy.extensions.feedexport import FeedSlot
-    from typing_extensions import Self
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class DatasetManifest:
         # A part of this run killed before its commit left staged files: this crawl rewrites them all.
         shutil.rmtree(self.staging, ignore_errors=True)
         self.files: list[dict[str, Any]] = []
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = datetime.now(UTC)
         #: The manifest once written (the run is committed), for the crawl command's summary.
         self.written: dict[str, Any] | None = None
 
@@ -82,7 +83,7 @@ class DatasetManifest:
         return ext
 
     def spider_opened(self) -> None:
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = datetime.now(UTC)
 
     def feed_slot_closed(self, slot: FeedSlot) -> None:
         path = Path(getattr(slot.storage, "path", ""))
@@ -128,7 +129,7 @@ class DatasetManifest:
             "run_id": self.run_id,
             "dt": self.dt,
             "started_at": self.started_at.isoformat(),
-            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
             "finish_reason": reason,
             "complete": reason == "finished",
             "rows": rows,
@@ -177,7 +178,8 @@ def summary_lines(root: Path, manifest: dict[str, Any]) -> list[str]:
         where = "  ".join(f"{fmt}/{table}/dt={manifest['dt']}/" for fmt in formats)
         line = f"  {table:<8} {rows:>9,} rows  {where}"
         if table == "seeds":
-            line += "  (" + ", ".join(f"{stats.get(f'imagesearch/seeds/{s}', 0):,} {s}" for s in ("ok", "rejected", "failed")) + ")"
+            outcomes = (f"{stats.get(f'imagesearch/seeds/{s}', 0):,} {s}" for s in ("ok", "rejected", "failed"))
+            line += "  (" + ", ".join(outcomes) + ")"
         lines.append(line)
     lines.append(f"  manifest: {manifest_path(root, manifest['run_id'])}")
     return lines

@@ -6,7 +6,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 import pyarrow as pa
@@ -37,8 +37,12 @@ except ImportError:  # pragma: no cover - pyarrow works without pandas
 #: Which items each table takes: a product once (its first hit), a match for every hit.
 #: Every feed asks this of every item: the exact type is checked before item_kind(), which costs a call.
 TABLE_ACCEPTS: dict[str, Callable[[Any], bool]] = {
-    PRODUCTS.name: lambda item: (type(item) is ProductHit or item_kind(item) is ProductHit) and not item._values.get("is_duplicate"),
-    MATCHES.name: lambda item: (type(item) is ProductHit or item_kind(item) is ProductHit) and not item._values.get("product_row"),
+    PRODUCTS.name: lambda item: (
+        (type(item) is ProductHit or item_kind(item) is ProductHit) and not item._values.get("is_duplicate")
+    ),
+    MATCHES.name: lambda item: (
+        (type(item) is ProductHit or item_kind(item) is ProductHit) and not item._values.get("product_row")
+    ),
     SEEDS.name: lambda item: type(item) is SeedSummary or item_kind(item) is SeedSummary,
 }
 #: The table of a Parquet or CSV feed that names none (``scrapy crawl ... -O out.parquet``): the listings.
@@ -62,7 +66,7 @@ class TableFilter(ItemFilter):
         if table is None:
             raise ValueError("TableFilter needs the feed option item_export_kwargs: {'table': ...}")
         # Scrapy calls filter.accepts(item) for every item and feed: the predicate itself, no wrapper.
-        self.accepts = TABLE_ACCEPTS[get_table(table).name]  # type: ignore[method-assign]
+        self.accepts = TABLE_ACCEPTS[get_table(table).name]  # type: ignore[method-assign,assignment]
 
 
 def _coerce_int(bits: int) -> Callable[[Any], int | None]:
@@ -88,7 +92,7 @@ def _coercer(type_: pa.DataType) -> Callable[[Any], Any]:
     return normalize_text
 
 
-def to_arrow(values: list[Any] | tuple[Any, ...], type_: pa.DataType) -> pa.Array:
+def to_arrow(values: list[Any] | tuple[Any, ...], type_: pa.DataType) -> pa.Array[Any]:
     """*values* as an Arrow array of *type_*: in one C call when the pipelines normalised them, else per value."""
     try:
         return pa.array(values, type=type_)
@@ -124,7 +128,7 @@ class TableConverter:
         try:
             # The rows in one C call, when the pipelines normalised them: 1.2 against 1.5 us a
             # products row for transposing them in Python first and converting column by column.
-            arrays = pa.array(rows, type=self._row_type).flatten() if rows else None
+            arrays = cast("pa.StructArray", pa.array(rows, type=self._row_type)).flatten() if rows else None
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
             arrays = None
         if arrays is None:

@@ -40,9 +40,18 @@ def pandas_read_csv_kwargs(table: Table) -> dict[str, object]:
 
 
 def render_table(table: Table) -> str:
-    lines = [f"## `{table.name}`", "", table.doc, "", "| column | Arrow / Parquet type | DuckDB type | nullable | meaning |", "|---|---|---|---|---|"]
+    lines = [
+        f"## `{table.name}`",
+        "",
+        table.doc,
+        "",
+        "| column | Arrow / Parquet type | DuckDB type | nullable | meaning |",
+        "|---|---|---|---|---|",
+    ]
     for c in table.columns:
-        lines.append(f"| `{c.name}` | `{c.type}` | `{duckdb_type(c.type)}` | {'yes' if c.nullable else 'no'} | {c.doc} |")
+        lines.append(
+            f"| `{c.name}` | `{c.type}` | `{duckdb_type(c.type)}` | {'yes' if c.nullable else 'no'} | {c.doc} |"
+        )
     lines += [
         "",
         "Read the CSV tree with exact types:",

@@ -1,4 +1,4 @@
-"""Table schemas: column names, Arrow types and one-line docs; CSV headers, Parquet schemas and docs derive from here."""
+"""The tables: column names, Arrow types and one-line docs; CSV headers, Parquet schemas and docs derive from here."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class Column:
     repeats: bool = False
 
     @property
-    def arrow_field(self) -> pa.Field:
+    def arrow_field(self) -> pa.Field[pa.DataType]:
         return pa.field(self.name, self.type, nullable=self.nullable, metadata={"doc": self.doc})
 
 
@@ -70,11 +70,17 @@ PRODUCTS = Table(
         Column("price_min", PRICE_TYPE, "Lowest price in yuan (a single price gives min = max); null if unparseable."),
         Column("price_max", PRICE_TYPE, "Highest price in yuan; null if unparseable."),
         Column("price_raw", pa.string(), "Price exactly as the API returned it.", repeats=True),
-        Column("sales", pa.int64(), "Monthly sales as a number (万 x10,000, '+' read as the lower bound); null if unparseable."),
+        Column(
+            "sales",
+            pa.int64(),
+            "Monthly sales as a number (万 x10,000, '+' read as the lower bound); null if unparseable.",
+        ),
         Column("sales_raw", pa.string(), "Sales exactly as the API returned it.", repeats=True),
         Column("first_seed_id", pa.string(), "The seed whose search found this product first.", repeats=True),
         Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True),
-        Column("crawled_at", TIMESTAMP_TYPE, "When the result page holding this product was received (UTC).", repeats=True),
+        Column(
+            "crawled_at", TIMESTAMP_TYPE, "When the result page holding this product was received (UTC).", repeats=True
+        ),
     ),
 )
 
@@ -96,11 +102,20 @@ SEEDS = Table(
     "One row per seed the user gave, searched or not, with why not.",
     (
         Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True),
-        Column("seed_id", pa.string(), "Stable id of the seed (manifest's own, else derived from path/URL).", nullable=False),
+        Column(
+            "seed_id",
+            pa.string(),
+            "Stable id of the seed (manifest's own, else derived from path/URL).",
+            nullable=False,
+        ),
         Column("source", pa.string(), "The path or URL the seed came from."),
         Column("sha256", pa.string(), "SHA-256 of the seed's image bytes as read; null if unreadable."),
-        Column("status", pa.string(), "ok, rejected (refused before any call) or failed (gateway refused or calls kept failing).",
-               repeats=True),
+        Column(
+            "status",
+            pa.string(),
+            "ok, rejected (refused before any call) or failed (gateway refused or calls kept failing).",
+            repeats=True,
+        ),
         Column("error_code", pa.string(), "Gateway error code or local reason code; null when ok.", repeats=True),
         Column("error_msg", pa.string(), "Human-readable reason; null when ok.", repeats=True),
         Column("total_results", pa.int64(), "total_results reported by the gateway."),

@@ -1,4 +1,4 @@
-"""The settings a user may get wrong, checked once before the crawl sends anything: a bad value is one line, not a traceback.
+"""The settings a user may get wrong, checked once before the crawl sends anything: one line for a bad value.
 
 ``check_settings`` runs when the spider is built (``ImageSearchSpider.configure``), before any
 component reads the settings, so the components can read them with Scrapy's ``getint`` /
@@ -134,7 +134,9 @@ def check_import_path(name: str, value: Any) -> None:
     try:
         load_object(value)
     except (ImportError, AttributeError, NameError, ValueError, TypeError) as exc:
-        raise ConfigurationError(f"{name}={value!r} cannot be imported ({type(exc).__name__}: {exc}): give module.Class") from None
+        raise ConfigurationError(
+            f"{name}={value!r} cannot be imported ({type(exc).__name__}: {exc}): give module.Class"
+        ) from None
 
 
 def check_compression(value: Any) -> None:
@@ -144,11 +146,13 @@ def check_compression(value: Any) -> None:
     if codec in NO_COMPRESSION:
         return
     try:
-        available = pa.Codec.is_available(codec)
+        available = pa.Codec.is_available(codec)  # type: ignore[arg-type]  # any name: unknown ones raise
     except ValueError:
         available = False
     if not available:
-        raise ConfigurationError(f"PARQUET_COMPRESSION={value!r} is not a codec pyarrow has: use zstd, snappy, gzip, brotli, lz4 or none")
+        raise ConfigurationError(
+            f"PARQUET_COMPRESSION={value!r} is not a codec pyarrow has: use zstd, snappy, gzip, brotli, lz4 or none"
+        )
 
 
 def check_dataset_dir(settings: BaseSettings) -> None:
@@ -156,7 +160,9 @@ def check_dataset_dir(settings: BaseSettings) -> None:
     if settings.getdict("FEEDS") or settings.get("FEED_URI"):
         return
     if not str(settings.get("DATASET_DIR") or "").strip():
-        raise ConfigurationError("DATASET_DIR is empty: give the directory the datasets go to, e.g. -s DATASET_DIR=data/datasets")
+        raise ConfigurationError(
+            "DATASET_DIR is empty: give the directory the datasets go to, e.g. -s DATASET_DIR=data/datasets"
+        )
     directory = Path(settings["DATASET_DIR"])
     probe = directory
     while not probe.exists() and probe != probe.parent:
@@ -176,7 +182,7 @@ def check_appended_feeds(settings: BaseSettings) -> None:
         options = options or {}
         if options.get("overwrite", False) or options.get("format") != "parquet":
             continue
-        path = Path(uri[len("file://"):] if str(uri).startswith("file://") else str(uri))
+        path = Path(uri[len("file://") :] if str(uri).startswith("file://") else str(uri))
         if "://" not in str(path) and path.is_file() and path.stat().st_size:
             raise ConfigurationError(
                 f"-o {uri}: a Parquet file cannot be appended to; use -O to replace it, or a new file name "
@@ -185,7 +191,7 @@ def check_appended_feeds(settings: BaseSettings) -> None:
 
 
 def check_settings(settings: BaseSettings) -> None:
-    """Every setting of INT_SETTINGS, SECONDS_SETTINGS and the project's structured ones, or the first ConfigurationError."""
+    """Check INT_SETTINGS, SECONDS_SETTINGS and the structured settings; raise the first ConfigurationError."""
     from exporters.layout import safe_component, safe_date
     from pipeline.gateways.top import check_sign_method
     from pipeline.pacing import Quota

@@ -14,8 +14,9 @@ from pipeline.configuration import json_list
 from pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from scrapy.crawler import Crawler
-    from typing_extensions import Self
 
     from sandbox.config import SandboxConfig
     from sandbox.server import RunningSandbox

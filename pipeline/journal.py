@@ -25,10 +25,11 @@ from scrapy.utils.job import job_dir
 from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from scrapy import Request
     from scrapy.crawler import Crawler
     from scrapy.http import Response
-    from typing_extensions import Self
 
     from pipeline.gateways.base import Gateway
 
@@ -122,7 +123,9 @@ class GatewayJournalMiddleware:
             raise NotConfigured("no JOBDIR: gateway answers are not journaled")
         journal = PageJournal(Path(directory) / JOURNAL_FILE)
         if len(journal):
-            logger.info("Resuming from %s: %d gateway answers already saved will not be asked again", directory, len(journal))
+            logger.info(
+                "Resuming from %s: %d gateway answers already saved will not be asked again", directory, len(journal)
+            )
         return cls(crawler, journal, load_gateway(crawler))
 
     def process_request(self, request: Request) -> Response | None:
@@ -132,8 +135,13 @@ class GatewayJournalMiddleware:
             return None
         self.stats.inc_value("journal/replayed")
         return TextResponse(
-            request.url, status=200, body=body.encode("utf-8"), encoding="utf-8",
-            headers={"Content-Type": "application/json;charset=UTF-8"}, request=request, flags=[REPLAYED_FLAG],
+            request.url,
+            status=200,
+            body=body.encode("utf-8"),
+            encoding="utf-8",
+            headers={"Content-Type": "application/json;charset=UTF-8"},
+            request=request,
+            flags=[REPLAYED_FLAG],
         )
 
     def process_response(self, request: Request, response: Response) -> Response | Request:

@@ -18,10 +18,11 @@ from pipeline.journal import REPLAYED_FLAG
 from pipeline.pacing import QuotaPacer, sleep_until
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from scrapy import Request
     from scrapy.crawler import Crawler
     from scrapy.http import Response
-    from typing_extensions import Self
 
     from pipeline.errors import GatewayError
     from pipeline.gateways.base import Gateway
@@ -35,7 +36,8 @@ THROTTLED_META_KEY = "imagesearch_throttled"
 class GatewayMiddleware:
     """For gateway calls (requests whose meta names an API method):
 
-    - before sending: waits for its turn under the quota and any ban (pipeline.pacing.QuotaPacer) and the backoff of a retried request
+    - before sending: waits for its turn under the quota and any ban (pipeline.pacing.QuotaPacer) and
+      the backoff of a retried request
       (IMAGESEARCH_RETRY_BACKOFF x 2^(n-1), at most IMAGESEARCH_RETRY_BACKOFF_MAX), then counts
       the call (``imagesearch/calls``, ``imagesearch/calls/<method>``);
     - once the crawl is stopping (a fatal answer, Ctrl-C, SIGTERM): sends nothing more, and a call
@@ -84,7 +86,7 @@ class GatewayMiddleware:
     def backoff_delay(self, retry_times: int) -> float:
         if retry_times < 1 or self.backoff <= 0:
             return 0.0
-        return min(self.backoff_max, self.backoff * 2 ** (retry_times - 1))
+        return min(self.backoff_max, self.backoff * 2.0 ** (retry_times - 1))
 
     async def process_request(self, request: Request) -> None:
         method = request.meta.get(METHOD_META_KEY)
@@ -93,7 +95,8 @@ class GatewayMiddleware:
         delay = self.backoff_delay(request.meta.get("retry_times", 0))
         clock = self.pacer.clock
         await self._first_answer()
-        sendable = await sleep_until(clock() + delay, clock, self.stopping) and await self.pacer.wait_turn(self.stopping)
+        backed_off = await sleep_until(clock() + delay, clock, self.stopping)
+        sendable = backed_off and await self.pacer.wait_turn(self.stopping)
         if not sendable:
             raise GatewayStopped("not sent: the crawl is stopping")
         stats = self.crawler.stats

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -34,7 +34,9 @@ _PRICE_RE = re.compile(
 # Sales: exactly one number, an optional unit and '+', wrapped in words ("月销", "人付款") but no
 # other digits: "30天销量 200" is ambiguous and stays unparsed rather than guessed.
 _WORDS = r"[\s\u3000\u4e00-\u9fff:：]*"
-_SALES_RE = re.compile(rf"^{_WORDS}(?P<num>{_NUMBER})\s*(?P<unit>[万萬w千k亿億])?\s*(?P<plus>[+＋])?{_WORDS}$", re.IGNORECASE)
+_SALES_RE = re.compile(
+    rf"^{_WORDS}(?P<num>{_NUMBER})\s*(?P<unit>[万萬w千k亿億])?\s*(?P<plus>[+＋])?{_WORDS}$", re.IGNORECASE
+)
 _SALES_UNITS = {"万": 10_000, "萬": 10_000, "w": 10_000, "千": 1_000, "k": 1_000, "亿": 100_000_000, "億": 100_000_000}
 # The host of an http URL's remainder after "http://": skip userinfo, stop at port, path, query.
 _HOST_RE = re.compile(r"(?:[^/?#@]*@)?(\[[^\]/?#]*\]?|[^/?#:]*)")
@@ -115,11 +117,11 @@ def _parse_sales_text(raw: str) -> int | None:
     match = _SALES_RE.match(raw.strip())
     if match is None:
         return None
-    value = _decimal(match["num"])
+    number = _decimal(match["num"])
     unit = match["unit"]
-    if value is not None and unit:
-        value = int(value * _SALES_UNITS[unit.lower()])
-    return _to_int(value, minimum=0)
+    if number is not None and unit:
+        return _to_int(int(number * _SALES_UNITS[unit.lower()]), minimum=0)
+    return _to_int(number, minimum=0)
 
 
 def _to_int(raw: Any, minimum: int) -> int | None:
@@ -245,7 +247,7 @@ def normalize_text(raw: Any) -> str | None:
 
 def normalize_timestamp(raw: Any) -> datetime | None:
     """An aware UTC datetime from a datetime (naive read as UTC), an ISO 8601 string or epoch seconds."""
-    if type(raw) is datetime and raw.tzinfo is timezone.utc:  # what the spider sends
+    if type(raw) is datetime and raw.tzinfo is UTC:  # what the spider sends
         return raw
     try:
         if isinstance(raw, datetime):
@@ -253,11 +255,11 @@ def normalize_timestamp(raw: Any) -> datetime | None:
         elif isinstance(raw, str) and raw.strip():
             value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
         elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            value = datetime.fromtimestamp(raw, tz=timezone.utc)
+            value = datetime.fromtimestamp(raw, tz=UTC)
         else:
             return None
     except (ValueError, OverflowError, OSError):
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -14,7 +14,7 @@ from scrapy.utils.asyncio import sleep
 from scrapy.utils.misc import load_object
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
     from scrapy.crawler import Crawler
 
@@ -32,7 +32,7 @@ def _never() -> bool:
 
 
 async def sleep_until(deadline: float, clock: Callable[[], float], stopping: Callable[[], bool] = _never) -> bool:
-    """Sleep until ``clock()`` reaches ``deadline``; False as soon as ``stopping()`` holds (checked every WAKE_SECONDS)."""
+    """Sleep until ``clock()`` reaches ``deadline``; False once ``stopping()`` holds (checked every WAKE_SECONDS)."""
     while (left := deadline - clock()) > 0:
         if stopping():
             return False
@@ -117,7 +117,12 @@ class QuotaPacer:
     """
 
     def __init__(
-        self, crawler: Crawler, quota: Quota | None, store: QuotaStore, key: str, margin: float,
+        self,
+        crawler: Crawler,
+        quota: Quota | None,
+        store: QuotaStore,
+        key: str,
+        margin: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stats = crawler.stats
@@ -126,6 +131,8 @@ class QuotaPacer:
         self.key = key
         self.margin = margin
         self.clock = clock
+        #: Seconds calls have waited for their quota slot so far (stat pacing/wait_seconds).
+        self.waited = 0.0
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -134,7 +141,13 @@ class QuotaPacer:
         quota = Quota.parse(spec) if spec else None
         store_cls = load_object(settings.get("IMAGESEARCH_QUOTA_STORE"))
         store = store_cls.from_crawler(crawler) if hasattr(store_cls, "from_crawler") else store_cls()
-        pacer = cls(crawler, quota, store, settings.get("IMAGESEARCH_APP_KEY") or "", settings.getfloat("IMAGESEARCH_QUOTA_MARGIN"))
+        pacer = cls(
+            crawler,
+            quota,
+            store,
+            settings.get("IMAGESEARCH_APP_KEY") or "",
+            settings.getfloat("IMAGESEARCH_QUOTA_MARGIN"),
+        )
         if quota:
             logger.info("Pacing gateway calls to %d per %g s (%.3g calls/s)", quota.calls, quota.seconds, quota.rate)
         return pacer
@@ -146,7 +159,8 @@ class QuotaPacer:
         self.stats.inc_value("pacing/calls")
         if at > now:
             self.stats.inc_value("pacing/waits")
-            self.stats.inc_value("pacing/wait_seconds", round(at - now, 3))
+            self.waited += at - now
+            self.stats.set_value("pacing/wait_seconds", round(self.waited, 3))
             if not await sleep_until(at, self.clock, stopping):
                 return False
         # A ban that arrived while this call waited for its slot holds it too.

@@ -36,9 +36,10 @@ from pipeline.normalize import (
 )
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from scrapy.crawler import Crawler
     from scrapy.statscollectors import StatsCollector
-    from typing_extensions import Self
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +161,11 @@ class NormalizePipeline(_StatsPipeline):
         item["run_id"] = self.run_id
 
 
-_NORMALIZED_FIELDS = ("price_min", "price_max", "price_raw", "sales", "sales_raw", "num_iid", "title", "pic_url", "detail_url")
-_NORMALIZED_FIELDS += ("seller_nick", "is_tmall", "seed_id", "page", "position", "cat", "crawled_at", "is_duplicate", "first_seed_id", "run_id", "seed_rank", "product_row")
+_NORMALIZED_FIELDS: tuple[str, ...] = (
+    "price_min", "price_max", "price_raw", "sales", "sales_raw", "num_iid", "title", "pic_url", "detail_url",
+    "seller_nick", "is_tmall", "seed_id", "page", "position", "cat", "crawled_at", "is_duplicate", "first_seed_id",
+    "run_id", "seed_rank", "product_row",
+)
 assert set(_NORMALIZED_FIELDS) <= set(ProductHit.fields), "pipelines write a field ProductHit does not declare"
 
 
@@ -280,8 +284,10 @@ class DeduplicatePipeline(_StatsPipeline):
 
     def _hold_on_disk(self) -> None:
         store = self._store = _WinnerStore()
-        logger.info("More than %d products rows wait for earlier seeds: they and later ones wait on disk until the crawl closes",
-                    self.HOLD_ROWS)
+        logger.info(
+            "More than %d products rows wait for earlier seeds: they and later ones wait on disk until the crawl ends",
+            self.HOLD_ROWS,
+        )
         for held in self._held.values():
             for num_iid, values in held.items():
                 store.put(num_iid, self._held_rank[num_iid], values)
@@ -290,7 +296,9 @@ class DeduplicatePipeline(_StatsPipeline):
         self._held_rank.clear()
 
     def _emit(self, rows: Iterable[tuple[int, dict[str, Any]]]) -> None:
-        """Products rows, now final, to the feeds: the values of each num_iid's winning hit. They go straight to the feed exporter, the one receiver of these rows: dispatching the
+        """Products rows, now final, to the feeds: the values of each num_iid's winning hit.
+
+        They go straight to the feed exporter, the one receiver of these rows: dispatching the
         item_scraped signal per row cost more than writing it (bench/bench_export.py)."""
         deliver = self._deliver
         if deliver is None:
@@ -414,7 +422,7 @@ def _encode_row(row: tuple[Any, ...]) -> bytes:
 def _text_of(value: Any, kind: type) -> str:
     if type(value) is not kind:
         raise TypeError(type(value).__name__)
-    return value.isoformat() if kind is datetime else str(value)
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _decode_row(blob: bytes) -> tuple[Any, ...]:
@@ -445,8 +453,10 @@ class _WinnerStore:
         self._db = sqlite3.connect(Path(self._dir.name) / "winners.sqlite", isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE winner (num_iid INTEGER PRIMARY KEY, seed_rank INTEGER NOT NULL, "
-                         "position INTEGER NOT NULL, hit BLOB NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE winner (num_iid INTEGER PRIMARY KEY, seed_rank INTEGER NOT NULL, "
+            "position INTEGER NOT NULL, hit BLOB NOT NULL)"
+        )
         self._pending: dict[int, tuple[tuple[int, int], tuple[Any, ...]]] = {}
         #: Rows stored (flushed) so far, one per num_iid.
         self.rows = 0
@@ -465,8 +475,8 @@ class _WinnerStore:
         with self._db:  # one transaction
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO winner VALUES (?, ?, ?, ?) ON CONFLICT (num_iid) DO UPDATE SET seed_rank = excluded.seed_rank,"
-                " position = excluded.position, hit = excluded.hit"
+                "INSERT INTO winner VALUES (?, ?, ?, ?) ON CONFLICT (num_iid)"
+                " DO UPDATE SET seed_rank = excluded.seed_rank, position = excluded.position, hit = excluded.hit"
                 " WHERE (excluded.seed_rank, excluded.position) < (winner.seed_rank, winner.position)",
                 rows,
             )

@@ -89,7 +89,11 @@ def _file_seed(path_as_given: str, cat: str | None, seed_id: str | None = None) 
     source = readable(key)
     rejection = _cat_rejection(cat)
     if rejection is None and not path.is_file():
-        rejection = ("not_a_file", f"not a regular file: {source}") if path.exists() else ("file_not_found", f"no such file: {source}")
+        rejection = (
+            ("not_a_file", f"not a regular file: {source}")
+            if path.exists()
+            else ("file_not_found", f"no such file: {source}")
+        )
     return Seed(seed_id or seed_id_for(key), source, path=path, cat=cat, rejection=rejection)
 
 
@@ -109,7 +113,8 @@ def _images_below(directory: Path) -> list[Path]:
     """Image files below ``directory`` (recursive), sorted by their path relative to it."""
     # A broken symlink is kept: the seed it names gets a file_not_found row rather than vanishing.
     found = [
-        p for p in directory.rglob("*")
+        p
+        for p in directory.rglob("*")
         if p.suffix.lower() in IMAGE_EXTENSIONS and (p.is_file() or (p.is_symlink() and not p.exists()))
     ]
     return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
@@ -119,8 +124,15 @@ def _directory_seeds(spec: str, cat: str | None) -> list[Seed]:
     images = _images_below(Path(spec))
     if not images:
         key = _path_key(spec)
-        return [Seed(seed_id_for(key), key, path=Path(spec), cat=cat,
-                     rejection=("no_match", f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) below {key}"))]
+        return [
+            Seed(
+                seed_id_for(key),
+                key,
+                path=Path(spec),
+                cat=cat,
+                rejection=("no_match", f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) below {key}"),
+            )
+        ]
     return [_file_seed(os.path.join(spec, p.relative_to(spec)), cat) for p in images]
 
 
@@ -178,7 +190,9 @@ def _manifest_seeds(spec: str, default_cat: str | None) -> list[Seed]:
     try:
         return _read_manifest(spec, manifest, default_cat)
     except csv.Error as exc:
-        raise ConfigurationError(f"manifest {readable(_path_key(spec))} is not a CSV file the crawl can read: {exc}") from None
+        raise ConfigurationError(
+            f"manifest {readable(_path_key(spec))} is not a CSV file the crawl can read: {exc}"
+        ) from None
 
 
 def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[Seed]:
@@ -194,17 +208,20 @@ def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[S
     for row in reader:
         line_number = reader.line_num  # the file's line: DictReader skips blank lines
 
-        def cell(name: str) -> str:
-            column = columns.get(name)
-            return (row.get(column) or "").strip() if column else ""
-
-        image, own_id, cat = cell("image"), cell("seed_id") or None, cell("cat") or default_cat
+        cells = {name: (row.get(column) or "").strip() for name, column in columns.items()}
+        image, own_id, cat = cells["image"], cells.get("seed_id") or None, cells.get("cat") or default_cat
         if not image:
             if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
                 continue  # a blank line, as spreadsheets leave at the end
             key = f"{_path_key(spec)}#{line_number}"
-            seeds.append(Seed(own_id or seed_id_for(key), key, cat=cat,
-                              rejection=("missing_image", f"{key}: the image cell is empty")))
+            seeds.append(
+                Seed(
+                    own_id or seed_id_for(key),
+                    key,
+                    cat=cat,
+                    rejection=("missing_image", f"{key}: the image cell is empty"),
+                )
+            )
         elif is_url(image):
             seeds.append(_url_seed(image, cat, own_id))
         else:
@@ -265,8 +282,13 @@ def _unique(seeds: list[Seed]) -> list[Seed]:
             while f"{seed.seed_id}~{number}" in taken or f"{seed.seed_id}~{number}" in given:
                 number += 1
             renamed = f"{seed.seed_id}~{number}"
-            logger.warning("seed id %s names both %s and %s: the second becomes %s",
-                           seed.seed_id, known.source, seed.source, renamed)
+            logger.warning(
+                "seed id %s names both %s and %s: the second becomes %s",
+                seed.seed_id,
+                known.source,
+                seed.source,
+                renamed,
+            )
             seed = Seed(renamed, seed.source, seed.path, seed.url, seed.cat, seed.rejection)
         taken[seed.seed_id] = seed
         result.append(seed)

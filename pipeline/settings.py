@@ -86,7 +86,7 @@ IMAGESEARCH_ERROR_ACTIONS_BASE = {
     "*": "seed_error",
 }
 #: Your changes to the table above, merged over it (a dict, or JSON with -s); a value of None removes a key.
-IMAGESEARCH_ERROR_ACTIONS = {}
+IMAGESEARCH_ERROR_ACTIONS: dict[str, str | None] = {}
 #: Seconds before the first retry of a failed call, doubled on each further retry.
 IMAGESEARCH_RETRY_BACKOFF = 1.0
 #: Longest wait, in seconds, between two retries of a call.
@@ -96,7 +96,7 @@ IMAGESEARCH_THROTTLE_MAX_TIMES = 30
 #: Seconds to pause after a quota answer that does not say how long the ban lasts.
 IMAGESEARCH_THROTTLE_DEFAULT_WAIT = 60.0
 #: Extra ``python -m sandbox`` flags for the embedded sandbox, e.g. ["--page-size", "10"].
-IMAGESEARCH_SANDBOX_ARGS = []
+IMAGESEARCH_SANDBOX_ARGS: list[str] = []
 #: Retries of a call after HTTP 5xx, timeouts, dropped connections, broken bodies or transient codes.
 #: 8 because at 1000 calls an hour a seed lost to a burst of 5xx costs more than a retry: if 19% of
 #: attempts fail, a call is lost with p = 0.19^(1+8) = 3e-7 (with 3 retries 1.2e-3, which loses a seed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 #: China Standard Time; TOP timestamps are GMT+8 whatever the machine's zone.
 CHINA_TZ = timezone(timedelta(hours=8), name="GMT+8")
@@ -63,7 +63,7 @@ def verify(params: Mapping[str, object], secret: str) -> bool:
 
 def top_timestamp(now: datetime | None = None) -> str:
     """The ``timestamp`` parameter: ``YYYY-MM-DD HH:MM:SS`` in GMT+8, independent of the local zone."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ValueError("top_timestamp needs an aware datetime")
     return now.astimezone(CHINA_TZ).strftime(TIMESTAMP_FORMAT)
@@ -76,6 +76,6 @@ def parse_top_timestamp(value: str) -> datetime:
     """
     value = value.strip()
     if value.isdigit():
-        return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
     parsed = datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=CHINA_TZ)
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)

@@ -45,20 +45,67 @@ CATEGORIES: tuple[tuple[str, str, int, tuple[str, ...]], ...] = (
     ("1512", "手机", 150, ("5G手机", "智能手机", "老人手机", "游戏手机", "折叠屏手机", "拍照手机")),
 )
 
-_ADJECTIVES = ("2024新款", "夏季", "秋冬", "ins风", "韩版", "高级感", "百搭", "加厚", "轻薄", "正品", "爆款", "网红同款")
-_BRANDS = ("南极人", "优衣坊", "花西子", "李宁", "安踏", "小米", "华为", "骆驼", "三福", "完美日记", "北面", "绿联", "罗马仕", "无印良品")
+_ADJECTIVES = (
+    "2024新款",
+    "夏季",
+    "秋冬",
+    "ins风",
+    "韩版",
+    "高级感",
+    "百搭",
+    "加厚",
+    "轻薄",
+    "正品",
+    "爆款",
+    "网红同款",
+)
+_BRANDS = (
+    "南极人",
+    "优衣坊",
+    "花西子",
+    "李宁",
+    "安踏",
+    "小米",
+    "华为",
+    "骆驼",
+    "三福",
+    "完美日记",
+    "北面",
+    "绿联",
+    "罗马仕",
+    "无印良品",
+)
 _SUFFIXES = ("包邮", "官方旗舰", "现货速发", "送运费险", "顺丰", "买一送一", "限时折扣", "")
 _SHOP_HEADS = ("小美", "阿里", "潮流", "时尚", "品质", "宜家", "优品", "星辰", "花花", "乐购", "大熊", "青柠")
 _SHOP_TAILS = ("家的店", "小铺", "精品店", "生活馆", "严选", "工作室", "百货")
 
 #: Sales in every form seen in the wild (api.md §2); ``{n}`` / ``{w}`` are filled per product.
 _SALES_FORMS: tuple[str, ...] = (
-    "int", "int", "{n}+", "{n}人付款", "{n}+人收货", "{w}万人付款", "{w}万+人付款", "{w}万+人付款",
-    "{k}万+人付款", "{k}0万+", "月销 {w}万", "已售 {n}", "{n}",
+    "int",
+    "int",
+    "{n}+",
+    "{n}人付款",
+    "{n}+人收货",
+    "{w}万人付款",
+    "{w}万+人付款",
+    "{w}万+人付款",
+    "{k}万+人付款",
+    "{k}0万+",
+    "月销 {w}万",
+    "已售 {n}",
+    "{n}",
 )
 #: Prices in every form seen in the wild (api.md §2 and a few gateway variants).
 _PRICE_FORMS: tuple[str, ...] = (
-    "str2", "str2", "float", "range", "", "yen", "yen_wide", "range_spaced", "str2",
+    "str2",
+    "str2",
+    "float",
+    "range",
+    "",
+    "yen",
+    "yen_wide",
+    "range_spaced",
+    "str2",
 )
 
 
@@ -258,13 +305,20 @@ def _random_spec(rng: random.Random) -> dict[str, Any]:
     for _ in range(rng.randrange(2, 5)):
         size = rng.randrange(40, 150)
         x, y = rng.randrange(0, IMAGE_SIZE - size // 2), rng.randrange(0, IMAGE_SIZE - size // 2)
-        shapes.append({
-            "kind": rng.choice(_SHAPES),
-            "box": (x - size // 4, y - size // 4, x - size // 4 + size, y - size // 4 + int(size * rng.uniform(0.5, 1.5))),
-            "colour": _colour(rng),
-            "outline": _colour(rng) if rng.random() < 0.5 else None,
-            "angle": rng.uniform(0, 2 * math.pi),
-        })
+        shapes.append(
+            {
+                "kind": rng.choice(_SHAPES),
+                "box": (
+                    x - size // 4,
+                    y - size // 4,
+                    x - size // 4 + size,
+                    y - size // 4 + int(size * rng.uniform(0.5, 1.5)),
+                ),
+                "colour": _colour(rng),
+                "outline": _colour(rng) if rng.random() < 0.5 else None,
+                "angle": rng.uniform(0, 2 * math.pi),
+            }
+        )
     return {"background": background, "shapes": shapes}
 
 
@@ -362,7 +416,9 @@ def _check_num_iid(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         return f"num_iid must be a positive integer, got {type(value).__name__}"
     # Digits are checked before int(): str.isdigit() takes "٢", and int() refuses over 4300 digits.
-    if isinstance(value, str) and not (0 < len(value) <= 19 and value.isascii() and value.isdigit() and value[0] != "0"):
+    if isinstance(value, str) and not (
+        0 < len(value) <= 19 and value.isascii() and value.isdigit() and value[0] != "0"
+    ):
         shown = value if len(value) <= 40 else value[:40] + "..."
         return f"num_iid must be a positive integer (1 to 19 ASCII digits, no leading zero), got {shown!r}"
     if not 1 <= int(value) <= MAX_NUM_IID:

@@ -43,7 +43,9 @@ class AppConfig:
         # NaN compares false with everything, so it would slip past ``seconds <= 0``; inf makes the
         # ban arithmetic meaningless.  Both would surface later as internal errors on every call.
         if not slash or calls < 1 or not math.isfinite(seconds) or seconds <= 0:
-            raise ValueError(f"expected a quota CALLS/SECONDS with CALLS >= 1 and a finite SECONDS > 0, got {parts[2]!r}")
+            raise ValueError(
+                f"expected a quota CALLS/SECONDS with CALLS >= 1 and a finite SECONDS > 0, got {parts[2]!r}"
+            )
         return cls(parts[0], parts[1], calls, seconds)
 
 
@@ -98,11 +100,10 @@ class SandboxConfig:
             raise ValueError("page_size must be >= 1 and max_results >= 0")
         if not self.apps:
             raise ValueError("at least one app is needed")
-        if isinstance(self.apps, list):
-            object.__setattr__(self, "apps", tuple(self.apps))
-        if not isinstance(self.denies, frozenset):
-            object.__setattr__(self, "denies", frozenset(tuple(d) for d in self.denies))
-        if self.catalog is not None and not isinstance(self.catalog, Path):
+        # Callers may pass lists and plain strings: stored as the declared (hashable) types.
+        object.__setattr__(self, "apps", tuple(self.apps))
+        object.__setattr__(self, "denies", frozenset(tuple(d) for d in self.denies))
+        if self.catalog is not None:
             object.__setattr__(self, "catalog", Path(self.catalog))
 
     def app(self, key: str) -> AppConfig | None:
@@ -211,26 +212,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8731, help="TCP port, 0 for any free port (default 8731)")
     parser.add_argument(
-        "--app", action="append", type=_app, metavar="KEY:SECRET[:CALLS/SECONDS]",
+        "--app",
+        action="append",
+        type=_app,
+        metavar="KEY:SECRET[:CALLS/SECONDS]",
         help="register an app (repeatable); replaces the default test:test:1000/3600",
     )
     parser.add_argument(
-        "--deny", action="append", type=_deny, metavar="KEY:METHOD",
+        "--deny",
+        action="append",
+        type=_deny,
+        metavar="KEY:METHOD",
         help="refuse METHOD for app KEY with code 11 (repeatable)",
     )
     parser.add_argument("--codes", choices=CODE_TABLES, default="article", help="error code table (default article)")
     parser.add_argument("--page-size", type=_positive_int, default=20, help="items per page (default 20)")
     parser.add_argument("--max-results", type=_non_negative_int, default=200, help="cap on total_results (default 200)")
-    parser.add_argument("--catalog", type=Path, metavar="FILE.jsonl", help="serve this catalogue instead of the built-in one")
+    parser.add_argument(
+        "--catalog", type=Path, metavar="FILE.jsonl", help="serve this catalogue instead of the built-in one"
+    )
     parser.add_argument("--fault-5xx", type=_rate, default=0.0, metavar="RATE", help="answer HTTP 500/502/503")
-    parser.add_argument("--fault-slow", type=_rate, default=0.0, metavar="RATE", help="hold the response back --slow-seconds")
-    parser.add_argument("--slow-seconds", type=_seconds, default=5.0, metavar="S", help="delay of a slow fault (default 5)")
-    parser.add_argument("--fault-garbage", type=_rate, default=0.0, metavar="RATE", help="200 with truncated JSON or HTML")
+    parser.add_argument(
+        "--fault-slow", type=_rate, default=0.0, metavar="RATE", help="hold the response back --slow-seconds"
+    )
+    parser.add_argument(
+        "--slow-seconds", type=_seconds, default=5.0, metavar="S", help="delay of a slow fault (default 5)"
+    )
+    parser.add_argument(
+        "--fault-garbage", type=_rate, default=0.0, metavar="RATE", help="200 with truncated JSON or HTML"
+    )
     parser.add_argument("--fault-drop", type=_rate, default=0.0, metavar="RATE", help="abort the connection mid-body")
     parser.add_argument("--fault-remote", type=_rate, default=0.0, metavar="RATE", help="transient error_response")
     parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault dice (default 0)")
     parser.add_argument(
-        "--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        "--log-level",
+        default="WARNING",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="log level on stderr (default WARNING)",
     )
     return parser

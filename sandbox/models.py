@@ -127,7 +127,8 @@ class ImageSearchBackend:
             match = _UPLOAD_PATH_RE.search(path)
             if match is None:
                 raise UnknownImageReference(
-                    "image_data is a URL this sandbox did not issue; upload external images with taobao.upload.img first"
+                    "image_data is a URL this sandbox did not issue; "
+                    "upload external images with taobao.upload.img first"
                 )
             upload_id = match.group(1)
         entry = self._uploads.get(upload_id)

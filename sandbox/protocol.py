@@ -9,7 +9,7 @@ import secrets
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.signing import SIGN_METHODS, parse_top_timestamp, verify
@@ -58,7 +58,7 @@ class SandboxStats:
         self.by_app: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.quota_refused = 0
-        self.faults: Counter[str] = Counter({kind: 0 for kind in self.FAULT_KINDS})
+        self.faults: Counter[str] = Counter(dict.fromkeys(self.FAULT_KINDS, 0))
 
     def record_call(self, params: Mapping[str, str]) -> None:
         self.calls_total += 1
@@ -107,7 +107,7 @@ class TopProtocol:
         config: SandboxConfig,
         backend: ImageSearchBackend,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
         self.backend = backend
@@ -235,13 +235,13 @@ class TopProtocol:
         try:
             if image:
                 data = decode_base64(image)
+            elif (local := self._local_image(image_url)) is not None:
+                data = local
             else:
-                data = self._local_image(image_url)
-                if data is None:
-                    try:
-                        data = await fetch(image_url)
-                    except Exception as exc:  # any fetch failure is the client's bad URL
-                        raise ImageDecodeError(f"cannot fetch image_url: {exc}") from None
+                try:
+                    data = await fetch(image_url)
+                except Exception as exc:  # noqa: BLE001 - any fetch failure is the client's bad URL
+                    raise ImageDecodeError(f"cannot fetch image_url: {exc}") from None
             upload_id = self.backend.upload(data)
         except (ImageDecodeError, UnknownImageReference) as exc:
             raise TopError("invalid_image", str(exc), name) from None

@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, ResponseDone
@@ -83,8 +84,9 @@ class _CappedRequest(Request):
         if self._body_bytes > MAX_BODY_BYTES:
             self.body_too_large = True
             # An empty body is not parsed into args at all.
-            self.content.seek(0)
-            self.content.truncate()
+            if self.content is not None:
+                self.content.seek(0)
+                self.content.truncate()
             return
         super().handleContentChunk(data)
 
@@ -134,8 +136,9 @@ class _CappedBody(Protocol):
             return
         # The body's transport is twisted's TransportProxyProducer: no abortConnection, but
         # stopProducing reaches the TCP transport, which stops reading and closes.
-        abort = getattr(self.transport, "abortConnection", None) or self.transport.stopProducing
-        abort()
+        abort = getattr(self.transport, "abortConnection", None) or getattr(self.transport, "stopProducing", None)
+        if abort is not None:
+            abort()
 
 
 def _read_capped(response: IResponse, url: str, limit: int) -> Deferred[bytes]:
@@ -258,7 +261,9 @@ class RouterResource(Resource):
             request.setHeader(b"content-type", JSON_TYPE)
             request.setHeader(b"content-length", str(len(body)).encode())
             request.write(body[: len(body) // 2])
-            request.channel.transport.abortConnection()
+            transport = request.channel.transport if request.channel is not None else None
+            if ITCPTransport.providedBy(transport):
+                transport.abortConnection()
         else:  # remote: a transient error_response
             envelope = self.protocol.error_envelope(TopError("remote_error", "transient backend failure, retry later"))
             request.setHeader(b"content-type", JSON_TYPE)
@@ -294,7 +299,8 @@ class _BytesDirectory(Resource):
         self.lookup = lookup
 
     def render_GET(self, request: Request) -> bytes:
-        name = request.postpath[0].decode("utf-8", "replace") if len(request.postpath) == 1 else ""
+        postpath = request.postpath or []
+        name = postpath[0].decode("utf-8", "replace") if len(postpath) == 1 else ""
         data = self.lookup(name[: -len(".jpg")]) if name.endswith(".jpg") else None
         if data is None:
             request.setResponseCode(404)
@@ -302,7 +308,7 @@ class _BytesDirectory(Resource):
             return b"not found\n"
         request.setHeader(b"content-type", b"image/jpeg")
         request.setHeader(b"cache-control", b"max-age=86400")
-        return data
+        return bytes(data)
 
 
 class _StatsResource(Resource):
@@ -337,7 +343,7 @@ class _QuietSite(Site):
 
     noisy = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: object) -> None:
         pass
 
 
@@ -368,7 +374,9 @@ class RunningSandbox:
 
     @property
     def port(self) -> int:
-        return int(self.listening_port.getHost().port)
+        address = self.listening_port.getHost()
+        assert isinstance(address, IPv4Address | IPv6Address)
+        return address.port
 
     @property
     def url(self) -> str:
@@ -382,7 +390,8 @@ class RunningSandbox:
         return self.protocol.stats.snapshot()
 
     def stop(self) -> Deferred[None]:
-        return self.listening_port.stopListening()
+        stopped = self.listening_port.stopListening()
+        return stopped if stopped is not None else succeed(None)
 
 
 def listen(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0, reactor: Any = None) -> RunningSandbox:

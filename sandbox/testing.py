@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from pipeline.signing import sign, top_timestamp
 
@@ -77,11 +77,13 @@ class SandboxProcess:
     def stats(self) -> dict[str, Any]:
         """``GET /_sandbox/stats``, parsed."""
         with urllib.request.urlopen(self.url + "/_sandbox/stats", timeout=10) as response:
-            return json.load(response)
+            return json_object(response)
 
     def reset(self) -> None:
         """``POST /_sandbox/reset``: zero the stats and quota windows."""
-        urllib.request.urlopen(urllib.request.Request(self.url + "/_sandbox/reset", data=b"", method="POST"), timeout=10).close()
+        urllib.request.urlopen(
+            urllib.request.Request(self.url + "/_sandbox/reset", data=b"", method="POST"), timeout=10
+        ).close()
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -96,7 +98,9 @@ class SandboxProcess:
     def __enter__(self) -> SandboxProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         died = self.process is not None and self.process.poll() is not None
         self.stop()
         if self.process and self.process.stdout:
@@ -104,6 +108,14 @@ class SandboxProcess:
         if died and exc_type is None:
             raise RuntimeError(f"sandbox died during the test (exit code {self.process.returncode}):\n{self.stderr()}")  # type: ignore[union-attr]
         self._stderr.close()
+
+
+def json_object(response: IO[bytes]) -> dict[str, Any]:
+    """The JSON object an HTTP response's body holds; ValueError for any other body."""
+    body = json.load(response)
+    if not isinstance(body, dict):
+        raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+    return body
 
 
 def signed_params(
@@ -135,16 +147,18 @@ def post(endpoint: str, params: Mapping[str, str], timeout: float = 30.0) -> dic
         endpoint, data=body, headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.load(response)
+        return json_object(response)
 
 
 def get(endpoint: str, params: Mapping[str, str], timeout: float = 30.0) -> dict[str, Any]:
     """GET ``endpoint?params``; the parsed JSON answer."""
     with urllib.request.urlopen(endpoint + "?" + urllib.parse.urlencode(params), timeout=timeout) as response:
-        return json.load(response)
+        return json_object(response)
 
 
-def call(endpoint: str, method: str, *, http_method: str = "POST", timeout: float = 30.0, **kwargs: Any) -> dict[str, Any]:
+def call(
+    endpoint: str, method: str, *, http_method: str = "POST", timeout: float = 30.0, **kwargs: Any
+) -> dict[str, Any]:
     """Sign and send one call (``kwargs`` as for :func:`signed_params`); the parsed JSON answer."""
     params = signed_params(method, **kwargs)
     return (post if http_method == "POST" else get)(endpoint, params, timeout=timeout)

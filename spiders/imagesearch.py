@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, Spider, signals
@@ -35,10 +35,11 @@ from pipeline.images import is_platform_cdn, prepare_image, read_image_file, sha
 from pipeline.seeds import Seed, resolve_seeds
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from twisted.python.failure import Failure
-    from typing_extensions import Self
 
     from pipeline.gateways.base import ApiCall, Gateway
 
@@ -73,9 +74,11 @@ class ImageSearchSpider(Spider):
     def __init__(self, seeds: str = "", pages: str | None = None, cat: str | None = None, **kwargs: Any) -> None:
         unknown = sorted(set(kwargs) - {"name"})
         if unknown:
-            # A misspelt -a (page=2 for pages=2) would otherwise be ignored, and the crawl spend calls it was told not to.
+            # A misspelt -a (page=2 for pages=2) would otherwise be ignored, and the crawl spend calls it
+            # was told not to.
             raise ConfigurationError(
-                f"unknown argument -a {unknown[0]}=...: the imagesearch spider takes -a seeds=SPEC[,SPEC...], -a pages=N and -a cat=ID"
+                f"unknown argument -a {unknown[0]}=...: the imagesearch spider takes -a seeds=SPEC[,SPEC...], "
+                "-a pages=N and -a cat=ID"
             )
         super().__init__(**kwargs)
         self.seeds_spec = seeds
@@ -98,7 +101,11 @@ class ImageSearchSpider(Spider):
         """Check arguments and settings and resolve the seeds; ConfigurationError before any call."""
         settings = crawler.settings
         check_settings(settings)
-        self.max_pages = whole_number("pages", self.pages_arg) if self.pages_arg is not None else settings.getint("IMAGESEARCH_PAGES")
+        self.max_pages = (
+            whole_number("pages", self.pages_arg)
+            if self.pages_arg is not None
+            else settings.getint("IMAGESEARCH_PAGES")
+        )
         self.default_page_size = settings.getint("IMAGESEARCH_PAGE_SIZE")
         self.max_image_side = settings.getint("IMAGESEARCH_MAX_IMAGE_SIDE")
         self.max_image_pixels = settings.getint("IMAGESEARCH_MAX_IMAGE_PIXELS")
@@ -134,10 +141,12 @@ class ImageSearchSpider(Spider):
         an exception out of ``start()`` would end the crawl with every later seed unsearched."""
         try:
             yield from outputs
-        except Exception as exc:  # noqa: BLE001 - whatever it is, the other seeds go on
+        except Exception as exc:
             logger.error("Preparing seed %s failed unexpectedly", seeds[0].seed_id, exc_info=True)
             self.crawler.stats.inc_value("imagesearch/errors/internal")
-            yield from self._summarise(seeds, FAILED, "internal_error", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_MSG], job)
+            yield from self._summarise(
+                seeds, FAILED, "internal_error", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_MSG], job
+            )
 
     def _join_job(self, seed: Seed, jobs: list[SearchJob]) -> Iterator[Any]:
         """Attach ``seed`` to the job of its content (a new one if none), or yield its rejection."""
@@ -188,14 +197,20 @@ class ImageSearchSpider(Spider):
 
     def _request(self, call: ApiCall, job: SearchJob, callback: Any, **cb_kwargs: Any) -> Request:
         return self.gateway.to_request(
-            call, self.endpoint, callback=callback, errback=self.call_failed,
-            cb_kwargs={"job_id": job.job_id, **cb_kwargs}, dont_filter=True,
+            call,
+            self.endpoint,
+            callback=callback,
+            errback=self.call_failed,
+            cb_kwargs={"job_id": job.job_id, **cb_kwargs},
+            dont_filter=True,
             meta={CALL_KEY_META_KEY: call.key},
         )
 
     def _search_request(self, job: SearchJob, page: int) -> Request:
         assert job.image_data is not None
-        return self._request(self.gateway.build_search(job.image_data, page, job.cat), job, self.parse_search, page=page)
+        return self._request(
+            self.gateway.build_search(job.image_data, page, job.cat), job, self.parse_search, page=page
+        )
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -225,14 +240,17 @@ class ImageSearchSpider(Spider):
             job.total_results = result.total_results
             job.page_size = len(result.items) or self.default_page_size
         job.items_found += len(result.items)
-        crawled_at = datetime.now(timezone.utc)
+        crawled_at = datetime.now(UTC)
         for seed in job.seeds:
             for rank, raw in enumerate(result.items, start=1):
                 hit = ProductHit({name: raw[name] for name in RAW_HIT_FIELDS if name in raw})
                 hit.update(
-                    seed_id=seed.seed_id, seed_rank=self.seed_rank[seed.seed_id],
-                    page=page, position=(page - 1) * job.page_size + rank,
-                    cat=job.cat, crawled_at=crawled_at,
+                    seed_id=seed.seed_id,
+                    seed_rank=self.seed_rank[seed.seed_id],
+                    page=page,
+                    position=(page - 1) * job.page_size + rank,
+                    cat=job.cat,
+                    crawled_at=crawled_at,
                 )
                 yield hit
         if self._has_more_pages(job, page, len(result.items)):
@@ -243,9 +261,7 @@ class ImageSearchSpider(Spider):
     def _has_more_pages(self, job: SearchJob, page: int, items_on_page: int) -> bool:
         """More pages exist iff this one was full and page x page_size < total_results, up to max_pages."""
         return (
-            page < self.max_pages
-            and items_on_page >= job.page_size
-            and page * job.page_size < (job.total_results or 0)
+            page < self.max_pages and items_on_page >= job.page_size and page * job.page_size < (job.total_results or 0)
         )
 
     def _gateway_error(self, job: SearchJob, error: GatewayError, response: Response) -> Iterator[Any]:
@@ -272,7 +288,7 @@ class ImageSearchSpider(Spider):
         if job is None or self._stopped or failure.check(GatewayStopped):
             return  # the fatal error that stopped the crawl summarises this job's seeds
         retries = request.meta.get("retry_times", 0)
-        if failure.check(HttpError):
+        if isinstance(failure.value, HttpError):
             status = failure.value.response.status
             code, message = f"http_{status}", f"HTTP {status} after {retries} retries"
         else:
@@ -284,8 +300,12 @@ class ImageSearchSpider(Spider):
     # -- seed summaries --------------------------------------------------------------------------
 
     def _summarise(
-        self, seeds: list[Seed], status: str, error_code: str | None = None,
-        error_msg: str | None = None, job: SearchJob | None = None,
+        self,
+        seeds: list[Seed],
+        status: str,
+        error_code: str | None = None,
+        error_msg: str | None = None,
+        job: SearchJob | None = None,
     ) -> Iterator[SeedSummary]:
         """One SeedSummary per seed not yet summarised (so never two for one seed)."""
         for seed in seeds:
@@ -314,11 +334,14 @@ class ImageSearchSpider(Spider):
         raise DontCloseSpider
 
     def _summarise_lost(self, response: Response) -> Iterator[SeedSummary]:
-        yield from self._summarise(list(self._unsummarised.values()), FAILED, "lost", "no answer was recorded for this seed")
+        yield from self._summarise(
+            list(self._unsummarised.values()), FAILED, "lost", "no answer was recorded for this seed"
+        )
 
     def spider_closed(self, reason: str) -> None:
         if self._unsummarised and reason != GATEWAY_FATAL_REASON:
             logger.warning(
                 "The crawl ended (%s) before %d seeds were searched: they have no row in the seeds table",
-                reason, len(self._unsummarised),
+                reason,
+                len(self._unsummarised),
             )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,6 +15,21 @@ import pytest
 from sandbox.testing import SandboxProcess, call
 
 logger = logging.getLogger(__name__)
+
+
+def _zone_on_another_date(now: datetime) -> str:
+    """A POSIX TZ in which the local date differs from the UTC date at ``now``: UTC-12 before noon UTC, else UTC+14.
+
+    (POSIX TZ strings count hours west of UTC, and need no zoneinfo database.)
+    """
+    return "<-12>12" if now.hour < 12 else "<+14>-14"
+
+
+# No test may depend on the machine's time zone: the whole session, and every crawl and sandbox it
+# starts (they inherit the environment), runs in a zone where today is another day than in UTC,
+# unless TZ is set already (`make test-clock` sets its own).
+os.environ.setdefault("TZ", _zone_on_another_date(datetime.now(UTC)))
+time.tzset()
 
 
 @pytest.fixture(scope="session")

@@ -97,8 +97,8 @@ def _check_first_seeds(name: str, products: pd.DataFrame, matches: pd.DataFrame 
     """Each product's ``first_seed_id`` must be a seed whose search returned that product."""
     if matches is None or "first_seed_id" not in products.columns:
         return []
-    pairs = set(zip(matches["seed_id"], matches["num_iid"]))
-    wrong = products[[(s, n) not in pairs for s, n in zip(products["first_seed_id"], products["num_iid"])]]
+    pairs = set(zip(matches["seed_id"], matches["num_iid"], strict=True))
+    wrong = products[[(s, n) not in pairs for s, n in zip(products["first_seed_id"], products["num_iid"], strict=True)]]
     if len(wrong):
         return [f"{name}: {len(wrong)} products name a first_seed_id that never matched them:\n"
                 f"{wrong[['num_iid', 'first_seed_id']].head(10).to_string(index=False)}"]
@@ -189,11 +189,14 @@ def run_crawl(
     run_env.update(env or {})
     started = time.monotonic()
     result = subprocess.run(command, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=timeout)
-    return CrawlRun(command, result.returncode, result.stdout, result.stderr, time.monotonic() - started, Path(dataset_dir))
+    return CrawlRun(
+        command, result.returncode, result.stdout, result.stderr, time.monotonic() - started, Path(dataset_dir)
+    )
 
 
 def stop_when(
-    command: list[str], ready: Callable[[], bool], log: Path, stop: signal.Signals = signal.SIGKILL, timeout: float = 120,
+    command: list[str], ready: Callable[[], bool], log: Path,
+    stop: signal.Signals = signal.SIGKILL, timeout: float = 120,
 ) -> int:
     """Start the crawl, send it ``stop`` as soon as ``ready()`` holds (polled every 2 ms); its exit status.
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from datasets import REPO, CrawlRun, load_dataset, run_crawl, write_seed_photos
+
 from sandbox.testing import SandboxProcess
 
 PREFIX = "scrapy crawl imagesearch: error: "
@@ -103,7 +103,9 @@ def test_manifest_with_a_utf8_bom_is_read(tmp_path: Path, sandbox: SandboxProces
     assert sandbox.stats()["calls"]["total"] == 1
 
 
-def test_gbk_manifest_without_an_image_column_names_its_columns_readably(tmp_path: Path, sandbox: SandboxProcess) -> None:
+def test_gbk_manifest_without_an_image_column_names_its_columns_readably(
+    tmp_path: Path, sandbox: SandboxProcess,
+) -> None:
     manifest = tmp_path / "seeds.csv"
     manifest.write_bytes("图片,编号\np.jpg,x\n".encode("gbk"))  # Excel on Chinese Windows, Chinese headers
     sandbox.reset()
@@ -174,7 +176,9 @@ def test_bad_setting_is_refused_in_one_line_before_anything_is_written(
 def test_endpoint_that_is_not_an_http_url(tmp_path: Path, sandbox: SandboxProcess, photo: Path, endpoint: str) -> None:
     sandbox.reset()
     result = run_crawl(str(photo), dataset_dir=tmp_path / "datasets", endpoint=endpoint)
-    _assert_refused_in_one_line(result, sandbox, f"IMAGESEARCH_ENDPOINT={endpoint!r} is neither 'sandbox' nor an http(s) URL")
+    _assert_refused_in_one_line(
+        result, sandbox, f"IMAGESEARCH_ENDPOINT={endpoint!r} is neither 'sandbox' nor an http(s) URL"
+    )
 
 
 def test_empty_dataset_dir_is_refused_rather_than_writing_into_the_working_directory(

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from datasets import REPO
 
 
@@ -21,7 +20,9 @@ def test_bench_export_reports_ours_against_scrapys_csv_feed_with_memory() -> Non
     out = bench("bench_export.py", "--sizes", "600,1200", "--repeat", "1")
     assert out.startswith("machine: ") and "scrapy 2.19" in out
     for size in ("600", "1200"):
-        assert {line.split()[1] for line in out.splitlines() if line.split()[:1] == [size]} >= {"engine", "baseline", "ours"}
+        assert {
+            line.split()[1] for line in out.splitlines() if line.split()[:1] == [size]
+        } >= {"engine", "baseline", "ours"}
         assert f"{size} ours/baseline throughput: " in out
     assert "target ours >= 1.0x baseline: " in out
     assert "peak RSS from 600 to 1200 items: engine " in out

@@ -23,7 +23,10 @@ def test_the_project_defaults_pass() -> None:
     check_settings(settings())
 
 
-@pytest.mark.parametrize("value, expected", [('["parquet"]', ["parquet"]), ("csv, parquet", ["csv", "parquet"]), (["csv"], ["csv"])])
+@pytest.mark.parametrize(
+    "value, expected",
+    [('["parquet"]', ["parquet"]), ("csv, parquet", ["csv", "parquet"]), (["csv"], ["csv"])],
+)
 def test_list_settings_take_json_text_or_commas(value: Any, expected: list[str]) -> None:
     assert list_setting(settings(DATASET_FORMATS=value), "DATASET_FORMATS") == expected
     assert dataset_formats(settings(DATASET_FORMATS=value)) == expected

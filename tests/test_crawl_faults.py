@@ -12,8 +12,8 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from datasets import assert_same_datasets, load_dataset, run_crawl, write_seed_photos
+
 from sandbox.testing import SandboxProcess
 
 SEEDS = 200

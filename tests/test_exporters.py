@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from items.docs import duckdb_csv_columns, pandas_read_csv_kwargs
 from pipeline.normalize import normalize_num_iid
 
 REPO = Path(__file__).resolve().parents[1]
-CRAWLED_AT = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=timezone.utc)
+CRAWLED_AT = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=UTC)
 RUN = "20261125T101500Z-3fa2c1"
 NO_GATEWAY = "https://gateway.invalid/router/rest"
 
@@ -81,13 +81,33 @@ class TinySpider(scrapy.Spider):
                     cat=50015374 if s == 1 else None,
                     crawled_at=CRAWLED_AT,
                 )
-            yield SeedSummary(seed_id=seed, source=f"seeds/{seed}.jpg", sha256="ab" * 32, status="ok", total_results=str(self.hits_per_seed), pages_fetched=2, items_found=self.hits_per_seed)
-        yield SeedSummary(seed_id="seed-x", source="seeds/x.gif", status="rejected", error_code=21, error_msg="image format not supported", pages_fetched=0, items_found=0)
+            yield SeedSummary(
+                seed_id=seed,
+                source=f"seeds/{seed}.jpg",
+                sha256="ab" * 32,
+                status="ok",
+                total_results=str(self.hits_per_seed),
+                pages_fetched=2,
+                items_found=self.hits_per_seed,
+            )
+        yield SeedSummary(
+            seed_id="seed-x",
+            source="seeds/x.gif",
+            status="rejected",
+            error_code=21,
+            error_msg="image format not supported",
+            pages_fetched=0,
+            items_found=0,
+        )
 
 
-def crawl(tmp: Path, *settings: str, ok: bool = True, command: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """Run a crawl with the project's settings (scrapy.cfg) in a fresh process: TinySpider unless *command* says otherwise."""
-    command = command or ("runspider", str(Path(__file__)), "-s", f"IMAGESEARCH_ENDPOINT={NO_GATEWAY}")  # no calls: no sandbox
+def crawl(
+    tmp: Path, *settings: str, ok: bool = True, command: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run a crawl with the project's settings (scrapy.cfg) in a fresh process: TinySpider unless *command*
+    says otherwise."""
+    # no calls: no sandbox
+    command = command or ("runspider", str(Path(__file__)), "-s", f"IMAGESEARCH_ENDPOINT={NO_GATEWAY}")
     args = [sys.executable, "-m", "scrapy", *command, "-s", f"DATASET_DIR={tmp / 'datasets'}", "-s", "LOG_LEVEL=DEBUG"]
     for s in settings:
         args += ["-s", s]
@@ -115,7 +135,9 @@ def test_crawl_writes_every_table_in_both_format_trees(crawled: tuple[Path, Any]
     root, _ = crawled
     (manifest,) = manifests(root)
     run_id, dt = manifest["run_id"], manifest["dt"]
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts)
+    files = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts
+    )
     assert files == sorted(f["path"] for f in manifest["files"])
     for path in files:
         fmt, table, partition, name = path.split("/")
@@ -123,7 +145,9 @@ def test_crawl_writes_every_table_in_both_format_trees(crawled: tuple[Path, Any]
         assert name.startswith(run_id + "-") and name.endswith("." + fmt)
     # 27 hits - 3 without an id = 24 matches; ids overlap so 16 products; 4 per file.
     assert manifest["rows"]["parquet"] == manifest["rows"]["csv"] == {"products": 16, "matches": 24, "seeds": 4}
-    assert sorted(f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/")) == [
+    assert sorted(
+        f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/")
+    ) == [
         batch_file_name(run_id, "parquet", n) for n in range(1, 7)
     ]
     assert manifest["finish_reason"] == "finished"
@@ -159,15 +183,25 @@ def test_duckdb_reads_the_parquet_tree_with_exact_types(crawled: tuple[Path, Any
         "crawled_at": "TIMESTAMP WITH TIME ZONE",
         "dt": "DATE",
     }
-    row = con.execute(f"select * from read_parquet('{root}/parquet/products/**/*.parquet', hive_partitioning=true) where num_iid = 1002").fetchone()
+    row = con.execute(
+        f"select * from read_parquet('{root}/parquet/products/**/*.parquet', hive_partitioning=true)"
+        " where num_iid = 1002"
+    ).fetchone()
     assert row is not None
     as_dict = dict(zip(rel.columns, row, strict=True))
     assert as_dict["title"] == "商品 2 & co"
-    assert (as_dict["price_min"], as_dict["price_max"], as_dict["price_raw"]) == (Decimal("200.00"), Decimal("600.00"), "200-600")
+    assert (as_dict["price_min"], as_dict["price_max"], as_dict["price_raw"]) == (
+        Decimal("200.00"), Decimal("600.00"), "200-600"
+    )
     assert (as_dict["sales"], as_dict["sales_raw"]) == (777, "777")
     assert as_dict["pic_url"] == "https://g-search3.alicdn.com/img/2.jpg"
-    assert con.execute(f"select count(*), count(distinct num_iid) from read_parquet('{root}/parquet/products/**/*.parquet')").fetchone() == (16, 16)
-    assert con.execute(f"select count(*) from read_parquet('{root}/parquet/matches/**/*.parquet') where seed_id = 'seed-b' and cat = '50015374'").fetchone() == (8,)
+    assert con.execute(
+        f"select count(*), count(distinct num_iid) from read_parquet('{root}/parquet/products/**/*.parquet')"
+    ).fetchone() == (16, 16)
+    assert con.execute(
+        f"select count(*) from read_parquet('{root}/parquet/matches/**/*.parquet')"
+        " where seed_id = 'seed-b' and cat = '50015374'"
+    ).fetchone() == (8,)
 
 
 def test_pyarrow_dataset_and_pandas_read_the_trees(crawled: tuple[Path, Any]) -> None:
@@ -207,7 +241,7 @@ def _csv_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return str(value)
 
 
@@ -218,7 +252,9 @@ def test_csv_tree_agrees_with_parquet_tree_row_for_row(crawled: tuple[Path, Any]
         expected = parquet_as_csv_text(root, table)
         assert list(got.columns) == TABLES[table].column_names
         key = ["num_iid"] if table == "products" else ["seed_id", "num_iid"] if table == "matches" else ["seed_id"]
-        pd.testing.assert_frame_equal(got.sort_values(key, ignore_index=True), expected.sort_values(key, ignore_index=True))
+        pd.testing.assert_frame_equal(
+            got.sort_values(key, ignore_index=True), expected.sort_values(key, ignore_index=True)
+        )
 
 
 def test_bi_readers_read_the_csv_tree(crawled: tuple[Path, Any]) -> None:
@@ -226,11 +262,20 @@ def test_bi_readers_read_the_csv_tree(crawled: tuple[Path, Any]) -> None:
     con = duckdb.connect()
     rel = con.sql(f"select * from read_csv_auto('{root}/csv/products/**/*.csv', hive_partitioning=true)")
     types = dict(zip(rel.columns, map(str, rel.types), strict=True))
-    assert types["num_iid"] == "BIGINT" and types["is_tmall"] == "BOOLEAN" and types["crawled_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert (
+        types["num_iid"] == "BIGINT"
+        and types["is_tmall"] == "BOOLEAN"
+        and types["crawled_at"] == "TIMESTAMP WITH TIME ZONE"
+    )
     assert con.execute(f"select count(*) from read_csv_auto('{root}/csv/products/**/*.csv')").fetchone() == (16,)
     # The typed reads docs/schema.md gives keep prices exact and every type right.
-    typed = con.execute(f"select sum(price_min) from read_csv('{root}/csv/products/**/*.csv', header=true, columns={duckdb_csv_columns(PRODUCTS)})")
-    assert typed.fetchone() == con.execute(f"select sum(price_min) from read_parquet('{root}/parquet/products/**/*.parquet')").fetchone()
+    typed = con.execute(
+        f"select sum(price_min) from read_csv('{root}/csv/products/**/*.csv', header=true,"
+        f" columns={duckdb_csv_columns(PRODUCTS)})"
+    )
+    assert typed.fetchone() == con.execute(
+        f"select sum(price_min) from read_parquet('{root}/parquet/products/**/*.parquet')"
+    ).fetchone()
     for table in TABLES.values():
         frames = [pd.read_csv(p, **pandas_read_csv_kwargs(table)) for p in (root / "csv" / table.name).rglob("*.csv")]  # type: ignore[arg-type]
         frame = pd.concat(frames, ignore_index=True)
@@ -254,7 +299,7 @@ def test_manifest_is_written_last(crawled: tuple[Path, Any]) -> None:
 
 def test_no_temp_files_left_and_none_visible_to_globs(crawled: tuple[Path, Any]) -> None:
     root, _ = crawled
-    assert not [p for p in root.rglob(".*")]
+    assert not list(root.rglob(".*"))
 
 
 def test_two_runs_on_the_same_day_never_overwrite(tmp_path: Path) -> None:
@@ -267,7 +312,9 @@ def test_two_runs_on_the_same_day_never_overwrite(tmp_path: Path) -> None:
         for f in m["files"]:
             assert (root / f["path"]).is_file()
     con = duckdb.connect()
-    assert con.execute(f"select count(distinct run_id), count(*) from read_parquet('{root}/parquet/products/**/*.parquet')").fetchone() == (2, 32)
+    assert con.execute(
+        f"select count(distinct run_id), count(*) from read_parquet('{root}/parquet/products/**/*.parquet')"
+    ).fetchone() == (2, 32)
 
 
 def test_a_reused_run_id_rewrites_its_run(tmp_path: Path) -> None:
@@ -280,7 +327,9 @@ def test_a_reused_run_id_rewrites_its_run(tmp_path: Path) -> None:
     names = sorted(f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/"))
     assert names == [batch_file_name(manifest["run_id"], "parquet", n) for n in range(1, 4)]
     assert manifest["rows"]["parquet"]["matches"] == 24  # not 48: the run was rewritten, not appended to
-    on_disk = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts)
+    on_disk = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts
+    )
     assert on_disk == sorted(f["path"] for f in manifest["files"])  # the first attempt's extra batches are gone
 
 
@@ -296,7 +345,9 @@ def test_a_finished_run_frees_its_jobdir_for_the_next_run(tmp_path: Path) -> Non
 
 def test_the_real_spider_against_the_sandbox_fills_a_consistent_dataset(tmp_path: Path) -> None:
     seeds = sorted((REPO / "data" / "seeds").glob("*.jpg"))
-    result = crawl(tmp_path, command=("crawl", "imagesearch", "-a", f"seeds={REPO / 'data' / 'seeds'}", "-a", "pages=2"))
+    result = crawl(
+        tmp_path, command=("crawl", "imagesearch", "-a", f"seeds={REPO / 'data' / 'seeds'}", "-a", "pages=2")
+    )
     root = tmp_path / "datasets"
     (manifest,) = manifests(root)
     assert manifest["finish_reason"] == "finished"
@@ -314,23 +365,42 @@ def test_the_real_spider_against_the_sandbox_fills_a_consistent_dataset(tmp_path
     def one(sql: str) -> Any:
         return con.execute(sql.replace("{p}", f"{root}/parquet")).fetchone()
 
-    assert one("select count(*), count(distinct seed_id) from read_parquet('{p}/seeds/**/*.parquet')") == (len(seeds), len(seeds))
+    assert one("select count(*), count(distinct seed_id) from read_parquet('{p}/seeds/**/*.parquet')") == (
+        len(seeds), len(seeds)
+    )
     assert one("select count(*) = count(distinct num_iid) from read_parquet('{p}/products/**/*.parquet')") == (True,)
     # Every match points at a product, and each ok seed's hits are all there.
-    assert one("select count(*) from read_parquet('{p}/matches/**/*.parquet') m anti join read_parquet('{p}/products/**/*.parquet') p using (num_iid)") == (0,)
-    assert one("select sum(items_found) from read_parquet('{p}/seeds/**/*.parquet')") == one("select count(*) from read_parquet('{p}/matches/**/*.parquet')")
+    assert one(
+        "select count(*) from read_parquet('{p}/matches/**/*.parquet') m"
+        " anti join read_parquet('{p}/products/**/*.parquet') p using (num_iid)"
+    ) == (0,)
+    assert one("select sum(items_found) from read_parquet('{p}/seeds/**/*.parquet')") == one(
+        "select count(*) from read_parquet('{p}/matches/**/*.parquet')"
+    )
     # The sandbox's loopback pictures stay http; everything typed.
-    assert one("select bool_and(pic_url like 'http://127.0.0.1:%') from read_parquet('{p}/products/**/*.parquet')") == (True,)
-    assert one("select count(*) from read_parquet('{p}/products/**/*.parquet') where crawled_at is null or run_id is null") == (0,)
-    unparsed = one("select count(*) from read_parquet('{p}/products/**/*.parquet') where price_min is null and price_raw is not null")
+    assert one(
+        "select bool_and(pic_url like 'http://127.0.0.1:%') from read_parquet('{p}/products/**/*.parquet')"
+    ) == (True,)
+    assert one(
+        "select count(*) from read_parquet('{p}/products/**/*.parquet') where crawled_at is null or run_id is null"
+    ) == (0,)
+    unparsed = one(
+        "select count(*) from read_parquet('{p}/products/**/*.parquet')"
+        " where price_min is null and price_raw is not null"
+    )
     assert unparsed == (manifest["stats"].get("dataset/unparsed/price", 0),)
 
 
 def test_user_feeds_are_left_alone(tmp_path: Path) -> None:
     out = tmp_path / "out.parquet"
-    args = [sys.executable, "-m", "scrapy", "runspider", str(Path(__file__)), "-O", str(out), "-s", f"DATASET_DIR={tmp_path / 'datasets'}"]
+    args = [
+        sys.executable, "-m", "scrapy", "runspider", str(Path(__file__)), "-O", str(out),
+        "-s", f"DATASET_DIR={tmp_path / 'datasets'}",
+    ]
     args += ["-s", f"IMAGESEARCH_ENDPOINT={NO_GATEWAY}"]
-    result = subprocess.run(args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (tmp_path / "datasets").exists()
     data = pq.read_table(out)  # table inferred from the first item: ProductHit -> products
@@ -344,9 +414,11 @@ def test_user_feeds_are_left_alone(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 def product(n: int, **fields: Any) -> ProductHit:
     item = ProductHit(
-        num_iid=n, title=f"t{n}", pic_url="https://x/1.jpg", detail_url="https://x/2", seller_nick="s", is_tmall=n % 2 == 0,
+        num_iid=n, title=f"t{n}", pic_url="https://x/1.jpg", detail_url="https://x/2", seller_nick="s",
+        is_tmall=n % 2 == 0,
         price_min=Decimal("39.50"), price_max=Decimal("39.50"), price_raw="39.50", sales=12000, sales_raw="1.2万+",
-        first_seed_id="seed", run_id=RUN, crawled_at=CRAWLED_AT, seed_id="seed", page=1, position=n, cat=None, is_duplicate=False,
+        first_seed_id="seed", run_id=RUN, crawled_at=CRAWLED_AT,
+        seed_id="seed", page=1, position=n, cat=None, is_duplicate=False,
     )
     item.update(fields)
     return item
@@ -371,37 +443,63 @@ def test_parquet_row_groups_are_bounded_by_the_buffer() -> None:
 def test_parquet_dictionary_encodes_only_the_columns_that_repeat() -> None:
     items = [product(n, seller_nick=f"shop{n % 2}") for n in range(1, 50)]
     column_meta = pq.ParquetFile(io.BytesIO(export(ParquetItemExporter, items, table="products"))).metadata.row_group(0)
-    encoded = {column_meta.column(i).path_in_schema for i in range(column_meta.num_columns) if column_meta.column(i).dictionary_page_offset}
-    assert encoded == {"seller_nick", "price_raw", "sales_raw", "first_seed_id", "run_id", "crawled_at"} == set(PRODUCTS.dictionary_columns)
+    encoded = {
+        column_meta.column(i).path_in_schema
+        for i in range(column_meta.num_columns)
+        if column_meta.column(i).dictionary_page_offset
+    }
+    assert encoded == {"seller_nick", "price_raw", "sales_raw", "first_seed_id", "run_id", "crawled_at"} == set(
+        PRODUCTS.dictionary_columns
+    )
 
 
 def test_csv_times_are_iso_8601_whether_they_repeat_or_not() -> None:
-    times = [datetime(2026, 11, 25, 10, 15, s, 123456 * (s % 2), tzinfo=timezone.utc) for s in (1, 2, 1, 3)] + [None]
-    text = export(CsvItemExporter, [product(n, crawled_at=t) for n, t in enumerate(times, 1)], table="products").decode()
+    times = [datetime(2026, 11, 25, 10, 15, s, 123456 * (s % 2), tzinfo=UTC) for s in (1, 2, 1, 3)] + [None]
+    text = export(
+        CsvItemExporter, [product(n, crawled_at=t) for n, t in enumerate(times, 1)], table="products"
+    ).decode()
     assert [row[-1] for row in list(csv.reader(io.StringIO(text)))[1:]] == [
-        "2026-11-25T10:15:01.123456Z", "2026-11-25T10:15:02.000000Z", "2026-11-25T10:15:01.123456Z", "2026-11-25T10:15:03.123456Z", ""]
+        "2026-11-25T10:15:01.123456Z", "2026-11-25T10:15:02.000000Z", "2026-11-25T10:15:01.123456Z",
+        "2026-11-25T10:15:03.123456Z", ""]
 
 
 def test_csv_text_follows_the_spec() -> None:
-    items = [product(1, crawled_at=datetime(2026, 11, 25, 10, 15, tzinfo=timezone.utc)), product(2, title='a,"b"', price_min=None, sales=None, is_tmall=None, first_seed_id="")]
+    items = [
+        product(1, crawled_at=datetime(2026, 11, 25, 10, 15, tzinfo=UTC)),
+        product(2, title='a,"b"', price_min=None, sales=None, is_tmall=None, first_seed_id=""),
+    ]
     text = export(CsvItemExporter, items, table="products").decode("utf-8")
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == PRODUCTS.column_names
-    assert rows[1] == ["1", "t1", "https://x/1.jpg", "https://x/2", "s", "false", "39.50", "39.50", "39.50", "12000", "1.2万+", "seed", RUN, "2026-11-25T10:15:00.000000Z"]
+    assert rows[1] == [
+        "1", "t1", "https://x/1.jpg", "https://x/2", "s", "false", "39.50", "39.50", "39.50", "12000", "1.2万+", "seed",
+        RUN, "2026-11-25T10:15:00.000000Z",
+    ]
     assert rows[2][1] == 'a,"b"' and rows[2][5] == "" and rows[2][6] == "" and rows[2][9] == ""
     assert not text.startswith("\ufeff")
 
 
 def test_an_empty_table_still_has_its_schema() -> None:
-    assert pq.read_table(io.BytesIO(export(ParquetItemExporter, [], table="seeds"))).schema.remove_metadata() == SEEDS.arrow_schema.remove_metadata()
-    assert export(CsvItemExporter, [], table="matches").decode().strip() == ",".join(f'"{c}"' for c in MATCHES.column_names)
+    assert (
+        pq.read_table(io.BytesIO(export(ParquetItemExporter, [], table="seeds"))).schema.remove_metadata()
+        == SEEDS.arrow_schema.remove_metadata()
+    )
+    assert export(CsvItemExporter, [], table="matches").decode().strip() == ",".join(
+        f'"{c}"' for c in MATCHES.column_names
+    )
 
 
 def test_unnormalised_values_are_converted_to_the_column_types() -> None:
     raw = ProductHit(num_iid="652345678901", seed_id="seed", page="2", position=3.0, cat=50015374, run_id=RUN)
     data = pq.read_table(io.BytesIO(export(ParquetItemExporter, [raw], table="matches")))
-    assert data.to_pylist() == [{"run_id": RUN, "seed_id": "seed", "num_iid": 652345678901, "page": 2, "position": 3, "cat": "50015374"}]
-    seeds = pq.read_table(io.BytesIO(export(ParquetItemExporter, [SeedSummary(seed_id="s", run_id=RUN, total_results="2,000", items_found="x")], table="seeds")))
+    assert data.to_pylist() == [
+        {"run_id": RUN, "seed_id": "seed", "num_iid": 652345678901, "page": 2, "position": 3, "cat": "50015374"}
+    ]
+    seeds = pq.read_table(io.BytesIO(export(
+        ParquetItemExporter,
+        [SeedSummary(seed_id="s", run_id=RUN, total_results="2,000", items_found="x")],
+        table="seeds",
+    )))
     assert (seeds.column("total_results")[0].as_py(), seeds.column("items_found")[0].as_py()) == (None, None)
 
 
@@ -418,7 +516,9 @@ def test_without_a_table_option_the_products_table_is_written() -> None:
     data = pq.read_table(io.BytesIO(export(ParquetItemExporter, items)))
     assert data.column("num_iid").to_pylist() == [1, 3]
     # A seed summary first (a refused seed) does not turn the feed into a seeds table.
-    first_a_seed = pq.read_table(io.BytesIO(export(ParquetItemExporter, [SeedSummary(seed_id="s", run_id=RUN), product(1)])))
+    first_a_seed = pq.read_table(
+        io.BytesIO(export(ParquetItemExporter, [SeedSummary(seed_id="s", run_id=RUN), product(1)]))
+    )
     assert first_a_seed.schema.names == PRODUCTS.column_names and first_a_seed.column("num_iid").to_pylist() == [1]
 
 
@@ -456,13 +556,21 @@ def test_appending_storage_appends_in_place(tmp_path: Path) -> None:
     assert path.read_bytes() == b"a\nb\n"
 
 
-@pytest.mark.parametrize("bad", ["", ".", "..", "../x", "a/b", "a\\b", "/etc", "a\x00b", ".hidden", "_meta", "%(x)s", "c:x", "a..b", "x" * 200, "nightly\n"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "", ".", "..", "../x", "a/b", "a\\b", "/etc", "a\x00b", ".hidden", "_meta", "%(x)s", "c:x", "a..b", "x" * 200,
+        "nightly\n",
+    ],
+)
 def test_unsafe_path_components_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="unsafe"):
         safe_component(bad, "run id")
 
 
-@pytest.mark.parametrize("bad", ["../2026-11-25", "2026-11-25/..", "2026-13-01", "20261125", "", "2026-11-25\x00", "2026-11-25\n"])
+@pytest.mark.parametrize(
+    "bad", ["../2026-11-25", "2026-11-25/..", "2026-13-01", "20261125", "", "2026-11-25\x00", "2026-11-25\n"]
+)
 def test_unsafe_dates_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         safe_date(bad)
@@ -480,22 +588,23 @@ def test_partition_paths_stay_inside_the_dataset_dir(tmp_path: Path) -> None:
 
 
 def test_run_ids_are_sortable_and_unique() -> None:
-    t = datetime(2026, 11, 25, 10, 15, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 25, 10, 15, tzinfo=UTC)
     ids = {new_run_id(t) for _ in range(100)}
     assert len(ids) == 100 and all(i.startswith("20261125T101500Z-") for i in ids)
-    assert new_run_id(datetime(2026, 11, 25, 10, 16, tzinfo=timezone.utc)) > max(ids)
+    assert new_run_id(datetime(2026, 11, 25, 10, 16, tzinfo=UTC)) > max(ids)
 
 
 def test_jobdir_remembers_the_run(tmp_path: Path) -> None:
     settings = Settings({"JOBDIR": str(tmp_path / "job")})
-    first = resolve_run(settings, now=datetime(2026, 11, 25, 23, 59, tzinfo=timezone.utc))
-    again = resolve_run(settings, now=datetime(2026, 11, 26, 0, 5, tzinfo=timezone.utc))
+    first = resolve_run(settings, now=datetime(2026, 11, 25, 23, 59, tzinfo=UTC))
+    again = resolve_run(settings, now=datetime(2026, 11, 26, 0, 5, tzinfo=UTC))
     assert again == first and first.dt == "2026-11-25"
     assert resolve_run(Settings({"DATASET_RUN_ID": "nightly", "DATASET_RUN_DATE": "2026-01-02"})).run_id == "nightly"
 
 
 def test_run_files_are_the_runs_finished_files_only(tmp_path: Path) -> None:
-    mine = [partition_dir(tmp_path, fmt, "seeds", "2026-11-25") / batch_file_name(RUN, fmt, n) for fmt in ("csv", "parquet") for n in (1, 2)]
+    mine = [partition_dir(tmp_path, fmt, "seeds", "2026-11-25") / batch_file_name(RUN, fmt, n)
+            for fmt in ("csv", "parquet") for n in (1, 2)]
     # Another run, and runs whose ids start with this one's and a dash: not this run's files.
     others = [partition_dir(tmp_path, "csv", "seeds", "2026-11-25") / batch_file_name(other, "csv", 1)
               for other in ("other", f"{RUN}-2", f"{RUN}-00001")]
@@ -507,10 +616,19 @@ def test_run_files_are_the_runs_finished_files_only(tmp_path: Path) -> None:
 
 
 def test_addon_builds_the_default_feeds_and_respects_user_feeds(tmp_path: Path) -> None:
-    crawler = get_crawler(settings_dict={"ADDONS": {DatasetAddon: 0}, "DATASET_DIR": str(tmp_path), "DATASET_FORMATS": "csv", "DATASET_BATCH_ITEMS": 7, "DATASET_RUN_ID": RUN})
+    crawler = get_crawler(settings_dict={
+        "ADDONS": {DatasetAddon: 0},
+        "DATASET_DIR": str(tmp_path),
+        "DATASET_FORMATS": "csv",
+        "DATASET_BATCH_ITEMS": 7,
+        "DATASET_RUN_ID": RUN,
+        "DATASET_RUN_DATE": "2026-11-25",
+    })
     feeds = crawler.settings.getdict("FEEDS")
     staging = tmp_path / "_staging" / RUN  # committed to tmp_path/csv/... when the run finishes
-    assert sorted(feeds) == sorted(str(staging / "csv" / t / "dt=2026-11-25" / f"{RUN}-%(batch_id)05d.csv") for t in TABLES)
+    assert sorted(feeds) == sorted(
+        str(staging / "csv" / t / "dt=2026-11-25" / f"{RUN}-%(batch_id)05d.csv") for t in TABLES
+    )
     assert {f["batch_item_count"] for f in feeds.values()} == {7}
     user = get_crawler(settings_dict={"ADDONS": {DatasetAddon: 0}, "FEEDS": {"out.csv": {"format": "csv"}}})
     assert list(user.settings.getdict("FEEDS")) == ["out.csv"]
@@ -518,7 +636,10 @@ def test_addon_builds_the_default_feeds_and_respects_user_feeds(tmp_path: Path) 
 
 
 def test_manifest_stats_are_json_safe_and_secret_free() -> None:
-    stats = {"start_time": CRAWLED_AT, "imagesearch/app_secret": "x", "sign_method": "md5", "x/token": "t", "count": 3, "obj": object()}
+    stats = {
+        "start_time": CRAWLED_AT, "imagesearch/app_secret": "x", "sign_method": "md5", "x/token": "t", "count": 3,
+        "obj": object(),
+    }
     safe = json_safe_stats(stats)
     assert set(safe) == {"start_time", "count", "obj"}
     assert safe["start_time"] == CRAWLED_AT.isoformat()
@@ -551,7 +672,10 @@ def test_user_feeds_of_the_real_spider_write_the_same_products_as_the_dataset(tm
 def test_appending_with_dash_o(tmp_path: Path) -> None:
     """-o adds to a CSV file under its one header; a Parquet file cannot be appended to, and the crawl says so first."""
     out = tmp_path / "out"
-    one_seed = ("crawl", "imagesearch", "-a", f"seeds={REPO / 'data' / 'seeds' / 'photo_544157462691_as-is.jpg'}", "-a", "pages=1")
+    one_seed = (
+        "crawl", "imagesearch",
+        "-a", f"seeds={REPO / 'data' / 'seeds' / 'photo_544157462691_as-is.jpg'}", "-a", "pages=1",
+    )
     crawl(tmp_path, command=(*one_seed, "-o", f"{out}.csv", "-o", f"{out}.parquet"))
     first = pd.read_csv(f"{out}.csv")
     crawl(tmp_path, command=(*one_seed, "-o", f"{out}.csv"))
@@ -561,7 +685,8 @@ def test_appending_with_dash_o(tmp_path: Path) -> None:
     refused = crawl(tmp_path, ok=False, command=(*one_seed, "-o", f"{out}.parquet"))
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1] == (
-        f"scrapy crawl imagesearch: error: -o {out}.parquet: a Parquet file cannot be appended to; use -O to replace it, "
+        f"scrapy crawl imagesearch: error: -o {out}.parquet: a Parquet file cannot be appended to;"
+        " use -O to replace it, "
         "or a new file name (the parquet, csv dataset layout keeps every run apart by itself)"
     )
     assert pq.read_table(f"{out}.parquet").num_rows == len(first)

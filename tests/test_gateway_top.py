@@ -162,7 +162,9 @@ def test_a_bare_code_is_read_by_its_msg(actions: ErrorActions, code: str, msg: s
 
 def test_user_actions_merge_over_base_most_specific_first() -> None:
     settings = Settings(vars(project_settings))
-    settings.set("IMAGESEARCH_ERROR_ACTIONS", '{"15": "seed_error", "41:isv.invalid-parameter:page": "fatal", "7": null}')
+    settings.set(
+        "IMAGESEARCH_ERROR_ACTIONS", '{"15": "seed_error", "41:isv.invalid-parameter:page": "fatal", "7": null}'
+    )
     actions = ErrorActions.from_settings(settings)
     assert actions.action_for(GatewayError("15", "isv.invalid-signature")) == "seed_error"
     assert actions.action_for(GatewayError("15", "isp.remote")) == "retry"

@@ -166,7 +166,9 @@ def test_broken_body_is_retried(crawler: Any) -> None:
 def test_quota_answer_bans_all_calls_for_the_seconds_given(crawler: Any) -> None:
     middleware = GatewayMiddleware.from_crawler(crawler)
     request = _search_request()
-    answer = _answer(request, _error(16, "accesscontrol.limited-by-api-access-count", "This ban will last for 2 more seconds"))
+    answer = _answer(
+        request, _error(16, "accesscontrol.limited-by-api-access-count", "This ban will last for 2 more seconds")
+    )
     again = middleware.process_response(request, answer)
     assert isinstance(again, Request) and again.meta[THROTTLED_META_KEY] == 1
     remaining = middleware.pacer.store.banned_until(middleware.pacer.key) - time.monotonic()

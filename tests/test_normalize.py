@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -141,7 +141,10 @@ def test_normalize_num_iid(raw: Any, expected: int | None) -> None:
     assert got is None or type(got) is int
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(0, 0), ("0", 0), ("1", 1), (1, 1), ("x", None), (-1, None), (None, None)])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(0, 0), ("0", 0), ("1", 1), (1, 1), ("x", None), (-1, None), (None, None)],
+)
 def test_normalize_count(raw: Any, expected: int | None) -> None:
     assert normalize_count(raw) == expected
 
@@ -235,11 +238,11 @@ def test_normalize_text(raw: Any, expected: str | None) -> None:
 
 
 def test_normalize_timestamp() -> None:
-    utc = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=timezone.utc)
+    utc = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=UTC)
     assert normalize_timestamp(utc) == utc
     china = utc.astimezone(timezone(timedelta(hours=8)))
     assert normalize_timestamp(china) == utc
-    assert normalize_timestamp(china).tzinfo is timezone.utc  # type: ignore[union-attr]
+    assert normalize_timestamp(china).tzinfo is UTC  # type: ignore[union-attr]
     assert normalize_timestamp(utc.replace(tzinfo=None)) == utc
     assert normalize_timestamp("2026-11-25T10:15:00.123456Z") == utc
     assert normalize_timestamp("2026-11-25 18:15:00.123456+08:00") == utc

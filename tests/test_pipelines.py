@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.extensions.feedexport import FeedExporter
 from scrapy.pipelines import ItemPipelineManager
 from scrapy.utils.misc import build_from_crawler, load_object
-from scrapy import signals
 from scrapy.utils.test import get_crawler
 
 import pipeline.settings as project_settings
 from items import ProductHit, SeedSummary
 from pipeline.pipelines import DeduplicatePipeline, NormalizePipeline, ValidatePipeline
 
-CRAWLED_AT = datetime(2026, 11, 25, 10, 15, tzinfo=timezone.utc)
+CRAWLED_AT = datetime(2026, 11, 25, 10, 15, tzinfo=UTC)
 
 
 def project_crawler(**overrides: Any) -> Crawler:
@@ -110,7 +110,9 @@ def test_a_hit_is_normalised_to_the_table_types(chain: Chain) -> None:
     assert item["detail_url"] == "https://item.taobao.com/item.htm?id=652345678901"
     assert item["seller_nick"] == "耐克官方旗舰店"
     assert item["is_tmall"] is True
-    assert (item["price_min"], item["price_max"], item["price_raw"]) == (Decimal("200.00"), Decimal("600.00"), "200-600")
+    assert (item["price_min"], item["price_max"], item["price_raw"]) == (
+        Decimal("200.00"), Decimal("600.00"), "200-600"
+    )
     assert (item["sales"], item["sales_raw"]) == (12000, "1.2万+人付款")
     assert (item["page"], item["position"], item["cat"]) == (1, 3, "50015374")
     assert item["crawled_at"] == CRAWLED_AT
@@ -119,7 +121,9 @@ def test_a_hit_is_normalised_to_the_table_types(chain: Chain) -> None:
 
 def test_numbers_from_a_number_typed_gateway(chain: Chain) -> None:
     item = chain(hit(price=39.5, sales=777, num_iid=652345678901, is_tmall=False))
-    assert (item["price_min"], item["price_raw"], item["sales"], item["sales_raw"]) == (Decimal("39.50"), "39.5", 777, "777")
+    assert (item["price_min"], item["price_raw"], item["sales"], item["sales_raw"]) == (
+        Decimal("39.50"), "39.5", 777, "777"
+    )
     assert item["is_tmall"] is False
 
 
@@ -183,7 +187,9 @@ def _assert_first_seeds_win(chain: Chain, rows: list[Any]) -> None:
     assert len(rows) == 2  # closing twice emits nothing more
 
 
-def test_products_rows_go_to_the_first_seed_given_whatever_order_hits_arrive_in(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_products_rows_go_to_the_first_seed_given_whatever_order_hits_arrive_in(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rows: list[Any] = []
     feeds = chain.crawler.get_extension(FeedExporter)
     assert feeds is not None
@@ -201,7 +207,10 @@ def test_without_the_feed_exporter_products_rows_go_out_as_item_scraped_signals(
 
 
 def test_seed_summaries_are_normalised_and_stamped(chain: Chain) -> None:
-    item = chain(SeedSummary(seed_id="seed-a", source=" a.jpg ", status="failed", error_code=15, error_msg="sign", total_results="120", pages_fetched="0", items_found=0))
+    item = chain(SeedSummary(
+        seed_id="seed-a", source=" a.jpg ", status="failed", error_code=15, error_msg="sign",
+        total_results="120", pages_fetched="0", items_found=0,
+    ))
     assert item["error_code"] == "15"
     assert item["source"] == "a.jpg"
     assert (item["total_results"], item["pages_fetched"], item["items_found"]) == (120, 0, 0)
@@ -230,7 +239,9 @@ def test_each_pipeline_stands_alone() -> None:
 def products_rows(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The products rows the dedup pipeline hands the feed exporter, as it hands them."""
     rows: list[Any] = []
-    monkeypatch.setattr(chain.crawler.get_extension(FeedExporter), "item_scraped", lambda item, spider: rows.append(item))
+    monkeypatch.setattr(
+        chain.crawler.get_extension(FeedExporter), "item_scraped", lambda item, spider: rows.append(item)
+    )
     return rows
 
 
@@ -238,7 +249,9 @@ def summary(seed_rank: int) -> SeedSummary:
     return SeedSummary(seed_id=f"seed-{seed_rank}", status="ok", seed_rank=seed_rank)
 
 
-def test_products_rows_go_out_once_their_seed_and_every_earlier_one_is_summarised(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_products_rows_go_out_once_their_seed_and_every_earlier_one_is_summarised(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rows = products_rows(chain, monkeypatch)
     for seed_rank in (1, 0):
         for n in (3, 2, 1):
@@ -269,7 +282,9 @@ def test_an_earlier_seeds_hit_arriving_later_still_wins(chain: Chain, monkeypatc
     assert chain.stat("dataset/products/duplicates") == 3 and len(rows) == 1
 
 
-def test_a_hit_after_its_seeds_summary_cannot_change_an_emitted_row(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hit_after_its_seeds_summary_cannot_change_an_emitted_row(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rows = products_rows(chain, monkeypatch)
     chain(hit(seed_id="seed-1", seed_rank=1, position=1, title="seed 1"))
     chain(summary(0))
@@ -293,7 +308,8 @@ def test_rows_of_seeds_never_summarised_go_out_at_close(chain: Chain, monkeypatc
 
 
 def test_winners_kept_on_disk_across_many_flushes(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past HOLD_ROWS waiting rows, the best hit per num_iid waits on disk, survives being written out and beaten later."""
+    """Past HOLD_ROWS waiting rows, the best hit per num_iid waits on disk, survives being written out
+    and beaten later."""
     from pipeline import pipelines
 
     monkeypatch.setattr(pipelines._WinnerStore, "_FLUSH_ROWS", 7)
@@ -338,7 +354,7 @@ def test_id_set_holds_ids_across_merges(monkeypatch: pytest.MonkeyPatch) -> None
 def test_winner_rows_come_back_from_disk_exactly() -> None:
     from pipeline.pipelines import _decode_row, _encode_row
 
-    crawled_at = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=timezone.utc)
+    crawled_at = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=UTC)
     row = (1, "标题 \\n \"x\"", None, "https://x/y", "店", True, Decimal("39.90"), Decimal("119.70"), "39.90-119.70",
            12_000, "1.2万+人付款", "run", crawled_at, "seed-a")
     assert _decode_row(_encode_row(row)) == row

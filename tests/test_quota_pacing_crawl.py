@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from datasets import load_dataset, run_crawl, stop_when, write_seed_photos
+
 from sandbox.testing import SandboxProcess
 
 QUOTA_CALLS, QUOTA_SECONDS = 10, 2
@@ -89,7 +89,8 @@ def test_a_stop_while_calls_wait_for_the_quota_ends_at_once_and_spends_no_call(
     jobdir, log = tmp_path / "job", tmp_path / "crawl.log"
     command = [sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={photos}", *ONE_PAGE,
                "-s", f"IMAGESEARCH_QUOTA={QUOTA_CALLS}/{window}", "-s", f"JOBDIR={jobdir}",
-               "-s", f"DATASET_DIR={tmp_path / 'datasets'}", "-s", f"IMAGESEARCH_ENDPOINT={short_quota_sandbox.endpoint}"]
+               "-s", f"DATASET_DIR={tmp_path / 'datasets'}",
+               "-s", f"IMAGESEARCH_ENDPOINT={short_quota_sandbox.endpoint}"]
 
     def calls_wait_for_their_slot() -> bool:
         if short_quota_sandbox.stats()["calls"]["total"] < QUOTA_CALLS:
@@ -104,5 +105,6 @@ def test_a_stop_while_calls_wait_for_the_quota_ends_at_once_and_spends_no_call(
     assert "Traceback" not in text, text[-3000:]
     assert short_quota_sandbox.stats()["calls"]["total"] == QUOTA_CALLS  # nothing sent after the stop
     assert text.strip().splitlines()[-1] == (
-        "scrapy crawl imagesearch: the crawl stopped before it finished (shutdown): run the same command again to resume it"
+        "scrapy crawl imagesearch: the crawl stopped before it finished (shutdown):"
+        " run the same command again to resume it"
     )

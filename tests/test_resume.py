@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from datasets import assert_same_datasets, run_crawl, stop_when, write_seed_photos
+
 from pipeline.journal import JOURNAL_FILE
 from sandbox.testing import SandboxProcess
 
@@ -30,7 +30,9 @@ CRAWL_OPTIONS = ("-a", f"pages={PAGES}", "-s", "IMAGESEARCH_QUOTA=", "-s", "CONC
 @pytest.fixture(scope="module")
 def gateway() -> SandboxProcess:
     # Answers held back a little, so that a kill can land while calls are in flight.
-    with SandboxProcess("--page-size", "5", "--max-results", "15", "--fault-slow", "0.5", "--slow-seconds", "0.05") as sandbox:
+    with SandboxProcess(
+        "--page-size", "5", "--max-results", "15", "--fault-slow", "0.5", "--slow-seconds", "0.05"
+    ) as sandbox:
         yield sandbox
 
 
@@ -118,7 +120,9 @@ def test_sigkill_then_restart_gives_the_uninterrupted_datasets(
     run_id = json.loads((jobdir / "dataset_run.json").read_text())["run_id"]
 
     before = gateway.stats()["calls"]["total"]
-    restarted = run_crawl(str(seeds), *CRAWL_OPTIONS, *extra, "-s", f"JOBDIR={jobdir}", dataset_dir=out, endpoint=gateway.endpoint)
+    restarted = run_crawl(
+        str(seeds), *CRAWL_OPTIONS, *extra, "-s", f"JOBDIR={jobdir}", dataset_dir=out, endpoint=gateway.endpoint
+    )
     assert restarted.returncode == 0, restarted.tail()
     # Calls only for the answers not saved before the kill.
     assert gateway.stats()["calls"]["total"] - before == CALLS - saved
@@ -146,7 +150,8 @@ def test_graceful_stop_then_restart_gives_the_uninterrupted_datasets(
     assert returncode == 4, text[-3000:]  # a scheduler must not take a stopped run for a finished one
     assert "Traceback" not in text, text[-3000:]
     assert text.strip().splitlines()[-1] == (
-        "scrapy crawl imagesearch: the crawl stopped before it finished (shutdown): run the same command again to resume it"
+        "scrapy crawl imagesearch: the crawl stopped before it finished (shutdown):"
+        " run the same command again to resume it"
     )
     assert not list((out / "_manifests").glob("*.json")), "a stopped run must not look finished"
     assert not visible_files(out), "a stopped run must not commit files"
@@ -154,7 +159,9 @@ def test_graceful_stop_then_restart_gives_the_uninterrupted_datasets(
     assert saved < CALLS, "the crawl finished before the stop signal landed"
 
     before = gateway.stats()["calls"]["total"]
-    restarted = run_crawl(str(seeds), *CRAWL_OPTIONS, "-s", f"JOBDIR={jobdir}", dataset_dir=out, endpoint=gateway.endpoint)
+    restarted = run_crawl(
+        str(seeds), *CRAWL_OPTIONS, "-s", f"JOBDIR={jobdir}", dataset_dir=out, endpoint=gateway.endpoint
+    )
     assert restarted.returncode == 0, restarted.tail()
     assert gateway.stats()["calls"]["total"] - before == CALLS - saved
     assert restarted.manifest()["complete"] is True
@@ -168,7 +175,9 @@ def test_stopped_crawl_without_jobdir_commits_what_it_has_marked_incomplete(
     out, log = tmp_path / "datasets", tmp_path / "stopped-crawl.log"
     command = crawl_command(seeds, None, out, gateway.endpoint)
     before = gateway.stats()["calls"]["total"]
-    returncode = stop_when(command, lambda: gateway.stats()["calls"]["total"] - before >= CALLS // 3, log, signal.SIGTERM)
+    returncode = stop_when(
+        command, lambda: gateway.stats()["calls"]["total"] - before >= CALLS // 3, log, signal.SIGTERM
+    )
     text = log.read_text(errors="replace")
     assert returncode == 4, text[-3000:]
     assert text.strip().splitlines()[-1].endswith(
@@ -179,4 +188,6 @@ def test_stopped_crawl_without_jobdir_commits_what_it_has_marked_incomplete(
     manifest = json.loads(manifests[0].read_text())
     assert manifest["complete"] is False and manifest["finish_reason"] == "shutdown"
     assert_every_visible_file_is_whole(out)
-    assert sorted(p.relative_to(out).as_posix() for p in visible_files(out)) == sorted(f["path"] for f in manifest["files"])
+    assert sorted(p.relative_to(out).as_posix() for p in visible_files(out)) == sorted(
+        f["path"] for f in manifest["files"]
+    )

@@ -126,7 +126,9 @@ def test_absolute_paths_work_too(photos: Path) -> None:
     assert seed.path == photos / "a.jpg" and seed.rejection is None
 
 
-def test_file_name_that_is_not_utf8_is_a_seed_with_a_readable_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_name_that_is_not_utf8_is_a_seed_with_a_readable_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Latin-1 bytes in a file name (an old archive unpacked on Linux): the crawl must not stop over it.
     monkeypatch.chdir(tmp_path)
     os.mkdir(b"old")

@@ -26,5 +26,8 @@ def test_every_imagesearch_and_dataset_setting_is_documented() -> None:
     ours = [n for n in names if n.startswith(("IMAGESEARCH_", "DATASET_", "PARQUET_"))]
     assert ours, "no project settings found"
     doc = settings_markdown()
-    undocumented = [n for n in ours if f"| `{n}` | " in doc and doc.split(f"| `{n}` | ", 1)[1].split("\n", 1)[0].endswith("|  |")]
+    undocumented = [
+        n for n in ours
+        if f"| `{n}` | " in doc and doc.split(f"| `{n}` | ", 1)[1].split("\n", 1)[0].endswith("|  |")
+    ]
     assert not undocumented, f"settings without a #: comment in pipeline/settings.py: {undocumented}"

@@ -140,7 +140,9 @@ def _write_mix(root: Path, catalog: Any) -> None:
     (root / "truncated.jpg").write_bytes(good[: len(good) // 3])
 
 
-def test_every_spec_kind_and_odd_images(tmp_path: Path, sandbox: SandboxProcess, catalog: Any, image_server: str) -> None:
+def test_every_spec_kind_and_odd_images(
+    tmp_path: Path, sandbox: SandboxProcess, catalog: Any, image_server: str,
+) -> None:
     photos = tmp_path / "photos"
     _write_mix(photos, catalog)
     other = tmp_path / "other"
@@ -201,8 +203,14 @@ def test_every_spec_kind_and_odd_images(tmp_path: Path, sandbox: SandboxProcess,
     failed_searches = 1  # cdn-unknown: one search call, refused
     uploads = 2  # shoe.jpg (ok) and missing.jpg (refused)
     stats = sandbox.stats()
-    assert stats["calls"]["by_method"] == {SEARCH: sum(searched.values()) + failed_searches, UPLOAD: uploads}, result.stderr[-6000:]
-    assert stats["calls"]["total"] == result.stat("imagesearch/calls") == sum(searched.values()) + failed_searches + uploads
+    assert stats["calls"]["by_method"] == {
+        SEARCH: sum(searched.values()) + failed_searches, UPLOAD: uploads
+    }, result.stderr[-6000:]
+    assert (
+        stats["calls"]["total"]
+        == result.stat("imagesearch/calls")
+        == sum(searched.values()) + failed_searches + uploads
+    )
     assert result.stat("imagesearch/seeds/ok") == len(ok)
     assert result.stat("imagesearch/seeds/rejected") == 4
     assert "image_data" not in result.stderr and "sign=" not in result.stderr
@@ -272,7 +280,9 @@ def _all_text_below(root: Path) -> str:
     return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in root.rglob("*") if p.is_file())
 
 
-def test_wrong_secret_stops_at_once_with_one_line_and_exit_3(tmp_path: Path, sandbox: SandboxProcess, catalog: Any) -> None:
+def test_wrong_secret_stops_at_once_with_one_line_and_exit_3(
+    tmp_path: Path, sandbox: SandboxProcess, catalog: Any,
+) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
     for index in range(12):
@@ -333,7 +343,9 @@ def test_unusable_input_fails_fast_with_one_line(
     result = crawl(tmp_path, seeds.format(tmp=tmp_path), *against(sandbox, *options))
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
-    assert len(lines) == 1 and lines[0].startswith("scrapy crawl imagesearch: error: ") and message in lines[0], result.stderr
+    assert (
+        len(lines) == 1 and lines[0].startswith("scrapy crawl imagesearch: error: ") and message in lines[0]
+    ), result.stderr
     assert "Traceback" not in result.stderr
     assert sandbox.stats()["calls"]["total"] == 0
 
@@ -355,7 +367,9 @@ def test_calls_equal_pages_required_plus_uploads(
     shutil.copy(tmp_path / "p0.jpg", tmp_path / "p0-again.jpg")
     seeds = f"{tmp_path},{image_server}/shoe.jpg"
     sandbox.reset()
-    result = crawl(tmp_path, seeds, *against(sandbox, "-a", f"pages={pages}", "-a", f"cat={catalog.products[1500].cat}"))
+    result = crawl(
+        tmp_path, seeds, *against(sandbox, "-a", f"pages={pages}", "-a", f"cat={catalog.products[1500].cat}")
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(result.summaries.values())
     assert len(rows) == 5 and all(row["status"] == "ok" for row in rows)
@@ -401,7 +415,9 @@ def test_positive_int_refuses(value: Any) -> None:
         whole_number("pages", value)
 
 
-def test_a_gateway_that_uploads_local_images_needs_no_spider_change(tmp_path: Path, sandbox: SandboxProcess, catalog: Any) -> None:
+def test_a_gateway_that_uploads_local_images_needs_no_spider_change(
+    tmp_path: Path, sandbox: SandboxProcess, catalog: Any,
+) -> None:
     for index in range(3):
         _photo(catalog, 60 + index).save(tmp_path / f"p{index}.jpg", "JPEG")
     sandbox.reset()

@@ -84,7 +84,8 @@ def _watch_startup_errors(crawl: Any, found: list[BaseException]) -> None:
             logger.debug("The crawl could not start", exc_info=exc)
 
     def on_failure(failure: Failure) -> None:
-        keep(failure.value)
+        if failure.value is not None:
+            keep(failure.value)
 
     if isinstance(crawl, Deferred):
         crawl.addErrback(on_failure)

@@ -78,7 +78,7 @@ class _Rule:
 class ErrorActions:
     """``action_for(error)``: the action of the most specific matching rule (``"*"`` is the catch-all)."""
 
-    def __init__(self, table: Mapping[str, str]) -> None:
+    def __init__(self, table: Mapping[str, str | None]) -> None:
         rules = []
         for key, action in table.items():
             if action is None:  # a user's None switches a base rule off, as in Scrapy's *_BASE dicts

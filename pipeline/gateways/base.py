@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.misc import build_from_crawler, load_object
 
+from pipeline.errors import ConfigurationError, GatewayError
+
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
     from scrapy.http import Response
-
-    from pipeline.errors import GatewayError
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ApiCall:
 
     @property
     def key(self) -> str:
-        """A digest of what is asked (method and business parameters, not signature or time): equal calls, equal keys."""
+        """A digest of what is asked (method and business parameters, not signature or time): equal calls, one key."""
         payload = json.dumps([self.method, sorted(self.params.items())], ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -105,5 +105,8 @@ class Gateway(ABC):
 
 def load_gateway(crawler: Crawler) -> Gateway:
     """The gateway named by the ``IMAGESEARCH_GATEWAY`` setting (an import path), built from the crawler."""
-    gateway_cls = load_object(crawler.settings["IMAGESEARCH_GATEWAY"])
-    return build_from_crawler(gateway_cls, crawler)
+    name = crawler.settings["IMAGESEARCH_GATEWAY"]
+    gateway = build_from_crawler(load_object(name), crawler)
+    if not isinstance(gateway, Gateway):
+        raise ConfigurationError(f"IMAGESEARCH_GATEWAY={name!r} is not a pipeline.gateways.base.Gateway")
+    return gateway

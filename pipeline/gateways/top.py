@@ -109,11 +109,11 @@ class TopGateway(Gateway):
             body = self._json(response)
         except MalformedResponse as error:
             return error
-        error = body.get("error_response")
-        if isinstance(error, dict):
+        envelope = body.get("error_response")
+        if isinstance(envelope, dict):
             return GatewayError(
-                str(error.get("code", "")), str(error.get("sub_code") or ""),
-                str(error.get("msg") or ""), str(error.get("sub_msg") or ""),
+                str(envelope.get("code", "")), str(envelope.get("sub_code") or ""),
+                str(envelope.get("msg") or ""), str(envelope.get("sub_msg") or ""),
             )
         if not any(key.endswith("_response") for key in body):
             return MalformedResponse("JSON without a *_response envelope")

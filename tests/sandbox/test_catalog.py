@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sandbox.catalog import ITEM_FIELDS, builtin_catalog, load_jsonl, CatalogError
+from sandbox.catalog import ITEM_FIELDS, CatalogError, builtin_catalog, load_jsonl
 from sandbox.search import VisualIndex
 from sandbox.testing import post, signed_params
 
@@ -71,10 +71,12 @@ def write_catalogue(directory: Path, colours: list[tuple[int, int, int]], extra:
 
 def test_jsonl_catalogue_serves_values_as_held_and_ties_break_by_num_iid(make_sandbox, tmp_path):
     records = [
-        {"num_iid": "900000000003", "title": "红色 A", "price": 39.5, "sales": "1.2万+人付款", "cat": "16", "image": "p0.png", "is_tmall": True},
+        {"num_iid": "900000000003", "title": "红色 A", "price": 39.5, "sales": "1.2万+人付款", "cat": "16",
+         "image": "p0.png", "is_tmall": True},
         {"num_iid": 900000000001, "title": "红色 B", "price": "200-600", "sales": 7, "cat": "16", "image": "p0.png",
          "pic_url": "//img.alicdn.com/bao/x.jpg", "detail_url": "//item.taobao.com/item.htm?id=900000000001"},
-        {"num_iid": "900000000002", "title": "蓝色", "price": "", "sales": "已售 200", "cat": "1512", "image": "p1.png"},
+        {"num_iid": "900000000002", "title": "蓝色", "price": "", "sales": "已售 200", "cat": "1512",
+         "image": "p1.png"},
     ]
     path = write_catalogue(tmp_path, [(220, 20, 20), (20, 20, 220)], records)
     sb = make_sandbox("--catalog", str(path))
@@ -93,7 +95,9 @@ def test_jsonl_catalogue_serves_values_as_held_and_ties_break_by_num_iid(make_sa
     assert items[0]["pic_url"] == "//img.alicdn.com/bao/x.jpg"
     assert items[1]["pic_url"] == f"//{sb.url.split('//')[1]}/img/900000000003.jpg"
     assert items[2]["seller_nick"] == ""
-    cat_answer = post(sb.endpoint, signed_params(SEARCH, image_data=base64.b64encode(buffer.getvalue()).decode(), cat="1512"))
+    cat_answer = post(
+        sb.endpoint, signed_params(SEARCH, image_data=base64.b64encode(buffer.getvalue()).decode(), cat="1512")
+    )
     assert [i["num_iid"] for i in cat_answer["image_search_response"]["items"]["item"]] == ["900000000002"]
 
 
@@ -134,7 +138,9 @@ _BAD_LINES = {
     "word num_iid": (_record(num_iid="abc"), "num_iid must be a positive integer"),
     "non-ASCII digits": (_record(num_iid="١٢٣"), "num_iid must be a positive integer"),
     "5000-digit string num_iid": (_record(num_iid="9" * 5000), "num_iid must be a positive integer"),
-    "5000-digit number num_iid": (_record(num_iid=0).replace('"num_iid": 0', '"num_iid": ' + "9" * 5000), "too many digits"),
+    "5000-digit number num_iid": (
+        _record(num_iid=0).replace('"num_iid": 0', '"num_iid": ' + "9" * 5000), "too many digits"
+    ),
     "float num_iid": (_record(num_iid=1.5), "num_iid must be a positive integer, got float"),
     "boolean num_iid": (_record(num_iid=True), "num_iid must be a positive integer, got bool"),
     "NaN price": (_record(price=float("nan")), "NaN is not a JSON number"),

@@ -60,7 +60,8 @@ def test_ready_line_is_exactly_one_line(sandbox):
 
 def test_port_in_use_is_a_one_line_error(sandbox):
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox", "--port", str(sandbox.port)], capture_output=True, text=True, timeout=30, cwd=REPO
+        [sys.executable, "-m", "sandbox", "--port", str(sandbox.port)],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
     )
     assert result.returncode == 2 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
 

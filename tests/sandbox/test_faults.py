@@ -60,7 +60,10 @@ def test_drop_fault_breaks_the_connection_mid_body(make_sandbox, upload_free_ima
     assert sb.stats()["faults"]["drop"] == 3
 
 
-@pytest.mark.parametrize(("codes", "code", "sub_code"), [("article", 10, "isp.service-unavailable"), ("top", 15, "isp.remote-service-error")])
+@pytest.mark.parametrize(
+    ("codes", "code", "sub_code"),
+    [("article", 10, "isp.service-unavailable"), ("top", 15, "isp.remote-service-error")],
+)
 def test_remote_fault_is_a_transient_error_response(make_sandbox, upload_free_image, codes, code, sub_code):
     sb = make_sandbox("--fault-remote", "1", "--codes", codes)
     error = post(sb.endpoint, signed_params(SEARCH, image_data=upload_free_image))["error_response"]
@@ -96,7 +99,9 @@ def test_faulted_calls_cost_no_quota_and_zero_rates_never_fault(make_sandbox, up
     assert outcomes.count("image_search_response") == 3
     assert outcomes.count("error_response") == 14 - faulted - 3 == sb.stats()["quota_refused"]
 
-    quiet = make_sandbox(*[arg for kind in ("5xx", "slow", "garbage", "drop", "remote") for arg in (f"--fault-{kind}", "0")])
+    quiet = make_sandbox(
+        *[arg for kind in ("5xx", "slow", "garbage", "drop", "remote") for arg in (f"--fault-{kind}", "0")]
+    )
     for _ in range(10):
         assert "image_search_response" in post(quiet.endpoint, signed_params(SEARCH, image_data=upload_free_image))
     assert set(quiet.stats()["faults"].values()) == {0}

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -116,14 +116,16 @@ def test_multipart_post_works(article_sb, upload_id):
 
 @pytest.mark.parametrize("minutes", [-11, 11])
 def test_stale_and_future_timestamps_are_refused(article_sb, upload_id, minutes):
-    moment = datetime.now(timezone.utc) + timedelta(minutes=minutes)
-    error = error_of(post(article_sb.endpoint, signed_params(SEARCH, image_data=upload_id, timestamp=top_timestamp(moment))))
+    moment = datetime.now(UTC) + timedelta(minutes=minutes)
+    error = error_of(
+        post(article_sb.endpoint, signed_params(SEARCH, image_data=upload_id, timestamp=top_timestamp(moment)))
+    )
     assert error["code"] == 31
 
 
 @pytest.mark.parametrize("minutes", [-9, 9])
 def test_timestamps_within_ten_minutes_are_accepted(article_sb, upload_id, minutes):
-    moment = datetime.now(timezone.utc) + timedelta(minutes=minutes)
+    moment = datetime.now(UTC) + timedelta(minutes=minutes)
     search_ok(post(article_sb.endpoint, signed_params(SEARCH, image_data=upload_id, timestamp=top_timestamp(moment))))
 
 
@@ -133,8 +135,10 @@ def test_epoch_millisecond_timestamp_is_accepted(article_sb, upload_id):
 
 
 def test_utc_wall_clock_timestamp_is_eight_hours_off_and_refused(article_sb, upload_id):
-    utc_text = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    assert error_of(post(article_sb.endpoint, signed_params(SEARCH, image_data=upload_id, timestamp=utc_text)))["code"] == 31
+    utc_text = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert error_of(
+        post(article_sb.endpoint, signed_params(SEARCH, image_data=upload_id, timestamp=utc_text))
+    )["code"] == 31
 
 
 @pytest.mark.parametrize(
@@ -153,12 +157,18 @@ def test_utc_wall_clock_timestamp_is_eight_hours_off_and_refused(article_sb, upl
         ({"image_data": ""}, 40, 40),
     ],
 )
-def test_bad_common_and_business_parameters_have_their_codes(article_sb, top_sb, upload_id, change, article_code, top_code):
+def test_bad_common_and_business_parameters_have_their_codes(
+    article_sb, top_sb, upload_id, change, article_code, top_code,
+):
     for sb, code in ((article_sb, article_code), (top_sb, top_code)):
-        params = {k: v for k, v in signed_params(SEARCH, image_data=upload_id, page="1").items()}
+        params = dict(signed_params(SEARCH, image_data=upload_id, page="1"))
         params.update(change)
         params = {k: v for k, v in params.items() if v != ""}
-        params["sign"] = sign(params, "test", params.get("sign_method", "md5") if params.get("sign_method") in ("md5", "hmac", "hmac-sha256") else "md5")
+        params["sign"] = sign(
+            params,
+            "test",
+            params.get("sign_method", "md5") if params.get("sign_method") in ("md5", "hmac", "hmac-sha256") else "md5",
+        )
         error = error_of(post(sb.endpoint, params))
         assert error["code"] == code, (sb.args, change, error)
 
@@ -319,7 +329,7 @@ def test_page_must_be_plain_ascii_digits(article_sb, top_sb, upload_id, page):
 def _at_start_of_a_second() -> datetime:
     """Now, just after a wall-clock second starts, so a request sent now arrives within the same second."""
     time.sleep(1.0 - time.time() % 1.0 + 0.01)
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @pytest.mark.parametrize(("seconds", "accepted"), [(-600, True), (600, True), (-601, False), (601, False)])

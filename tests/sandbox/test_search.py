@@ -161,7 +161,7 @@ def test_perturbed_catalogue_images_rank_their_product_in_the_top_5(catalog, ind
 
 def test_perturbed_images_over_http(sandbox, catalog):
     rng = random.Random("over-http")
-    for i, kind in zip(rng.sample(range(len(catalog)), 8), list(PERTURBATIONS) * 2):
+    for i, kind in zip(rng.sample(range(len(catalog)), 8), list(PERTURBATIONS) * 2, strict=True):
         query = PERTURBATIONS[kind](catalog.products[i].image(), rng)
         image = base64.b64encode(jpeg_bytes(query, quality=80)).decode()
         assert catalog.products[i].num_iid in ids(search(sandbox, image_data=image))[:5], kind

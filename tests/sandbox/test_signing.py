@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -63,7 +63,7 @@ def test_verify_refuses_a_wrong_secret_a_changed_param_and_an_unknown_method():
 
 
 def test_timestamps_are_gmt8_and_epoch_ms_is_accepted():
-    moment = datetime(2024, 1, 1, 0, 30, tzinfo=timezone.utc)
+    moment = datetime(2024, 1, 1, 0, 30, tzinfo=UTC)
     assert top_timestamp(moment) == "2024-01-01 08:30:00"
     assert parse_top_timestamp("2024-01-01 08:30:00") == moment
     assert parse_top_timestamp(str(int(moment.timestamp() * 1000))) == moment

@@ -213,6 +213,8 @@ def test_malformed_image_url_is_an_image_error_not_an_internal_one(make_sandbox,
     sb = make_sandbox("--codes", codes)
     for url in ("http://[::1/x.jpg", "https://[not-an-ip]/img/1.jpg"):
         error = upload(sb, image_url=url)["error_response"]
-        assert (error["code"], error["sub_code"].split(":")[-1]) == (code, "image_url" if code == 41 else "isv.invalid-image-format")
+        assert (error["code"], error["sub_code"].split(":")[-1]) == (
+            code, "image_url" if code == 41 else "isv.invalid-image-format"
+        )
         assert "not a valid URL" in error["sub_msg"]
     assert "Traceback" not in sb.stderr()
