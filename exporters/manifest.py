@@ -128,6 +128,9 @@ class DatasetManifest:
         manifest = {
             "run_id": self.run_id,
             "dt": self.dt,
+            # Which API answered, and where (a host, never a URL: no credentials can ride along).
+            "gateway": stats.get("imagesearch/gateway"),
+            "endpoint_host": stats.get("imagesearch/endpoint_host"),
             "started_at": self.started_at.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
             "finish_reason": reason,

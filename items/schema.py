@@ -71,6 +71,10 @@ PRODUCTS = Table(
         Column("price_max", PRICE_TYPE, "Highest price in yuan; null if unparseable."),
         Column("price_raw", pa.string(), "Price exactly as the API returned it.", repeats=True),
         Column(
+            "promotion_price", PRICE_TYPE,
+            "Promotional price in yuan, where the gateway gives one (Onebound); null otherwise (TOP).",
+        ),
+        Column(
             "sales",
             pa.int64(),
             "Monthly sales as a number (万 x10,000, '+' read as the lower bound); null if unparseable.",

@@ -16,6 +16,8 @@ class ProductHit(scrapy.Item):
     title = scrapy.Field()
     pic_url = scrapy.Field()
     price = scrapy.Field()
+    #: The promotional price, from gateways that give one (Onebound); TOP has none.
+    promotion_price = scrapy.Field()
     sales = scrapy.Field()
     num_iid = scrapy.Field()
     detail_url = scrapy.Field()

@@ -24,6 +24,8 @@ from pipeline.errors import ConfigurationError
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
+    from pipeline.gateways.base import Gateway
+
 logger = logging.getLogger(__name__)
 
 #: Whole-number settings and their least value.
@@ -49,7 +51,7 @@ SECONDS_SETTINGS: dict[str, float] = {
     "DOWNLOAD_DELAY": 0.0,
 }
 #: Settings that name a class by its import path.
-IMPORT_PATH_SETTINGS: tuple[str, ...] = ("IMAGESEARCH_GATEWAY", "IMAGESEARCH_QUOTA_STORE")
+IMPORT_PATH_SETTINGS: tuple[str, ...] = ("IMAGESEARCH_QUOTA_STORE", "IMAGESEARCH_DOWNLOAD_HANDLER")
 #: PARQUET_COMPRESSION values meaning "no compression" (pyarrow's names).
 NO_COMPRESSION = frozenset({"none", "uncompressed"})
 
@@ -117,7 +119,7 @@ def _check(name: str, value: Any, check: Callable[[Any], Any]) -> None:
         raise ConfigurationError(message if name in message else f"{name}={value!r}: {message}") from None
 
 
-def check_endpoint(value: Any) -> None:
+def check_endpoint(value: Any, gateway: type[Gateway]) -> None:
     from pipeline.extensions import wants_sandbox
 
     if wants_sandbox(value):
@@ -126,7 +128,13 @@ def check_endpoint(value: Any) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"IMAGESEARCH_ENDPOINT={value!r} is neither 'sandbox' nor an http(s) URL: "
-            "give the router URL, e.g. https://eco.taobao.com/router/rest"
+            f"give the {gateway.name} gateway's URL, e.g. {gateway.public_endpoint}"
+        )
+    if parts.username or parts.password or parts.query:
+        # Credentials go in IMAGESEARCH_APP_KEY / _SECRET, which are kept out of every log line.
+        raise ConfigurationError(
+            "IMAGESEARCH_ENDPOINT must not carry credentials or a query string: "
+            "give the key and secret as IMAGESEARCH_APP_KEY and IMAGESEARCH_APP_SECRET"
         )
 
 
@@ -193,7 +201,7 @@ def check_appended_feeds(settings: BaseSettings) -> None:
 def check_settings(settings: BaseSettings) -> None:
     """Check INT_SETTINGS, SECONDS_SETTINGS and the structured settings; raise the first ConfigurationError."""
     from exporters.layout import safe_component, safe_date
-    from pipeline.gateways.top import check_sign_method
+    from pipeline.gateways.base import gateway_class
     from pipeline.pacing import Quota
 
     for name, minimum in INT_SETTINGS.items():
@@ -202,13 +210,14 @@ def check_settings(settings: BaseSettings) -> None:
         seconds(name, settings.get(name), least)
     for name in IMPORT_PATH_SETTINGS:
         check_import_path(name, settings.get(name))
-    check_endpoint(settings.get("IMAGESEARCH_ENDPOINT"))
+    gateway = gateway_class(settings.get("IMAGESEARCH_GATEWAY") or "top")
+    gateway.check_settings(settings)
+    check_endpoint(settings.get("IMAGESEARCH_ENDPOINT"), gateway)
     for name in ("IMAGESEARCH_APP_KEY", "IMAGESEARCH_APP_SECRET"):
         if not str(settings.get(name) or "").strip():
             raise ConfigurationError(f"{name} is empty: set it with -s {name}=... or the environment variable {name}")
     check_dataset_dir(settings)
     check_appended_feeds(settings)
-    check_sign_method(settings.get("IMAGESEARCH_SIGN_METHOD") or "md5")
     if quota := settings.get("IMAGESEARCH_QUOTA"):
         _check("IMAGESEARCH_QUOTA", quota, Quota.parse)
     dataset_formats(settings)

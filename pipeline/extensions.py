@@ -1,4 +1,4 @@
-"""EmbeddedSandbox: serve the TOP-compatible sandbox in-process when no real gateway endpoint is configured."""
+"""Extensions: SecretRedaction keeps credentials out of the log; EmbeddedSandbox serves the sandbox in-process."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from scrapy.utils.defer import maybe_deferred_to_future
 
 from pipeline.configuration import json_list
 from pipeline.errors import ConfigurationError
+from pipeline.gateways.base import load_gateway
+from pipeline.redaction import Redactor, install
 
 if TYPE_CHECKING:
     from typing import Self
 
     from scrapy.crawler import Crawler
 
+    from pipeline.gateways.base import Gateway
     from sandbox.config import SandboxConfig
     from sandbox.server import RunningSandbox
 
@@ -29,6 +32,30 @@ SANDBOX_ENDPOINT = "sandbox"
 
 def wants_sandbox(endpoint: str | None) -> bool:
     return (endpoint or "").strip().lower() in ("", SANDBOX_ENDPOINT)
+
+
+class SecretRedaction:
+    """Masks the gateway's app key and secret (``***``) in every log line of the crawl, at every level.
+
+    The secrets should never reach a log line in the first place (the download handler signs a copy
+    of each call that nothing else sees); this is the net under that, for text that names a request
+    URL from inside Scrapy or Twisted. The filter goes on the log handlers in place when the crawler
+    is built and comes off when the engine stops.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.installed = install(redactor)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        extension = cls(Redactor(load_gateway(crawler).secrets()))
+        crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
+        return extension
+
+    def engine_stopped(self) -> None:
+        for handler, log_filter in self.installed:
+            handler.removeFilter(log_filter)
+        self.installed = []
 
 
 class EmbeddedSandbox:
@@ -53,8 +80,9 @@ class EmbeddedSandbox:
         return extension
 
     @property
-    def endpoint(self) -> str | None:
-        return self.running.endpoint if self.running else None
+    def base_url(self) -> str | None:
+        """``http://127.0.0.1:PORT`` once it listens; each gateway's endpoint is below it."""
+        return self.running.url if self.running else None
 
     def spider_opened(self) -> None:
         from sandbox.server import listen  # imports the reactor: only once Scrapy has installed it
@@ -62,8 +90,8 @@ class EmbeddedSandbox:
         self.running = listen(self.config, host="127.0.0.1", port=0)
         logger.warning(
             "Searching the embedded sandbox at %s: results are synthetic test data, not Taobao listings "
-            "(set IMAGESEARCH_ENDPOINT to a TOP router URL to search the real gateway)",
-            self.running.endpoint,
+            "(set IMAGESEARCH_ENDPOINT to the gateway's URL to search the real one)",
+            self.running.url,
         )
 
     async def spider_closed(self) -> None:
@@ -99,11 +127,11 @@ def sandbox_config(args: list[str]) -> SandboxConfig:
         raise ConfigurationError(f"IMAGESEARCH_SANDBOX_ARGS={args!r}: {exc}") from None
 
 
-def resolve_endpoint(crawler: Crawler) -> str:
-    """The router URL calls go to: the embedded sandbox's once it runs, else IMAGESEARCH_ENDPOINT."""
+def resolve_endpoint(crawler: Crawler, gateway: Gateway) -> str:
+    """The URL calls go to: the embedded sandbox's endpoint for ``gateway`` once it runs, else IMAGESEARCH_ENDPOINT."""
     extension = crawler.get_extension(EmbeddedSandbox)
-    if extension is not None and extension.endpoint:
-        return extension.endpoint
+    if extension is not None and extension.base_url:
+        return gateway.sandbox_endpoint(extension.base_url)
     endpoint = (crawler.settings.get("IMAGESEARCH_ENDPOINT") or "").strip()
     if wants_sandbox(endpoint):
         raise ConfigurationError(

@@ -1,19 +1,20 @@
-"""Downloader middlewares of gateway calls: pacing, retry backoff, error actions, call stats, and TOP signing."""
+"""The downloader middleware of gateway calls: pacing, retry backoff, error actions, daily quota, call stats."""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlencode
 
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+from scrapy.utils.job import job_dir
 from twisted.internet.defer import Deferred
 
+from pipeline.commands.crawl import QUOTA_SPENT_REASON, STOP_MESSAGE_STAT
 from pipeline.errors import GatewayStopped
-from pipeline.gateways.actions import FATAL, RETRY, THROTTLE, ErrorActions
+from pipeline.gateways.actions import FATAL, RETRY, STOP, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
-from pipeline.gateways.top import SIGN_META_KEY, check_sign_method, signed_params
 from pipeline.journal import REPLAYED_FLAG
 from pipeline.pacing import QuotaPacer, sleep_until
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from scrapy.http import Response
 
     from pipeline.errors import GatewayError
-    from pipeline.gateways.base import Gateway
+    from pipeline.gateways.base import DailyQuota, Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,16 @@ class GatewayMiddleware:
       the call (``imagesearch/calls``, ``imagesearch/calls/<method>``);
     - once the crawl is stopping (a fatal answer, Ctrl-C, SIGTERM): sends nothing more, and a call
       waiting for its turn gives up within a second (GatewayStopped);
-    - on an error answer: counts ``imagesearch/errors/<code>`` and applies IMAGESEARCH_ERROR_ACTIONS:
-      ``retry`` re-sends through Scrapy's retry machinery (RETRY_TIMES), ``throttle`` bans calls for
-      the seconds the gateway names and re-sends (at most IMAGESEARCH_THROTTLE_MAX_TIMES);
-      anything else, or a retry budget spent, goes on to the spider, which records it on the seed.
+    - on an error answer: counts ``imagesearch/errors/<code>`` and applies the gateway's error
+      actions (with IMAGESEARCH_ERROR_ACTIONS over them): ``retry`` re-sends through Scrapy's retry
+      machinery (RETRY_TIMES), ``throttle`` bans calls for the seconds the gateway names and
+      re-sends (at most IMAGESEARCH_THROTTLE_MAX_TIMES); anything else, or a retry budget spent,
+      goes on to the spider, which records it on the seed;
+    - when the app's quota for the day is spent (a ``stop`` error, or an answer saying the day's
+      calls are all used, as Onebound's ``api_info`` does): sends nothing more and closes the crawl
+      (finish reason ``quota_spent``, exit 4) with one line saying when to run it again; with
+      JOBDIR the same command then resumes it. The stat ``imagesearch/daily_quota`` keeps the last
+      count an answer gave.
 
     HTTP errors, timeouts and dropped connections stay with Scrapy's RetryMiddleware (with our backoff).
     """
@@ -70,7 +77,8 @@ class GatewayMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler, load_gateway(crawler), ErrorActions.from_settings(crawler.settings))
+        gateway = load_gateway(crawler)
+        return cls(crawler, gateway, ErrorActions.from_settings(crawler.settings, gateway.error_actions))
 
     def stopping(self) -> bool:
         """No call may leave: a fatal answer came, or the crawl is shutting down (Ctrl-C, SIGTERM).
@@ -132,11 +140,20 @@ class GatewayMiddleware:
         self._got_answer(request, response.flags)
         if request.meta.get(METHOD_META_KEY) is None or response.status != 200:
             return response
+        # A replayed answer's count is of the day it was received on.
+        quota = None if REPLAYED_FLAG in response.flags else self.gateway.daily_quota(response)
+        if quota is not None:
+            self.crawler.stats.set_value("imagesearch/daily_quota", f"{quota.used}/{quota.limit}")
         error = self.gateway.parse_error(response)
         if error is None:
+            if quota is not None and quota.spent:
+                self._stop(f"{quota}")  # this answer is good; the next call would be refused
             return response
         self.crawler.stats.inc_value(f"imagesearch/errors/{error.code}")
         action = self.actions.action_for(error)
+        if action == STOP or (quota is not None and quota.spent):
+            self._stop(self._limit(error, quota))
+            raise GatewayStopped(f"not answered: {error.describe()}")
         if action == RETRY:
             return self._retry(request, error) or response
         if action == THROTTLE:
@@ -144,6 +161,33 @@ class GatewayMiddleware:
         if action == FATAL:
             self.stopped = True
         return response
+
+    def _limit(self, error: GatewayError, quota: DailyQuota | None) -> str:
+        name = self.gateway.limit_name(error)
+        return "; ".join(filter(None, (name, str(quota) if quota else None, error.describe())))
+
+    def _stop(self, what: str) -> None:
+        """The gateway takes no more calls today: nothing more is sent, and the crawl closes, resumable."""
+        if self.stopped:
+            return
+        self.stopped = True
+        now = datetime.now(UTC)
+        resets = self.gateway.quota_resets_at(now)
+        minutes = max(0, int((resets - now).total_seconds() // 60))
+        if job_dir(self.crawler.settings):
+            carry_on = "it resumes where it stopped, spending no call twice"
+        else:
+            carry_on = "this run is committed incomplete; with -s JOBDIR=DIR a stopped crawl resumes instead"
+        message = (
+            f"the gateway's quota for the day is spent ({what}): the crawl stops; run the same command again "
+            f"after {resets:%Y-%m-%d %H:%M} UTC (00:00 China time, in {minutes // 60} h {minutes % 60:02d} min): "
+            f"{carry_on}"
+        )
+        logger.error(message)
+        self.crawler.stats.set_value(STOP_MESSAGE_STAT, message)
+        engine = self.crawler._engine  # see stopping()
+        if engine is not None and engine.spider is not None:
+            deferred_from_coro(engine.close_spider_async(reason=QUOTA_SPENT_REASON))
 
     def _retry(self, request: Request, error: GatewayError) -> Request | None:
         assert self.crawler.spider is not None
@@ -160,43 +204,8 @@ class GatewayMiddleware:
         wait = self.throttle_default_wait if seconds is None else seconds
         self.pacer.ban(wait)
         self.crawler.stats.inc_value("imagesearch/throttled")
-        logger.info("Gateway quota reached (%s): pausing calls for %.0f s", error.describe(), wait)
+        logger.info("Gateway call limit reached (%s): pausing calls for %.0f s", self._limit(error, None), wait)
         again = request.copy()
         again.meta[THROTTLED_META_KEY] = times
         again.dont_filter = True
         return again
-
-
-class TopSigningMiddleware:
-    """Adds TOP's common parameters and ``sign`` to a gateway call's form body at send time.
-
-    Runs last before the download handler, on every attempt (retries included), so each attempt
-    carries a fresh GMT+8 timestamp and signature. The secret lives only here.
-    """
-
-    def __init__(self, app_key: str, app_secret: str, sign_method: str) -> None:
-        self.app_key = app_key
-        self._app_secret = app_secret
-        self.sign_method = check_sign_method(sign_method)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(app_key={self.app_key!r}, sign_method={self.sign_method!r})"
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        settings = crawler.settings
-        return cls(
-            settings.get("IMAGESEARCH_APP_KEY") or "",
-            settings.get("IMAGESEARCH_APP_SECRET") or "",
-            settings.get("IMAGESEARCH_SIGN_METHOD") or "md5",
-        )
-
-    def process_request(self, request: Request) -> None:
-        if not request.meta.get(SIGN_META_KEY):
-            return None
-        params = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
-        signed = signed_params(params, self.app_key, self._app_secret, self.sign_method)
-        # Signing must change the very request being downloaded: returning a new Request from
-        # process_request would send it back through the scheduler and sign it twice.
-        request._set_body(urlencode(signed).encode("utf-8"))
-        return None

@@ -170,7 +170,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def normalize_url(raw: Any) -> str | None:
-    """An absolute http(s) URL: "//x/y" -> "https://x/y", "http://x" -> "https://x".
+    """An absolute http(s) URL: "//x/y" and "//https://x/y" -> "https://x/y", "http://x" -> "https://x".
 
     Taobao's CDNs and item pages all serve https, so scheme-less and plain http URLs get https -
     except on loopback (localhost, 127.0.0.0/8, ::1), which gets http: the embedded sandbox serves
@@ -180,6 +180,8 @@ def normalize_url(raw: Any) -> str | None:
     if not isinstance(raw, str):
         return None
     url = raw.strip()
+    if url.startswith("//") and url[2:8].lower() in ("https:", "http:/"):
+        url = url[2:]  # "//https://host/x", as some gateways send them
     if url.startswith("https://"):  # the common case, without parsing
         return url if len(url) > 8 and url[8] not in "/?#" else None
     if url.startswith("//"):

@@ -139,6 +139,8 @@ class NormalizePipeline(_StatsPipeline):
         if sales_count is None and sales_raw is not None:
             self.stats.inc_value("dataset/unparsed/sales")
         values["price_min"], values["price_max"], values["price_raw"] = price_min, price_max, price_raw
+        promotion = get("promotion_price")
+        values["promotion_price"] = None if promotion is None else normalize_price(promotion)[0]
         values["sales"], values["sales_raw"] = sales_count, sales_raw
         values["num_iid"] = normalize_num_iid(get("num_iid"))
         values["title"] = clean_title(get("title"))
@@ -162,9 +164,9 @@ class NormalizePipeline(_StatsPipeline):
 
 
 _NORMALIZED_FIELDS: tuple[str, ...] = (
-    "price_min", "price_max", "price_raw", "sales", "sales_raw", "num_iid", "title", "pic_url", "detail_url",
-    "seller_nick", "is_tmall", "seed_id", "page", "position", "cat", "crawled_at", "is_duplicate", "first_seed_id",
-    "run_id", "seed_rank", "product_row",
+    "price_min", "price_max", "price_raw", "promotion_price", "sales", "sales_raw", "num_iid", "title", "pic_url",
+    "detail_url", "seller_nick", "is_tmall", "seed_id", "page", "position", "cat", "crawled_at", "is_duplicate",
+    "first_seed_id", "run_id", "seed_rank", "product_row",
 )
 assert set(_NORMALIZED_FIELDS) <= set(ProductHit.fields), "pipelines write a field ProductHit does not declare"
 

@@ -1,8 +1,9 @@
 """Scrapy settings for the image-search pipeline: every setting a user may change, with its one default.
 
-Override any of them with ``scrapy crawl imagesearch -s NAME=value``. The ``IMAGESEARCH_ENDPOINT``,
-``IMAGESEARCH_APP_KEY``, ``IMAGESEARCH_APP_SECRET`` and ``IMAGESEARCH_SIGN_METHOD`` settings also
-read environment variables of the same names (``-s`` wins over the environment).
+Override any of them with ``scrapy crawl imagesearch -s NAME=value``. The ``IMAGESEARCH_GATEWAY``,
+``IMAGESEARCH_ENDPOINT``, ``IMAGESEARCH_APP_KEY``, ``IMAGESEARCH_APP_SECRET`` and
+``IMAGESEARCH_SIGN_METHOD`` settings also read environment variables of the same names (``-s`` wins
+over the environment).
 See README.md "Settings" for the full table.
 """
 
@@ -31,17 +32,24 @@ COOKIES_ENABLED = False
 # ---------------------------------------------------------------------------------------------
 # Gateway (spider, signing, errors)
 # ---------------------------------------------------------------------------------------------
-#: ``sandbox`` (default) starts the embedded sandbox on a free loopback port; otherwise the TOP
-#: router URL, e.g. ``https://eco.taobao.com/router/rest``.
+#: Which API to speak: ``top`` (the TOP router, the article's ``taobao.image.search``) or ``onebound``
+#: (Onebound's ``item_search_img``, the route a user can buy today; see README "Choosing a gateway"),
+#: or the import path of a pipeline.gateways.base.Gateway class.
+IMAGESEARCH_GATEWAY = os.environ.get("IMAGESEARCH_GATEWAY", "top")
+#: ``sandbox`` (default) starts the embedded sandbox, which speaks every gateway, on a free loopback
+#: port; otherwise the gateway's URL: for top the router URL (``https://eco.taobao.com/router/rest``),
+#: for onebound the base URL (``https://api-gw.onebound.cn``).
 IMAGESEARCH_ENDPOINT = os.environ.get("IMAGESEARCH_ENDPOINT", "sandbox")
 #: Your app key (env IMAGESEARCH_APP_KEY); the embedded sandbox knows ``test``.
 IMAGESEARCH_APP_KEY = os.environ.get("IMAGESEARCH_APP_KEY", "test")
 #: Your app secret (env IMAGESEARCH_APP_SECRET). Used only to sign calls; never logged or exported.
 IMAGESEARCH_APP_SECRET = os.environ.get("IMAGESEARCH_APP_SECRET", "test")
-#: md5, hmac (HMAC-MD5) or hmac-sha256.
+#: top: md5, hmac (HMAC-MD5) or hmac-sha256.
 IMAGESEARCH_SIGN_METHOD = os.environ.get("IMAGESEARCH_SIGN_METHOD", "md5")
-#: Import path of the gateway class that builds calls and reads answers (see pipeline/gateways/base.py).
-IMAGESEARCH_GATEWAY = "pipeline.gateways.top.TopGateway"
+#: onebound: ``no`` asks for fresh answers, ``yes`` (Onebound's own default) takes its cached ones.
+IMAGESEARCH_ONEBOUND_CACHE = "no"
+#: onebound: the language of titles, ``cn``, ``en`` or ``ru``.
+IMAGESEARCH_ONEBOUND_LANG = "cn"
 #: Most result pages fetched per seed image (``-a pages=N`` overrides it per crawl).
 IMAGESEARCH_PAGES = 5
 #: Results per page assumed when page 1 comes back empty; otherwise page 1's item count is the page size.
@@ -52,40 +60,12 @@ IMAGESEARCH_MAX_IMAGE_SIDE = 1024
 IMAGESEARCH_MAX_IMAGE_PIXELS = 89_478_485
 #: Hosts (fnmatch patterns) of the platform's own CDN: their URLs go as image_data, others are uploaded first.
 IMAGESEARCH_CDN_HOSTS = ["*.alicdn.com", "*.tbcdn.cn", "*.taobaocdn.com"]
-#: Default action per gateway error, keyed "code" or "code:glob" ("*" for any code), the glob matched
+#: Your changes to the gateway's table of actions per error (a dict, or JSON with -s), merged over it;
+#: a value of None removes a key. Keys are "code" or "code:glob" ("*" for any code), the glob matched
 #: against the sub_code, or the msg ignoring case; the most specific matching key wins. Actions: fatal
-#: (stop the crawl), retry, throttle (wait out the ban), seed_error (record it on the seed, go on).
-#: Covers both the article's code table and real TOP's (api.md section 1), which disagree on 15 and 21:
-#: 15 is a signature error unless its sub_code is isp.* or its msg says remote service error (TOP);
-#: 21 is a bad image unless it says missing method (TOP), which this client never causes. TOP's 7 with
-#: sub_code limited-by-app-access-count is the app's daily quota: no wait of minutes helps, so the crawl stops
-#: (run it again once the quota resets; with JOBDIR it resumes).
-#: Change it via IMAGESEARCH_ERROR_ACTIONS.
-IMAGESEARCH_ERROR_ACTIONS_BASE = {
-    "7": "throttle",
-    "7:accesscontrol.limited-by-app-access-count": "fatal",
-    "16": "throttle",
-    "10": "retry",
-    "15:isp.*": "retry",
-    "15:remote service*": "retry",
-    "*:isp.*": "retry",
-    "malformed": "retry",
-    "11": "fatal",
-    "15": "fatal",
-    "21:isv.missing-method": "fatal",
-    "21:missing method*": "fatal",
-    "21": "seed_error",
-    "22": "fatal",
-    "25": "fatal",
-    "28": "fatal",
-    "29": "fatal",
-    "30": "fatal",
-    "31": "fatal",
-    "40": "fatal",
-    "41": "seed_error",
-    "*": "seed_error",
-}
-#: Your changes to the table above, merged over it (a dict, or JSON with -s); a value of None removes a key.
+#: (stop the crawl, exit 3), retry, throttle (wait out the ban), seed_error (record it on the seed, go
+#: on), stop (the day's quota is spent: stop cleanly, exit 4, resumable). Each gateway's own table is
+#: in its package (pipeline/gateways/<name>/gateway.py) and in README "Errors".
 IMAGESEARCH_ERROR_ACTIONS: dict[str, str | None] = {}
 #: Seconds before the first retry of a failed call, doubled on each further retry.
 IMAGESEARCH_RETRY_BACKOFF = 1.0
@@ -102,16 +82,24 @@ IMAGESEARCH_SANDBOX_ARGS: list[str] = []
 #: attempts fail, a call is lost with p = 0.19^(1+8) = 3e-7 (with 3 retries 1.2e-3, which loses a seed
 #: in 4 crawls of 400 calls out of 10), and with the default backoff the retries span 2 minutes.
 RETRY_TIMES = 8
-#: GatewayMiddleware (pacing, backoff, error actions, call stats) and TopSigningMiddleware (signs each attempt).
+#: GatewayJournalMiddleware (resume) and GatewayMiddleware (pacing, backoff, error actions, call stats).
 DOWNLOADER_MIDDLEWARES = {
     # First: with JOBDIR, answers already journaled are served from JOBDIR, new ones journaled.
     "pipeline.journal.GatewayJournalMiddleware": 50,
     "pipeline.middlewares.GatewayMiddleware": 560,
-    # Last before the download handler, so every attempt is signed with a fresh timestamp.
-    "pipeline.middlewares.TopSigningMiddleware": 950,
 }
-#: EmbeddedSandbox starts the sandbox when IMAGESEARCH_ENDPOINT is "sandbox" (or empty).
+#: Gateway calls are signed by this download handler as they are sent (a fresh timestamp and
+#: signature for every attempt), and the signed copy goes nowhere but the network.
+DOWNLOAD_HANDLERS = {
+    "http": "pipeline.handlers.GatewayDownloadHandler",
+    "https": "pipeline.handlers.GatewayDownloadHandler",
+}
+#: The download handler that does the downloading for GatewayDownloadHandler (Scrapy's HTTP/1.1 one).
+IMAGESEARCH_DOWNLOAD_HANDLER = "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler"
+#: SecretRedaction masks the app key and secret in every log line; EmbeddedSandbox starts the
+#: sandbox when IMAGESEARCH_ENDPOINT is "sandbox" (or empty).
 EXTENSIONS = {
+    "pipeline.extensions.SecretRedaction": 0,
     "pipeline.extensions.EmbeddedSandbox": 100,
 }
 #: Our ``crawl`` command: one-line errors and exit codes (2: bad arguments, 3: the gateway refused us).

@@ -1,4 +1,4 @@
-"""``python -m sandbox``: run the TOP-compatible image-search sandbox until interrupted."""
+"""``python -m sandbox``: run the image-search sandbox (TOP and Onebound protocols) until interrupted."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse flags, listen, print ``sandbox listening on http://HOST:PORT/router/rest`` and serve."""
+    """Parse flags, listen, print ``sandbox listening on http://HOST:PORT (...)`` and serve."""
     parser = build_parser()
     ns = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=ns.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CannotListenError as exc:
         print(f"python -m sandbox: error: cannot listen on {ns.host}:{ns.port}: {exc.socketError}", file=sys.stderr)
         return 2
-    print(f"sandbox listening on {running.endpoint}", flush=True)
+    print(f"sandbox listening on {running.url} (TOP {running.endpoint}, Onebound {running.url}/taobao/)", flush=True)
     reactor.run()
     return 0
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipeline.gateways.top.wire import ITEM_FIELDS as TOP_ITEM_FIELDS
+
 logger = logging.getLogger(__name__)
 
-#: The fields of one ``taobao.image.search`` item, in the article's order.
-ITEM_FIELDS: tuple[str, ...] = (
-    "title", "pic_url", "price", "sales", "num_iid", "detail_url", "seller_nick", "is_tmall",
-)
+#: A product's listing fields: those of one ``taobao.image.search`` hit (the other protocols map them).
+ITEM_FIELDS = TOP_ITEM_FIELDS
 
 #: Placeholder substituted by the serving ``host:port`` when an item is rendered (see :func:`render_item`).
 HOST_PLACEHOLDER = "{host}"

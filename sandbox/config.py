@@ -92,12 +92,19 @@ class SandboxConfig:
     max_skew_seconds: float = 600.0
     #: Read/connect timeout when ``taobao.upload.img`` fetches an ``image_url``.
     fetch_timeout: float = 5.0
+    #: Calls an app may make in a day (TOP answers code 7 limited-by-app-access-count past it,
+    #: Onebound its daily-limit code; Onebound's ``api_info`` shows the count).
+    daily_max: int = 10_000
+    #: Length of the sandbox's day in seconds; 86400 (a day starting at 00:00 China time), or shorter in tests.
+    day_seconds: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.codes not in CODE_TABLES:
             raise ValueError(f"codes must be one of {', '.join(CODE_TABLES)}, got {self.codes!r}")
         if self.page_size < 1 or self.max_results < 0:
             raise ValueError("page_size must be >= 1 and max_results >= 0")
+        if self.daily_max < 1 or not math.isfinite(self.day_seconds) or self.day_seconds <= 0:
+            raise ValueError("daily_max must be >= 1 and day_seconds a finite number > 0")
         if not self.apps:
             raise ValueError("at least one app is needed")
         # Callers may pass lists and plain strings: stored as the declared (hashable) types.
@@ -126,6 +133,8 @@ class SandboxConfig:
             page_size=ns.page_size,
             max_results=ns.max_results,
             catalog=ns.catalog,
+            daily_max=ns.daily_max,
+            day_seconds=ns.day_seconds,
             faults=FaultConfig(
                 http_5xx=ns.fault_5xx,
                 slow=ns.fault_slow,
@@ -193,6 +202,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -207,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m sandbox`` argument parser (also used by :meth:`SandboxConfig.from_args`)."""
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
-        description="A TOP-compatible taobao.image.search sandbox over HTTP (POST/GET /router/rest).",
+        description="An image-search sandbox over HTTP: TOP's taobao.image.search (GET/POST /router/rest) and "
+        "Onebound's item_search_img (GET /taobao/item_search_img/, POST /taobao/upload_img/).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8731, help="TCP port, 0 for any free port (default 8731)")
@@ -223,11 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_deny,
         metavar="KEY:METHOD",
-        help="refuse METHOD for app KEY with code 11 (repeatable)",
+        help="refuse METHOD (a TOP method, or item_search_img / upload_img) for app KEY (repeatable)",
     )
     parser.add_argument("--codes", choices=CODE_TABLES, default="article", help="error code table (default article)")
     parser.add_argument("--page-size", type=_positive_int, default=20, help="items per page (default 20)")
     parser.add_argument("--max-results", type=_non_negative_int, default=200, help="cap on total_results (default 200)")
+    parser.add_argument(
+        "--daily-max", type=_positive_int, default=10_000, metavar="N", help="calls an app may make in a day (10000)"
+    )
+    parser.add_argument(
+        "--day-seconds", type=_positive_seconds, default=86_400.0, metavar="S",
+        help="length of the sandbox's day in seconds (default 86400, from 00:00 China time)",
+    )
     parser.add_argument(
         "--catalog", type=Path, metavar="FILE.jsonl", help="serve this catalogue instead of the built-in one"
     )

@@ -22,7 +22,11 @@ logger = logging.getLogger(__name__)
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{40}$")
 _IMG_PATH_RE = re.compile(r"/img/([^/]+)\.jpg$")
-_UPLOAD_PATH_RE = re.compile(r"/upload/([0-9a-f]{40})\.jpg$")
+#: An uploaded picture: the sandbox's own ``/upload/<id>.jpg`` (taobao.upload.img), or the platform
+#: CDN's ``/img/bao/uploaded/i4/<id>.jpg`` that Onebound's upload_img names.
+_UPLOAD_PATH_RE = re.compile(r"/(?:upload|img/bao/uploaded/i4)/([0-9a-f]{40})\.jpg$")
+#: Where Onebound's upload_img says an uploaded picture is (a protocol-relative platform CDN URL).
+UPLOADED_CDN_URL = "//g-search3.alicdn.com/img/bao/uploaded/i4/{upload_id}.jpg"
 _MAX_UPLOADS = 2048
 _MAX_QUERY_CACHE = 256
 _MAX_IMAGE_CACHE = 512

@@ -1,12 +1,20 @@
-"""The sandbox over HTTP: twisted.web resources for /router/rest, images and /_sandbox, and listen()."""
+"""The sandbox over HTTP: twisted.web resources for each protocol's paths, images and /_sandbox, and listen().
+
+``/router/rest`` speaks TOP (sandbox.top), ``/taobao/item_search_img/`` and ``/taobao/upload_img/``
+speak Onebound (sandbox.onebound); both search one catalogue and count one set of app accounts.
+"""
 
 from __future__ import annotations
 
-import json
+import email.policy
 import logging
 import re
+import typing
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from email.parser import BytesParser
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
@@ -20,35 +28,65 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from pipeline.gateways.onebound.wire import SEARCH_PATH, UPLOAD_PATH
+from sandbox.accounts import Accounts
+from sandbox.calls import JSON_TYPE, Answer, Call, json_bytes
 from sandbox.config import SandboxConfig
-from sandbox.exceptions import TopError
 from sandbox.faults import FaultDecision, FaultInjector
 from sandbox.models import ImageSearchBackend
-from sandbox.protocol import TopProtocol
+from sandbox.onebound import OneboundProtocol
+from sandbox.top import ROUTER_PATH, TopProtocol
 
 logger = logging.getLogger(__name__)
 
-JSON_TYPE = b"application/json;charset=UTF-8"
-ROUTER_PATH = "/router/rest"
 #: Largest image ``taobao.upload.img`` will fetch from an ``image_url``.
 MAX_FETCH_BYTES = 20 * 1024 * 1024
-#: Largest request body /router/rest takes.  A phone photo (~12 MP, a few MB of JPEG) as Base64 is
+#: Largest request body an API path takes.  A phone photo (~12 MP, a few MB of JPEG) as Base64 is
 #: well under this; twisted.web would otherwise buffer and parse any size on the reactor thread.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
 
-def _json_bytes(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def _form(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
+    """The text fields and the file parts of a request body (urlencoded or multipart), first value of each.
+
+    A multipart part is a file when it has a filename or, as TOP SDKs send ``byte[]`` arguments, the
+    disposition ``file``; anything else is text, decoded as its charset or UTF-8.
+    """
+    kind = content_type.split(";", 1)[0].strip().lower()
+    fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    if kind == "application/x-www-form-urlencoded":
+        for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+            fields.setdefault(key, value)
+    elif kind == "multipart/form-data":
+        message = BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body
+        )
+        for part in message.iter_parts() if message.is_multipart() else ():
+            name = part.get_param("name", header="content-disposition")
+            if not isinstance(name, str) or not name:
+                continue
+            payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
+            if part.get_filename() is not None or part.get_content_disposition() == "file":
+                files.setdefault(name, data)
+            else:
+                fields.setdefault(name, data.decode(part.get_content_charset() or "utf-8", "replace"))
+    return fields, files
 
 
-def _params(request: Request) -> dict[str, str]:
-    """First value of each query-string / form / multipart parameter, decoded as UTF-8."""
-    params: dict[str, str] = {}
-    for key, values in (request.args or {}).items():
-        if values:
-            params[key.decode("utf-8", "replace")] = values[0].decode("utf-8", "replace")
-    return params
+def _call(request: Request, path: str) -> Call:
+    """The call a request makes to an API path: query string and body, the body winning on a name in both."""
+    query = dict(reversed(parse_qsl(urlsplit(request.uri.decode("latin-1")).query, keep_blank_values=True)))
+    too_large = bool(getattr(request, "body_too_large", False))
+    body = b""
+    if not too_large and request.content is not None:
+        request.content.seek(0)
+        body = request.content.read()
+    content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
+    fields, files = _form(content_type, body) if body else ({}, {})
+    return Call(path, {**query, **fields}, frozenset(query), files, _served_host(request), too_large)
 
 
 def _served_host(request: Request) -> str:
@@ -164,18 +202,35 @@ class _Tracked:
         self.gone = True
 
 
-class RouterResource(Resource):
-    """``/router/rest``: GET query string or POST form/multipart, always answered in JSON."""
+class ApiProtocol(typing.Protocol):
+    """What an API path needs of its protocol (sandbox.top.TopProtocol, sandbox.onebound.OneboundProtocol)."""
+
+    def record(self, call: Call) -> None: ...
+
+    def handle(self, call: Call) -> Awaitable[Answer]: ...
+
+    def too_large(self, call: Call, limit: int) -> Answer: ...
+
+    def remote_error(self, call: Call, variant: float) -> Answer: ...
+
+    def internal_error(self, call: Call) -> Answer: ...
+
+    def garbage_body(self) -> bytes: ...
+
+
+class ApiResource(Resource):
+    """One API path: GET query string or POST form/multipart, answered by its protocol, through the faults."""
 
     isLeaf = True
 
-    def __init__(self, protocol: TopProtocol, faults: FaultInjector, reactor: Any, fetch_timeout: float) -> None:
+    def __init__(self, path: str, protocol: ApiProtocol, faults: FaultInjector, accounts: Accounts,
+                 reactor: Any) -> None:
         super().__init__()
+        self.path = path
         self.protocol = protocol
         self.faults = faults
+        self.accounts = accounts
         self.reactor = reactor
-        self.fetch_timeout = fetch_timeout
-        self._agent = Agent(reactor, connectTimeout=fetch_timeout)
 
     def render_GET(self, request: Request) -> Any:
         return self._render(request)
@@ -185,57 +240,56 @@ class RouterResource(Resource):
 
     def render_HEAD(self, request: Request) -> bytes:
         # twisted.web would otherwise run HEAD as a GET (the call executes and costs quota, and only
-        # the body is dropped); raising UnsupportedMethod does the same.  HEAD is no TOP call: answer
+        # the body is dropped); raising UnsupportedMethod does the same.  HEAD is no API call: answer
         # 405 before anything is counted.
         request.setResponseCode(405)
         request.setHeader(b"allow", b"GET, POST")
         return b""
 
     def _render(self, request: Request) -> Any:
-        params = _params(request)
-        self.protocol.stats.record_call(params)
-        if getattr(request, "body_too_large", False):
-            # The body was dropped unread (see _CappedRequest): answer without running the call.
-            envelope = self.protocol.error_envelope(
-                TopError("invalid_argument", f"request body is larger than {MAX_BODY_BYTES} bytes", "body")
-            )
-            self._write_json(envelope, request, _Tracked(request))
-            return NOT_DONE_YET
+        call = _call(request, self.path)
+        self.protocol.record(call)
         tracked = _Tracked(request)
+        if call.body_too_large:
+            # The body was dropped unread (see _CappedRequest): answer without running the call.
+            self._write(self.protocol.too_large(call, MAX_BODY_BYTES), request, tracked)
+            return NOT_DONE_YET
         # Faults are decided before the call is looked at: a faulted call costs no quota, runs nothing.
         decision = self.faults.draw()
         if decision.slow:
-            self.protocol.stats.faults["slow"] += 1
-            self.reactor.callLater(self.faults.config.slow_seconds, self._answer, request, params, decision, tracked)
+            self.accounts.stats.faults["slow"] += 1
+            self.reactor.callLater(self.faults.config.slow_seconds, self._answer, request, call, decision, tracked)
         else:
-            self._answer(request, params, decision, tracked)
+            self._answer(request, call, decision, tracked)
         return NOT_DONE_YET
 
-    def _answer(self, request: Request, params: dict[str, str], decision: FaultDecision, tracked: _Tracked) -> None:
+    def _answer(self, request: Request, call: Call, decision: FaultDecision, tracked: _Tracked) -> None:
         if tracked.gone:
             # The client gave up during a slow fault: nothing is processed or counted against quota.
             return
         if decision.failure is not None:
-            self.protocol.stats.faults[decision.failure] += 1
-            self._write_fault(request, decision)
+            self.accounts.stats.faults[decision.failure] += 1
+            self._write_fault(request, call, decision)
             return
-        d = Deferred.fromCoroutine(self.protocol.handle(params, _served_host(request), self._fetch))
-        d.addErrback(self._internal_error)
-        d.addCallback(self._write_json, request, tracked)
+        d = Deferred.fromCoroutine(self._handle(call))
+        d.addCallback(self._write, request, tracked)
 
-    def _internal_error(self, failure: Any) -> dict[str, Any]:
-        logger.error("sandbox internal error: %s", failure.getTraceback())
-        return self.protocol.error_envelope(TopError("service_unavailable", "internal sandbox error"))
+    async def _handle(self, call: Call) -> Answer:
+        try:
+            return await self.protocol.handle(call)
+        except Exception:  # a sandbox bug answers as the platform's own internal error
+            logger.exception("sandbox internal error on %s", self.path)
+            return self.protocol.internal_error(call)
 
-    def _write_json(self, payload: dict[str, Any], request: Request, tracked: _Tracked) -> None:
+    def _write(self, answer: Answer, request: Request, tracked: _Tracked) -> None:
         if tracked.gone:
             return
-        # HTTP 200 for error_response too, like real TOP.
-        request.setHeader(b"content-type", JSON_TYPE)
-        request.write(_json_bytes(payload))
+        # HTTP 200 for error answers too, like the platforms.
+        request.setHeader(b"content-type", answer.content_type)
+        request.write(answer.body)
         request.finish()
 
-    def _write_fault(self, request: Request, decision: FaultDecision) -> None:
+    def _write_fault(self, request: Request, call: Call, decision: FaultDecision) -> None:
         kind = decision.failure
         if kind == "5xx":
             status = (500, 502, 503)[min(2, int(decision.variant * 3))]
@@ -249,7 +303,7 @@ class RouterResource(Resource):
         elif kind == "garbage":
             request.setResponseCode(200)
             if decision.variant < 0.5:
-                body = _json_bytes({"image_search_response": {"items": {"item": [{"title": "x"}]}}})
+                body = self.protocol.garbage_body()
                 request.setHeader(b"content-type", JSON_TYPE)
                 request.write(body[: len(body) // 2])
             else:
@@ -257,24 +311,30 @@ class RouterResource(Resource):
                 request.write(b"<html><body><h1>System busy, please retry later</h1></body></html>")
             request.finish()
         elif kind == "drop":
-            body = _json_bytes({"image_search_response": {"items": {"item": []}, "total_results": "0"}})
+            body = self.protocol.garbage_body()
             request.setHeader(b"content-type", JSON_TYPE)
             request.setHeader(b"content-length", str(len(body)).encode())
             request.write(body[: len(body) // 2])
             transport = request.channel.transport if request.channel is not None else None
             if ITCPTransport.providedBy(transport):
                 transport.abortConnection()
-        else:  # remote: a transient error_response
-            envelope = self.protocol.error_envelope(TopError("remote_error", "transient backend failure, retry later"))
-            request.setHeader(b"content-type", JSON_TYPE)
-            request.write(_json_bytes(envelope))
-            request.finish()
+        else:  # remote: a transient error answer
+            self._write(self.protocol.remote_error(call, decision.variant), request, _Tracked(request))
 
-    async def _fetch(self, url: str) -> bytes:
+
+class ImageFetcher:
+    """Fetches an ``image_url`` for taobao.upload.img over HTTP, capped at MAX_FETCH_BYTES and ``timeout``."""
+
+    def __init__(self, reactor: Any, timeout: float) -> None:
+        self.reactor = reactor
+        self.timeout = timeout
+        self._agent = Agent(reactor, connectTimeout=timeout)
+
+    async def __call__(self, url: str) -> bytes:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"not an http(s) URL: {url[:100]!r}")
         d = self._agent.request(b"GET", url.encode("utf-8"), Headers({b"user-agent": [b"imagesearch-sandbox"]}))
-        d.addTimeout(self.fetch_timeout, self.reactor)
+        d.addTimeout(self.timeout, self.reactor)
         response = await d
         if response.code != 200:
             _hang_up(response, url)
@@ -285,7 +345,7 @@ class RouterResource(Resource):
             raise ValueError(f"image at {url} is larger than {MAX_FETCH_BYTES} bytes")
         # Counted as it arrives: a chunked or close-delimited body announces no length.
         body_d = _read_capped(response, url, MAX_FETCH_BYTES)
-        body_d.addTimeout(self.fetch_timeout, self.reactor)
+        body_d.addTimeout(self.timeout, self.reactor)
         return await body_d
 
 
@@ -314,28 +374,28 @@ class _BytesDirectory(Resource):
 class _StatsResource(Resource):
     isLeaf = True
 
-    def __init__(self, protocol: TopProtocol) -> None:
+    def __init__(self, accounts: Accounts) -> None:
         super().__init__()
-        self.protocol = protocol
+        self.accounts = accounts
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", JSON_TYPE)
-        return _json_bytes(self.protocol.stats.snapshot())
+        return json_bytes(self.accounts.stats.snapshot())
 
 
 class _ResetResource(Resource):
-    """``POST /_sandbox/reset``: zero the stats and the quota windows (uploads are kept)."""
+    """``POST /_sandbox/reset``: zero the stats, the quota windows and the day's counts (uploads are kept)."""
 
     isLeaf = True
 
-    def __init__(self, protocol: TopProtocol) -> None:
+    def __init__(self, accounts: Accounts) -> None:
         super().__init__()
-        self.protocol = protocol
+        self.accounts = accounts
 
     def render_POST(self, request: Request) -> bytes:
-        self.protocol.reset()
+        self.accounts.reset()
         request.setHeader(b"content-type", JSON_TYPE)
-        return _json_bytes({"reset": True})
+        return json_bytes({"reset": True})
 
 
 class _QuietSite(Site):
@@ -347,21 +407,29 @@ class _QuietSite(Site):
         pass
 
 
-def build_site(config: SandboxConfig, reactor: Any) -> tuple[Site, TopProtocol]:
-    """The twisted.web site of a sandbox (builds the catalogue and its index synchronously)."""
+def build_site(config: SandboxConfig, reactor: Any) -> tuple[Site, Accounts]:
+    """The twisted.web site of a sandbox (builds the catalogue and its index synchronously), and its accounts."""
     backend = ImageSearchBackend.from_catalog_path(config.catalog, config.page_size, config.max_results)
-    protocol = TopProtocol(config, backend)
+    accounts = Accounts(config)
+    faults = FaultInjector(config.faults)
+    top = TopProtocol(config, backend, accounts, ImageFetcher(reactor, config.fetch_timeout))
+    onebound = OneboundProtocol(config, backend, accounts)
     root = Resource()
     router = Resource()
-    router.putChild(b"rest", RouterResource(protocol, FaultInjector(config.faults), reactor, config.fetch_timeout))
+    router.putChild(b"rest", ApiResource(ROUTER_PATH, top, faults, accounts, reactor))
     root.putChild(b"router", router)
+    taobao = Resource()
+    for path in (SEARCH_PATH, UPLOAD_PATH):
+        name = path.strip("/").split("/")[-1].encode()
+        taobao.putChild(name, ApiResource(path, onebound, faults, accounts, reactor))
+    root.putChild(b"taobao", taobao)
     control = Resource()
-    control.putChild(b"stats", _StatsResource(protocol))
-    control.putChild(b"reset", _ResetResource(protocol))
+    control.putChild(b"stats", _StatsResource(accounts))
+    control.putChild(b"reset", _ResetResource(accounts))
     root.putChild(b"_sandbox", control)
     root.putChild(b"img", _BytesDirectory(backend.product_jpeg))
     root.putChild(b"upload", _BytesDirectory(backend.upload_jpeg))
-    return _QuietSite(root, requestFactory=_CappedRequest), protocol
+    return _QuietSite(root, requestFactory=_CappedRequest), accounts
 
 
 @dataclass
@@ -370,7 +438,7 @@ class RunningSandbox:
 
     listening_port: IListeningPort
     host: str
-    protocol: TopProtocol
+    accounts: Accounts
 
     @property
     def port(self) -> int:
@@ -380,14 +448,16 @@ class RunningSandbox:
 
     @property
     def url(self) -> str:
+        """``http://host:port``: each protocol's paths are below it."""
         return f"http://{self.host}:{self.port}"
 
     @property
     def endpoint(self) -> str:
+        """The TOP router's URL."""
         return self.url + ROUTER_PATH
 
     def stats(self) -> dict[str, Any]:
-        return self.protocol.stats.snapshot()
+        return self.accounts.stats.snapshot()
 
     def stop(self) -> Deferred[None]:
         stopped = self.listening_port.stopListening()
@@ -405,11 +475,11 @@ def listen(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0, reacto
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    site, protocol = build_site(config, reactor)
+    site, accounts = build_site(config, reactor)
     listening_port = reactor.listenTCP(port, site, interface=host)
     url_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
     if ":" in url_host and not url_host.startswith("["):
         url_host = f"[{url_host}]"
-    running = RunningSandbox(listening_port, url_host, protocol)
-    logger.info("sandbox listening on %s", running.endpoint)
+    running = RunningSandbox(listening_port, url_host, accounts)
+    logger.info("sandbox listening on %s", running.url)
     return running

@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks: a sandbox in a subprocess, and signed TOP calls over urllib."""
+"""Helpers for tests and benchmarks: a sandbox in a subprocess, signed TOP calls and Onebound calls over urllib."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from pipeline.signing import sign, top_timestamp
+from pipeline.gateways.onebound.wire import SEARCH_PATH, UPLOAD_PATH
+from pipeline.gateways.top.signing import sign, top_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class SandboxProcess:
     """``with SandboxProcess("--codes", "top") as sb:`` runs ``python -m sandbox --port 0 ...`` and
-    waits for its ready line; ``sb.url``, ``sb.endpoint``, ``sb.stats()``; terminated on exit."""
+    waits for its ready line; ``sb.url`` (``http://127.0.0.1:PORT``), ``sb.endpoint`` (TOP's router
+    URL), ``sb.stats()``; terminated on exit."""
 
     def __init__(self, *args: str, timeout: float = 60.0, env: Mapping[str, str] | None = None) -> None:
         self.args = [str(a) for a in args]
@@ -47,8 +49,8 @@ class SandboxProcess:
             stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=env,
         )
         line = self._read_ready_line()
-        self.endpoint = line[len(READY_PREFIX):].strip()
-        self.url = self.endpoint.rsplit("/router/rest", 1)[0]
+        self.url = line[len(READY_PREFIX):].split()[0]
+        self.endpoint = self.url + "/router/rest"
         return self
 
     def _read_ready_line(self) -> str:
@@ -164,6 +166,25 @@ def call(
     return (post if http_method == "POST" else get)(endpoint, params, timeout=timeout)
 
 
+def onebound_search(url: str, imgid: str, key: str = "test", secret: str = "test", timeout: float = 30.0,
+                    **params: Any) -> dict[str, Any]:
+    """``GET {url}/taobao/item_search_img/?key&secret&imgid...`` as Onebound's own examples do; the parsed JSON."""
+    query = urllib.parse.urlencode({"key": key, "secret": secret, "imgid": imgid, **params})
+    with urllib.request.urlopen(f"{url}{SEARCH_PATH}?{query}", timeout=timeout) as response:
+        return json_object(response)
+
+
+def onebound_upload(
+    url: str, imgcode: str, key: str = "test", secret: str = "test", timeout: float = 30.0
+) -> dict[str, Any]:
+    """``POST {url}/taobao/upload_img/?key&secret`` with ``imgcode`` (Base64) in the form; the parsed JSON."""
+    query = urllib.parse.urlencode({"key": key, "secret": secret})
+    body = urllib.parse.urlencode({"imgcode": imgcode}).encode("ascii")
+    request = urllib.request.Request(f"{url}{UPLOAD_PATH}?{query}", data=body)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json_object(response)
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -173,4 +194,6 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
     return bool(predicate())
 
 
-__all__: Sequence[str] = ("SandboxProcess", "signed_params", "post", "get", "call", "wait_until")
+__all__: Sequence[str] = (
+    "SandboxProcess", "signed_params", "post", "get", "call", "onebound_search", "onebound_upload", "wait_until",
+)

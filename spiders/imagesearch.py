@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from scrapy import Request, Spider, signals
 from scrapy.exceptions import CloseSpider, DontCloseSpider
@@ -29,7 +30,7 @@ from pipeline.errors import (
     ImageRejected,
 )
 from pipeline.extensions import resolve_endpoint
-from pipeline.gateways.actions import FATAL, ErrorActions, fatal_message
+from pipeline.gateways.actions import FATAL, ErrorActions
 from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
 from pipeline.images import is_platform_cdn, prepare_image, read_image_file, sha256_hex
 from pipeline.seeds import Seed, resolve_seeds
@@ -47,9 +48,11 @@ logger = logging.getLogger(__name__)
 
 #: The hit fields copied verbatim from the gateway's answer into ProductHit.
 RAW_HIT_FIELDS: tuple[str, ...] = (
-    "title", "pic_url", "price", "sales", "num_iid", "detail_url", "seller_nick", "is_tmall",
+    "title", "pic_url", "price", "promotion_price", "sales", "num_iid", "detail_url", "seller_nick", "is_tmall",
 )
 OK, REJECTED, FAILED = "ok", "rejected", "failed"
+#: Largest seed image downloaded from its URL (for a gateway that cannot fetch pictures itself).
+MAX_IMAGE_DOWNLOAD_BYTES = 20 * 1024 * 1024
 _MAX_ERROR_MSG = 300
 
 
@@ -64,6 +67,7 @@ class SearchJob:
     image_data: str | None = None
     page_size: int = 0
     total_results: int | None = None
+    page_count: int | None = None
     pages_fetched: int = 0
     items_found: int = 0
 
@@ -114,7 +118,7 @@ class ImageSearchSpider(Spider):
         if cat is not None and not cat.isdigit():
             raise ConfigurationError(f"cat={self.cat_arg!r} is not a category id: give digits, e.g. -a cat=50015374")
         self.gateway: Gateway = load_gateway(crawler)
-        self.error_actions = ErrorActions.from_settings(settings)
+        self.error_actions = ErrorActions.from_settings(settings, self.gateway.error_actions)
         seeds = resolve_seeds(self.seeds_spec, cat)
         self.seeds = seeds
         self._unsummarised = {seed.seed_id: seed for seed in seeds}
@@ -125,7 +129,10 @@ class ImageSearchSpider(Spider):
     # -- requests --------------------------------------------------------------------------------
 
     async def start(self) -> AsyncIterator[Any]:
-        self.endpoint = resolve_endpoint(self.crawler)
+        self.endpoint = resolve_endpoint(self.crawler, self.gateway)
+        stats = self.crawler.stats
+        stats.set_value("imagesearch/gateway", self.gateway.name)
+        stats.set_value("imagesearch/endpoint_host", urlsplit(self.endpoint).netloc)
         jobs: list[SearchJob] = []
         for seed in self.seeds:
             for output in self._guarded([seed], None, self._join_job(seed, jobs)):
@@ -173,18 +180,32 @@ class ImageSearchSpider(Spider):
         job.seeds.append(seed)
 
     def _begin(self, job: SearchJob) -> Iterator[Any]:
-        """The first call of a job: page 1 of the search, or the upload of an external URL."""
+        """The first call of a job: page 1 of the search, or the upload of an image.
+
+        A URL of the platform's CDN is searched as it is; another URL is uploaded by URL when the
+        gateway fetches pictures itself (TOP), else downloaded here (no call) and uploaded as bytes.
+        """
         seed = job.seeds[0]
         if seed.url is not None:
             if is_platform_cdn(seed.url, self.cdn_hosts):
                 job.image_data = seed.url
                 yield self._search_request(job, 1)
-            else:
+            elif self.gateway.fetches_image_urls:
                 yield self._request(self.gateway.build_upload(image_url=seed.url), job, self.parse_upload)
+            else:
+                yield Request(
+                    seed.url, callback=self.parse_seed_image, errback=self.seed_image_failed,
+                    cb_kwargs={"job_id": job.job_id}, dont_filter=True,
+                    meta={"download_maxsize": MAX_IMAGE_DOWNLOAD_BYTES},
+                )
             return
         assert seed.path is not None
+        yield from self._prepared(job, read_image_file(seed.path))
+
+    def _prepared(self, job: SearchJob, data: bytes) -> Iterator[Any]:
+        """Decode a seed's image bytes and send the first call with it: its search, or its upload."""
         try:
-            prepared = prepare_image(read_image_file(seed.path), self.max_image_side, self.max_image_pixels)
+            prepared = prepare_image(data, self.max_image_side, self.max_image_pixels)
         except ImageRejected as rejection:
             yield from self._summarise(job.seeds, REJECTED, rejection.reason, rejection.detail, job)
             return
@@ -214,6 +235,25 @@ class ImageSearchSpider(Spider):
 
     # -- answers ---------------------------------------------------------------------------------
 
+    def parse_seed_image(self, response: Response, job_id: str) -> Iterator[Any]:
+        """A seed image downloaded from its URL (for a gateway that cannot fetch it): prepare and upload it."""
+        job = self.jobs.get(job_id)
+        if job is None or self._stopped:
+            return
+        yield from self._guarded(job.seeds, job, self._prepared(job, response.body))
+
+    def seed_image_failed(self, failure: Failure) -> Iterator[Any]:
+        """Errback of a seed image download: the seed is rejected (no call was spent on it)."""
+        request = failure.request  # type: ignore[attr-defined]
+        job = self.jobs.get(request.cb_kwargs.get("job_id", ""))
+        if job is None or self._stopped:
+            return
+        if isinstance(failure.value, HttpError):
+            detail = f"HTTP {failure.value.response.status} from {request.url}"
+        else:
+            detail = f"{type(failure.value).__name__} fetching {request.url}: {failure.value}"
+        yield from self._summarise(job.seeds, REJECTED, "image_unreachable", detail[:_MAX_ERROR_MSG], job)
+
     def parse_upload(self, response: Response, job_id: str) -> Iterator[Any]:
         job = self.jobs.get(job_id)
         if job is None or self._stopped:
@@ -238,7 +278,8 @@ class ImageSearchSpider(Spider):
         job.pages_fetched += 1
         if page == 1:
             job.total_results = result.total_results
-            job.page_size = len(result.items) or self.default_page_size
+            job.page_size = result.page_size or len(result.items) or self.default_page_size
+            job.page_count = result.page_count
         job.items_found += len(result.items)
         crawled_at = datetime.now(UTC)
         for seed in job.seeds:
@@ -259,9 +300,13 @@ class ImageSearchSpider(Spider):
             yield from self._summarise(job.seeds, OK, job=job)
 
     def _has_more_pages(self, job: SearchJob, page: int, items_on_page: int) -> bool:
-        """More pages exist iff this one was full and page x page_size < total_results, up to max_pages."""
+        """More pages exist iff this one was full and page x page_size < total_results, up to max_pages
+        (and to the page count, when the gateway gives one)."""
         return (
-            page < self.max_pages and items_on_page >= job.page_size and page * job.page_size < (job.total_results or 0)
+            page < self.max_pages
+            and items_on_page >= job.page_size
+            and page * job.page_size < (job.total_results or 0)
+            and (job.page_count is None or page < job.page_count)
         )
 
     def _gateway_error(self, job: SearchJob, error: GatewayError, response: Response) -> Iterator[Any]:
@@ -270,7 +315,7 @@ class ImageSearchSpider(Spider):
             yield from self._summarise(job.seeds, FAILED, error.code, error.describe()[:_MAX_ERROR_MSG], job)
             return
         method = str(response.meta.get(METHOD_META_KEY, "the call"))
-        message = fatal_message(error, method)
+        message = self.gateway.fatal_message(error, method)
         logger.error(message)
         self.crawler.stats.set_value("imagesearch/fatal", error.code)
         self._stopped = True

@@ -148,7 +148,7 @@ BAD_SETTINGS = {
     "IMAGESEARCH_QUOTA=abc": "IMAGESEARCH_QUOTA='abc': expected CALLS/SECONDS",
     "IMAGESEARCH_QUOTA_MARGIN=x": "IMAGESEARCH_QUOTA_MARGIN='x' is not a number of seconds",
     "IMAGESEARCH_QUOTA_STORE=nope.Store": "IMAGESEARCH_QUOTA_STORE='nope.Store' cannot be imported",
-    "IMAGESEARCH_GATEWAY=nope.Gateway": "IMAGESEARCH_GATEWAY='nope.Gateway' cannot be imported",
+    "IMAGESEARCH_GATEWAY=nope.Gateway": "IMAGESEARCH_GATEWAY='nope.Gateway' is neither top nor onebound",
     "IMAGESEARCH_RETRY_BACKOFF=-1": "IMAGESEARCH_RETRY_BACKOFF='-1' is not a number of seconds >= 0",
     "IMAGESEARCH_THROTTLE_MAX_TIMES=abc": "IMAGESEARCH_THROTTLE_MAX_TIMES='abc'",
     "CONCURRENT_REQUESTS=abc": "CONCURRENT_REQUESTS='abc' is not a positive whole number",

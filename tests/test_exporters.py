@@ -176,6 +176,7 @@ def test_duckdb_reads_the_parquet_tree_with_exact_types(crawled: tuple[Path, Any
         "price_min": "DECIMAL(14,2)",
         "price_max": "DECIMAL(14,2)",
         "price_raw": "VARCHAR",
+        "promotion_price": "DECIMAL(14,2)",
         "sales": "BIGINT",
         "sales_raw": "VARCHAR",
         "first_seed_id": "VARCHAR",
@@ -472,10 +473,10 @@ def test_csv_text_follows_the_spec() -> None:
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == PRODUCTS.column_names
     assert rows[1] == [
-        "1", "t1", "https://x/1.jpg", "https://x/2", "s", "false", "39.50", "39.50", "39.50", "12000", "1.2万+", "seed",
-        RUN, "2026-11-25T10:15:00.000000Z",
+        "1", "t1", "https://x/1.jpg", "https://x/2", "s", "false", "39.50", "39.50", "39.50", "", "12000", "1.2万+",
+        "seed", RUN, "2026-11-25T10:15:00.000000Z",
     ]
-    assert rows[2][1] == 'a,"b"' and rows[2][5] == "" and rows[2][6] == "" and rows[2][9] == ""
+    assert rows[2][1] == 'a,"b"' and rows[2][5] == "" and rows[2][6] == "" and rows[2][10] == ""
     assert not text.startswith("\ufeff")
 
 

@@ -1,10 +1,13 @@
-"""The TOP gateway on its own: calls it builds, answers it reads, and the error-action table."""
+"""The TOP gateway on its own: calls it builds and signs, answers it reads, and its error-action table."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
+from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from scrapy import Request
@@ -13,12 +16,14 @@ from scrapy.settings import Settings
 
 from pipeline import settings as project_settings
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
-from pipeline.gateways.actions import ErrorActions, fatal_message
-from pipeline.gateways.base import METHOD_META_KEY
-from pipeline.gateways.top import SIGN_META_KEY, TopGateway, ban_seconds, signed_params
-from pipeline.signing import verify
+from pipeline.gateways.actions import ErrorActions
+from pipeline.gateways.base import METHOD_META_KEY, Credentials
+from pipeline.gateways.top.gateway import TopGateway, ban_seconds, signed_params
+from pipeline.gateways.top.signing import CHINA_TZ, TIMESTAMP_FORMAT, verify
+from pipeline.gateways.top.wire import REMOTE_RETRY_SUB_CODES
 
 ENDPOINT = "http://127.0.0.1:1/router/rest"
+SECRET = "very-secret-value"
 
 
 def _json(payload: Any) -> Response:
@@ -27,7 +32,11 @@ def _json(payload: Any) -> Response:
 
 @pytest.fixture
 def gateway() -> TopGateway:
-    return TopGateway("md5")
+    return TopGateway(Credentials("key1", SECRET), "md5")
+
+
+def _form(request: Request) -> dict[str, str]:
+    return dict(parse_qsl(request.body.decode()))
 
 
 def test_build_search_and_request(gateway: TopGateway) -> None:
@@ -38,7 +47,7 @@ def test_build_search_and_request(gateway: TopGateway) -> None:
     assert "cat" not in gateway.build_search("x", 1, None).params
     request = gateway.to_request(call, ENDPOINT, meta={"other": 1})
     assert request.method == "POST" and request.url == ENDPOINT
-    assert request.meta[METHOD_META_KEY] == "taobao.image.search" and request.meta[SIGN_META_KEY]
+    assert request.meta[METHOD_META_KEY] == "taobao.image.search"
     assert request.meta["other"] == 1
     assert b"method=taobao.image.search" in request.body and b"image_data=aGVsbG8%3D" in request.body
     assert "aGVsbG8" not in repr(request) and "image_data" not in repr(request)
@@ -98,7 +107,43 @@ def test_broken_bodies_are_malformed(gateway: TopGateway, response: Response) ->
 
 def test_unknown_sign_method_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="IMAGESEARCH_SIGN_METHOD"):
-        TopGateway("sha1")
+        TopGateway(Credentials("k", "s"), "sha1")
+
+
+@pytest.mark.parametrize("sign_method", ["md5", "hmac", "hmac-sha256"])
+def test_signing_adds_common_params_and_a_valid_sign_to_a_copy(sign_method: str) -> None:
+    gateway = TopGateway(Credentials("key1", SECRET), sign_method)
+    request = gateway.to_request(gateway.build_search("aW1n", 1, None), ENDPOINT)
+    signed = gateway.sign(request)
+    form = _form(signed)
+    assert form["app_key"] == "key1" and form["sign_method"] == sign_method and form["v"] == "2.0"
+    assert form["format"] == "json" and form["image_data"] == "aW1n" and form["method"] == "taobao.image.search"
+    assert verify(form, SECRET)
+    assert "sign" not in _form(request), "the request itself is never signed: only the copy that is sent"
+    assert SECRET not in repr(gateway) and SECRET not in repr(signed) and SECRET not in str(signed.meta)
+
+
+def test_a_retried_copy_gets_a_fresh_timestamp_and_sign(gateway: TopGateway) -> None:
+    request = gateway.to_request(gateway.build_search("aW1n", 1, None), ENDPOINT)
+    first = gateway.sign(request)
+    stale = first.replace(body=urlencode({**_form(first), "timestamp": "2001-01-01 00:00:00", "sign": "BAD"}))
+    pairs = parse_qsl(gateway.sign(stale).body.decode())
+    form = dict(pairs)
+    assert form["timestamp"] != "2001-01-01 00:00:00" and form["sign"] != "BAD"
+    assert [key for key, _ in pairs].count("sign") == 1 and [key for key, _ in pairs].count("timestamp") == 1
+    assert verify(form, SECRET)
+
+
+def test_timestamp_is_gmt8_whatever_the_machine_zone(gateway: TopGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        signed = gateway.sign(gateway.to_request(gateway.build_search("aW1n", 1, None), ENDPOINT))
+        sent = datetime.strptime(_form(signed)["timestamp"], TIMESTAMP_FORMAT).replace(tzinfo=CHINA_TZ)
+        assert abs((datetime.now(CHINA_TZ) - sent).total_seconds()) < 5
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_signed_params_replace_old_common_params_and_verify() -> None:
@@ -113,7 +158,7 @@ def test_signed_params_replace_old_common_params_and_verify() -> None:
 
 @pytest.fixture(scope="module")
 def actions() -> ErrorActions:
-    return ErrorActions.from_settings(Settings(vars(project_settings)))
+    return ErrorActions.from_settings(Settings(vars(project_settings)), TopGateway.error_actions)
 
 
 @pytest.mark.parametrize(
@@ -130,8 +175,9 @@ def actions() -> ErrorActions:
         ("31", "isv.invalid-timestamp", "fatal"),
         ("40", "isv.missing-parameter:image_data", "fatal"),
         # real TOP's reading (sandbox --codes top)
-        ("7", "accesscontrol.limited-by-api-access-count", "throttle"),
-        ("7", "accesscontrol.limited-by-app-access-count", "fatal"),  # the day's quota: waiting minutes won't help
+        ("7", "accesscontrol.limited-by-api-access-count", "throttle"),  # the platform's limit on the method
+        ("7", "accesscontrol.limited-by-app-api-access-count", "throttle"),  # the app's limit on the method
+        ("7", "accesscontrol.limited-by-app-access-count", "stop"),  # the day's quota: waiting minutes won't help
         ("15", "isp.remote-service-error", "retry"),
         ("21", "isv.missing-method", "fatal"),
         ("25", "isv.invalid-signature", "fatal"),
@@ -143,6 +189,17 @@ def actions() -> ErrorActions:
 )
 def test_default_actions_cover_both_readings(actions: ErrorActions, code: str, sub_code: str, action: str) -> None:
     assert actions.action_for(GatewayError(code, sub_code)) == action
+
+
+@pytest.mark.parametrize("sub_code", [*REMOTE_RETRY_SUB_CODES, *(f"{c}-tmall" for c in REMOTE_RETRY_SUB_CODES)])
+@pytest.mark.parametrize("code", ["15", "10", "99"])
+def test_the_remote_sub_codes_top_sdks_retry_are_retried(actions: ErrorActions, code: str, sub_code: str) -> None:
+    assert actions.action_for(GatewayError(code, sub_code)) == "retry"
+
+
+@pytest.mark.parametrize("code", ["15", "40", "41", "99"])
+def test_isv_codes_are_the_callers_and_never_retried(actions: ErrorActions, code: str) -> None:
+    assert actions.action_for(GatewayError(code, "isv.top-remote-connection-timeout")) != "retry"
 
 
 @pytest.mark.parametrize(
@@ -165,7 +222,7 @@ def test_user_actions_merge_over_base_most_specific_first() -> None:
     settings.set(
         "IMAGESEARCH_ERROR_ACTIONS", '{"15": "seed_error", "41:isv.invalid-parameter:page": "fatal", "7": null}'
     )
-    actions = ErrorActions.from_settings(settings)
+    actions = ErrorActions.from_settings(settings, TopGateway.error_actions)
     assert actions.action_for(GatewayError("15", "isv.invalid-signature")) == "seed_error"
     assert actions.action_for(GatewayError("15", "isp.remote")) == "retry"
     assert actions.action_for(GatewayError("41", "isv.invalid-parameter:page")) == "fatal"
@@ -178,8 +235,21 @@ def test_unknown_action_is_a_configuration_error() -> None:
         ErrorActions({"15": "explode"})
 
 
-def test_fatal_message_says_what_to_fix() -> None:
-    line = fatal_message(GatewayError("15", "isv.invalid-signature", "Signature Error"), "taobao.image.search")
+def test_fatal_message_says_what_to_fix(gateway: TopGateway) -> None:
+    line = gateway.fatal_message(GatewayError("15", "isv.invalid-signature", "Signature Error"), "taobao.image.search")
     assert line.startswith("gateway refused the credentials (code 15 isv.invalid-signature")
     assert "IMAGESEARCH_APP_SECRET" in line and "\n" not in line
-    assert "permission" in fatal_message(GatewayError("11", "isv.permission-api-package-limit"), "taobao.upload.img")
+    line = gateway.fatal_message(GatewayError("11", "isv.permission-api-package-limit"), "taobao.upload.img")
+    assert "permission" in line
+
+
+@pytest.mark.parametrize(
+    ("sub_code", "words"),
+    [
+        ("accesscontrol.limited-by-app-access-count", "this app's call quota for the day"),
+        ("accesscontrol.limited-by-api-access-count", "the platform's call limit on this method"),
+        ("accesscontrol.limited-by-app-api-access-count", "this app's call limit on this method"),
+    ],
+)
+def test_each_code_7_limit_is_named(gateway: TopGateway, sub_code: str, words: str) -> None:
+    assert gateway.limit_name(GatewayError("7", sub_code)) == words

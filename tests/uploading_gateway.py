@@ -1,12 +1,12 @@
 """A second gateway for tests: TOP's wire format, but local images go through taobao.upload.img first.
 
-It stands for gateways such as Onebound's ``item_search_img`` (api.md section 3) that search only
-image references: the spider must upload a local image before searching it, with no change of its own.
+It shows that a gateway searching only image references (as Onebound's ``item_search_img`` does)
+needs no change of the spider: the spider uploads a local image before searching it.
 """
 
 from __future__ import annotations
 
-from pipeline.gateways.top import TopGateway
+from pipeline.gateways.top.gateway import TopGateway
 
 
 class UploadingTopGateway(TopGateway):

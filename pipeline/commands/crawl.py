@@ -4,8 +4,8 @@ Exit codes: 0 the crawl ran to the end (seeds may still be rejected or failed: s
 1 Scrapy could not start the crawl; 2 bad arguments or settings (ConfigurationError, before any
 API call); 3 the gateway refused the crawl as a whole (an IMAGESEARCH_ERROR_ACTIONS ``fatal`` code,
 finish reason ``gateway_fatal``); 4 the crawl was stopped before it finished (Ctrl-C, SIGTERM, a
-CLOSESPIDER_* limit): with JOBDIR the same command resumes it, without it the run is committed
-with ``"complete": false`` in its manifest.
+CLOSESPIDER_* limit, the gateway's quota for the day spent): with JOBDIR the same command resumes
+it, without it the run is committed with ``"complete": false`` in its manifest.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ EXIT_GATEWAY_FATAL = 3
 EXIT_STOPPED = 4
 #: finish_reason of a crawl a fatal gateway error stopped (set by the spider through CloseSpider).
 GATEWAY_FATAL_REASON = "gateway_fatal"
+#: finish_reason of a crawl stopped because the gateway takes no more calls today (exit 4, resumable).
+QUOTA_SPENT_REASON = "quota_spent"
+#: Stat holding the one line that says why a crawl stopped early and what to do (printed last).
+STOP_MESSAGE_STAT = "imagesearch/stop_message"
 
 
 class Command(ScrapyCrawlCommand):
@@ -62,7 +66,9 @@ class Command(ScrapyCrawlCommand):
         elif (reason := crawler.stats.get_value("finish_reason")) == GATEWAY_FATAL_REASON:
             self.exitcode = EXIT_GATEWAY_FATAL
         elif reason not in (None, "finished"):
-            if crawler.settings.get("JOBDIR"):
+            if message := crawler.stats.get_value(STOP_MESSAGE_STAT):
+                advice = str(message)
+            elif crawler.settings.get("JOBDIR"):
                 advice = "run the same command again to resume it"
             else:
                 advice = 'its datasets are marked "complete": false; add -s JOBDIR=DIR to make a crawl resumable'

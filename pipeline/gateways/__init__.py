@@ -1,7 +1,7 @@
-"""Gateways: how one image-search API is spoken (building calls, reading answers), behind one seam."""
+"""Gateways: how each image-search API is spoken, one package per vendor behind one seam (``base.Gateway``).
 
-from __future__ import annotations
-
-from pipeline.gateways.base import ApiCall, Gateway, SearchPage, load_gateway
-
-__all__ = ["ApiCall", "Gateway", "SearchPage", "load_gateway"]
+``top`` (the TOP router, the article's protocol) and ``onebound`` (Onebound's item_search_img). A
+vendor's ``wire`` module holds the facts its client and the embedded sandbox both rely on (paths,
+method and field names, codes, signing); its ``gateway`` module is the client. Nothing here is
+imported by the package itself, so the sandbox can read a ``wire`` module without loading Scrapy.
+"""

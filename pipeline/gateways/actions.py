@@ -1,4 +1,4 @@
-"""What to do about a gateway error: the ``IMAGESEARCH_ERROR_ACTIONS`` table, keyed by code and sub_code glob."""
+"""What to do about a gateway error: a table of actions keyed by code and sub_code glob."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from pipeline.errors import ConfigurationError, GatewayError
+from pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
+
+    from pipeline.errors import GatewayError
 
 logger = logging.getLogger(__name__)
 
@@ -19,35 +21,13 @@ FATAL = "fatal"
 RETRY = "retry"
 THROTTLE = "throttle"
 SEED_ERROR = "seed_error"
-ACTIONS: tuple[str, ...] = (FATAL, RETRY, THROTTLE, SEED_ERROR)
-
-#: What a user should fix when a code is fatal (the article's and real TOP's meanings, api.md §1).
-_FIX_HINTS: dict[str, str] = {
-    "7": "the app's call quota is spent for the day: run the same command again once it resets "
-         "(with -s JOBDIR=DIR the crawl resumes where it stopped)",
-    "11": "the app lacks permission for this API: ask the platform to grant it, or check IMAGESEARCH_APP_KEY",
-    "15": "check IMAGESEARCH_APP_SECRET and IMAGESEARCH_SIGN_METHOD",
-    "25": "check IMAGESEARCH_APP_SECRET and IMAGESEARCH_SIGN_METHOD",
-    "28": "set IMAGESEARCH_APP_KEY",
-    "29": "check IMAGESEARCH_APP_KEY",
-    "30": "the timestamp was not sent: check the gateway setup",
-    "31": "check this machine's clock (TOP allows 10 minutes of skew)",
-    "21": "the gateway does not know this method: check IMAGESEARCH_ENDPOINT and IMAGESEARCH_GATEWAY",
-    "22": "the gateway does not know this method: check IMAGESEARCH_ENDPOINT and IMAGESEARCH_GATEWAY",
-    "40": "a required parameter is missing: check IMAGESEARCH_GATEWAY matches the endpoint",
-}
-_CREDENTIAL_CODES = frozenset({"15", "25", "28", "29"})
-
-
-def fix_hint(error: GatewayError) -> str:
-    """One sentence on what to change after a fatal ``error``."""
-    return _FIX_HINTS.get(error.code, "see the gateway's documentation for this code")
-
-
-def fatal_message(error: GatewayError, method: str) -> str:
-    """The one line logged when a fatal error stops the crawl."""
-    what = "refused the credentials" if error.code in _CREDENTIAL_CODES else f"refused {method}"
-    return f"gateway {what} ({error.describe()}): {fix_hint(error)}"
+STOP = "stop"
+#: fatal: the gateway refused the crawl as a whole (credentials, permission): stop at once, exit 3.
+#: retry: a transient failure: send the call again, with backoff (RETRY_TIMES).
+#: throttle: a quota ban: hold every call for the app key for the seconds it names, then send again.
+#: seed_error: this call's seed cannot be searched: record it on the seed, go on.
+#: stop: the gateway takes no call for now (the day's quota is spent): stop cleanly, resumable, exit 4.
+ACTIONS: tuple[str, ...] = (FATAL, RETRY, THROTTLE, SEED_ERROR, STOP)
 
 
 @dataclass(frozen=True)
@@ -93,13 +73,13 @@ class ErrorActions:
         self.rules = sorted(rules, key=lambda rule: rule.specificity, reverse=True)
 
     @classmethod
-    def from_settings(cls, settings: BaseSettings) -> ErrorActions:
-        """IMAGESEARCH_ERROR_ACTIONS (a dict, or JSON with ``-s``) merged over IMAGESEARCH_ERROR_ACTIONS_BASE."""
+    def from_settings(cls, settings: BaseSettings, defaults: Mapping[str, str]) -> ErrorActions:
+        """IMAGESEARCH_ERROR_ACTIONS (a dict, or JSON with ``-s``) merged over the gateway's ``defaults``."""
         try:
             user = settings.getdict("IMAGESEARCH_ERROR_ACTIONS")
         except ValueError as exc:
             raise ConfigurationError(f"IMAGESEARCH_ERROR_ACTIONS is not a JSON object: {exc}") from None
-        return cls({**settings.getdict("IMAGESEARCH_ERROR_ACTIONS_BASE"), **{str(k): v for k, v in user.items()}})
+        return cls({**defaults, **{str(k): v for k, v in user.items()}})
 
     def action_for(self, error: GatewayError) -> str:
         for rule in self.rules:

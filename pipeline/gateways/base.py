@@ -1,9 +1,12 @@
 """The gateway seam: what the spider asks of an image-search API, whichever vendor speaks it.
 
 A gateway builds the calls (``build_search``, ``build_upload``), turns them into Scrapy requests
-(``to_request``) and reads the answers (``parse_search``, ``parse_upload``, ``parse_error``),
-raising :class:`~pipeline.errors.GatewayError` for an error answer. The spider never looks at
-the wire format; the setting ``IMAGESEARCH_GATEWAY`` picks the implementation.
+(``to_request``), signs each attempt as it is sent (``sign``, called by
+:class:`pipeline.handlers.GatewayDownloadHandler`), and reads the answers (``parse_search``,
+``parse_upload``, ``parse_error``, ``daily_quota``), raising :class:`~pipeline.errors.GatewayError`
+for an error answer. It also owns its vendor's facts: the default error-action table, what to tell
+a user about a fatal code, how a quota answer names its ban. The spider, middlewares and pipelines
+never look at the wire format; ``IMAGESEARCH_GATEWAY`` picks the implementation.
 """
 
 from __future__ import annotations
@@ -12,25 +15,35 @@ import hashlib
 import json
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from scrapy.http import TextResponse
 from scrapy.utils.misc import build_from_crawler, load_object
 
-from pipeline.errors import ConfigurationError, GatewayError
+from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
+from pipeline.timezones import CHINA_TZ
 
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
     from scrapy.http import Response
+    from scrapy.settings import BaseSettings
 
 logger = logging.getLogger(__name__)
 
 #: Request meta key carrying ``ApiCall.key`` of a gateway call (see pipeline/journal.py).
 CALL_KEY_META_KEY = "imagesearch_call_key"
 #: Request meta key naming the API method of a gateway call; the gateway middlewares (pacing,
-#: error actions, signing) act only on such requests.
+#: error actions) and the download handler (signing) act only on such requests.
 METHOD_META_KEY = "imagesearch_call"
+#: IMAGESEARCH_GATEWAY's short names; any other value is the import path of a Gateway class.
+GATEWAYS: dict[str, str] = {
+    "top": "pipeline.gateways.top.gateway.TopGateway",
+    "onebound": "pipeline.gateways.onebound.gateway.OneboundGateway",
+}
 
 
 @dataclass(frozen=True)
@@ -53,26 +66,87 @@ class ApiCall:
 
 @dataclass(frozen=True)
 class SearchPage:
-    """One page of search results: the hits exactly as the gateway returned them, and its total."""
+    """One page of search results: the hits in our field names (values as the gateway sent them), and its totals.
+
+    ``page_size`` and ``page_count`` are given when the answer says them; otherwise the spider
+    takes page 1's number of hits as the page size.
+    """
 
     items: list[dict[str, Any]]
     total_results: int
+    page_size: int | None = None
+    page_count: int | None = None
+
+
+@dataclass(frozen=True)
+class DailyQuota:
+    """What an answer says of the app's calls today: ``used`` of ``limit``."""
+
+    used: int
+    limit: int
+
+    @property
+    def spent(self) -> bool:
+        return self.used >= self.limit
+
+    def __str__(self) -> str:
+        return f"{self.used} of {self.limit} calls today"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The app key and secret a gateway signs with; the secret never shows in a repr."""
+
+    key: str
+    secret: str = field(repr=False)
+
+    @classmethod
+    def from_settings(cls, crawler: Crawler) -> Credentials:
+        settings = crawler.settings
+        return cls(str(settings.get("IMAGESEARCH_APP_KEY") or ""), str(settings.get("IMAGESEARCH_APP_SECRET") or ""))
+
+
+#: Shortest credential the log filter hides: shorter values (the sandbox's ``test``) are no secret and
+#: would blank out ordinary words.
+MIN_SECRET_LENGTH = 6
 
 
 class Gateway(ABC):
-    """An image-search API. Implementations are built with ``from_crawler`` and must be stateless."""
+    """An image-search API. Implementations are built with ``from_crawler`` and hold no crawl state."""
 
-    #: Short name used in logs.
-    name: str = "gateway"
+    #: Short name, in logs and the run manifest.
+    name: ClassVar[str] = "gateway"
+    #: The vendor's own service, for IMAGESEARCH_ENDPOINT (the README and hints name it).
+    public_endpoint: ClassVar[str] = ""
+    #: Default action per error (see pipeline.gateways.actions); IMAGESEARCH_ERROR_ACTIONS is merged over it.
+    error_actions: ClassVar[Mapping[str, str]] = {"malformed": "retry", "*": "seed_error"}
+    #: What to fix, per fatal code.
+    fix_hints: ClassVar[Mapping[str, str]] = {}
+    #: Codes meaning the key or secret is wrong.
+    credential_codes: ClassVar[frozenset[str]] = frozenset()
     #: True when a local image must be uploaded (``build_upload(image_bytes=...)``) before it can be
-    #: searched, as Onebound's ``item_search_img`` needs; False when ``build_search`` takes its
-    #: Base64 JPEG as ``image_data`` (TOP). URLs of the platform's CDN (IMAGESEARCH_CDN_HOSTS) are
-    #: searched as they are by every gateway, other URLs are uploaded first.
-    uploads_local_images: bool = False
+    #: searched (Onebound); False when ``build_search`` takes its Base64 JPEG (TOP). URLs of the
+    #: platform's CDN (IMAGESEARCH_CDN_HOSTS) are searched as they are by every gateway.
+    uploads_local_images: ClassVar[bool] = False
+    #: True when ``build_upload(image_url=...)`` has the gateway fetch an external picture itself
+    #: (TOP's taobao.upload.img); False when the spider downloads it and uploads its bytes (Onebound).
+    fetches_image_urls: ClassVar[bool] = True
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Gateway:
-        return cls()
+        return cls(Credentials.from_settings(crawler))
+
+    @classmethod
+    def check_settings(cls, settings: BaseSettings) -> None:  # noqa: B027 - most gateways have no settings of their own
+        """Raise ConfigurationError for a setting of this gateway's own that cannot work (before any call)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(app_key=...)"
+
+    # -- calls -----------------------------------------------------------------------------------
 
     @abstractmethod
     def build_search(self, image_data: str, page: int, cat: str | None) -> ApiCall:
@@ -80,11 +154,30 @@ class Gateway(ABC):
 
     @abstractmethod
     def build_upload(self, *, image_url: str | None = None, image_bytes: bytes | None = None) -> ApiCall:
-        """The call that makes an external image usable as ``image_data``."""
+        """The call that makes an external or local image searchable."""
 
     @abstractmethod
     def to_request(self, call: ApiCall, endpoint: str, **kwargs: Any) -> Request:
-        """A Scrapy request carrying ``call`` to ``endpoint``; ``kwargs`` go to the Request (callback, ...)."""
+        """An unsigned Scrapy request carrying ``call`` to ``endpoint``; ``kwargs`` go to the Request."""
+
+    @abstractmethod
+    def sign(self, request: Request) -> Request:
+        """The copy of ``request`` that is sent: credentials, a fresh timestamp and signature.
+
+        Called for every attempt at the moment it is sent; the copy goes to the network and
+        nowhere else (not to logs, stats, retries or the journal).
+        """
+
+    def secrets(self) -> tuple[str, ...]:
+        """The strings no log line may show (the key and secret, when long enough to be real)."""
+        values = (self.credentials.key, self.credentials.secret)
+        return tuple(v for v in values if len(v) >= MIN_SECRET_LENGTH)
+
+    def sandbox_endpoint(self, base_url: str) -> str:
+        """IMAGESEARCH_ENDPOINT for the embedded sandbox listening at ``base_url`` (``http://host:port``)."""
+        return base_url
+
+    # -- answers ---------------------------------------------------------------------------------
 
     @abstractmethod
     def parse_error(self, response: Response) -> GatewayError | None:
@@ -96,17 +189,78 @@ class Gateway(ABC):
 
     @abstractmethod
     def parse_upload(self, response: Response) -> str:
-        """The image reference (id or URL) an upload answer gives, usable as ``image_data``; raises ``GatewayError``."""
+        """The image reference (id or URL) an upload answer gives, for ``build_search``; raises ``GatewayError``."""
 
     def ban_seconds(self, error: GatewayError) -> float | None:
         """How long a quota error says calls are banned for, if it says (None: IMAGESEARCH_THROTTLE_DEFAULT_WAIT)."""
         return None
 
+    def daily_quota(self, response: Response) -> DailyQuota | None:
+        """The app's calls today, if the answer (success or error) says."""
+        return None
+
+    def limit_name(self, error: GatewayError) -> str | None:
+        """Which limit a quota error (throttle or stop) is, in words, if the gateway says."""
+        return None
+
+    def quota_resets_at(self, now: datetime | None = None) -> datetime:
+        """When a spent daily quota is renewed: the next midnight, China time (both platforms count so)."""
+        now = (now or datetime.now(UTC)).astimezone(CHINA_TZ)
+        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=CHINA_TZ)
+        return midnight.astimezone(UTC)
+
+    # -- what to tell the user -------------------------------------------------------------------
+
+    def fix_hint(self, error: GatewayError) -> str:
+        """One sentence on what to change after a fatal ``error``."""
+        return self.fix_hints.get(error.code, f"see {self.name}'s documentation for this code")
+
+    def fatal_message(self, error: GatewayError, method: str) -> str:
+        """The one line logged when a fatal error stops the crawl."""
+        what = "refused the credentials" if error.code in self.credential_codes else f"refused {method}"
+        return f"gateway {what} ({error.describe()}): {self.fix_hint(error)}"
+
+    # -- helpers for implementations -------------------------------------------------------------
+
+    @staticmethod
+    def json_object(response: Response) -> dict[str, Any]:
+        """The answer's JSON object (parsed once per response); MalformedResponse for any other body."""
+        if not isinstance(response, TextResponse):
+            raise MalformedResponse(f"non-text body ({len(response.body)} bytes)")
+        try:
+            body = response.json()  # cached on the response: the middleware and the spider share one parse
+        except ValueError:
+            raise MalformedResponse(f"body is not JSON ({len(response.body)} bytes)") from None
+        if not isinstance(body, dict):
+            raise MalformedResponse("body is JSON but not an object")
+        return body
+
+
+def count(value: Any, default: int) -> int:
+    """A count the gateway may send as a number or a string ("37"); ``default`` when absent or unreadable."""
+    try:
+        return max(0, int(str(value).strip()))
+    except (TypeError, ValueError):
+        return default
+
+
+def gateway_class(name: str) -> type[Gateway]:
+    """The Gateway class IMAGESEARCH_GATEWAY names (a short name of GATEWAYS, or an import path)."""
+    path = GATEWAYS.get(str(name).strip().lower(), str(name).strip())
+    try:
+        cls = load_object(path)
+    except (ImportError, AttributeError, NameError, ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"IMAGESEARCH_GATEWAY={name!r} is neither {' nor '.join(GATEWAYS)} nor an importable class "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Gateway)):
+        raise ConfigurationError(f"IMAGESEARCH_GATEWAY={name!r} is not a pipeline.gateways.base.Gateway")
+    return cls
+
 
 def load_gateway(crawler: Crawler) -> Gateway:
-    """The gateway named by the ``IMAGESEARCH_GATEWAY`` setting (an import path), built from the crawler."""
-    name = crawler.settings["IMAGESEARCH_GATEWAY"]
-    gateway = build_from_crawler(load_object(name), crawler)
-    if not isinstance(gateway, Gateway):
-        raise ConfigurationError(f"IMAGESEARCH_GATEWAY={name!r} is not a pipeline.gateways.base.Gateway")
+    """The gateway named by the ``IMAGESEARCH_GATEWAY`` setting, built from the crawler."""
+    gateway = build_from_crawler(gateway_class(crawler.settings.get("IMAGESEARCH_GATEWAY") or "top"), crawler)
+    assert isinstance(gateway, Gateway)
     return gateway

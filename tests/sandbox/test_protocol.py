@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.signing import sign, top_timestamp
+from pipeline.gateways.top.signing import sign, top_timestamp
 from sandbox.testing import SandboxProcess, get, post, signed_params
 
 SEARCH = "taobao.image.search"
@@ -280,11 +280,12 @@ def test_stats_count_every_router_request_valid_or_not(make_sandbox, catalog_ima
     post(sb.endpoint, signed_params(SEARCH, image_data=image, app_key="other", secret="other"))
     post(sb.endpoint, signed_params(UPLOAD, image=image))
     post(sb.endpoint, signed_params(SEARCH, image_data=image, secret="wrong"))
-    post(sb.endpoint, {"nothing": "at all"})
+    post(sb.endpoint, {"nothing": "at all", "format": "json"})
     stats = sb.stats()
     assert stats["calls"]["total"] == 5
     assert stats["calls"]["by_method"] == {SEARCH: 3, UPLOAD: 1}
     assert stats["calls"]["by_app"] == {"test": 3, "other": 1}
+    assert stats["calls"]["by_protocol"] == {"top": 5}
     assert stats["errors"] == {"15": 1, "22": 1}
     assert stats["faults"] == {"5xx": 0, "slow": 0, "garbage": 0, "drop": 0, "remote": 0}
     # Images and the stats page itself are not router calls.
@@ -359,14 +360,15 @@ def test_oversized_body_is_refused_without_being_parsed(article_sb, top_sb):
 
     params = signed_params(SEARCH, image_data="A" * (MAX_BODY_BYTES + 1024))
     for sb in (article_sb, top_sb):
-        error = error_of(post(sb.endpoint, params))
+        # The body is never parsed, so its format=json is unread: JSON is asked for in the query string.
+        error = error_of(post(sb.endpoint + "?format=json", params))
         assert (error["code"], error["sub_code"]) == (41, "isv.invalid-parameter:body")
         assert str(MAX_BODY_BYTES) in error["sub_msg"]
     # A chunked body announces no length: it is counted as it arrives.
     conn = http.client.HTTPConnection("127.0.0.1", article_sb.port, timeout=30)
     head = urllib.parse.urlencode(signed_params(SEARCH)).encode() + b"&image_data="
     body = iter([head] + [b"A" * (1 << 20)] * (MAX_BODY_BYTES // (1 << 20) + 1))
-    conn.request("POST", "/router/rest", body=body, encode_chunked=True,
+    conn.request("POST", "/router/rest?format=json", body=body, encode_chunked=True,
                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     response = conn.getresponse()
     assert response.status == 200

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.signing import parse_top_timestamp, sign, top_timestamp, verify
+from pipeline.gateways.top.signing import parse_top_timestamp, sign, top_timestamp, verify
 
 DOC_PARAMS = {
     "app_key": "12345678",

@@ -1,0 +1,53 @@
+"""What the HTTP server hands a protocol (the call's parameters and files) and gets back (an answer's bytes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+JSON_TYPE = b"application/json;charset=UTF-8"
+XML_TYPE = b"text/xml;charset=UTF-8"
+
+#: ``fetch(url) -> bytes``, awaited by an upload of an image URL; raises on failure.
+Fetcher = Callable[[str], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to an API path: its text parameters (query string and form, the form winning), the
+    names of those that came in the query string, its file parts, and the ``host:port`` the client used."""
+
+    path: str
+    params: dict[str, str]
+    query_names: frozenset[str] = frozenset()
+    files: dict[str, bytes] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    #: Set when the body was over the size limit and dropped unread.
+    body_too_large: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer's body and content type (HTTP 200, as the platforms answer errors too)."""
+
+    body: bytes
+    content_type: bytes = JSON_TYPE
+
+
+def json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_answer(payload: Any) -> Answer:
+    return Answer(json_bytes(payload), JSON_TYPE)
+
+
+def new_request_id() -> str:
+    """A request id shaped like real TOP's (12 lower-case alphanumerics)."""
+    return secrets.token_hex(6)
