@@ -140,8 +140,9 @@ class Gateway(ABC):
         return cls(Credentials.from_settings(crawler))
 
     @classmethod
-    def check_settings(cls, settings: BaseSettings) -> None:  # noqa: B027 - most gateways have no settings of their own
+    def check_settings(cls, settings: BaseSettings) -> None:
         """Raise ConfigurationError for a setting of this gateway's own that cannot work (before any call)."""
+        return None  # most gateways have no settings of their own
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(app_key=...)"
