@@ -69,6 +69,8 @@ class GatewayMiddleware:
         self.backoff_max = settings.getfloat("IMAGESEARCH_RETRY_BACKOFF_MAX")
         self.throttle_max_times = settings.getint("IMAGESEARCH_THROTTLE_MAX_TIMES")
         self.throttle_default_wait = settings.getfloat("IMAGESEARCH_THROTTLE_DEFAULT_WAIT")
+        #: Set when an answer said the day's calls are all used (what it said): the next call stops the crawl.
+        self.day_used_up: str | None = None
         # Until the gateway has answered once, one call goes out and the others wait for its answer:
         # a wrong secret, app key or endpoint then costs one call, not CONCURRENT_REQUESTS of them.
         self._probe_sent = False
@@ -100,6 +102,9 @@ class GatewayMiddleware:
         method = request.meta.get(METHOD_META_KEY)
         if method is None:
             return None
+        if self.day_used_up is not None:
+            # The last answer said the day's calls are all used: this call would be refused.
+            self._stop(self.day_used_up)
         delay = self.backoff_delay(request.meta.get("retry_times", 0))
         clock = self.pacer.clock
         await self._first_answer()
@@ -147,7 +152,8 @@ class GatewayMiddleware:
         error = self.gateway.parse_error(response)
         if error is None:
             if quota is not None and quota.spent:
-                self._stop(f"{quota}")  # this answer is good; the next call would be refused
+                # This answer is good, and may be the crawl's last: it stops only if another call is due.
+                self.day_used_up = str(quota)
             return response
         self.crawler.stats.inc_value(f"imagesearch/errors/{error.code}")
         action = self.actions.action_for(error)

@@ -15,7 +15,11 @@ class Redactor:
     """Replaces each secret, as given and URL-encoded (as it appears in a query string), by ``***``."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        forms = {form for secret in secrets if secret for form in (secret, quote(secret, safe=""), quote_plus(secret))}
+        forms = {
+            form
+            for secret in secrets if secret
+            for form in (secret, quote(secret, safe=""), quote(secret), quote_plus(secret))
+        }
         # Longest first: a secret that contains another is masked whole.
         self.forms = sorted(forms, key=len, reverse=True)
 

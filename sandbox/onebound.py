@@ -161,6 +161,7 @@ class OneboundProtocol:
         app: AppConfig | None = None
         try:
             app = self._authenticate(call, api)
+            self._admit(app)
             fields = self._search(call) if api == SEARCH_API else self._upload(call)
         except OneboundError as error:
             logger.info("error_code %s for %s", error.code, api)
@@ -168,7 +169,7 @@ class OneboundProtocol:
         return json_answer(self._envelope(app, started, **fields, error="", reason="ok", error_code=SUCCESS_CODE))
 
     def _authenticate(self, call: Call, api: str) -> AppConfig:
-        """The app, after its key, secret, access and quota are checked. Raises OneboundError."""
+        """The app, after its key, secret, access and the call's options are checked. Raises OneboundError."""
         params = call.params
         key, secret = params.get(KEY_PARAM, ""), params.get(SECRET_PARAM, "")
         if not key or not secret:
@@ -184,12 +185,15 @@ class OneboundProtocol:
         for name, allowed in (("cache", CACHE_VALUES), ("lang", LANGUAGES)):
             if params.get(name, allowed[0]) not in allowed:
                 raise OneboundError(BAD_PARAMETER_CODE, f"{name} must be one of {', '.join(allowed)}")
+        return app
+
+    def _admit(self, app: AppConfig) -> None:
+        """Count the call against the app's window and day, or raise why it is refused."""
         refusal = self.accounts.admit(app)
         if refusal is not None and refusal.daily:
             raise OneboundError(DAILY_LIMIT_CODE, f"today's call limit is reached ({self.accounts.api_info(app)})")
         if refusal is not None:
             raise OneboundError(RATE_LIMITED_CODE, f"too many calls: retry after {refusal.wait} seconds")
-        return app
 
     def _search(self, call: Call) -> dict[str, Any]:
         params = call.params

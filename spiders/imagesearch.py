@@ -182,16 +182,15 @@ class ImageSearchSpider(Spider):
     def _begin(self, job: SearchJob) -> Iterator[Any]:
         """The first call of a job: page 1 of the search, or the upload of an image.
 
-        A URL of the platform's CDN is searched as it is; another URL is uploaded by URL when the
-        gateway fetches pictures itself (TOP), else downloaded here (no call) and uploaded as bytes.
+        A URL of the platform's CDN is searched as it is. Any other URL is downloaded here (no call:
+        asking the gateway to fetch it, as taobao.upload.img can, would spend one) and prepared like
+        a local file.
         """
         seed = job.seeds[0]
         if seed.url is not None:
             if is_platform_cdn(seed.url, self.cdn_hosts):
                 job.image_data = seed.url
                 yield self._search_request(job, 1)
-            elif self.gateway.fetches_image_urls:
-                yield self._request(self.gateway.build_upload(image_url=seed.url), job, self.parse_upload)
             else:
                 yield Request(
                     seed.url, callback=self.parse_seed_image, errback=self.seed_image_failed,
@@ -211,7 +210,7 @@ class ImageSearchSpider(Spider):
             return
         job.sha256 = prepared.sha256
         if self.gateway.uploads_local_images:
-            yield self._request(self.gateway.build_upload(image_bytes=prepared.jpeg), job, self.parse_upload)
+            yield self._request(self.gateway.build_upload(prepared.jpeg), job, self.parse_upload)
             return
         job.image_data = prepared.base64()
         yield self._search_request(job, 1)
@@ -236,7 +235,7 @@ class ImageSearchSpider(Spider):
     # -- answers ---------------------------------------------------------------------------------
 
     def parse_seed_image(self, response: Response, job_id: str) -> Iterator[Any]:
-        """A seed image downloaded from its URL (for a gateway that cannot fetch it): prepare and upload it."""
+        """A seed image downloaded from its URL: prepared like a local file, then searched or uploaded."""
         job = self.jobs.get(job_id)
         if job is None or self._stopped:
             return

@@ -54,10 +54,8 @@ def test_build_search_and_request(gateway: TopGateway) -> None:
 
 
 def test_build_upload(gateway: TopGateway) -> None:
-    assert gateway.build_upload(image_url="http://x/y.jpg").params == {"image_url": "http://x/y.jpg"}
-    assert gateway.build_upload(image_bytes=b"jpg").params == {"image": base64.b64encode(b"jpg").decode()}
-    with pytest.raises(ValueError):
-        gateway.build_upload()
+    assert gateway.build_upload(b"jpg").params == {"image": base64.b64encode(b"jpg").decode()}
+    assert not gateway.uploads_local_images
 
 
 def test_parse_search_strings_numbers_and_nesting(gateway: TopGateway) -> None:

@@ -187,6 +187,10 @@ def test_an_answer_saying_the_day_is_used_up_stops_before_the_next_call() -> Non
     assert crawler.stats.get_value("imagesearch/daily_quota") == "9/10"
     last = _onebound(request, "today:10 max:10")
     assert middleware.process_response(request, last) is last  # a good answer: the spider gets it
+    assert not middleware.stopped, "it may have been the crawl's last call"
+    with pytest.raises(GatewayStopped):
+        asyncio.run(middleware.process_request(gateway.to_request(gateway.build_search("https://a/b.jpg", 2, None),
+                                                                  "http://127.0.0.1:1")))
     assert middleware.stopped and "10 of 10 calls today" in crawler.stats.get_value(STOP_MESSAGE_STAT)
 
 

@@ -177,7 +177,9 @@ def test_every_spec_kind_and_odd_images(
         assert result.status_of(name)["status"] == "rejected"
         assert result.status_of(name)["error_code"] == "unreadable_image"
     assert result.status_of("gone.jpg")["error_code"] == "file_not_found"
-    assert rows["upload-404"]["status"] == "failed" and rows["upload-404"]["error_code"] == "21"
+    # An image URL is downloaded by the crawl itself: one it cannot fetch is rejected, no call spent.
+    assert rows["upload-404"]["status"] == "rejected" and rows["upload-404"]["error_code"] == "image_unreachable"
+    assert "HTTP 404" in rows["upload-404"]["error_msg"]
     assert rows["cdn-unknown"]["status"] == "failed" and rows["cdn-unknown"]["error_code"] == "21"
     ok = {seed_id for seed_id, row in rows.items() if row["status"] == "ok"}
     assert len(ok) == 18 - 6
@@ -194,25 +196,19 @@ def test_every_spec_kind_and_odd_images(
     assert str(first[0]["num_iid"]) == str(catalog.products[3].num_iid)
     positions = sorted(h["position"] for h in result.hits if h["seed_id"] == plain["seed_id"])
     assert positions == list(range(1, len(positions) + 1))
-    # Calls: exactly the pages the results require, once per distinct image, plus the uploads.
+    # Calls: exactly the pages the results require, once per distinct image (image URLs are downloaded
+    # by the crawl and sent as Base64, like local photos: no upload call).
     searched: dict[str, int] = {}
     for row in rows.values():
         if row["status"] == "ok":
             searched[f"{row['sha256'] or row['source']}"] = expected_pages(row["total_results"], 2)
             assert row["pages_fetched"] == expected_pages(row["total_results"], 2)
     failed_searches = 1  # cdn-unknown: one search call, refused
-    uploads = 2  # shoe.jpg (ok) and missing.jpg (refused)
     stats = sandbox.stats()
-    assert stats["calls"]["by_method"] == {
-        SEARCH: sum(searched.values()) + failed_searches, UPLOAD: uploads
-    }, result.stderr[-6000:]
-    assert (
-        stats["calls"]["total"]
-        == result.stat("imagesearch/calls")
-        == sum(searched.values()) + failed_searches + uploads
-    )
+    assert stats["calls"]["by_method"] == {SEARCH: sum(searched.values()) + failed_searches}, result.stderr[-6000:]
+    assert stats["calls"]["total"] == result.stat("imagesearch/calls") == sum(searched.values()) + failed_searches
     assert result.stat("imagesearch/seeds/ok") == len(ok)
-    assert result.stat("imagesearch/seeds/rejected") == 4
+    assert result.stat("imagesearch/seeds/rejected") == 5
     assert "image_data" not in result.stderr and "sign=" not in result.stderr
 
 
@@ -311,14 +307,14 @@ def test_fatal_rows_account_for_every_seed(tmp_path: Path, catalog: Any, image_s
     for index in range(3):
         _photo(catalog, 30 + index).save(tmp_path / f"p{index}.jpg", "JPEG")
     seeds = f"{tmp_path}/p0.jpg,{image_server}/shoe.jpg,{tmp_path}/p1.jpg,{tmp_path}/p2.jpg"
-    with SandboxProcess("--deny", "test:taobao.upload.img", "--page-size", str(PAGE_SIZE)) as sandbox:
+    with SandboxProcess("--deny", "test:taobao.image.search", "--page-size", str(PAGE_SIZE)) as sandbox:
         result = crawl(tmp_path, seeds, *against(sandbox, "-a", "pages=1", "-s", "CONCURRENT_REQUESTS=1"))
     assert result.returncode == 3, result.stderr[-3000:]
     assert "lacks permission" in result.stderr
     rows = result.summaries
     assert len(rows) == 4
-    assert {row["status"] for row in rows.values() if "shoe" in str(row["source"])} == {"failed"}
-    assert all(row["status"] in ("ok", "failed") for row in rows.values())
+    assert {row["status"] for row in rows.values()} == {"failed"}
+    assert {row["error_code"] for row in rows.values()} == {"11"}
 
 
 @pytest.mark.parametrize(
@@ -359,7 +355,7 @@ def test_unwritable_dataset_dir_fails_fast(tmp_path: Path, catalog: Any) -> None
 
 
 @pytest.mark.parametrize("pages", [1, 3])
-def test_calls_equal_pages_required_plus_uploads(
+def test_calls_equal_the_pages_required(
     tmp_path: Path, sandbox: SandboxProcess, catalog: Any, image_server: str, pages: int
 ) -> None:
     for index in range(3):
@@ -378,8 +374,8 @@ def test_calls_equal_pages_required_plus_uploads(
     required = sum(expected_pages(row["total_results"], pages) for row in distinct.values())
     assert all(row["pages_fetched"] == expected_pages(row["total_results"], pages) for row in rows)
     stats = sandbox.stats()["calls"]
-    assert stats["by_method"] == {SEARCH: required, UPLOAD: 1}
-    assert stats["total"] == result.stat("imagesearch/calls") == required + 1
+    assert stats["by_method"] == {SEARCH: required}  # the image URL too is sent as Base64: no upload call
+    assert stats["total"] == result.stat("imagesearch/calls") == required
     assert all(hit["cat"] == str(catalog.products[1500].cat) for hit in result.hits)
 
 

@@ -124,13 +124,11 @@ class Gateway(ABC):
     fix_hints: ClassVar[Mapping[str, str]] = {}
     #: Codes meaning the key or secret is wrong.
     credential_codes: ClassVar[frozenset[str]] = frozenset()
-    #: True when a local image must be uploaded (``build_upload(image_bytes=...)``) before it can be
-    #: searched (Onebound); False when ``build_search`` takes its Base64 JPEG (TOP). URLs of the
-    #: platform's CDN (IMAGESEARCH_CDN_HOSTS) are searched as they are by every gateway.
+    #: True when a picture must be uploaded (``build_upload``) before it can be searched (Onebound);
+    #: False when ``build_search`` takes its Base64 JPEG (TOP). URLs of the platform's CDN
+    #: (IMAGESEARCH_CDN_HOSTS) are searched as they are by every gateway; any other picture, a local
+    #: file or an image URL the crawl downloads, is prepared as a JPEG first.
     uploads_local_images: ClassVar[bool] = False
-    #: True when ``build_upload(image_url=...)`` has the gateway fetch an external picture itself
-    #: (TOP's taobao.upload.img); False when the spider downloads it and uploads its bytes (Onebound).
-    fetches_image_urls: ClassVar[bool] = True
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
@@ -154,8 +152,8 @@ class Gateway(ABC):
         """The call searching ``image_data`` (Base64 JPEG, platform URL or uploaded image ref)."""
 
     @abstractmethod
-    def build_upload(self, *, image_url: str | None = None, image_bytes: bytes | None = None) -> ApiCall:
-        """The call that makes an external or local image searchable."""
+    def build_upload(self, image_bytes: bytes) -> ApiCall:
+        """The call that makes a picture (a prepared JPEG) searchable, for a gateway that ``uploads_local_images``."""
 
     @abstractmethod
     def to_request(self, call: ApiCall, endpoint: str, **kwargs: Any) -> Request:

@@ -92,7 +92,6 @@ class OneboundGateway(Gateway):
     credential_codes = frozenset({LOGIN_CODE})
     # imgid takes Taobao/Tmall picture URLs only: anything else is uploaded first, as Base64.
     uploads_local_images = True
-    fetches_image_urls = False
 
     def __init__(self, credentials: Credentials, cache: str = "no", lang: str = "cn") -> None:
         super().__init__(credentials)
@@ -124,9 +123,7 @@ class OneboundGateway(Gateway):
             params["cat"] = str(cat)
         return ApiCall(SEARCH_API, params)
 
-    def build_upload(self, *, image_url: str | None = None, image_bytes: bytes | None = None) -> ApiCall:
-        if image_bytes is None or image_url is not None:
-            raise ValueError("Onebound uploads picture bytes only: the spider downloads an image URL first")
+    def build_upload(self, image_bytes: bytes) -> ApiCall:
         return ApiCall(UPLOAD_API, {IMAGE_CODE_PARAM: base64.b64encode(image_bytes).decode("ascii")})
 
     def to_request(self, call: ApiCall, endpoint: str, **kwargs: Any) -> Request:

@@ -26,7 +26,6 @@ from pipeline.gateways.top.wire import (
     SEARCH_METHOD,
     UPLOAD_IMAGE_PARAM,
     UPLOAD_METHOD,
-    UPLOAD_URL_PARAM,
     response_key,
 )
 
@@ -150,12 +149,9 @@ class TopGateway(Gateway):
             params["cat"] = str(cat)
         return ApiCall(SEARCH_METHOD, params)
 
-    def build_upload(self, *, image_url: str | None = None, image_bytes: bytes | None = None) -> ApiCall:
-        if (image_url is None) == (image_bytes is None):
-            raise ValueError("build_upload needs exactly one of image_url and image_bytes")
-        if image_url is not None:
-            return ApiCall(UPLOAD_METHOD, {UPLOAD_URL_PARAM: image_url})
-        return ApiCall(UPLOAD_METHOD, {UPLOAD_IMAGE_PARAM: base64.b64encode(image_bytes or b"").decode("ascii")})
+    def build_upload(self, image_bytes: bytes) -> ApiCall:
+        # The crawl never needs it (image_data takes the Base64 picture); a gateway that uploads first does.
+        return ApiCall(UPLOAD_METHOD, {UPLOAD_IMAGE_PARAM: base64.b64encode(image_bytes).decode("ascii")})
 
     def to_request(self, call: ApiCall, endpoint: str, **kwargs: Any) -> Request:
         meta = dict(kwargs.pop("meta", None) or {})

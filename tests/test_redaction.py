@@ -1,0 +1,37 @@
+"""Credentials masked in log lines and exception messages, as given and URL-encoded."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from pipeline.redaction import MASK, Redactor, install
+
+SECRET = "s3cret+value/with=marks"
+
+
+def test_the_secret_is_masked_as_given_and_url_encoded() -> None:
+    redactor = Redactor([SECRET, ""])
+    for form in (SECRET, "s3cret%2Bvalue%2Fwith%3Dmarks", "s3cret%2Bvalue/with%3Dmarks"):
+        assert redactor.redact(f"GET /x?secret={form}&page=1") == f"GET /x?secret={MASK}&page=1"
+    assert not Redactor([])
+
+
+def test_a_log_line_its_arguments_and_its_traceback_are_masked() -> None:
+    stream = io.StringIO()
+    log = logging.getLogger("tests.redaction")
+    handler = logging.StreamHandler(stream)
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        added = install(Redactor([SECRET]), [log])
+        assert any(added_to is handler for added_to, _ in added)
+        log.warning("calling %s", f"http://h/?secret={SECRET}")
+        try:
+            raise ValueError(f"bad url http://h/?secret={SECRET}")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    text = stream.getvalue()
+    assert SECRET not in text and text.count(MASK) == 2 and "ValueError" in text
