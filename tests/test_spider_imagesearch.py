@@ -228,16 +228,18 @@ def test_sign_methods_in_another_time_zone(tmp_path: Path, catalog: Any, sign_me
         assert sandbox.stats()["calls"]["total"] == 1
 
 
-def test_embedded_sandbox_is_the_default(tmp_path: Path, catalog: Any) -> None:
+@pytest.mark.parametrize("gateway", ["top", "onebound"])
+def test_embedded_sandbox_is_the_default(tmp_path: Path, catalog: Any, gateway: str) -> None:
     _photo(catalog, 42).save(tmp_path / "p.jpg", "JPEG")
     result = crawl(tmp_path, str(tmp_path / "p.jpg"), "-s", 'IMAGESEARCH_SANDBOX_ARGS=["--page-size", "4"]',
-                   "-a", "pages=2")
+                   "-a", "pages=2", "-s", f"IMAGESEARCH_GATEWAY={gateway}")
     assert result.returncode == 0, result.stderr[-3000:]
     warnings = [line for line in result.stderr.splitlines() if "WARNING" in line and "embedded sandbox" in line]
     assert len(warnings) == 1 and "not Taobao" in warnings[0]
     (row,) = result.summaries.values()
     assert row["status"] == "ok" and row["pages_fetched"] == 2 and row["items_found"] == 8
     assert str(result.hits[0]["num_iid"]) == str(catalog.products[42].num_iid)
+    assert result.stat("imagesearch/gateway") == gateway
 
 
 def test_quota_ban_is_waited_out(tmp_path: Path, catalog: Any) -> None:
