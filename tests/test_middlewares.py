@@ -177,11 +177,15 @@ def _onebound(request: Request, api_info: str, code: str = "0000") -> Response:
     return JsonResponse(request.url, body=json.dumps(payload).encode(), request=request)
 
 
+def _onebound_search(gateway: OneboundGateway, page: int = 1) -> Request:
+    return gateway.to_request(gateway.build_search("https://img.alicdn.com/a.jpg", page, None), "http://127.0.0.1:1")
+
+
 def test_an_answer_saying_the_day_is_used_up_stops_before_the_next_call() -> None:
     crawler = _onebound_crawler()
     middleware = GatewayMiddleware.from_crawler(crawler)
     gateway = OneboundGateway(Credentials("k", "s"))
-    request = gateway.to_request(gateway.build_search("https://img.alicdn.com/a.jpg", 1, None), "http://127.0.0.1:1")
+    request = _onebound_search(gateway)
     ok = _onebound(request, "today:9 max:10")
     assert middleware.process_response(request, ok) is ok and not middleware.stopped
     assert crawler.stats.get_value("imagesearch/daily_quota") == "9/10"
@@ -189,16 +193,13 @@ def test_an_answer_saying_the_day_is_used_up_stops_before_the_next_call() -> Non
     assert middleware.process_response(request, last) is last  # a good answer: the spider gets it
     assert not middleware.stopped, "it may have been the crawl's last call"
     with pytest.raises(GatewayStopped):
-        asyncio.run(middleware.process_request(gateway.to_request(gateway.build_search("https://a/b.jpg", 2, None),
-                                                                  "http://127.0.0.1:1")))
+        asyncio.run(middleware.process_request(_onebound_search(gateway, 2)))
     assert middleware.stopped and "10 of 10 calls today" in crawler.stats.get_value(STOP_MESSAGE_STAT)
 
 
 def test_a_replayed_answer_does_not_count_for_today() -> None:
-    crawler = _onebound_crawler()
-    middleware = GatewayMiddleware.from_crawler(crawler)
-    gateway = OneboundGateway(Credentials("k", "s"))
-    request = gateway.to_request(gateway.build_search("https://img.alicdn.com/a.jpg", 1, None), "http://127.0.0.1:1")
+    middleware = GatewayMiddleware.from_crawler(_onebound_crawler())
+    request = _onebound_search(OneboundGateway(Credentials("k", "s")))
     old = _onebound(request, "today:10 max:10")
     old.flags.append(REPLAYED_FLAG)  # yesterday's answer, from the JOBDIR journal
     assert middleware.process_response(request, old) is old and not middleware.stopped

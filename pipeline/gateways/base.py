@@ -167,6 +167,11 @@ class Gateway(ABC):
         nowhere else (not to logs, stats, retries or the journal).
         """
 
+    @staticmethod
+    def call_meta(call: ApiCall, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The meta of a call's request: the caller's (taken out of ``kwargs``), marked with the call's method."""
+        return {**(kwargs.pop("meta", None) or {}), METHOD_META_KEY: call.method}
+
     def secrets(self) -> tuple[str, ...]:
         """The strings no log line may show (the key and secret, when long enough to be real)."""
         values = (self.credentials.key, self.credentials.secret)

@@ -12,7 +12,7 @@ from scrapy import FormRequest, Request
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import METHOD_META_KEY, ApiCall, Credentials, DailyQuota, Gateway, SearchPage, count
+from pipeline.gateways.base import ApiCall, Credentials, DailyQuota, Gateway, SearchPage, count
 from pipeline.gateways.onebound.wire import (
     BAN_SECONDS_RE,
     BUSY_CODE,
@@ -127,8 +127,7 @@ class OneboundGateway(Gateway):
         return ApiCall(UPLOAD_API, {IMAGE_CODE_PARAM: base64.b64encode(image_bytes).decode("ascii")})
 
     def to_request(self, call: ApiCall, endpoint: str, **kwargs: Any) -> Request:
-        meta = dict(kwargs.pop("meta", None) or {})
-        meta[METHOD_META_KEY] = call.method
+        meta = self.call_meta(call, kwargs)
         base = endpoint.rstrip("/")
         if call.method == UPLOAD_API:
             # The picture goes in the body; the credentials join the query string when it is sent.

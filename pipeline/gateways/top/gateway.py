@@ -13,7 +13,7 @@ from scrapy import FormRequest
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import METHOD_META_KEY, ApiCall, Credentials, Gateway, SearchPage, count
+from pipeline.gateways.base import ApiCall, Credentials, Gateway, SearchPage, count
 from pipeline.gateways.top.signing import SIGN_METHODS, sign, top_timestamp
 from pipeline.gateways.top.wire import (
     API_LIMIT_SUB_CODE,
@@ -154,8 +154,7 @@ class TopGateway(Gateway):
         return ApiCall(UPLOAD_METHOD, {UPLOAD_IMAGE_PARAM: base64.b64encode(image_bytes).decode("ascii")})
 
     def to_request(self, call: ApiCall, endpoint: str, **kwargs: Any) -> Request:
-        meta = dict(kwargs.pop("meta", None) or {})
-        meta[METHOD_META_KEY] = call.method
+        meta = self.call_meta(call, kwargs)
         # The form body, never the URL, carries the parameters: request reprs in logs stay "<POST endpoint>".
         return FormRequest(endpoint, formdata={"method": call.method, **call.params}, meta=meta, **kwargs)
 
