@@ -8,6 +8,13 @@ from scrapy.exceptions import IgnoreRequest
 
 logger = logging.getLogger(__name__)
 
+#: finish_reason of a crawl a fatal gateway error stopped (set by the spider through CloseSpider): exit 3.
+GATEWAY_FATAL_REASON = "gateway_fatal"
+#: finish_reason of a crawl stopped because the gateway takes no more calls today: exit 4, resumable.
+QUOTA_SPENT_REASON = "quota_spent"
+#: Stat holding the one line that says why the quota stopped a crawl and when to run it again.
+STOP_MESSAGE_STAT = "imagesearch/stop_message"
+
 
 class ConfigurationError(Exception):
     """The command line or settings cannot work (nothing to search, bad ``-a``/``-s`` value).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from scrapy.core.downloader.handlers.base import BaseDownloadHandler
@@ -16,7 +15,6 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
 
-logger = logging.getLogger(__name__)
 
 
 class GatewayDownloadHandler(BaseDownloadHandler):
@@ -25,9 +23,11 @@ class GatewayDownloadHandler(BaseDownloadHandler):
     Signing here, at the last moment, gives every attempt (retries included, and a call that waited
     an hour for its quota slot) a fresh timestamp and signature. The signed copy (a TOP body with
     ``sign``, an Onebound URL with the secret in it) is handed to the real download handler and to
-    nothing else: the engine, the middlewares, the retry logic, the journal, the logs and the spider
-    see the unsigned request and a response carrying it. Errors of the download come back with the
-    credentials masked. Any other request is downloaded as it is.
+    nothing else: the engine, the middlewares, the retry logic, the journal and the spider see the
+    unsigned request and a response carrying it. Errors of the download come back with the
+    credentials masked. The real handler's own warnings (a body cut short, a body over
+    DOWNLOAD_WARNSIZE) name the signed URL: SecretRedaction masks them in the log. Any other
+    request is downloaded as it is.
     """
 
     lazy = False

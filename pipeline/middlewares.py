@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+from scrapy.utils.asyncio import sleep
+from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.job import job_dir
-from twisted.internet.defer import Deferred
 
-from pipeline.commands.crawl import QUOTA_SPENT_REASON, STOP_MESSAGE_STAT
-from pipeline.errors import GatewayStopped
+from pipeline.errors import QUOTA_SPENT_REASON, STOP_MESSAGE_STAT, GatewayStopped
 from pipeline.gateways.actions import FATAL, RETRY, STOP, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
 from pipeline.journal import REPLAYED_FLAG
@@ -32,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: Request meta key counting how often a request was re-sent after a quota answer.
 THROTTLED_META_KEY = "imagesearch_throttled"
+#: How often the calls held back until the gateway's first answer look whether it came.
+_FIRST_ANSWER_POLL_SECONDS = 0.05
 
 
 class GatewayMiddleware:
@@ -41,18 +42,18 @@ class GatewayMiddleware:
       the backoff of a retried request
       (IMAGESEARCH_RETRY_BACKOFF x 2^(n-1), at most IMAGESEARCH_RETRY_BACKOFF_MAX), then counts
       the call (``imagesearch/calls``, ``imagesearch/calls/<method>``);
-    - once the crawl is stopping (a fatal answer, Ctrl-C, SIGTERM): sends nothing more, and a call
-      waiting for its turn gives up within a second (GatewayStopped);
+    - once the crawl is stopping (a fatal answer, the day's quota spent, Ctrl-C, SIGTERM): sends
+      nothing more, and a call waiting for its turn gives up within a second (GatewayStopped);
     - on an error answer: counts ``imagesearch/errors/<code>`` and applies the gateway's error
       actions (with IMAGESEARCH_ERROR_ACTIONS over them): ``retry`` re-sends through Scrapy's retry
       machinery (RETRY_TIMES), ``throttle`` bans calls for the seconds the gateway names and
       re-sends (at most IMAGESEARCH_THROTTLE_MAX_TIMES); anything else, or a retry budget spent,
       goes on to the spider, which records it on the seed;
     - when the app's quota for the day is spent (a ``stop`` error, or an answer saying the day's
-      calls are all used, as Onebound's ``api_info`` does): sends nothing more and closes the crawl
-      (finish reason ``quota_spent``, exit 4) with one line saying when to run it again; with
-      JOBDIR the same command then resumes it. The stat ``imagesearch/daily_quota`` keeps the last
-      count an answer gave.
+      calls are all used, as Onebound's ``api_info`` does, when another call is due): sends nothing
+      more and closes the crawl (finish reason ``quota_spent``, exit 4) with one line saying when to
+      run it again; with JOBDIR the same command then resumes it. The stat
+      ``imagesearch/daily_quota`` keeps the last count an answer gave.
 
     HTTP errors, timeouts and dropped connections stay with Scrapy's RetryMiddleware (with our backoff).
     """
@@ -62,7 +63,7 @@ class GatewayMiddleware:
         self.gateway = gateway
         self.actions = actions
         self.pacer = QuotaPacer.from_crawler(crawler)
-        #: Set by the first fatal answer: no further call leaves (the spider closes the crawl).
+        #: Set by the first fatal answer (the spider closes the crawl) or the day's quota spent: no further call leaves.
         self.stopped = False
         settings = crawler.settings
         self.backoff = settings.getfloat("IMAGESEARCH_RETRY_BACKOFF")
@@ -75,7 +76,6 @@ class GatewayMiddleware:
         # a wrong secret, app key or endpoint then costs one call, not CONCURRENT_REQUESTS of them.
         self._probe_sent = False
         self._answered = False
-        self._waiting_for_answer: list[Deferred[None]] = []
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -83,7 +83,7 @@ class GatewayMiddleware:
         return cls(crawler, gateway, ErrorActions.from_settings(crawler.settings, gateway.error_actions))
 
     def stopping(self) -> bool:
-        """No call may leave: a fatal answer came, or the crawl is shutting down (Ctrl-C, SIGTERM).
+        """No call may leave: a fatal answer came, the day's calls are used, or the crawl is shutting down.
 
         Scrapy's graceful stop waits for every request in progress, and a call may be waiting for
         its quota slot for most of an hour: such a call gives up instead (see pacing.WAKE_SECONDS),
@@ -91,7 +91,7 @@ class GatewayMiddleware:
         documents for code that may run before the crawl starts.
         """
         engine = self.crawler._engine
-        return self.stopped or (engine is not None and not engine.running)
+        return self.stopped or self.day_used_up is not None or (engine is not None and not engine.running)
 
     def backoff_delay(self, retry_times: int) -> float:
         if retry_times < 1 or self.backoff <= 0:
@@ -102,14 +102,15 @@ class GatewayMiddleware:
         method = request.meta.get(METHOD_META_KEY)
         if method is None:
             return None
-        if self.day_used_up is not None:
-            # The last answer said the day's calls are all used: this call would be refused.
-            self._stop(self.day_used_up)
         delay = self.backoff_delay(request.meta.get("retry_times", 0))
         clock = self.pacer.clock
         await self._first_answer()
         backed_off = await sleep_until(clock() + delay, clock, self.stopping)
         sendable = backed_off and await self.pacer.wait_turn(self.stopping)
+        if self.day_used_up is not None:
+            # An answer said the day's calls are all used, and here is a call that is due: it would be refused.
+            self._stop(self.day_used_up)
+            sendable = False
         if not sendable:
             raise GatewayStopped("not sent: the crawl is stopping")
         stats = self.crawler.stats
@@ -124,18 +125,13 @@ class GatewayMiddleware:
         if not self._probe_sent:
             self._probe_sent = True
             return
-        waiter: Deferred[None] = Deferred()
-        self._waiting_for_answer.append(waiter)
-        await maybe_deferred_to_future(waiter)
+        while not self._answered and not self.stopping():  # a stop frees them as well
+            await sleep(_FIRST_ANSWER_POLL_SECONDS)
 
     def _got_answer(self, request: Request, flags: list[str] | None = None) -> None:
         """The gateway answered (or the call failed): the calls held back by ``_first_answer`` may go."""
-        if self._answered or request.meta.get(METHOD_META_KEY) is None or REPLAYED_FLAG in (flags or ()):
-            return
-        self._answered = True
-        waiting, self._waiting_for_answer = self._waiting_for_answer, []
-        for waiter in waiting:
-            waiter.callback(None)
+        if request.meta.get(METHOD_META_KEY) is not None and REPLAYED_FLAG not in (flags or ()):
+            self._answered = True
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         self._got_answer(request)
@@ -149,17 +145,17 @@ class GatewayMiddleware:
         quota = None if REPLAYED_FLAG in response.flags else self.gateway.daily_quota(response)
         if quota is not None:
             self.crawler.stats.set_value("imagesearch/daily_quota", f"{quota.used}/{quota.limit}")
+        if quota is not None and quota.spent:
+            # This answer may be the crawl's last: the crawl stops only if another call is due.
+            self.day_used_up = str(quota)
         error = self.gateway.parse_error(response)
         if error is None:
-            if quota is not None and quota.spent:
-                # This answer is good, and may be the crawl's last: it stops only if another call is due.
-                self.day_used_up = str(quota)
             return response
         self.crawler.stats.inc_value(f"imagesearch/errors/{error.code}")
         action = self.actions.action_for(error)
-        if action == STOP or (quota is not None and quota.spent):
+        if action == STOP:
             self._stop(self._limit(error, quota))
-            raise GatewayStopped(f"not answered: {error.describe()}")
+            raise GatewayStopped(f"not answered: {error.describe()}")  # its seed stays unsearched, for the resume
         if action == RETRY:
             return self._retry(request, error) or response
         if action == THROTTLE:
@@ -180,20 +176,22 @@ class GatewayMiddleware:
         now = datetime.now(UTC)
         resets = self.gateway.quota_resets_at(now)
         minutes = max(0, int((resets - now).total_seconds() // 60))
+        day_starts = self.gateway.quota_day_starts
         if job_dir(self.crawler.settings):
             carry_on = "it resumes where it stopped, spending no call twice"
         else:
             carry_on = "this run is committed incomplete; with -s JOBDIR=DIR a stopped crawl resumes instead"
         message = (
             f"the gateway's quota for the day is spent ({what}): the crawl stops; run the same command again "
-            f"after {resets:%Y-%m-%d %H:%M} UTC (00:00 China time, in {minutes // 60} h {minutes % 60:02d} min): "
+            f"after {resets:%Y-%m-%d %H:%M} UTC ({day_starts}, in {minutes // 60} h {minutes % 60:02d} min): "
             f"{carry_on}"
         )
         logger.error(message)
         self.crawler.stats.set_value(STOP_MESSAGE_STAT, message)
         engine = self.crawler._engine  # see stopping()
         if engine is not None and engine.spider is not None:
-            deferred_from_coro(engine.close_spider_async(reason=QUOTA_SPENT_REASON))
+            closing = deferred_from_coro(engine.close_spider_async(reason=QUOTA_SPENT_REASON))
+            closing.addErrback(lambda failure: logger.error("Closing the crawl failed", exc_info=failure.value))
 
     def _retry(self, request: Request, error: GatewayError) -> Request | None:
         assert self.crawler.spider is not None

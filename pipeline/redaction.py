@@ -6,9 +6,11 @@ import logging
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
-logger = logging.getLogger(__name__)
-
 MASK = "***"
+#: The embedded sandbox's public test credentials: no secret, and masking the word would garble lines.
+PUBLIC_CREDENTIALS = frozenset({"test"})
+#: Shorter values are no real credential and would mask fragments of ordinary text.
+MIN_LENGTH = 4
 
 
 class Redactor:
@@ -17,7 +19,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         forms = {
             form
-            for secret in secrets if secret
+            for secret in secrets if len(secret) >= MIN_LENGTH and secret not in PUBLIC_CREDENTIALS
             for form in (secret, quote(secret, safe=""), quote(secret), quote_plus(secret))
         }
         # Longest first: a secret that contains another is masked whole.

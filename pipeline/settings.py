@@ -58,7 +58,8 @@ IMAGESEARCH_PAGE_SIZE = 20
 IMAGESEARCH_MAX_IMAGE_SIDE = 1024
 #: Local images with more pixels than this are refused as image_too_large (decompression bombs).
 IMAGESEARCH_MAX_IMAGE_PIXELS = 89_478_485
-#: Hosts (fnmatch patterns) of the platform's own CDN: their URLs go as image_data, others are uploaded first.
+#: Hosts (fnmatch patterns) of the platform's own CDN: their URLs are searched as they are; any other
+#: image URL is downloaded by the crawl (no call) and sent like a local photo.
 IMAGESEARCH_CDN_HOSTS = ["*.alicdn.com", "*.tbcdn.cn", "*.taobaocdn.com"]
 #: Your changes to the gateway's table of actions per error (a dict, or JSON with -s), merged over it;
 #: a value of None removes a key. Keys are "code" or "code:glob" ("*" for any code), the glob matched

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections import Counter, defaultdict, deque
@@ -10,12 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.timezones import CHINA_TZ
 from sandbox.config import AppConfig, SandboxConfig
 
-logger = logging.getLogger(__name__)
-
-#: The platforms' day starts at 00:00 China time (GMT+8).
-CHINA_OFFSET_SECONDS = 8 * 3600
+#: The platforms' day starts at 00:00 China time.
+CHINA_OFFSET_SECONDS = CHINA_TZ.utcoffset(None).total_seconds()
 
 
 class SandboxStats:
@@ -143,9 +141,8 @@ class Accounts:
         self.daily.charge(app)
         return None
 
-    def api_info(self, app: AppConfig) -> str:
-        """Onebound's ``api_info``: ``today:N max:M``."""
-        return f"today:{self.daily.used(app)} max:{self.config.daily_max}"
+    def used_today(self, app: AppConfig) -> int:
+        return self.daily.used(app)
 
     def reset(self) -> None:
         self.stats.reset()

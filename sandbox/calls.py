@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 JSON_TYPE = b"application/json;charset=UTF-8"
 XML_TYPE = b"text/xml;charset=UTF-8"
@@ -51,3 +49,18 @@ def json_answer(payload: Any) -> Answer:
 def new_request_id() -> str:
     """A request id shaped like real TOP's (12 lower-case alphanumerics)."""
     return secrets.token_hex(6)
+
+
+#: A page number: ASCII digits only (str.isdigit() also takes "٢" and "²"), no surrounding spaces, and
+#: at most 18 digits (fits TOP's Java long), which also keeps int() far from its 4300-digit limit.
+_PAGE_RE = re.compile(r"[0-9]{1,18}")
+
+
+def parse_page(value: str, refuse: Callable[[str], Exception]) -> int:
+    """A page parameter (absent: 1); ``refuse(message)`` is raised for anything but a positive integer."""
+    if value == "":
+        return 1
+    if not _PAGE_RE.fullmatch(value) or int(value) < 1:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise refuse(f"page must be a positive integer, got {shown!r}")
+    return int(value)

@@ -81,7 +81,7 @@ class SandboxConfig:
     apps: tuple[AppConfig, ...] = (AppConfig("test", "test"),)
     #: ``(app_key, method)`` pairs refused with code 11 (insufficient permissions).
     denies: frozenset[tuple[str, str]] = frozenset()
-    #: ``article`` (the source article's code table) or ``top`` (real TOP's); see ``sandbox.exceptions``.
+    #: ``article`` (the source article's code table) or ``top`` (real TOP's); see ``sandbox.top.CODE_TABLES``.
     codes: str = "article"
     page_size: int = 20
     max_results: int = 200

@@ -26,6 +26,7 @@ from pipeline.gateways.onebound.wire import (
     DAILY_LIMIT_CODE,
     IMAGE_CODE_PARAM,
     IMAGE_URL_PARAM,
+    ITEM_FIELDS,
     KEY_PARAM,
     LANGUAGES,
     LOGIN_CODE,
@@ -37,14 +38,15 @@ from pipeline.gateways.onebound.wire import (
     SUCCESS_CODE,
     UPLOAD_API,
     UPLOAD_PATH,
+    ApiInfo,
+    ban_message,
 )
 from pipeline.timezones import CHINA_TZ
 from sandbox.accounts import Accounts
-from sandbox.calls import Answer, Call, json_answer, new_request_id
+from sandbox.calls import Answer, Call, json_answer, new_request_id, parse_page
 from sandbox.config import AppConfig, SandboxConfig
 from sandbox.models import UPLOADED_CDN_URL, ImageSearchBackend, UnknownImageReference, decode_base64
 from sandbox.search import ImageDecodeError
-from sandbox.top import parse_page
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def onebound_item(top_item: dict[str, Any]) -> dict[str, Any]:
     detail_url = str(top_item.get("detail_url", ""))
     if drift % 4 == 0 and detail_url.startswith("https://"):
         detail_url = "//" + detail_url
-    return {
+    item = {
         "title": top_item.get("title", ""),
         "num_iid": int(num_iid) if num_iid.isdigit() else num_iid,
         "price": price,
@@ -109,6 +111,7 @@ def onebound_item(top_item: dict[str, Any]) -> dict[str, Any]:
         "area": _AREAS[drift % len(_AREAS)],
         "post_fee": "0.00" if drift % 2 else "10.00",
     }
+    return {name: item[name] for name in ITEM_FIELDS}
 
 
 class OneboundProtocol:
@@ -125,11 +128,14 @@ class OneboundProtocol:
         now = datetime.now(UTC).astimezone(CHINA_TZ)
         return {
             **fields,
-            "api_info": self.accounts.api_info(app) if app is not None else "",
+            "api_info": self._api_info(app),
             "execution_time": round(time.perf_counter() - started, 3),
             "server_time": f"Beijing/{now:%Y-%m-%d %H:%M:%S}",
             "request_id": new_request_id(),
         }
+
+    def _api_info(self, app: AppConfig | None) -> str:
+        return str(ApiInfo(self.accounts.used_today(app), self.config.daily_max)) if app is not None else ""
 
     def error_answer(self, error: OneboundError, app: AppConfig | None = None, started: float = 0.0) -> Answer:
         self.accounts.stats.errors[error.code] += 1
@@ -191,9 +197,9 @@ class OneboundProtocol:
         """Count the call against the app's window and day, or raise why it is refused."""
         refusal = self.accounts.admit(app)
         if refusal is not None and refusal.daily:
-            raise OneboundError(DAILY_LIMIT_CODE, f"today's call limit is reached ({self.accounts.api_info(app)})")
+            raise OneboundError(DAILY_LIMIT_CODE, f"today's call limit is reached ({self._api_info(app)})")
         if refusal is not None:
-            raise OneboundError(RATE_LIMITED_CODE, f"too many calls: retry after {refusal.wait} seconds")
+            raise OneboundError(RATE_LIMITED_CODE, ban_message(refusal.wait or 1))
 
     def _search(self, call: Call) -> dict[str, Any]:
         params = call.params

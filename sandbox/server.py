@@ -29,13 +29,14 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from pipeline.gateways.onebound.wire import SEARCH_PATH, UPLOAD_PATH
+from pipeline.gateways.top.wire import ROUTER_PATH
 from sandbox.accounts import Accounts
 from sandbox.calls import JSON_TYPE, Answer, Call, json_bytes
 from sandbox.config import SandboxConfig
 from sandbox.faults import FaultDecision, FaultInjector
 from sandbox.models import ImageSearchBackend
 from sandbox.onebound import OneboundProtocol
-from sandbox.top import ROUTER_PATH, TopProtocol
+from sandbox.top import TopProtocol
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from pipeline.gateways.onebound.wire import SEARCH_PATH, UPLOAD_PATH
 from pipeline.gateways.top.signing import sign, top_timestamp
+from pipeline.gateways.top.wire import API_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +129,13 @@ def signed_params(
     timestamp: str | None = None,
     **business: Any,
 ) -> dict[str, str]:
-    """All parameters of a TOP call, common and business, signed with ``pipeline.signing.sign``."""
+    """All parameters of a TOP call, common and business, signed with ``pipeline.gateways.top.signing.sign``."""
     params = {
         "method": method,
         "app_key": app_key,
         "timestamp": timestamp if timestamp is not None else top_timestamp(),
         "format": "json",
-        "v": "2.0",
+        "v": API_VERSION,
         "sign_method": sign_method,
         **{k: str(v) for k, v in business.items() if v is not None},
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from pipeline.gateways.top.wire import (
     response_key,
 )
 from sandbox.accounts import Accounts
-from sandbox.calls import XML_TYPE, Answer, Call, Fetcher, json_answer, new_request_id
+from sandbox.calls import XML_TYPE, Answer, Call, Fetcher, json_answer, new_request_id, parse_page
 from sandbox.config import SandboxConfig
 from sandbox.models import ImageSearchBackend, MalformedImageReference, UnknownImageReference, decode_base64
 from sandbox.search import ImageDecodeError
@@ -40,7 +39,6 @@ from sandbox.search import ImageDecodeError
 logger = logging.getLogger(__name__)
 
 PROTOCOL = "top"
-ROUTER_PATH = "/router/rest"
 FORMATS: tuple[str, ...] = ("json", "xml")
 
 
@@ -340,18 +338,3 @@ class TopProtocol:
             raise
         except UnknownImageReference:
             return None
-
-
-#: A page number: ASCII digits only (str.isdigit() also takes "٢" and "²"), no surrounding spaces, and
-#: at most 18 digits (fits TOP's Java long), which also keeps int() far from its 4300-digit limit.
-_PAGE_RE = re.compile(r"[0-9]{1,18}")
-
-
-def parse_page(value: str, refuse: Callable[[str], Exception]) -> int:
-    """A page parameter (absent: 1); ``refuse(message)`` is raised for anything but a positive integer."""
-    if value == "":
-        return 1
-    if not _PAGE_RE.fullmatch(value) or int(value) < 1:
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        raise refuse(f"page must be a positive integer, got {shown!r}")
-    return int(value)

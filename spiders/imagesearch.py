@@ -21,9 +21,9 @@ from scrapy.exceptions import CloseSpider, DontCloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from items.scrapy_items import ProductHit, SeedSummary
-from pipeline.commands.crawl import GATEWAY_FATAL_REASON
 from pipeline.configuration import check_settings, list_setting, whole_number
 from pipeline.errors import (
+    GATEWAY_FATAL_REASON,
     ConfigurationError,
     GatewayError,
     GatewayStopped,
@@ -31,8 +31,9 @@ from pipeline.errors import (
 )
 from pipeline.extensions import resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions
-from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
+from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY, load_gateway
 from pipeline.images import is_platform_cdn, prepare_image, read_image_file, sha256_hex
+from pipeline.redaction import Redactor
 from pipeline.seeds import Seed, resolve_seeds
 
 if TYPE_CHECKING:
@@ -46,12 +47,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The hit fields copied verbatim from the gateway's answer into ProductHit.
-RAW_HIT_FIELDS: tuple[str, ...] = (
-    "title", "pic_url", "price", "promotion_price", "sales", "num_iid", "detail_url", "seller_nick", "is_tmall",
-)
 OK, REJECTED, FAILED = "ok", "rejected", "failed"
-#: Largest seed image downloaded from its URL (for a gateway that cannot fetch pictures itself).
+#: Largest seed image the crawl downloads from its URL.
 MAX_IMAGE_DOWNLOAD_BYTES = 20 * 1024 * 1024
 _MAX_ERROR_MSG = 300
 
@@ -89,6 +86,7 @@ class ImageSearchSpider(Spider):
         self.pages_arg = pages
         self.cat_arg = cat
         self.jobs: dict[str, SearchJob] = {}
+        self.redactor = Redactor(())
         self._unsummarised: dict[str, Seed] = {}
         self._stopped = False
         self.endpoint = ""
@@ -118,6 +116,8 @@ class ImageSearchSpider(Spider):
         if cat is not None and not cat.isdigit():
             raise ConfigurationError(f"cat={self.cat_arg!r} is not a category id: give digits, e.g. -a cat=50015374")
         self.gateway: Gateway = load_gateway(crawler)
+        # What a gateway's error text may repeat of the credentials stays out of the seeds table.
+        self.redactor = Redactor(self.gateway.secrets())
         self.error_actions = ErrorActions.from_settings(settings, self.gateway.error_actions)
         seeds = resolve_seeds(self.seeds_spec, cat)
         self.seeds = seeds
@@ -183,8 +183,7 @@ class ImageSearchSpider(Spider):
         """The first call of a job: page 1 of the search, or the upload of an image.
 
         A URL of the platform's CDN is searched as it is. Any other URL is downloaded here (no call:
-        asking the gateway to fetch it, as taobao.upload.img can, would spend one) and prepared like
-        a local file.
+        having the gateway fetch it would spend one) and prepared like a local file.
         """
         seed = job.seeds[0]
         if seed.url is not None:
@@ -223,7 +222,6 @@ class ImageSearchSpider(Spider):
             errback=self.call_failed,
             cb_kwargs={"job_id": job.job_id, **cb_kwargs},
             dont_filter=True,
-            meta={CALL_KEY_META_KEY: call.key},
         )
 
     def _search_request(self, job: SearchJob, page: int) -> Request:
@@ -283,7 +281,7 @@ class ImageSearchSpider(Spider):
         crawled_at = datetime.now(UTC)
         for seed in job.seeds:
             for rank, raw in enumerate(result.items, start=1):
-                hit = ProductHit({name: raw[name] for name in RAW_HIT_FIELDS if name in raw})
+                hit = ProductHit({name: raw[name] for name in HIT_FIELDS if name in raw})
                 hit.update(
                     seed_id=seed.seed_id,
                     seed_rank=self.seed_rank[seed.seed_id],
@@ -299,14 +297,13 @@ class ImageSearchSpider(Spider):
             yield from self._summarise(job.seeds, OK, job=job)
 
     def _has_more_pages(self, job: SearchJob, page: int, items_on_page: int) -> bool:
-        """More pages exist iff this one was full and page x page_size < total_results, up to max_pages
-        (and to the page count, when the gateway gives one)."""
-        return (
-            page < self.max_pages
-            and items_on_page >= job.page_size
-            and page * job.page_size < (job.total_results or 0)
-            and (job.page_count is None or page < job.page_count)
-        )
+        """Up to max_pages, and while this page had hits: below the page count when the gateway gives
+        one, else while this page was full and page x page_size < total_results."""
+        if page >= self.max_pages or not items_on_page:
+            return False
+        if job.page_count is not None:
+            return page < job.page_count
+        return items_on_page >= job.page_size and page * job.page_size < (job.total_results or 0)
 
     def _gateway_error(self, job: SearchJob, error: GatewayError, response: Response) -> Iterator[Any]:
         """An error answer the middlewares passed on: fatal stops the crawl, anything else fails the job."""
@@ -362,7 +359,7 @@ class ImageSearchSpider(Spider):
                 sha256=job.sha256 if job else None,
                 status=status,
                 error_code=error_code,
-                error_msg=error_msg,
+                error_msg=self.redactor.redact(error_msg) if error_msg else error_msg,
                 total_results=job.total_results if job else None,
                 pages_fetched=job.pages_fetched if job else 0,
                 items_found=job.items_found if job else 0,

@@ -15,7 +15,7 @@ from scrapy.settings import Settings
 from pipeline import settings as project_settings
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import ErrorActions
-from pipeline.gateways.base import METHOD_META_KEY, Credentials, gateway_class
+from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, Credentials, gateway_class
 from pipeline.gateways.onebound.gateway import OneboundGateway
 
 ENDPOINT = "https://api-gw.onebound.cn"
@@ -42,6 +42,8 @@ def test_search_is_a_get_without_credentials_until_it_is_signed(gateway: Oneboun
     call = gateway.build_search("//g-search3.alicdn.com/img/bao/uploaded/i4/a.jpg", 2, "16")
     request = gateway.to_request(call, ENDPOINT + "/")
     assert request.method == "GET" and request.meta[METHOD_META_KEY] == "item_search_img"
+    # A redirect would be built from the signed URL: gateway calls are never redirected.
+    assert request.meta["dont_redirect"] is True and request.meta[CALL_KEY_META_KEY] == call.key
     query = parse_qs(urlsplit(request.url).query)
     assert urlsplit(request.url).path == "/taobao/item_search_img/"
     assert query == {"imgid": ["https://g-search3.alicdn.com/img/bao/uploaded/i4/a.jpg"], "page": ["2"],

@@ -13,8 +13,7 @@ from scrapy.http import JsonResponse, Request, Response
 from scrapy.utils.test import get_crawler
 
 from pipeline import settings as project_settings
-from pipeline.commands.crawl import STOP_MESSAGE_STAT
-from pipeline.errors import GatewayStopped
+from pipeline.errors import STOP_MESSAGE_STAT, GatewayStopped
 from pipeline.gateways.base import Credentials
 from pipeline.gateways.onebound.gateway import OneboundGateway
 from pipeline.gateways.top.gateway import TopGateway
@@ -203,3 +202,37 @@ def test_a_replayed_answer_does_not_count_for_today() -> None:
     old = _onebound(request, "today:10 max:10")
     old.flags.append(REPLAYED_FLAG)  # yesterday's answer, from the JOBDIR journal
     assert middleware.process_response(request, old) is old and not middleware.stopped
+
+
+def test_calls_held_back_are_not_sent_once_an_answer_says_the_day_is_used_up() -> None:
+    crawler = _onebound_crawler()
+    middleware = GatewayMiddleware.from_crawler(crawler)
+    gateway = OneboundGateway(Credentials("k", "s"))
+    first, others = _onebound_search(gateway, 1), [_onebound_search(gateway, page) for page in (2, 3, 4)]
+
+    async def crawl() -> list[str]:
+        sent: list[str] = []
+
+        async def send(request: Request, name: str) -> None:
+            await middleware.process_request(request)
+            sent.append(name)
+
+        await send(first, "first")
+        waiting = [asyncio.ensure_future(send(r, f"other{i}")) for i, r in enumerate(others)]
+        await asyncio.sleep(0.1)
+        middleware.process_response(first, _onebound(first, "today:10 max:10"))  # a good answer, the day's last
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert all(isinstance(result, GatewayStopped) for result in results)
+        return sent
+
+    assert asyncio.run(crawl()) == ["first"]
+    assert crawler.stats.get_value("imagesearch/calls") == 1
+    assert "10 of 10 calls today" in crawler.stats.get_value(STOP_MESSAGE_STAT)
+
+
+def test_a_seed_error_on_the_days_last_call_still_reaches_the_spider() -> None:
+    middleware = GatewayMiddleware.from_crawler(_onebound_crawler())
+    request = _onebound_search(OneboundGateway(Credentials("k", "s")))
+    answer = _onebound(request, "today:10 max:10", code="5000")
+    assert middleware.process_response(request, answer) is answer  # recorded on its seed, not asked again
+    assert middleware.day_used_up and not middleware.stopped

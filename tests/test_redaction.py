@@ -35,3 +35,8 @@ def test_a_log_line_its_arguments_and_its_traceback_are_masked() -> None:
         log.removeHandler(handler)
     text = stream.getvalue()
     assert SECRET not in text and text.count(MASK) == 2 and "ValueError" in text
+
+
+def test_short_secrets_are_masked_too_but_not_the_sandboxs_public_test_credentials() -> None:
+    assert Redactor(["k3y!"]).redact("secret=k3y%21") == f"secret={MASK}"
+    assert Redactor(["test"]).redact("tests/test_redaction.py") == "tests/test_redaction.py"

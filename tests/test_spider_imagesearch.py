@@ -404,6 +404,26 @@ def test_more_pages_rule(page: int, items_on_page: int, page_size: int, total: i
     assert spider._has_more_pages(job, page, items_on_page) is more
 
 
+@pytest.mark.parametrize(
+    "page, items_on_page, page_count, max_pages, more",
+    [
+        (1, 20, 3, 5, True),
+        (2, 7, 3, 5, True),    # a short page in the middle: the page count says there is more
+        (3, 20, 3, 5, False),  # the last page
+        (2, 20, 9, 2, False),  # pages=2
+        (1, 0, 9, 5, False),   # an empty page ends it
+    ],
+)
+def test_a_gateways_page_count_rules_the_paging(page: int, items_on_page: int, page_count: int, max_pages: int,
+                                                more: bool) -> None:
+    from spiders.imagesearch import ImageSearchSpider, SearchJob
+
+    spider = ImageSearchSpider(seeds="x")
+    spider.max_pages = max_pages
+    job = SearchJob("j", None, page_size=20, total_results=None, page_count=page_count)
+    assert spider._has_more_pages(job, page, items_on_page) is more
+
+
 @pytest.mark.parametrize("value", ["abc", "0", "-2", "", None, "1.5"])
 def test_positive_int_refuses(value: Any) -> None:
     from pipeline.configuration import whole_number

@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from exporters.manifest import DatasetManifest, summary_lines
-from pipeline.errors import ConfigurationError
+from pipeline.errors import GATEWAY_FATAL_REASON, QUOTA_SPENT_REASON, STOP_MESSAGE_STAT, ConfigurationError
 
 if TYPE_CHECKING:
     import argparse
@@ -32,12 +32,6 @@ EXIT_BOOTSTRAP_FAILED = 1
 EXIT_CONFIGURATION = 2
 EXIT_GATEWAY_FATAL = 3
 EXIT_STOPPED = 4
-#: finish_reason of a crawl a fatal gateway error stopped (set by the spider through CloseSpider).
-GATEWAY_FATAL_REASON = "gateway_fatal"
-#: finish_reason of a crawl stopped because the gateway takes no more calls today (exit 4, resumable).
-QUOTA_SPENT_REASON = "quota_spent"
-#: Stat holding the one line that says why a crawl stopped early and what to do (printed last).
-STOP_MESSAGE_STAT = "imagesearch/stop_message"
 
 
 class Command(ScrapyCrawlCommand):
@@ -66,7 +60,7 @@ class Command(ScrapyCrawlCommand):
         elif (reason := crawler.stats.get_value("finish_reason")) == GATEWAY_FATAL_REASON:
             self.exitcode = EXIT_GATEWAY_FATAL
         elif reason not in (None, "finished"):
-            if message := crawler.stats.get_value(STOP_MESSAGE_STAT):
+            if reason == QUOTA_SPENT_REASON and (message := crawler.stats.get_value(STOP_MESSAGE_STAT)):
                 advice = str(message)
             elif crawler.settings.get("JOBDIR"):
                 advice = "run the same command again to resume it"

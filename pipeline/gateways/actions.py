@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -15,7 +14,6 @@ if TYPE_CHECKING:
 
     from pipeline.errors import GatewayError
 
-logger = logging.getLogger(__name__)
 
 FATAL = "fatal"
 RETRY = "retry"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from scrapy.settings import BaseSettings
 
-logger = logging.getLogger(__name__)
 
 #: Request meta key carrying ``ApiCall.key`` of a gateway call (see pipeline/journal.py).
 CALL_KEY_META_KEY = "imagesearch_call_key"
@@ -106,9 +104,11 @@ class Credentials:
         return cls(str(settings.get("IMAGESEARCH_APP_KEY") or ""), str(settings.get("IMAGESEARCH_APP_SECRET") or ""))
 
 
-#: Shortest credential the log filter hides: shorter values (the sandbox's ``test``) are no secret and
-#: would blank out ordinary words.
-MIN_SECRET_LENGTH = 6
+#: Our hit fields, the ones ``SearchPage.items`` may hold: the listing as the gateway describes it,
+#: values as sent (the item pipelines normalise them). A gateway maps its own fields onto these.
+HIT_FIELDS: tuple[str, ...] = (
+    "title", "pic_url", "price", "promotion_price", "sales", "num_iid", "detail_url", "seller_nick", "is_tmall",
+)
 
 
 class Gateway(ABC):
@@ -169,13 +169,17 @@ class Gateway(ABC):
 
     @staticmethod
     def call_meta(call: ApiCall, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The meta of a call's request: the caller's (taken out of ``kwargs``), marked with the call's method."""
-        return {**(kwargs.pop("meta", None) or {}), METHOD_META_KEY: call.method}
+        """The meta of a call's request: the caller's (taken out of ``kwargs``), the call's method and key
+        (which mark it as a gateway call and journal its answer), and no redirect: a redirect would be
+        built from the signed URL, and a gateway that redirects is not one we can trust with a secret."""
+        return {
+            **(kwargs.pop("meta", None) or {}), METHOD_META_KEY: call.method, CALL_KEY_META_KEY: call.key,
+            "dont_redirect": True,
+        }
 
     def secrets(self) -> tuple[str, ...]:
-        """The strings no log line may show (the key and secret, when long enough to be real)."""
-        values = (self.credentials.key, self.credentials.secret)
-        return tuple(v for v in values if len(v) >= MIN_SECRET_LENGTH)
+        """The strings no log line may show: the key and the secret."""
+        return (self.credentials.key, self.credentials.secret)
 
     def sandbox_endpoint(self, base_url: str) -> str:
         """IMAGESEARCH_ENDPOINT for the embedded sandbox listening at ``base_url`` (``http://host:port``)."""
@@ -206,6 +210,9 @@ class Gateway(ABC):
     def limit_name(self, error: GatewayError) -> str | None:
         """Which limit a quota error (throttle or stop) is, in words, if the gateway says."""
         return None
+
+    #: When a day starts for the gateway's daily quota, in words (see quota_resets_at).
+    quota_day_starts: ClassVar[str] = "00:00 China time"
 
     def quota_resets_at(self, now: datetime | None = None) -> datetime:
         """When a spent daily quota is renewed: the next midnight, China time (both platforms count so)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -12,7 +11,7 @@ from scrapy import FormRequest, Request
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import ApiCall, Credentials, DailyQuota, Gateway, SearchPage, count
+from pipeline.gateways.base import HIT_FIELDS, ApiCall, Credentials, DailyQuota, Gateway, SearchPage, count
 from pipeline.gateways.onebound.wire import (
     BAN_SECONDS_RE,
     BUSY_CODE,
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from scrapy.settings import BaseSettings
 
-logger = logging.getLogger(__name__)
 
 #: The default action per error_code. Log in (4013), recharge (4016) and no access (4005) need a
 #: person: the crawl stops at once. Codes the real service does not document (a rate limit, a spent
@@ -57,10 +55,6 @@ ERROR_ACTIONS: Mapping[str, str] = {
     "malformed": RETRY,
     "*": SEED_ERROR,
 }
-#: The item fields that are ours too, under the same names.
-HIT_FIELDS: tuple[str, ...] = (
-    "title", "num_iid", "price", "promotion_price", "sales", "pic_url", "detail_url", "seller_nick",
-)
 FIX_HINTS: Mapping[str, str] = {
     LOGIN_CODE: "Onebound refused the key or secret: check IMAGESEARCH_APP_KEY and IMAGESEARCH_APP_SECRET",
     RECHARGE_CODE: "the Onebound account's balance is spent: recharge it, then run the same command again",
@@ -183,7 +177,7 @@ class OneboundGateway(Gateway):
         """One Onebound item in our hit fields. ``orginal_price`` (sic), ``seller_id``, ``area`` and
         ``post_fee`` have no column; ``is_tmall`` comes from the item page's host."""
         hit = {name: raw[name] for name in HIT_FIELDS if name in raw}
-        hit["is_tmall"] = _tmall(raw.get("detail_url"))
+        hit.setdefault("is_tmall", _tmall(raw.get("detail_url")))
         return hit
 
     def parse_upload(self, response: Response) -> str:

@@ -52,12 +52,15 @@ ITEM_FIELDS: tuple[str, ...] = (
     "title", "num_iid", "price", "promotion_price", "orginal_price", "sales", "pic_url", "detail_url",
     "seller_nick", "seller_id", "area", "post_fee",
 )
-#: Keys of the ``items`` object of a search answer, beside ``item``.
-PAGE_FIELDS: tuple[str, ...] = ("page", "page_size", "real_total_results", "total_results", "pagecount", "data_from")
 
 _API_INFO_RE = re.compile(r"today\s*:\s*(\d+)\s+max\s*:\s*(\d+)", re.IGNORECASE)
-#: How a rate-limit reason names its wait, in the sandbox and in the Chinese phrasing ("请10秒后再试").
+#: How a rate-limit reason names its wait: the sandbox's (``ban_message``) and the Chinese phrasing ("请10秒后再试").
 BAN_SECONDS_RE = re.compile(r"(?:retry after|请)\s*(\d+(?:\.\d+)?)\s*(?:seconds|秒)", re.IGNORECASE)
+
+
+def ban_message(seconds: int) -> str:
+    """The sandbox's reason for a rate limit (the client reads the seconds back from it)."""
+    return f"too many calls: retry after {seconds} seconds"
 
 
 @dataclass(frozen=True)

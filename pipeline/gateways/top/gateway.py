@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,7 +12,7 @@ from scrapy import FormRequest
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import ApiCall, Credentials, Gateway, SearchPage, count
+from pipeline.gateways.base import HIT_FIELDS, ApiCall, Credentials, Gateway, SearchPage, count
 from pipeline.gateways.top.signing import SIGN_METHODS, sign, top_timestamp
 from pipeline.gateways.top.wire import (
     API_LIMIT_SUB_CODE,
@@ -22,7 +21,7 @@ from pipeline.gateways.top.wire import (
     APP_QUOTA_SUB_CODE,
     COMMON_PARAMS,
     IMAGE_DATA_PARAM,
-    ITEM_FIELDS,
+    ROUTER_PATH,
     SEARCH_METHOD,
     UPLOAD_IMAGE_PARAM,
     UPLOAD_METHOD,
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
     from scrapy.http import Response
     from scrapy.settings import BaseSettings
 
-logger = logging.getLogger(__name__)
 
 _BAN_SECONDS_RE = re.compile(r"ban will last for (\d+(?:\.\d+)?) more seconds", re.IGNORECASE)
 
@@ -141,7 +139,7 @@ class TopGateway(Gateway):
         check_sign_method(settings.get("IMAGESEARCH_SIGN_METHOD") or "md5")
 
     def sandbox_endpoint(self, base_url: str) -> str:
-        return base_url + "/router/rest"
+        return base_url + ROUTER_PATH
 
     def build_search(self, image_data: str, page: int, cat: str | None) -> ApiCall:
         params = {IMAGE_DATA_PARAM: image_data, "page": str(page)}
@@ -198,8 +196,8 @@ class TopGateway(Gateway):
             items = [items]
         if not isinstance(items, list):
             raise MalformedResponse("items is neither a list nor {item: [...]}")
-        # TOP's hit fields are ours already.
-        hits = [{name: item[name] for name in ITEM_FIELDS if name in item} for item in items if isinstance(item, dict)]
+        # TOP's hit fields are ours, under the same names.
+        hits = [{name: item[name] for name in HIT_FIELDS if name in item} for item in items if isinstance(item, dict)]
         return SearchPage(hits, count(envelope.get("total_results"), default=len(hits)))
 
     def parse_upload(self, response: Response) -> str:

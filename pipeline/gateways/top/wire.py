@@ -5,6 +5,8 @@ Signing and timestamps are in :mod:`pipeline.gateways.top.signing`.
 
 from __future__ import annotations
 
+#: The router's path (``https://eco.taobao.com/router/rest``).
+ROUTER_PATH = "/router/rest"
 SEARCH_METHOD = "taobao.image.search"
 UPLOAD_METHOD = "taobao.upload.img"
 METHODS: tuple[str, ...] = (SEARCH_METHOD, UPLOAD_METHOD)
