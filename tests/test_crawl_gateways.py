@@ -205,3 +205,14 @@ def _without_host(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     products = tables["products"]
     tables["products"] = products.assign(pic_url=products["pic_url"].str.replace(r"^http://[^/]+", "", regex=True))
     return tables
+
+
+def test_an_upload_refused_for_the_whole_key_stops_the_crawl_with_what_to_fix(tmp_path: Path, seeds: str) -> None:
+    with SandboxProcess("--app", f"{KEY}:{SECRET}", "--deny", f"{KEY}:upload_img") as sb:
+        run = crawl(sb, "onebound", seeds, tmp_path / "out", "-s", "CONCURRENT_REQUESTS=1")
+        assert sb.stats()["calls"]["by_method"] == {"upload_img": 1}, "one refusal, then nothing more is sent"
+    assert run.returncode == 3, run.tail()
+    assert "code 4005" in run.stderr and "enable the Taobao API" in run.stderr
+    seeds_table = load_dataset(tmp_path / "out")["seeds"]
+    assert set(seeds_table["status"]) == {"failed", "rejected"}
+    assert set(seeds_table.loc[seeds_table["status"] == "failed", "error_code"]) == {"4005"}
