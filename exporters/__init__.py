@@ -1,18 +1,14 @@
-"""Feed exporters, storage, add-on and manifest that turn items into the partitioned Parquet/CSV datasets."""
+"""Parquet and CSV writers and feed exporters, atomic storage, and the dataset layout's naming rules."""
 
 from __future__ import annotations
 
-from exporters.addon import DatasetAddon
 from exporters.itemexporters import CsvItemExporter, ParquetItemExporter, TableItemExporter
-from exporters.manifest import DatasetManifest
 from exporters.storage import AtomicFileFeedStorage
 from exporters.tables import TableFilter
 
 __all__ = [
     "AtomicFileFeedStorage",
     "CsvItemExporter",
-    "DatasetAddon",
-    "DatasetManifest",
     "ParquetItemExporter",
     "TableFilter",
     "TableItemExporter",

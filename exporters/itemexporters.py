@@ -1,4 +1,4 @@
-"""Scrapy item exporters writing one dataset table as typed Parquet or CSV, in bounded memory."""
+"""Writing one table as typed Parquet or CSV: batch writers, and the Scrapy item exporters of -o/-O feeds."""
 
 from __future__ import annotations
 
@@ -11,14 +11,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from scrapy.exporters import BaseItemExporter
 
-from exporters.tables import (
-    DEFAULT_TABLE,
-    TABLE_ACCEPTS,
-    SharedConversion,
-    TableConverter,
-    get_table,
-    shared_conversion,
-)
+from exporters.tables import DEFAULT_TABLE, TABLE_ACCEPTS, TableConverter, get_table
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,16 +27,106 @@ logger = logging.getLogger(__name__)
 DEFAULT_BUFFER_ROWS = 10_000
 
 
-class TableItemExporter(BaseItemExporter):
-    """Projects items onto one table's columns, in schema order, and writes them in batches.
+class TableWriter:
+    """Writes record batches of one table to a binary file in one format; ``close()`` ends the file."""
 
-    The table comes from the feed option ``item_export_kwargs: {"table": "products"}``; without
-    it (``-O out.parquet``) the feed writes ``products`` (DEFAULT_TABLE), and items that do not
-    belong to it are skipped and counted. Rows are
-    buffered ``buffer_rows`` (PARQUET_ROW_GROUP_SIZE) at a time and converted column by column
-    with pyarrow, so memory stays bounded whatever the crawl's size; the exporters of one table
-    in both formats share each row and each converted batch (``SharedConversion``), so writing a
-    second format costs little more than its own encoding. Subclasses say how a batch is written.
+    format_name: ClassVar[str]
+
+    def __init__(self, file: IO[bytes], table: Table) -> None:
+        self.file = file
+        self.table = table
+        self.rows_written = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._write(batch)
+            self.rows_written += batch.num_rows
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class ParquetTableWriter(TableWriter):
+    """A Parquet file with the schema of ``items.schema``, one row group per batch written.
+
+    Only the columns that repeat (``Column.repeats``) are dictionary-encoded.
+    """
+
+    format_name = "parquet"
+
+    def __init__(self, file: IO[bytes], table: Table, compression: str = "zstd") -> None:
+        super().__init__(file, table)
+        # pyarrow takes any codec name and a list of columns to dictionary-encode; pyarrow-stubs
+        # declare only literal codec names and a bool.
+        self._writer = pq.ParquetWriter(
+            file, table.arrow_schema,
+            compression=compression,  # type: ignore[arg-type]
+            use_dictionary=table.dictionary_columns,  # type: ignore[arg-type]
+        )
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch, row_group_size=batch.num_rows)
+
+    def close(self) -> None:
+        self._writer.close()  # writes the footer; whoever opened the file closes it
+
+
+class CsvTableWriter(TableWriter):
+    """CSV for BI tools: UTF-8 (no BOM), a header of schema column names, same order as Parquet.
+
+    Nulls are empty fields; decimals plain text with their scale ("39.50"); booleans
+    ``true``/``false``; timestamps ISO 8601 UTC (``2026-11-25T10:15:00.123456Z``). Fields are
+    quoted only when needed. Rows are formatted by Arrow's CSV writer from the same typed batches
+    as Parquet, so both formats hold the same values.
+    """
+
+    format_name = "csv"
+
+    def __init__(self, file: IO[bytes], table: Table, include_header: bool = True) -> None:
+        super().__init__(file, table)
+        schema = table.arrow_schema
+        self._timestamps = [i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type)]
+        for i in self._timestamps:
+            schema = schema.set(i, schema.field(i).with_type(pa.string()))
+        self._csv_schema = schema
+        options = pa_csv.WriteOptions(include_header=include_header, quoting_style="needed")
+        self._writer = pa_csv.CSVWriter(file, schema, write_options=options)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        if self._timestamps:
+            # Arrow prints "2026-11-25 10:15:00.123456Z"; ISO 8601 wants the T. %S includes the microseconds.
+            # strftime costs 1 us a value: each distinct time (one per result page) is formatted once.
+            arrays = list(batch.columns)
+            for i in self._timestamps:
+                encoded = arrays[i].dictionary_encode()
+                times = cast("pa.TimestampArray", encoded.dictionary)
+                arrays[i] = pc.strftime(times, format="%Y-%m-%dT%H:%M:%SZ").take(encoded.indices)
+            batch = pa.RecordBatch.from_arrays(arrays, schema=self._csv_schema)
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def table_writer(fmt: str, file: IO[bytes], table: Table, compression: str = "zstd") -> TableWriter:
+    """The writer of ``table`` in dataset format ``fmt`` (``parquet`` takes the compression codec)."""
+    if fmt == ParquetTableWriter.format_name:
+        return ParquetTableWriter(file, table, compression)
+    if fmt == CsvTableWriter.format_name:
+        return CsvTableWriter(file, table)
+    raise ValueError(f"unknown dataset format {fmt!r}")
+
+
+class TableItemExporter(BaseItemExporter):
+    """A Scrapy item exporter for feeds of the user's own (``-o``/``-O``): one table, typed, in bounded memory.
+
+    The table comes from the feed option ``item_export_kwargs: {"table": "hits"}``; without it
+    (``-O out.parquet``) the feed writes ``hits`` (DEFAULT_TABLE), and items that do not belong to
+    it are skipped and counted. Rows are buffered ``buffer_rows`` (PARQUET_ROW_GROUP_SIZE) at a
+    time and converted with pyarrow, so memory stays bounded whatever the crawl's size.
     """
 
     format_name: ClassVar[str]
@@ -55,7 +138,6 @@ class TableItemExporter(BaseItemExporter):
         table: str | None = None,
         buffer_rows: int = DEFAULT_BUFFER_ROWS,
         stats: StatsCollector | None = None,
-        shared: SharedConversion | None = None,
         **kwargs: Any,
     ):
         super().__init__(dont_fail=True, **kwargs)
@@ -70,7 +152,6 @@ class TableItemExporter(BaseItemExporter):
         self.file = file
         self.buffer_rows = buffer_rows
         self.stats = stats
-        self.rows_written = 0
         # With an explicit table the feed's item_filter routes items; with the default one we filter here.
         self._accepts: Callable[[Any], bool] | None = None
         if not table:
@@ -78,21 +159,20 @@ class TableItemExporter(BaseItemExporter):
             self._accepts = TABLE_ACCEPTS[table]
             logger.info(
                 "%s feed without a table option writes the %s table (FEEDS item_export_kwargs "
-                "{'table': ...} picks another)",
-                self.format_name,
-                table,
+                "{'table': ...} picks another)", self.format_name, table,
             )
         self.table: Table = get_table(table)
-        self._converter: TableConverter | SharedConversion | None = shared
+        self._converter = TableConverter(self.table)
         self._rows: list[tuple[Any, ...]] = []
-        self._writing = False
+        self._writer: TableWriter | None = None
+
+    @property
+    def rows_written(self) -> int:
+        return self._writer.rows_written if self._writer is not None else 0
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, file: IO[bytes], **kwargs: Any) -> Self:
         kwargs.setdefault("stats", crawler.stats)
-        if kwargs.get("table"):
-            kwargs.setdefault("shared", shared_conversion(crawler, get_table(kwargs["table"])))
-        # One buffer size for every format, so the exporters of a table flush together and share batches.
         options = {"buffer_rows": crawler.settings.getint("PARQUET_ROW_GROUP_SIZE", DEFAULT_BUFFER_ROWS)}
         return cls(file, **{**options, **cls._settings_kwargs(crawler), **kwargs})
 
@@ -101,140 +181,68 @@ class TableItemExporter(BaseItemExporter):
         return {}
 
     def start_exporting(self) -> None:
-        if not self._writing:
-            self._open(self.table)
+        if self._writer is None:
+            self._writer = self._open_writer()
 
     def export_item(self, item: Any) -> None:
-        converter = self._converter
-        assert converter is not None, "export_item before start_exporting"
         if self._accepts is not None and not self._accepts(item):
             self._count("skipped", 1)
             return
         rows = self._rows
-        rows.append(converter.row(item))
+        rows.append(self._converter.row(item))
         if len(rows) >= self.buffer_rows:
             self._flush()
 
     def finish_exporting(self) -> None:
-        if self._writing:
+        if self._writer is not None:
             self._flush()
-            self._close()
-            self._writing = False
-
-    def _open(self, table: Table) -> None:
-        if self._converter is None:
-            self._converter = TableConverter(table)
-        self._open_writer(table)
-        self._writing = True
+            self._writer.close()
 
     def _flush(self) -> None:
         rows, self._rows = self._rows, []
         if not rows:
             return
-        assert self._converter is not None
+        assert self._writer is not None, "export_item before start_exporting"
         batch, rejected = self._converter.to_batch(rows)
         if rejected:
-            logger.error(
-                "%s/%s: %d rows without a required value not written", self.format_name, self.table.name, rejected
-            )
+            logger.error("%s/%s: %d rows without a required value not written",
+                         self.format_name, self.table.name, rejected)
             self._count("rejected_rows", rejected)
-        if batch.num_rows:
-            self._write_batch(batch)
-            self.rows_written += batch.num_rows
+        self._writer.write(batch)
 
     def _count(self, what: str, n: int) -> None:
         if self.stats is not None:
             self.stats.inc_value(f"dataset/export/{what}/{self.format_name}/{self.table.name}", n)
 
-    def _open_writer(self, table: Table) -> None:
-        raise NotImplementedError
-
-    def _write_batch(self, batch: pa.RecordBatch) -> None:
-        raise NotImplementedError
-
-    def _close(self) -> None:
+    def _open_writer(self) -> TableWriter:
         raise NotImplementedError
 
 
 class ParquetItemExporter(TableItemExporter):
-    """One table as a Parquet file with the schema of ``items.schema``, one row group per buffer.
-
-    Settings: PARQUET_ROW_GROUP_SIZE (rows per row group, which is also the buffer of every
-    dataset exporter, CSV included) and PARQUET_COMPRESSION.
-    """
+    """One table as Parquet (ParquetTableWriter); PARQUET_ROW_GROUP_SIZE rows a row group, PARQUET_COMPRESSION."""
 
     format_name = "parquet"
 
     def __init__(self, file: IO[bytes], *, compression: str = "zstd", **kwargs: Any):
         super().__init__(file, **kwargs)
         self.compression = compression
-        self._writer: pq.ParquetWriter | None = None
 
     @classmethod
     def _settings_kwargs(cls, crawler: Crawler) -> dict[str, Any]:
         return {"compression": crawler.settings.get("PARQUET_COMPRESSION", "zstd")}
 
-    def _open_writer(self, table: Table) -> None:
-        # pyarrow takes any codec name and a list of columns to dictionary-encode; pyarrow-stubs
-        # declare only literal codec names and a bool.
-        self._writer = pq.ParquetWriter(
-            self.file, table.arrow_schema,
-            compression=self.compression,  # type: ignore[arg-type]
-            use_dictionary=table.dictionary_columns,  # type: ignore[arg-type]
-        )
-
-    def _write_batch(self, batch: pa.RecordBatch) -> None:
-        assert self._writer is not None
-        self._writer.write_batch(batch, row_group_size=batch.num_rows)
-
-    def _close(self) -> None:
-        assert self._writer is not None
-        self._writer.close()  # writes the footer; the feed storage closes the file
+    def _open_writer(self) -> TableWriter:
+        return ParquetTableWriter(self.file, self.table, self.compression)
 
 
 class CsvItemExporter(TableItemExporter):
-    """One table as CSV for BI tools: UTF-8 (no BOM), a header of schema column names, same order as Parquet.
-
-    Nulls are empty fields; decimals plain text with their scale ("39.50"); booleans
-    ``true``/``false``; timestamps ISO 8601 UTC (``2026-11-25T10:15:00.123456Z``). Fields are
-    quoted only when needed. Rows are formatted by Arrow's CSV writer from the same typed batches
-    as Parquet, so both formats hold the same values.
-    """
+    """One table as CSV (CsvTableWriter)."""
 
     format_name = "csv"
 
-    def __init__(self, file: IO[bytes], **kwargs: Any):
-        super().__init__(file, **kwargs)
-        self._writer: pa_csv.CSVWriter | None = None
-        self._timestamps: list[int] = []
-        self._csv_schema: pa.Schema | None = None
-
-    def _open_writer(self, table: Table) -> None:
-        schema = table.arrow_schema
-        self._timestamps = [i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type)]
-        for i in self._timestamps:
-            schema = schema.set(i, schema.field(i).with_type(pa.string()))
-        self._csv_schema = schema
+    def _open_writer(self) -> TableWriter:
         # -o appends to an existing file: its header is already there.
-        options = pa_csv.WriteOptions(include_header=not _position(self.file), quoting_style="needed")
-        self._writer = pa_csv.CSVWriter(self.file, schema, write_options=options)
-
-    def _write_batch(self, batch: pa.RecordBatch) -> None:
-        assert self._writer is not None
-        if self._timestamps:
-            # Arrow prints "2026-11-25 10:15:00.123456Z"; ISO 8601 wants the T. %S includes the microseconds.
-            # strftime costs 1 us a value: each distinct time (one per result page) is formatted once.
-            arrays = list(batch.columns)
-            for i in self._timestamps:
-                encoded = arrays[i].dictionary_encode()
-                times = cast("pa.TimestampArray", encoded.dictionary)
-                arrays[i] = pc.strftime(times, format="%Y-%m-%dT%H:%M:%SZ").take(encoded.indices)
-            batch = pa.RecordBatch.from_arrays(arrays, schema=self._csv_schema)
-        self._writer.write_batch(batch)
-
-    def _close(self) -> None:
-        assert self._writer is not None
-        self._writer.close()
+        return CsvTableWriter(self.file, self.table, include_header=not _position(self.file))
 
 
 def _position(file: IO[bytes]) -> int:

@@ -7,7 +7,7 @@ import sys
 
 import pyarrow as pa
 
-from items.schema import TABLES, Table
+from items.schema import HITS, TABLES, Table
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +85,16 @@ DATASET_DIR/_manifests/<run_id>.json                                  # written 
 - `dt` is the run's UTC start date (`DATASET_RUN_DATE`), `run_id` is sortable (`20261125T101500Z-3fa2c1`)
   and in every row and file name, so runs never overwrite each other; a new file starts every
   `DATASET_BATCH_ITEMS` rows.
-- A run writes its files under `DATASET_DIR/_staging/<run_id>/` (no reader's glob reaches it) and
-  moves them into the tree only when it has finished, each by an atomic rename, just before its
-  manifest; so no reader ever meets a half-written file. A scheduled import should take the files
-  a manifest lists, from manifests with `"complete": true`; a run without a manifest is still
-  running, or was stopped and will be resumed (`-s JOBDIR=...`). A run stopped without JOBDIR is
-  committed as it is, with `"complete": false`.
+- While it crawls, a run stages every hit (the `hits` table below) and every seed's outcome
+  under `DATASET_DIR/_staging/<run_id>/` (no reader's glob reaches it). When it has finished it
+  builds `products` (one row per `num_iid`: the first seed in the order given wins, then its best
+  position), `matches` and `seeds` from them there, and moves the files into the tree, each by an
+  atomic rename, just before its manifest; so no reader ever meets a half-written file. A commit
+  cut short by a kill is finished by the next crawl in the same DATASET_DIR (or
+  `python -m pipeline.run DATASET_DIR`). A scheduled import should take the files a manifest
+  lists, from manifests with `"complete": true`; a run without a manifest is still running, or
+  was stopped and will be resumed (`-s JOBDIR=...`). A run stopped without JOBDIR is committed as
+  it is, with `"complete": false`.
 - Parquet: the schema below (zstd, row groups of `PARQUET_ROW_GROUP_SIZE` rows).
   `read_parquet('data/datasets/parquet/products/**/*.parquet', hive_partitioning = true)` in DuckDB,
   `pyarrow.dataset.dataset(path, partitioning="hive")` or `pandas.read_parquet(path)`.
@@ -105,7 +109,15 @@ DATASET_DIR/_manifests/<run_id>.json                                  # written 
   pyarrow: `partitioning=ds.partitioning(pa.schema([("dt", pa.date32())]), flavor="hive")`.
 
 """
-    return head + "\n".join(render_table(t) for t in TABLES.values())
+    feeds = """
+## Feeds of your own
+
+`-o`/`-O` (FEEDS) write what the crawl yields, as it yields it: `-O out.parquet` or `-O out.csv`
+writes the `hits` table, and `item_export_kwargs: {"table": "matches"}` or `"seeds"` the others.
+`products` exists only in the dataset layout: it is built from all the hits when a run commits.
+
+"""
+    return head + "\n".join(render_table(t) for t in TABLES.values()) + feeds + render_table(HITS)
 
 
 def main() -> None:

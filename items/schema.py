@@ -57,34 +57,52 @@ class Table:
         raise KeyError(f"table {self.name!r} has no column {name!r}")
 
 
+#: The columns of a listing, as products rows and hits hold them.
+_NUM_IID = Column("num_iid", pa.int64(), "Taobao/Tmall item id.", nullable=False)
+_LISTING: tuple[Column, ...] = (
+    Column("title", pa.string(), "Listing title, HTML highlight tags and entities removed."),
+    Column("pic_url", pa.string(), "Main picture URL, absolute https."),
+    Column("detail_url", pa.string(), "Item page URL, absolute https."),
+    Column("seller_nick", pa.string(), "Seller's shop nickname.", repeats=True),
+    Column("is_tmall", pa.bool_(), "True for a Tmall shop, false for Taobao."),
+    Column("price_min", PRICE_TYPE, "Lowest price in yuan (a single price gives min = max); null if unparseable."),
+    Column("price_max", PRICE_TYPE, "Highest price in yuan; null if unparseable."),
+    Column("price_raw", pa.string(), "Price exactly as the API returned it.", repeats=True),
+    Column(
+        "promotion_price", PRICE_TYPE,
+        "Promotional price in yuan, where the gateway gives one (onebound does); null otherwise (top).",
+    ),
+    Column(
+        "sales",
+        pa.int64(),
+        "Monthly sales as a number (万 x10,000, '+' read as the lower bound); null if unparseable.",
+    ),
+    Column("sales_raw", pa.string(), "Sales exactly as the API returned it.", repeats=True),
+)
+_RUN_ID = Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True)
+_CRAWLED_AT = Column(
+    "crawled_at", TIMESTAMP_TYPE, "When the result page holding this product was received (UTC).", repeats=True
+)
+_SEED_ID = Column("seed_id", pa.string(), "Stable id of the seed image.", nullable=False, repeats=True)
+#: The order a seed was given in: the first seed given wins a product's row.
+SEED_RANK = Column("seed_rank", pa.int32(), "0-based place of the seed in the order the seeds were given.",
+                   repeats=True)
+_MATCH: tuple[Column, ...] = (
+    Column("page", pa.int32(), "Result page the hit was on (1-based).", repeats=True),
+    Column("position", pa.int32(), "1-based rank over all pages of the seed's search.", repeats=True),
+    Column("cat", pa.string(), "Category id the search was restricted to; null for none.", repeats=True),
+)
+
 PRODUCTS = Table(
     "products",
-    "One row per product (num_iid) per run: the listing as the search returned it first, normalised.",
+    "One row per product (num_iid) per run: the listing as the first seed given found it (then its best "
+    "position), normalised.",
     (
-        Column("num_iid", pa.int64(), "Taobao/Tmall item id.", nullable=False),
-        Column("title", pa.string(), "Listing title, HTML highlight tags and entities removed."),
-        Column("pic_url", pa.string(), "Main picture URL, absolute https."),
-        Column("detail_url", pa.string(), "Item page URL, absolute https."),
-        Column("seller_nick", pa.string(), "Seller's shop nickname.", repeats=True),
-        Column("is_tmall", pa.bool_(), "True for a Tmall shop, false for Taobao."),
-        Column("price_min", PRICE_TYPE, "Lowest price in yuan (a single price gives min = max); null if unparseable."),
-        Column("price_max", PRICE_TYPE, "Highest price in yuan; null if unparseable."),
-        Column("price_raw", pa.string(), "Price exactly as the API returned it.", repeats=True),
-        Column(
-            "promotion_price", PRICE_TYPE,
-            "Promotional price in yuan, where the gateway gives one (Onebound); null otherwise (TOP).",
-        ),
-        Column(
-            "sales",
-            pa.int64(),
-            "Monthly sales as a number (万 x10,000, '+' read as the lower bound); null if unparseable.",
-        ),
-        Column("sales_raw", pa.string(), "Sales exactly as the API returned it.", repeats=True),
+        _NUM_IID,
+        *_LISTING,
         Column("first_seed_id", pa.string(), "The seed whose search found this product first.", repeats=True),
-        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True),
-        Column(
-            "crawled_at", TIMESTAMP_TYPE, "When the result page holding this product was received (UTC).", repeats=True
-        ),
+        _RUN_ID,
+        _CRAWLED_AT,
     ),
 )
 
@@ -92,12 +110,10 @@ MATCHES = Table(
     "matches",
     "One row per seed -> product hit, every pair kept.",
     (
-        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True),
-        Column("seed_id", pa.string(), "Stable id of the seed image.", nullable=False, repeats=True),
+        _RUN_ID,
+        _SEED_ID,
         Column("num_iid", pa.int64(), "The product the seed's search returned.", nullable=False),
-        Column("page", pa.int32(), "Result page the hit was on (1-based).", repeats=True),
-        Column("position", pa.int32(), "1-based rank over all pages of the seed's search.", repeats=True),
-        Column("cat", pa.string(), "Category id the search was restricted to; null for none.", repeats=True),
+        *_MATCH,
     ),
 )
 
@@ -105,7 +121,7 @@ SEEDS = Table(
     "seeds",
     "One row per seed the user gave, searched or not, with why not.",
     (
-        Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True),
+        _RUN_ID,
         Column(
             "seed_id",
             pa.string(),
@@ -128,4 +144,16 @@ SEEDS = Table(
     ),
 )
 
+HITS = Table(
+    "hits",
+    "One row per search hit: the match and its listing, normalised. A run stages these and builds "
+    "products and matches from them when it commits; -o/-O feeds write them as they come.",
+    (_RUN_ID, _SEED_ID, SEED_RANK, _NUM_IID, *_MATCH, *_LISTING, _CRAWLED_AT),
+)
+
+#: The tables of a run's datasets.
 TABLES: dict[str, Table] = {t.name: t for t in (PRODUCTS, MATCHES, SEEDS)}
+#: The tables a feed of the user's own (-o/-O) can write: what the crawl yields, as it yields it.
+FEED_TABLES: dict[str, Table] = {t.name: t for t in (HITS, MATCHES, SEEDS)}
+#: The seeds as a run stages them: with their place in the order given, to sort the seeds table by.
+STAGED_SEEDS = Table(SEEDS.name, SEEDS.doc, (*SEEDS.columns, SEED_RANK))

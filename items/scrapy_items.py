@@ -8,8 +8,8 @@ import scrapy
 class ProductHit(scrapy.Item):
     """One search hit: the API's fields as returned, plus provenance.
 
-    Item pipelines add the normalised product columns; the ``products`` feed keeps the first hit
-    per ``num_iid`` and the ``matches`` feed keeps every hit.
+    Item pipelines normalise it into a row of the ``hits`` table (items.schema.HITS); the run
+    stages every hit and builds ``products`` (one row per ``num_iid``) and ``matches`` from them.
     """
 
     # The API's fields, exactly as the gateway returned them.
@@ -36,11 +36,7 @@ class ProductHit(scrapy.Item):
     price_max = scrapy.Field()
     price_raw = scrapy.Field()
     sales_raw = scrapy.Field()
-    first_seed_id = scrapy.Field()
     run_id = scrapy.Field()
-    is_duplicate = scrapy.Field()
-    #: True on the products rows DeduplicatePipeline emits (not hits: no matches row).
-    product_row = scrapy.Field()
 
 
 class SeedSummary(scrapy.Item):
@@ -56,7 +52,7 @@ class SeedSummary(scrapy.Item):
     pages_fetched = scrapy.Field()
     items_found = scrapy.Field()
     run_id = scrapy.Field()
-    #: The seed's ProductHit.seed_rank: once every seed up to it is summarised, its products rows are final.
+    #: The seed's place in the order the seeds were given (the seeds table is sorted by it).
     seed_rank = scrapy.Field()
 
 

@@ -14,6 +14,8 @@ GATEWAY_FATAL_REASON = "gateway_fatal"
 QUOTA_SPENT_REASON = "quota_spent"
 #: Stat holding the one line that says why the quota stopped a crawl and when to run it again.
 STOP_MESSAGE_STAT = "imagesearch/stop_message"
+#: finish_reason of a crawl whose run could not be written (a full disk): exit 6, nothing committed.
+STORAGE_FAILED_REASON = "storage_failed"
 
 
 class ConfigurationError(Exception):
@@ -57,6 +59,14 @@ class MalformedResponse(GatewayError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("malformed", "", "malformed response", detail)
+
+
+class RunLocked(Exception):
+    """Another crawl holds this JOBDIR or run id: this one stops before any call (exit 5)."""
+
+
+class RunStorageFailed(Exception):
+    """The run's files cannot be written from the start (exit 6, before any call)."""
 
 
 class GatewayStopped(IgnoreRequest):

@@ -122,17 +122,19 @@ DATASET_BATCH_ITEMS = 100_000
 DATASET_RUN_ID = None
 #: The dt partition (YYYY-MM-DD). Empty: the run's UTC start date.
 DATASET_RUN_DATE = None
-#: Rows per Parquet row group, which is also how many rows an exporter holds in memory.
+#: Rows per Parquet row group, which is also how many rows a writer holds in memory.
 PARQUET_ROW_GROUP_SIZE = 10_000
 #: Parquet compression codec (zstd, snappy, gzip, none).
 PARQUET_COMPRESSION = "zstd"
-#: DatasetAddon resolves the run id and, unless -o/-O/FEEDS are given, builds FEEDS from the settings above.
-ADDONS = {"exporters.addon.DatasetAddon": 0}
+#: DatasetAddon resolves the run id and enables pipeline.run.DatasetRun, which stages every hit and
+#: seed and, when the crawl ends, builds products, matches and seeds and commits them (unless
+#: -o/-O/FEEDS are given: then those feeds get the hits and seeds as they come).
+ADDONS = {"pipeline.run.DatasetAddon": 0}
 ITEM_PIPELINES = {
     "pipeline.pipelines.ValidatePipeline": 100,
     "pipeline.pipelines.NormalizePipeline": 200,
-    "pipeline.pipelines.DeduplicatePipeline": 300,
 }
+#: Exporters for feeds of your own: -O out.parquet writes the hits table (or item_export_kwargs table).
 FEED_EXPORTERS = {
     "parquet": "exporters.itemexporters.ParquetItemExporter",
     "csv": "exporters.itemexporters.CsvItemExporter",

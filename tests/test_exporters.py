@@ -1,4 +1,5 @@
-"""Exporters, storage, layout and manifest: real files read back by DuckDB, pandas and pyarrow, and a real crawl."""
+"""Writers, feed exporters, storage and layout, and a run's datasets: real files read back by DuckDB, pandas and
+pyarrow, from real crawls."""
 
 from __future__ import annotations
 
@@ -24,23 +25,23 @@ from datasets import load_dataset
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
-from exporters.addon import DatasetAddon
-from exporters.itemexporters import CsvItemExporter, ParquetItemExporter
+from exporters.itemexporters import CsvItemExporter, ParquetItemExporter, table_writer
 from exporters.layout import (
     batch_file_name,
     contained,
     new_run_id,
     partition_dir,
-    resolve_run,
     run_files,
     safe_component,
     safe_date,
 )
-from exporters.manifest import json_safe_stats
 from exporters.storage import AtomicFileFeedStorage, temp_path
+from exporters.tables import TableConverter
 from items import MATCHES, PRODUCTS, SEEDS, TABLES, ProductHit, SeedSummary
 from items.docs import duckdb_csv_columns, pandas_read_csv_kwargs
+from items.schema import HITS, Table
 from pipeline.normalize import normalize_num_iid
+from pipeline.run import DatasetAddon, DatasetRun, RunInfo, json_safe_stats, remember, resolve_run
 
 REPO = Path(__file__).resolve().parents[1]
 CRAWLED_AT = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=UTC)
@@ -78,11 +79,13 @@ class TinySpider(scrapy.Spider):
                     seed_id=seed,
                     page=str(1 + i // 5),
                     position=i + 1,
+                    seed_rank=s,
                     cat=50015374 if s == 1 else None,
                     crawled_at=CRAWLED_AT,
                 )
             yield SeedSummary(
                 seed_id=seed,
+                seed_rank=s,
                 source=f"seeds/{seed}.jpg",
                 sha256="ab" * 32,
                 status="ok",
@@ -92,6 +95,7 @@ class TinySpider(scrapy.Spider):
             )
         yield SeedSummary(
             seed_id="seed-x",
+            seed_rank=3,
             source="seeds/x.gif",
             status="rejected",
             error_code=21,
@@ -122,6 +126,14 @@ def manifests(root: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / "_manifests").glob("*.json"))]
 
 
+def tree_files(root: Path) -> list[str]:
+    """The files of the format trees (manifests, run locks and staging aside)."""
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*")
+        if p.is_file() and not ({"_manifests", "_locks", "_staging"} & set(p.relative_to(root).parts))
+    )
+
+
 @pytest.fixture(scope="module")
 def crawled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     tmp = tmp_path_factory.mktemp("crawl")
@@ -135,9 +147,7 @@ def test_crawl_writes_every_table_in_both_format_trees(crawled: tuple[Path, Any]
     root, _ = crawled
     (manifest,) = manifests(root)
     run_id, dt = manifest["run_id"], manifest["dt"]
-    files = sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts
-    )
+    files = tree_files(root)
     assert files == sorted(f["path"] for f in manifest["files"])
     for path in files:
         fmt, table, partition, name = path.split("/")
@@ -152,7 +162,8 @@ def test_crawl_writes_every_table_in_both_format_trees(crawled: tuple[Path, Any]
     ]
     assert manifest["finish_reason"] == "finished"
     assert manifest["stats"]["dataset/dropped/invalid_num_iid"] == 3
-    assert manifest["stats"]["dataset/products/duplicates"] == 8
+    assert (manifest["stats"]["dataset/staged/hits"], manifest["stats"]["dataset/staged/seeds"]) == (24, 4)
+    assert not (root / "_staging").exists() or not any((root / "_staging").iterdir())
     assert not any("secret" in k or "sign" in k for k in manifest["stats"]), "secrets in the manifest"
 
 
@@ -294,8 +305,7 @@ def test_manifest_is_written_last(crawled: tuple[Path, Any]) -> None:
     manifest_file = next((root / "_manifests").glob("*.json"))
     data_mtimes = [p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p != manifest_file]
     assert manifest_file.stat().st_mtime_ns >= max(data_mtimes)
-    log = result.stderr
-    assert log.rindex("Stored ") < log.index("finished: manifest")
+    assert "finished: manifest" in result.stderr
 
 
 def test_no_temp_files_left_and_none_visible_to_globs(crawled: tuple[Path, Any]) -> None:
@@ -328,10 +338,7 @@ def test_a_reused_run_id_rewrites_its_run(tmp_path: Path) -> None:
     names = sorted(f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/"))
     assert names == [batch_file_name(manifest["run_id"], "parquet", n) for n in range(1, 4)]
     assert manifest["rows"]["parquet"]["matches"] == 24  # not 48: the run was rewritten, not appended to
-    on_disk = sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and "_manifests" not in p.parts
-    )
-    assert on_disk == sorted(f["path"] for f in manifest["files"])  # the first attempt's extra batches are gone
+    assert tree_files(root) == sorted(f["path"] for f in manifest["files"])  # the first attempt's extra files are gone
 
 
 def test_a_finished_run_frees_its_jobdir_for_the_next_run(tmp_path: Path) -> None:
@@ -404,25 +411,43 @@ def test_user_feeds_are_left_alone(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (tmp_path / "datasets").exists()
-    data = pq.read_table(out)  # table inferred from the first item: ProductHit -> products
-    assert data.schema.remove_metadata() == PRODUCTS.arrow_schema.remove_metadata()
-    assert data.num_rows == 16
+    data = pq.read_table(out)  # without a table option: every hit, as the crawl yields them
+    assert data.schema.remove_metadata() == HITS.arrow_schema.remove_metadata()
+    assert data.num_rows == 24
     assert len(set(data.column("run_id").to_pylist())) == 1
 
 
 # ---------------------------------------------------------------------------------------------
-# Exporters alone.
+# Writers (the commit's) and feed exporters (-o/-O's) alone.
 # ---------------------------------------------------------------------------------------------
-def product(n: int, **fields: Any) -> ProductHit:
-    item = ProductHit(
-        num_iid=n, title=f"t{n}", pic_url="https://x/1.jpg", detail_url="https://x/2", seller_nick="s",
-        is_tmall=n % 2 == 0,
-        price_min=Decimal("39.50"), price_max=Decimal("39.50"), price_raw="39.50", sales=12000, sales_raw="1.2万+",
-        first_seed_id="seed", run_id=RUN, crawled_at=CRAWLED_AT,
-        seed_id="seed", page=1, position=n, cat=None, is_duplicate=False,
-    )
+def product(n: int, **fields: Any) -> dict[str, Any]:
+    """A products row as the commit builds it (a dict: the writers take any mapping)."""
+    row: dict[str, Any] = {
+        "num_iid": n, "title": f"t{n}", "pic_url": "https://x/1.jpg", "detail_url": "https://x/2", "seller_nick": "s",
+        "is_tmall": n % 2 == 0, "price_min": Decimal("39.50"), "price_max": Decimal("39.50"), "price_raw": "39.50",
+        "sales": 12000, "sales_raw": "1.2万+", "first_seed_id": "seed", "run_id": RUN, "crawled_at": CRAWLED_AT,
+    }
+    row.update(fields)
+    return row
+
+
+def hit(n: int, **fields: Any) -> ProductHit:
+    """A hit as the pipelines leave it."""
+    values = {k: v for k, v in product(n).items() if k != "first_seed_id"}
+    item = ProductHit(**values, seed_id="seed", seed_rank=0, page=1, position=n, cat=None)
     item.update(fields)
     return item
+
+
+def write(fmt: str, table: Table, rows: list[Any]) -> bytes:
+    """``rows`` written as the commit writes a table: one batch, one writer."""
+    buffer = io.BytesIO()
+    writer = table_writer(fmt, buffer, table)
+    converter = TableConverter(table)
+    batch, _ = converter.to_batch([converter.row(row) for row in rows])
+    writer.write(batch)
+    writer.close()
+    return buffer.getvalue()
 
 
 def export(exporter_cls: type, items: list[Any], **kwargs: Any) -> bytes:
@@ -435,15 +460,15 @@ def export(exporter_cls: type, items: list[Any], **kwargs: Any) -> bytes:
     return buffer.getvalue()
 
 
-def test_parquet_row_groups_are_bounded_by_the_buffer() -> None:
-    data = export(ParquetItemExporter, [product(n) for n in range(1, 8)], table="products", buffer_rows=3)
+def test_parquet_row_groups_of_a_feed_are_bounded_by_its_buffer() -> None:
+    data = export(ParquetItemExporter, [hit(n) for n in range(1, 8)], table="hits", buffer_rows=3)
     meta = pq.ParquetFile(io.BytesIO(data)).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3, 3, 1]
 
 
 def test_parquet_dictionary_encodes_only_the_columns_that_repeat() -> None:
-    items = [product(n, seller_nick=f"shop{n % 2}") for n in range(1, 50)]
-    column_meta = pq.ParquetFile(io.BytesIO(export(ParquetItemExporter, items, table="products"))).metadata.row_group(0)
+    rows = [product(n, seller_nick=f"shop{n % 2}") for n in range(1, 50)]
+    column_meta = pq.ParquetFile(io.BytesIO(write("parquet", PRODUCTS, rows))).metadata.row_group(0)
     encoded = {
         column_meta.column(i).path_in_schema
         for i in range(column_meta.num_columns)
@@ -456,27 +481,25 @@ def test_parquet_dictionary_encodes_only_the_columns_that_repeat() -> None:
 
 def test_csv_times_are_iso_8601_whether_they_repeat_or_not() -> None:
     times = [datetime(2026, 11, 25, 10, 15, s, 123456 * (s % 2), tzinfo=UTC) for s in (1, 2, 1, 3)] + [None]
-    text = export(
-        CsvItemExporter, [product(n, crawled_at=t) for n, t in enumerate(times, 1)], table="products"
-    ).decode()
+    text = write("csv", PRODUCTS, [product(n, crawled_at=t) for n, t in enumerate(times, 1)]).decode()
     assert [row[-1] for row in list(csv.reader(io.StringIO(text)))[1:]] == [
         "2026-11-25T10:15:01.123456Z", "2026-11-25T10:15:02.000000Z", "2026-11-25T10:15:01.123456Z",
         "2026-11-25T10:15:03.123456Z", ""]
 
 
 def test_csv_text_follows_the_spec() -> None:
-    items = [
+    rows = [
         product(1, crawled_at=datetime(2026, 11, 25, 10, 15, tzinfo=UTC)),
         product(2, title='a,"b"', price_min=None, sales=None, is_tmall=None, first_seed_id=""),
     ]
-    text = export(CsvItemExporter, items, table="products").decode("utf-8")
-    rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == PRODUCTS.column_names
-    assert rows[1] == [
+    text = write("csv", PRODUCTS, rows).decode("utf-8")
+    lines = list(csv.reader(io.StringIO(text)))
+    assert lines[0] == PRODUCTS.column_names
+    assert lines[1] == [
         "1", "t1", "https://x/1.jpg", "https://x/2", "s", "false", "39.50", "39.50", "39.50", "", "12000", "1.2万+",
         "seed", RUN, "2026-11-25T10:15:00.000000Z",
     ]
-    assert rows[2][1] == 'a,"b"' and rows[2][5] == "" and rows[2][6] == "" and rows[2][10] == ""
+    assert lines[2][1] == 'a,"b"' and lines[2][5] == "" and lines[2][6] == "" and lines[2][10] == ""
     assert not text.startswith("\ufeff")
 
 
@@ -507,25 +530,23 @@ def test_unnormalised_values_are_converted_to_the_column_types() -> None:
 def test_rows_missing_required_values_are_rejected_and_counted() -> None:
     crawler = get_crawler()
     crawler.stats.open_spider()  # type: ignore[call-arg]
-    data = export(ParquetItemExporter, [product(1), product(2, run_id=None)], table="products", stats=crawler.stats)
+    data = export(ParquetItemExporter, [hit(1), hit(2, run_id=None)], table="hits", stats=crawler.stats)
     assert pq.read_table(io.BytesIO(data)).column("num_iid").to_pylist() == [1]
-    assert crawler.stats.get_value("dataset/export/rejected_rows/parquet/products") == 1
+    assert crawler.stats.get_value("dataset/export/rejected_rows/parquet/hits") == 1
 
 
-def test_without_a_table_option_the_products_table_is_written() -> None:
-    items = [product(1), SeedSummary(seed_id="s", run_id=RUN), product(2, is_duplicate=True), product(3)]
+def test_without_a_table_option_a_feed_writes_the_hits() -> None:
+    items = [hit(1), SeedSummary(seed_id="s", run_id=RUN), hit(1, seed_id="other"), hit(3)]
     data = pq.read_table(io.BytesIO(export(ParquetItemExporter, items)))
-    assert data.column("num_iid").to_pylist() == [1, 3]
-    # A seed summary first (a refused seed) does not turn the feed into a seeds table.
-    first_a_seed = pq.read_table(
-        io.BytesIO(export(ParquetItemExporter, [SeedSummary(seed_id="s", run_id=RUN), product(1)]))
-    )
-    assert first_a_seed.schema.names == PRODUCTS.column_names and first_a_seed.column("num_iid").to_pylist() == [1]
+    assert data.column("num_iid").to_pylist() == [1, 1, 3] and data.schema.names == HITS.column_names
 
 
-def test_unknown_table_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown table"):
-        ParquetItemExporter(io.BytesIO(), table="../products")
+@pytest.mark.parametrize(
+    ("table", "message"), [("../products", "unknown table"), ("products", "built when a run commits")]
+)
+def test_a_table_a_feed_cannot_write_is_refused(table: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ParquetItemExporter(io.BytesIO(), table=table)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,7 +556,7 @@ def test_atomic_storage_hides_the_file_until_complete(tmp_path: Path) -> None:
     final = tmp_path / "parquet" / "products" / "dt=2026-11-25" / f"{RUN}-00001.parquet"
     storage = AtomicFileFeedStorage(str(final), feed_options={"overwrite": True})
     file = storage.open(None)  # type: ignore[arg-type]
-    file.write(export(ParquetItemExporter, [product(1)], table="products"))
+    file.write(write("parquet", PRODUCTS, [product(1)]))
     assert not final.exists()
     tmp = temp_path(final)
     assert tmp.exists() and tmp.name.startswith(".") and not tmp.name.endswith(".parquet")
@@ -598,8 +619,10 @@ def test_run_ids_are_sortable_and_unique() -> None:
 def test_jobdir_remembers_the_run(tmp_path: Path) -> None:
     settings = Settings({"JOBDIR": str(tmp_path / "job")})
     first = resolve_run(settings, now=datetime(2026, 11, 25, 23, 59, tzinfo=UTC))
+    remember(tmp_path / "job", first)  # what the run does once it holds the JOBDIR
     again = resolve_run(settings, now=datetime(2026, 11, 26, 0, 5, tzinfo=UTC))
     assert again == first and first.dt == "2026-11-25"
+    assert isinstance(again, RunInfo)
     assert resolve_run(Settings({"DATASET_RUN_ID": "nightly", "DATASET_RUN_DATE": "2026-01-02"})).run_id == "nightly"
 
 
@@ -616,24 +639,17 @@ def test_run_files_are_the_runs_finished_files_only(tmp_path: Path) -> None:
     assert run_files(tmp_path, RUN) == sorted(mine)
 
 
-def test_addon_builds_the_default_feeds_and_respects_user_feeds(tmp_path: Path) -> None:
+def test_the_addon_fixes_the_run_and_enables_it_with_or_without_user_feeds(tmp_path: Path) -> None:
     crawler = get_crawler(settings_dict={
-        "ADDONS": {DatasetAddon: 0},
-        "DATASET_DIR": str(tmp_path),
-        "DATASET_FORMATS": "csv",
-        "DATASET_BATCH_ITEMS": 7,
-        "DATASET_RUN_ID": RUN,
-        "DATASET_RUN_DATE": "2026-11-25",
+        "ADDONS": {DatasetAddon: 0}, "DATASET_DIR": str(tmp_path), "DATASET_RUN_ID": RUN,
+        "DATASET_RUN_DATE": "2026-11-25", "DATASET_FORMATS": ["csv"],
     })
-    feeds = crawler.settings.getdict("FEEDS")
-    staging = tmp_path / "_staging" / RUN  # committed to tmp_path/csv/... when the run finishes
-    assert sorted(feeds) == sorted(
-        str(staging / "csv" / t / "dt=2026-11-25" / f"{RUN}-%(batch_id)05d.csv") for t in TABLES
-    )
-    assert {f["batch_item_count"] for f in feeds.values()} == {7}
+    assert (crawler.settings["DATASET_RUN_ID"], crawler.settings["DATASET_RUN_DATE"]) == (RUN, "2026-11-25")
+    assert crawler.settings.getdict("EXTENSIONS")[DatasetRun] == 500
+    assert not crawler.settings.getdict("FEEDS")
     user = get_crawler(settings_dict={"ADDONS": {DatasetAddon: 0}, "FEEDS": {"out.csv": {"format": "csv"}}})
     assert list(user.settings.getdict("FEEDS")) == ["out.csv"]
-    assert user.settings["DATASET_RUN_ID"]
+    assert user.settings["DATASET_RUN_ID"] and user.settings.getdict("EXTENSIONS")[DatasetRun] == 500
 
 
 def test_manifest_stats_are_json_safe_and_secret_free() -> None:
@@ -651,23 +667,21 @@ def test_normalize_num_iid_is_what_the_exporter_falls_back_to() -> None:
     assert normalize_num_iid("652345678901") == 652345678901
 
 
-def test_user_feeds_of_the_real_spider_write_the_same_products_as_the_dataset(tmp_path: Path) -> None:
-    """-O out.parquet / out.csv: the products table, first seed given wins, even when the first seed is refused."""
-    bad = tmp_path / "000-not-an-image.jpg"
-    bad.write_text("not a picture")
-    seeds = f"seeds={bad},{REPO / 'data' / 'seeds'}"
+def test_user_feeds_of_the_real_spider_write_the_hits_the_dataset_is_built_from(tmp_path: Path) -> None:
+    """-O out.parquet / out.csv: every hit, its listing with it; the dataset's matches are the same pairs."""
+    seeds = f"seeds={REPO / 'data' / 'seeds'}"
     crawl(tmp_path / "layout", command=("crawl", "imagesearch", "-a", seeds, "-a", "pages=2"))
-    expected = load_dataset(tmp_path / "layout" / "datasets")["products"].sort_values("num_iid").reset_index(drop=True)
+    matches = load_dataset(tmp_path / "layout" / "datasets")["matches"]
+    expected = sorted(zip(matches["seed_id"], matches["num_iid"], matches["position"], strict=True))
     out = tmp_path / "out"
     crawl(tmp_path, command=("crawl", "imagesearch", "-a", seeds, "-a", "pages=2",
                              "-O", f"{out}.parquet", "-O", f"{out}.csv"))
     from_parquet = pq.read_table(f"{out}.parquet").to_pandas()
     from_csv = pd.read_csv(f"{out}.csv", keep_default_na=False, na_values=[""])
     for got in (from_parquet, from_csv):
-        got = got.sort_values("num_iid").reset_index(drop=True)
-        assert list(got.columns) == PRODUCTS.column_names
-        assert got["num_iid"].tolist() == expected["num_iid"].tolist()
-        assert got["first_seed_id"].tolist() == expected["first_seed_id"].tolist()
+        assert list(got.columns) == HITS.column_names
+        assert sorted(zip(got["seed_id"], got["num_iid"], got["position"], strict=True)) == expected
+    assert not (tmp_path / "datasets").exists()
 
 
 def test_appending_with_dash_o(tmp_path: Path) -> None:

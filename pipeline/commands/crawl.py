@@ -5,7 +5,9 @@ Exit codes: 0 the crawl ran to the end (seeds may still be rejected or failed: s
 API call); 3 the gateway refused the crawl as a whole (an IMAGESEARCH_ERROR_ACTIONS ``fatal`` code,
 finish reason ``gateway_fatal``); 4 the crawl was stopped before it finished (Ctrl-C, SIGTERM, a
 CLOSESPIDER_* limit, the gateway's quota for the day spent): with JOBDIR the same command resumes
-it, without it the run is committed with ``"complete": false`` in its manifest.
+it, without it the run is committed with ``"complete": false`` in its manifest; 5 another crawl
+holds this JOBDIR or run id (nothing was done); 6 the run could not be written (a full disk, an
+I/O error): nothing committed, JOBDIR kept, the same command resumes once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from exporters.manifest import DatasetManifest, summary_lines
-from pipeline.errors import GATEWAY_FATAL_REASON, QUOTA_SPENT_REASON, STOP_MESSAGE_STAT, ConfigurationError
+from pipeline.errors import (
+    GATEWAY_FATAL_REASON,
+    QUOTA_SPENT_REASON,
+    STOP_MESSAGE_STAT,
+    ConfigurationError,
+    RunLocked,
+    RunStorageFailed,
+)
+from pipeline.run import DatasetRun, summary_lines
 
 if TYPE_CHECKING:
     import argparse
@@ -32,6 +41,8 @@ EXIT_BOOTSTRAP_FAILED = 1
 EXIT_CONFIGURATION = 2
 EXIT_GATEWAY_FATAL = 3
 EXIT_STOPPED = 4
+EXIT_LOCKED = 5
+EXIT_STORAGE_FAILED = 6
 
 
 class Command(ScrapyCrawlCommand):
@@ -43,20 +54,32 @@ class Command(ScrapyCrawlCommand):
         startup_errors: list[BaseException] = []
         _watch_startup_errors(self.crawler_process.crawl(crawler, **opts.spargs), startup_errors)
         self.crawler_process.start()
-        manifest = crawler.get_extension(DatasetManifest) if crawler._extensions is not None else None
-        if manifest is not None and manifest.written is not None:
-            print("\n".join(summary_lines(manifest.root, manifest.written)))
+        run = crawler.get_extension(DatasetRun) if crawler._extensions is not None else None
+        if run is not None and run.root is not None and run.written is not None:
+            print("\n".join(summary_lines(run.root, run.written)))
         if startup_errors:
             error = startup_errors[0]
             if isinstance(error, ConfigurationError):
                 print(f"scrapy crawl {args[0]}: error: {error}", file=sys.stderr)
                 self.exitcode = EXIT_CONFIGURATION
+            elif isinstance(error, RunLocked):
+                print(f"scrapy crawl {args[0]}: error: {error}", file=sys.stderr)
+                self.exitcode = EXIT_LOCKED
+            elif isinstance(error, RunStorageFailed):
+                print(f"scrapy crawl {args[0]}: error: {error}; nothing was done", file=sys.stderr)
+                self.exitcode = EXIT_STORAGE_FAILED
             else:
                 print(f"scrapy crawl {args[0]}: error: the crawl could not start: {type(error).__name__}: {error} "
                       "(-s LOG_LEVEL=DEBUG shows where)", file=sys.stderr)
                 self.exitcode = EXIT_BOOTSTRAP_FAILED
         elif self.crawler_process.bootstrap_failed:
             self.exitcode = EXIT_BOOTSTRAP_FAILED
+        elif run is not None and run.failure is not None:
+            keep = "JOBDIR is kept: the same command resumes" if crawler.settings.get("JOBDIR") else \
+                "add -s JOBDIR=DIR to make a crawl resumable"
+            print(f"scrapy crawl {args[0]}: error: the run was not written ({run.failure}): nothing committed; "
+                  f"{keep} once that is fixed", file=sys.stderr)
+            self.exitcode = EXIT_STORAGE_FAILED
         elif (reason := crawler.stats.get_value("finish_reason")) == GATEWAY_FATAL_REASON:
             self.exitcode = EXIT_GATEWAY_FATAL
         elif reason not in (None, "finished"):
@@ -80,7 +103,7 @@ def _watch_startup_errors(crawl: Any, found: list[BaseException]) -> None:
 
     def keep(exc: BaseException) -> None:
         found.append(exc)
-        if not isinstance(exc, ConfigurationError):
+        if not isinstance(exc, ConfigurationError | RunLocked | RunStorageFailed):
             logger.debug("The crawl could not start", exc_info=exc)
 
     def on_failure(failure: Failure) -> None:

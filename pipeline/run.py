@@ -1,0 +1,654 @@
+"""A dataset run, start to finish, in one place: identity, locks, staged rows, the tables built from them, commit.
+
+Every other component asks the run (the ``DatasetRun`` extension) rather than building a path of it.
+
+- **Identity.** ``resolve_run``: DATASET_RUN_ID, else the run JOBDIR remembers, else a new
+  sortable id; its ``dt`` partition is its UTC start date unless DATASET_RUN_DATE says otherwise.
+- **Locks.** A run id, and a JOBDIR, are each held by one crawl at a time: an OS file lock
+  (``fcntl.flock``), which the kernel releases when the process dies, so a SIGKILL leaves no stale
+  lock. A second crawl stops before any call (``RunLocked``, exit 5), naming the holder's pid.
+- **Staging.** Every hit (the ``hits`` table: the match and its listing, normalised) and every
+  seed outcome goes to Parquet files in ``DATASET_DIR/_staging/<run_id>/`` as the crawl scrapes
+  them. A write that fails (a full disk) fails the run: finish reason ``storage_failed``, exit 6,
+  nothing committed, JOBDIR kept for the resume.
+- **Commit.** When the crawl has finished (or stopped without JOBDIR: committed ``"complete":
+  false``), ``products`` (one row per num_iid: the first seed in the order given wins, then the
+  best position), ``matches`` and ``seeds`` are built from the staged rows by DuckDB, out of core,
+  and written in every DATASET_FORMATS format beside the staging. Then the commit record (every
+  rename to make, and the manifest) is written and fsynced; the renames into the format trees
+  follow, then the manifest, then the cleanup. A commit killed half-way is finished by the next
+  crawl that starts in the same DATASET_DIR, before it does anything else
+  (``finish_interrupted_commits``; ``python -m pipeline.run DATASET_DIR`` does it on its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scrapy import signals
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.job import job_dir
+
+from exporters.itemexporters import TableWriter, table_writer
+from exporters.layout import (
+    FORMAT_EXTENSIONS,
+    batch_file_name,
+    contained,
+    new_run_id,
+    partition_dir,
+    run_files,
+    safe_component,
+    safe_date,
+)
+from exporters.storage import atomic_write_bytes, fsync_dir
+from exporters.tables import TableConverter
+from items.schema import HITS, MATCHES, PRODUCTS, SEEDS, STAGED_SEEDS, TABLES, Table
+from items.scrapy_items import ProductHit, SeedSummary, item_kind
+from pipeline.configuration import dataset_formats
+from pipeline.errors import STORAGE_FAILED_REASON, ConfigurationError, RunLocked, RunStorageFailed
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+
+logger = logging.getLogger(__name__)
+
+#: Where a crawl's JOBDIR remembers its run, so a resumed crawl writes to the same run.
+RUN_STATE_FILE = "dataset_run.json"
+#: The lock of a JOBDIR, held by the crawl that uses it.
+JOBDIR_LOCK_FILE = "crawl.lock"
+MANIFEST_DIR = "_manifests"
+#: Where a run stages its rows and builds its files until it commits them; no reader's glob reaches it.
+STAGING_DIR = "_staging"
+#: The locks of the run ids, one file each.
+LOCK_DIR = "_locks"
+#: Written, fsynced, just before a commit's renames: what is still to do if the commit is cut short.
+COMMIT_RECORD = "commit.json"
+#: Rows a staging writer holds before it writes them as a row group (PARQUET_ROW_GROUP_SIZE overrides it).
+DEFAULT_STAGE_ROWS = 10_000
+#: Memory DuckDB may use to build the tables before it spills to the staging directory.
+COMMIT_MEMORY_LIMIT = "512MB"
+#: Rows per batch read back from DuckDB while the tables are written.
+_COMMIT_BATCH_ROWS = 65_536
+_STAGED: dict[str, Table] = {HITS.name: HITS, SEEDS.name: STAGED_SEEDS}
+
+
+# -- identity ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The identity of one crawl run: its id, when it started and its dt partition."""
+
+    run_id: str
+    started_at: datetime
+    dt: str
+
+
+def resolve_run(settings: BaseSettings, now: datetime | None = None) -> RunInfo:
+    """The run this crawl writes: DATASET_RUN_ID if set, else the one JOBDIR remembers, else a new one.
+
+    With JOBDIR the run is remembered in ``JOBDIR/dataset_run.json`` (written by ``remember``, once
+    the crawl holds the JOBDIR), so a crawl resumed from the same JOBDIR keeps its run id and dt
+    partition. The resumed crawl replays the journaled answers, so it rewrites the whole run.
+    """
+    now = now or datetime.now(UTC)
+    explicit = settings.get("DATASET_RUN_ID") or None
+    state = _remembered(settings.get("JOBDIR"))
+    if explicit and state and explicit != state.get("run_id"):
+        logger.warning("DATASET_RUN_ID=%s overrides run %s remembered in JOBDIR", explicit, state.get("run_id"))
+        state = {}
+    run_id = safe_component(explicit or state.get("run_id") or new_run_id(now), "run id")
+    started_at = datetime.fromisoformat(state["started_at"]) if state.get("started_at") else now
+    dt = safe_date(settings.get("DATASET_RUN_DATE") or state.get("dt") or started_at.astimezone(UTC).date())
+    return RunInfo(run_id, started_at, dt)
+
+
+def _remembered(jobdir: str | None) -> dict[str, str]:
+    path = Path(jobdir) / RUN_STATE_FILE if jobdir else None
+    if path is None or not path.is_file():
+        return {}
+    state: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    return state
+
+
+def remember(jobdir: str | Path, run: RunInfo) -> None:
+    """Write the run into JOBDIR, for a crawl that resumes it."""
+    state = {"run_id": run.run_id, "started_at": run.started_at.isoformat(), "dt": run.dt}
+    atomic_write_bytes(Path(jobdir) / RUN_STATE_FILE, json.dumps(state).encode("utf-8"))
+
+
+def forget_finished_run(jobdir: str | Path) -> None:
+    """Clear JOBDIR of a run that is finished and committed: the next crawl with it starts a new run."""
+    from pipeline.journal import JOURNAL_FILE  # the gateway journal: answers of the finished run
+
+    for name in (JOURNAL_FILE, RUN_STATE_FILE):
+        (Path(jobdir) / name).unlink(missing_ok=True)
+
+
+def staging_dir(root: Path, run_id: str) -> Path:
+    """``root/_staging/<run_id>``: a run's staged rows and built files until it commits them."""
+    return root / STAGING_DIR / safe_component(run_id, "run id")
+
+
+def manifest_path(root: Path, run_id: str) -> Path:
+    """``root/_manifests/<run_id>.json``: beside the format trees, so no reader's glob meets it."""
+    return root / MANIFEST_DIR / f"{safe_component(run_id, 'run id')}.json"
+
+
+# -- locks -------------------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive OS lock on ``path`` for the life of this process, holding the holder's pid."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise RunLocked naming the process that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            file.close()
+            raise RunLocked(
+                f"{self.what} is in use by another crawl (pid {holder}): wait for it to end, or give this crawl "
+                "another JOBDIR or DATASET_RUN_ID"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        self._file = file
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the file releases the lock
+            self._file = None
+
+
+def run_lock(root: Path, run_id: str) -> RunLock:
+    return RunLock(root / LOCK_DIR / f"{safe_component(run_id, 'run id')}.lock", f"run {run_id} of {root}")
+
+
+# -- staging -----------------------------------------------------------------------------------
+
+
+class StagedTable:
+    """One staged table: rows buffered, then written as row groups of one Parquet file."""
+
+    def __init__(self, path: Path, table: Table, buffer_rows: int) -> None:
+        self.path = path
+        self.table = table
+        self.buffer_rows = buffer_rows
+        self.converter = TableConverter(table)
+        self.rows: list[tuple[Any, ...]] = []
+        self.rows_written = 0
+        self.rejected = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(path, table.arrow_schema, compression="zstd")
+
+    def add(self, item: Any) -> None:
+        self.rows.append(self.converter.row(item))
+        if len(self.rows) >= self.buffer_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if rows:
+            batch, rejected = self.converter.to_batch(rows)
+            self.rejected += rejected
+            self._writer.write_batch(batch)
+            self.rows_written += batch.num_rows
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+
+
+# -- building and committing -------------------------------------------------------------------
+
+
+def _conform(batch: pa.RecordBatch, table: Table) -> pa.RecordBatch:
+    """A batch DuckDB gave back, in ``table``'s exact schema (column order, types, UTC)."""
+    schema = table.arrow_schema
+    arrays = [batch.column(field.name).cast(field.type) for field in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+#: How each published table is built from the staged ones (``hits``, ``seeds``), in DuckDB's SQL.
+_TABLE_QUERIES: dict[str, str] = {
+    PRODUCTS.name: (
+        "SELECT *, seed_id AS first_seed_id FROM read_parquet($hits) "
+        "QUALIFY row_number() OVER (PARTITION BY num_iid ORDER BY seed_rank, position, page) = 1 "
+        "ORDER BY num_iid"
+    ),
+    MATCHES.name: "SELECT * FROM read_parquet($hits) ORDER BY seed_rank, position, page, num_iid",
+    SEEDS.name: "SELECT * FROM read_parquet($seeds) ORDER BY seed_rank, seed_id",
+}
+
+
+class _TableFiles:
+    """The files of one table in every format, started anew every ``batch_items`` rows (0: one file)."""
+
+    def __init__(self, out: Path, table: Table, run: RunInfo, formats: list[str], batch_items: int,
+                 compression: str) -> None:
+        self.out, self.table, self.run = out, table, run
+        self.formats, self.batch_items, self.compression = formats, batch_items, compression
+        self.files: list[dict[str, Any]] = []
+        self._open: list[tuple[TableWriter, IO[bytes], Path, str]] = []
+        self._rows_in_file = 0
+        self._number = 0
+
+    def _start(self) -> None:
+        self._number += 1
+        for fmt in self.formats:
+            relative = partition_dir(Path(), fmt, self.table.name, self.run.dt) / batch_file_name(
+                self.run.run_id, fmt, self._number
+            )
+            path = self.out / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            file = path.open("wb")
+            writer = table_writer(fmt, file, self.table, self.compression)
+            self._open.append((writer, file, path, relative.as_posix()))
+        self._rows_in_file = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        while batch.num_rows:
+            if not self._open:
+                self._start()
+            room = self.batch_items - self._rows_in_file if self.batch_items else batch.num_rows
+            part, batch = batch.slice(0, room), batch.slice(room)
+            for writer, *_ in self._open:
+                writer.write(part)
+            self._rows_in_file += part.num_rows
+            if self.batch_items and self._rows_in_file >= self.batch_items:
+                self.close()
+
+    def close(self) -> None:
+        """End the files in progress, durably; every table has a file, an empty one too."""
+        if not self._open and not self.files:
+            self._start()
+        for writer, file, path, relative in self._open:
+            writer.close()
+            file.flush()
+            os.fsync(file.fileno())
+            file.close()
+            fmt = relative.split("/", 1)[0]
+            self.files.append({"path": relative, "format": fmt, "table": self.table.name,
+                               "rows": writer.rows_written, "bytes": path.stat().st_size})
+        self._open = []
+
+
+def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], batch_items: int,
+                 compression: str) -> list[dict[str, Any]]:
+    """Build products, matches and seeds from the staged rows into ``out``, in every format; their file records."""
+    import duckdb
+
+    with contextlib.closing(duckdb.connect()) as con:
+        spill = staging / "duckdb"
+        spill.mkdir(exist_ok=True)
+        con.execute(f"SET memory_limit = '{COMMIT_MEMORY_LIMIT}'")
+        con.execute("SET temp_directory = ?", [str(spill)])
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = false")
+        staged = {name: str(staging / f"{name}.parquet") for name in _STAGED}
+        files: list[dict[str, Any]] = []
+        for name, table in TABLES.items():
+            target = _TableFiles(out, table, run, formats, batch_items, compression)
+            query = _TABLE_QUERIES[name]
+            params = {key: path for key, path in staged.items() if f"${key}" in query}
+            reader = con.sql(query, params=params).to_arrow_reader(_COMMIT_BATCH_ROWS)
+            for batch in reader:
+                target.write(_conform(batch, table))
+            target.close()
+            files += target.files
+    return sorted(files, key=lambda f: f["path"])
+
+
+def apply_commit(root: Path, record: dict[str, Any]) -> None:
+    """Carry out a commit record: move its files into the trees, write its manifest, remove what it replaces.
+
+    Every step can be run again: a file already moved is skipped, so a commit cut short by a
+    kill is finished by running this once more.
+    """
+    run_id = record["run_id"]
+    staging = staging_dir(root, run_id)
+    directories: set[Path] = set()
+    for f in record["manifest"]["files"]:
+        source, final = staging / "out" / f["path"], root / f["path"]
+        contained(root, final)
+        if source.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, final)
+            directories.add(final.parent)
+    for directory in directories:
+        fsync_dir(directory)
+    manifest = manifest_path(root, run_id)
+    atomic_write_bytes(manifest, json.dumps(record["manifest"], indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
+    # After the manifest, which no longer lists them: an importer never meets a listed file missing.
+    written = {f["path"] for f in record["manifest"]["files"]}
+    resolved = root.resolve()
+    for path in run_files(root, run_id):
+        if contained(root, path).relative_to(resolved).as_posix() not in written:
+            path.unlink(missing_ok=True)
+            logger.info("Removed %s: left over from an earlier attempt at run %s", path, run_id)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def finish_interrupted_commits(root: Path, held: str | None = None) -> list[str]:
+    """Finish every commit of ``root`` that a kill cut short (a commit record left in its staging);
+    the run ids finished. A run whose lock another crawl holds is left to it."""
+    finished: list[str] = []
+    for record_path in sorted((root / STAGING_DIR).glob(f"*/{COMMIT_RECORD}")):
+        run_id = record_path.parent.name
+        lock = None if run_id == held else run_lock(root, run_id)
+        try:
+            if lock is not None:
+                lock.acquire()
+        except RunLocked:
+            continue
+        try:
+            apply_commit(root, json.loads(record_path.read_text(encoding="utf-8")))
+            logger.warning("Finished the commit of run %s, which was interrupted", run_id)
+            finished.append(run_id)
+        finally:
+            if lock is not None:
+                lock.release()
+    return finished
+
+
+def json_safe_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """Crawl stats as JSON values (datetimes as ISO 8601), without keys that may carry secrets."""
+    import re
+
+    secret_key = re.compile(r"secret|sign|passw|token|credential|app_?key|session", re.IGNORECASE)
+    safe: dict[str, Any] = {}
+    for key, value in sorted(stats.items()):
+        if secret_key.search(str(key)):
+            continue
+        if isinstance(value, datetime | date):
+            value = value.isoformat()
+        elif not isinstance(value, str | int | float | bool | type(None)):
+            value = str(value)
+        safe[str(key)] = value
+    return safe
+
+
+# -- the extension -----------------------------------------------------------------------------
+
+
+class DatasetAddon:
+    """Enabled in ADDONS. ``update_settings`` runs after ``-s`` options are applied, so it sees the final values.
+
+    It resolves the run (DATASET_RUN_ID, else the one JOBDIR remembers, else a new id) and its dt
+    partition, publishes both as DATASET_RUN_ID / DATASET_RUN_DATE for the pipelines, and enables
+    DatasetRun, which stages the crawl's rows and commits the dataset layout
+    ``DATASET_DIR/<format>/<table>/dt=<date>/<run_id>-<NNNNN>.<ext>`` at the end, unless the user
+    gave feeds (``-o``/``-O``/FEEDS): then those are written instead, and DatasetRun only holds
+    the JOBDIR.
+    """
+
+    def update_settings(self, settings: BaseSettings) -> None:
+        run = resolve_run(settings)
+        # At the priority they already have (settings.py's empty default is "project", above "addon").
+        settings.set("DATASET_RUN_ID", run.run_id, priority=settings.getpriority("DATASET_RUN_ID") or "addon")
+        settings.set("DATASET_RUN_DATE", run.dt, priority=settings.getpriority("DATASET_RUN_DATE") or "addon")
+        settings.setdefault_in_component_priority_dict("EXTENSIONS", DatasetRun, 500)
+        if settings.getdict("FEEDS") or settings.get("FEED_URI"):
+            logger.info("Dataset run %s: user feeds given, default dataset layout not used", run.run_id)
+            return
+        try:
+            formats = "+".join(dataset_formats(settings))
+        except ConfigurationError:
+            formats = "?"  # the spider's settings check says what is wrong, in one line
+        logger.info("Dataset run %s: writing %s under %s", run.run_id, formats, settings["DATASET_DIR"])
+
+
+class DatasetRun:
+    """The run of this crawl: locks, staging, commit and manifest (enabled by ``DatasetAddon``).
+
+    With feeds of the user's own (``-o``/``-O``) there is no dataset layout: the run only holds the
+    JOBDIR lock. Stats: ``dataset/staged/<table>`` (rows staged), ``dataset/rejected/<table>``.
+    """
+
+    def __init__(self, crawler: Crawler, run: RunInfo, root: Path | None) -> None:
+        self.crawler = crawler
+        self.run = run
+        self.root = root
+        settings = crawler.settings
+        self.jobdir = job_dir(settings)
+        self.formats = dataset_formats(settings) if root else []
+        self.batch_items = settings.getint("DATASET_BATCH_ITEMS")
+        self.compression = str(settings.get("PARQUET_COMPRESSION") or "zstd")
+        self.stage_rows = settings.getint("PARQUET_ROW_GROUP_SIZE", DEFAULT_STAGE_ROWS)
+        #: The manifest once written (the run is committed), for the crawl command's summary.
+        self.written: dict[str, Any] | None = None
+        #: The one line saying why the run failed (a write that failed), if it did.
+        self.failure: str | None = None
+        self.started_at = datetime.now(UTC)
+        self._locks: list[RunLock] = []
+        self._staged: dict[str, StagedTable] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DatasetRun:
+        settings = crawler.settings
+        run_id, dt = settings.get("DATASET_RUN_ID"), settings.get("DATASET_RUN_DATE")
+        if not run_id or not dt:
+            raise NotConfigured("DatasetRun needs DATASET_RUN_ID and DATASET_RUN_DATE (set by DatasetAddon)")
+        layout = not (settings.getdict("FEEDS") or settings.get("FEED_URI"))
+        root = Path(settings["DATASET_DIR"]) if layout else None
+        started = _remembered(job_dir(settings)).get("started_at") if job_dir(settings) else None
+        run = RunInfo(run_id, datetime.fromisoformat(started) if started else datetime.now(UTC), dt)
+        extension = cls(crawler, run, root)
+        extension.open()
+        crawler.signals.connect(extension.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
+        return extension
+
+    @property
+    def staging(self) -> Path:
+        assert self.root is not None
+        return staging_dir(self.root, self.run.run_id)
+
+    def open(self) -> None:
+        """Take the locks, finish interrupted commits, and start the staging: before any call is made."""
+        try:
+            if self.jobdir:
+                self._lock(RunLock(Path(self.jobdir) / JOBDIR_LOCK_FILE, f"JOBDIR {self.jobdir}"))
+            if self.root is not None:
+                self._lock(run_lock(self.root, self.run.run_id))
+                finish_interrupted_commits(self.root, held=self.run.run_id)
+        except BaseException:
+            self.release()
+            raise
+        if self.jobdir:
+            remember(self.jobdir, self.run)
+        if self.root is None:
+            return
+        # A part of this run killed before its commit left staged rows: this crawl stages them all again.
+        shutil.rmtree(self.staging, ignore_errors=True)
+        try:
+            self._staged = {
+                name: StagedTable(self.staging / f"{name}.parquet", table, self.stage_rows)
+                for name, table in _STAGED.items()
+            }
+        except OSError as exc:
+            self.release()
+            raise RunStorageFailed(_storage_message(exc, self.staging)) from None
+
+    def _lock(self, lock: RunLock) -> None:
+        lock.acquire()
+        self._locks.append(lock)
+
+    def release(self) -> None:
+        for lock in reversed(self._locks):
+            lock.release()
+        self._locks = []
+
+    # -- staging ---------------------------------------------------------------------------------
+
+    def item_scraped(self, item: Any) -> None:
+        if not self._staged or self.failure is not None:
+            return
+        kind = item_kind(item)
+        name = HITS.name if kind is ProductHit else SEEDS.name if kind is SeedSummary else None
+        if name is None:
+            return
+        staged = self._staged[name]
+        try:
+            staged.add(item)
+        except OSError as exc:
+            self.fail(_storage_message(exc, staged.path))
+
+    def fail(self, message: str) -> None:
+        """A write failed: the run is not committed, JOBDIR is kept, and the crawl closes (exit 6)."""
+        if self.failure is not None:
+            return
+        self.failure = message
+        logger.error("%s", message)
+        self.crawler.stats.set_value("dataset/failure", message)
+        engine = self.crawler._engine  # None before the crawl starts: then it never starts
+        if engine is not None and engine.spider is not None:
+            closing = deferred_from_coro(engine.close_spider_async(reason=STORAGE_FAILED_REASON))
+            closing.addErrback(lambda failure: logger.error("Closing the crawl failed", exc_info=failure.value))
+
+    # -- the end of the crawl --------------------------------------------------------------------
+
+    def spider_closed(self, reason: str) -> None:
+        try:
+            self._finish(reason)
+        finally:
+            self.release()
+
+    def engine_stopped(self) -> None:
+        self.release()  # a crawl that never opened its spider
+
+    def _finish(self, reason: str) -> None:
+        if self.root is None:
+            return
+        try:
+            for name, staged in self._staged.items():
+                staged.close()
+                self.crawler.stats.set_value(f"dataset/staged/{name}", staged.rows_written)
+                if staged.rejected:
+                    self.crawler.stats.set_value(f"dataset/rejected/{name}", staged.rejected)
+        except OSError as exc:
+            self.fail(_storage_message(exc, self.staging))
+        if self.failure is not None:
+            logger.error("Dataset run %s not committed: %s. With JOBDIR the same command resumes it once "
+                         "the cause is fixed", self.run.run_id, self.failure)
+            return
+        if self.jobdir and reason != "finished":
+            logger.warning(
+                "Dataset run %s stopped (%s) before it finished: nothing committed. "
+                "Run the same command again to resume it from %s", self.run.run_id, reason, self.jobdir,
+            )
+            return
+        if reason != "finished":
+            logger.warning(
+                "Dataset run %s stopped (%s) before it finished: committing what it has, marked \"complete\": "
+                "false in its manifest (with -s JOBDIR=DIR a stopped run is resumable instead)",
+                self.run.run_id, reason,
+            )
+        try:
+            self.commit(reason)
+        except OSError as exc:
+            self.fail(_storage_message(exc, self.staging))
+            logger.error("Dataset run %s not committed: %s", self.run.run_id, self.failure)
+        except Exception as exc:  # a bug must not pass for a run that was written
+            logger.error("Dataset run %s: the commit failed", self.run.run_id, exc_info=True)
+            self.fail(f"the commit failed: {type(exc).__name__}: {exc}")
+
+    def commit(self, reason: str) -> None:
+        """Build the tables from the staging, then move them in by a durable, resumable commit record."""
+        assert self.root is not None
+        files = build_tables(self.staging, self.staging / "out", self.run, self.formats, self.batch_items,
+                             self.compression)
+        rows: dict[str, dict[str, int]] = {}
+        for f in files:
+            by_table = rows.setdefault(f["format"], {})
+            by_table[f["table"]] = by_table.get(f["table"], 0) + f["rows"]
+        stats = self.crawler.stats.get_stats()
+        manifest = {
+            "run_id": self.run.run_id,
+            "dt": self.run.dt,
+            # Which API answered, and where (a host, never a URL: no credentials can ride along).
+            "gateway": stats.get("imagesearch/gateway"),
+            "endpoint_host": stats.get("imagesearch/endpoint_host"),
+            "started_at": self.started_at.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "finish_reason": reason,
+            "complete": reason == "finished",
+            "rows": rows,
+            "files": files,
+            "stats": json_safe_stats(stats),
+        }
+        record = {"run_id": self.run.run_id, "manifest": manifest}
+        atomic_write_bytes(self.staging / COMMIT_RECORD, json.dumps(record, ensure_ascii=False).encode("utf-8"))
+        apply_commit(self.root, record)
+        self.written = manifest
+        logger.info("Dataset run %s finished: manifest %s (%d files)", self.run.run_id,
+                    manifest_path(self.root, self.run.run_id), len(files))
+        if self.jobdir:
+            forget_finished_run(self.jobdir)
+
+
+def _storage_message(exc: OSError, path: Path) -> str:
+    where = exc.filename or path
+    return f"cannot write {where}: {exc.strerror or exc}"
+
+
+def summary_lines(root: Path, manifest: dict[str, Any]) -> list[str]:
+    """What a person reads at the end of a crawl: where each table went, its rows, and how the seeds fared."""
+    state = "complete" if manifest["complete"] else f"INCOMPLETE, {manifest['finish_reason']}"
+    lines = [f"Datasets of run {manifest['run_id']} ({state}) under {root}/:"]
+    formats = [fmt for fmt in FORMAT_EXTENSIONS if fmt in manifest["rows"]]
+    stats = manifest["stats"]
+    for table in TABLES:
+        rows = manifest["rows"][formats[0]].get(table, 0) if formats else 0
+        where = "  ".join(f"{fmt}/{table}/dt={manifest['dt']}/" for fmt in formats)
+        line = f"  {table:<8} {rows:>9,} rows  {where}"
+        if table == "seeds":
+            outcomes = (f"{stats.get(f'imagesearch/seeds/{s}', 0):,} {s}" for s in ("ok", "rejected", "failed"))
+            line += "  (" + ", ".join(outcomes) + ")"
+        lines.append(line)
+    lines.append(f"  manifest: {manifest_path(root, manifest['run_id'])}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.run DATASET_DIR...``: finish the commits a kill cut short, and say which."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m pipeline.run DATASET_DIR [DATASET_DIR...]", file=sys.stderr)
+        return 2
+    logging.basicConfig(level="INFO", format="%(message)s")
+    for root in map(Path, args):
+        done = finish_interrupted_commits(root)
+        print(f"{root}: {len(done)} interrupted commit(s) finished" + (f": {', '.join(done)}" if done else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
