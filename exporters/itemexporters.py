@@ -48,6 +48,9 @@ class TableWriter:
     def close(self) -> None:
         raise NotImplementedError
 
+    def abandon(self) -> None:
+        """Give the file up after a failed write: nothing more is written to it, not even when collected."""
+
 
 class ParquetTableWriter(TableWriter):
     """A Parquet file with the schema of ``items.schema``, one row group per batch written.
@@ -71,7 +74,13 @@ class ParquetTableWriter(TableWriter):
         self._writer.write_batch(batch, row_group_size=batch.num_rows)
 
     def close(self) -> None:
-        self._writer.close()  # writes the footer; whoever opened the file closes it
+        try:
+            self._writer.close()  # writes the footer; whoever opened the file closes it
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        self._writer.is_open = False  # else collecting it writes the footer: a second failure, as a traceback
 
 
 class CsvTableWriter(TableWriter):

@@ -22,7 +22,9 @@ from scrapy.exceptions import NotConfigured
 from scrapy.http import TextResponse
 from scrapy.utils.job import job_dir
 
+from pipeline.errors import GatewayStopped
 from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
+from pipeline.run import fail_run, storage_message
 
 if TYPE_CHECKING:
     from typing import Self
@@ -108,10 +110,13 @@ class GatewayJournalMiddleware:
 
     Enabled when JOBDIR is set. A journaled call never reaches pacing, signing or the network:
     stats ``journal/replayed``; every successful answer is saved before the spider sees it:
-    ``journal/saved``. Error answers are not journaled, so a resumed crawl asks again.
+    ``journal/saved``. Error answers are not journaled, so a resumed crawl asks again. A journal that
+    cannot be written (a full disk) stops the crawl like any write the run depends on (exit 6,
+    JOBDIR kept), never failing a seed.
     """
 
     def __init__(self, crawler: Crawler, journal: PageJournal, gateway: Gateway) -> None:
+        self.crawler = crawler
         self.stats = crawler.stats
         self.journal = journal
         self.gateway = gateway
@@ -153,7 +158,12 @@ class GatewayJournalMiddleware:
             and isinstance(response, TextResponse)
             and self.gateway.parse_error(response) is None
         ):
-            self.journal.put(key, str(request.meta.get(METHOD_META_KEY, "")), response.text)
+            try:
+                self.journal.put(key, str(request.meta.get(METHOD_META_KEY, "")), response.text)
+            except OSError as exc:
+                # Not the seed's fault: the crawl stops, resumable, and this answer is asked again then.
+                fail_run(self.crawler, storage_message(exc, self.journal.path))
+                raise GatewayStopped("not journaled: the crawl is stopping") from None
             self.stats.inc_value("journal/saved")
         return response
 

@@ -221,8 +221,11 @@ class StagedTable:
             self.rows_written += batch.num_rows
 
     def close(self) -> None:
-        self.flush()
-        self._writer.close()
+        try:
+            self.flush()
+            self._writer.close()
+        finally:
+            self._writer.is_open = False  # one whose close failed is not closed again when it is collected
 
 
 # -- building and committing -------------------------------------------------------------------
@@ -284,6 +287,14 @@ class _TableFiles:
             if self.batch_items and self._rows_in_file >= self.batch_items:
                 self.close()
 
+    def abandon(self) -> None:
+        """Give up the files in progress after a failed write."""
+        for writer, file, _, _ in self._open:
+            writer.abandon()
+            with contextlib.suppress(OSError):
+                file.close()
+        self._open = []
+
     def close(self) -> None:
         """End the files in progress, durably; every table has a file, an empty one too."""
         if not self._open and not self.files:
@@ -318,9 +329,13 @@ def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], bat
             query = _TABLE_QUERIES[name]
             params = {key: path for key, path in staged.items() if f"${key}" in query}
             reader = con.sql(query, params=params).to_arrow_reader(_COMMIT_BATCH_ROWS)
-            for batch in reader:
-                target.write(_conform(batch, table))
-            target.close()
+            try:
+                for batch in reader:
+                    target.write(_conform(batch, table))
+                target.close()
+            except BaseException:
+                target.abandon()
+                raise
             files += target.files
     return sorted(files, key=lambda f: f["path"])
 
@@ -495,7 +510,7 @@ class DatasetRun:
             }
         except OSError as exc:
             self.release()
-            raise RunStorageFailed(_storage_message(exc, self.staging)) from None
+            raise RunStorageFailed(storage_message(exc, self.staging)) from None
 
     def _lock(self, lock: RunLock) -> None:
         lock.acquire()
@@ -519,7 +534,7 @@ class DatasetRun:
         try:
             staged.add(item)
         except OSError as exc:
-            self.fail(_storage_message(exc, staged.path))
+            self.fail(storage_message(exc, staged.path))
 
     def fail(self, message: str) -> None:
         """A write failed: the run is not committed, JOBDIR is kept, and the crawl closes (exit 6)."""
@@ -528,10 +543,7 @@ class DatasetRun:
         self.failure = message
         logger.error("%s", message)
         self.crawler.stats.set_value("dataset/failure", message)
-        engine = self.crawler._engine  # None before the crawl starts: then it never starts
-        if engine is not None and engine.spider is not None:
-            closing = deferred_from_coro(engine.close_spider_async(reason=STORAGE_FAILED_REASON))
-            closing.addErrback(lambda failure: logger.error("Closing the crawl failed", exc_info=failure.value))
+        _close(self.crawler, STORAGE_FAILED_REASON)
 
     # -- the end of the crawl --------------------------------------------------------------------
 
@@ -554,7 +566,7 @@ class DatasetRun:
                 if staged.rejected:
                     self.crawler.stats.set_value(f"dataset/rejected/{name}", staged.rejected)
         except OSError as exc:
-            self.fail(_storage_message(exc, self.staging))
+            self.fail(storage_message(exc, self.staging))
         if self.failure is not None:
             logger.error("Dataset run %s not committed: %s. With JOBDIR the same command resumes it once "
                          "the cause is fixed", self.run.run_id, self.failure)
@@ -574,7 +586,7 @@ class DatasetRun:
         try:
             self.commit(reason)
         except OSError as exc:
-            self.fail(_storage_message(exc, self.staging))
+            self.fail(storage_message(exc, self.staging))
             logger.error("Dataset run %s not committed: %s", self.run.run_id, self.failure)
         except Exception as exc:  # a bug must not pass for a run that was written
             logger.error("Dataset run %s: the commit failed", self.run.run_id, exc_info=True)
@@ -614,9 +626,28 @@ class DatasetRun:
             forget_finished_run(self.jobdir)
 
 
-def _storage_message(exc: OSError, path: Path) -> str:
-    where = exc.filename or path
-    return f"cannot write {where}: {exc.strerror or exc}"
+def storage_message(exc: OSError, path: Path) -> str:
+    """One line naming the path a write failed on and why (``No space left on device``)."""
+    why = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"cannot write {exc.filename or path}: {why}"
+
+
+def fail_run(crawler: Crawler, message: str) -> None:
+    """A write the run depends on failed (its staging, its commit, the JOBDIR journal): stop, exit 6."""
+    run = crawler.get_extension(DatasetRun) if crawler._extensions is not None else None
+    if run is not None:
+        run.fail(message)
+        return
+    logger.error("%s", message)
+    crawler.stats.set_value("dataset/failure", message)
+    _close(crawler, STORAGE_FAILED_REASON)
+
+
+def _close(crawler: Crawler, reason: str) -> None:
+    engine = crawler._engine  # None before the crawl starts: then it never starts
+    if engine is not None and engine.spider is not None:
+        closing = deferred_from_coro(engine.close_spider_async(reason=reason))
+        closing.addErrback(lambda failure: logger.error("Closing the crawl failed", exc_info=failure.value))
 
 
 def summary_lines(root: Path, manifest: dict[str, Any]) -> list[str]:

@@ -74,10 +74,10 @@ class Command(ScrapyCrawlCommand):
                 self.exitcode = EXIT_BOOTSTRAP_FAILED
         elif self.crawler_process.bootstrap_failed:
             self.exitcode = EXIT_BOOTSTRAP_FAILED
-        elif run is not None and run.failure is not None:
+        elif (failure := crawler.stats.get_value("dataset/failure")) is not None:
             keep = "JOBDIR is kept: the same command resumes" if crawler.settings.get("JOBDIR") else \
                 "add -s JOBDIR=DIR to make a crawl resumable"
-            print(f"scrapy crawl {args[0]}: error: the run was not written ({run.failure}): nothing committed; "
+            print(f"scrapy crawl {args[0]}: error: the run was not written ({failure}): nothing committed; "
                   f"{keep} once that is fixed", file=sys.stderr)
             self.exitcode = EXIT_STORAGE_FAILED
         elif (reason := crawler.stats.get_value("finish_reason")) == GATEWAY_FATAL_REASON:
