@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ INT_SETTINGS: dict[str, int] = {
     "DATASET_BATCH_ITEMS": 0,
     "PARQUET_ROW_GROUP_SIZE": 1,
     "RETRY_TIMES": 0,
+    "IMAGESEARCH_PROBE_RETRY_TIMES": 0,
     "CONCURRENT_REQUESTS": 1,
     "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
 }
@@ -47,6 +49,7 @@ SECONDS_SETTINGS: dict[str, float] = {
     "IMAGESEARCH_RETRY_BACKOFF_MAX": 0.0,
     "IMAGESEARCH_THROTTLE_DEFAULT_WAIT": 0.0,
     "IMAGESEARCH_QUOTA_MARGIN": 0.0,
+    "IMAGESEARCH_OUTAGE_WARNING": 0.0,
     "DOWNLOAD_TIMEOUT": 0.001,
     "DOWNLOAD_DELAY": 0.0,
 }
@@ -103,8 +106,10 @@ def seconds(name: str, value: Any, minimum: float = 0.0) -> float:
         number = float(str(value).strip())
     except (TypeError, ValueError):
         number = None
-    if number is None or number != number or number < minimum:
-        raise ConfigurationError(f"{name}={value!r} is not a number of seconds >= {minimum:g}, e.g. {name}=1.5")
+    if number is None or not math.isfinite(number) or number < minimum:
+        raise ConfigurationError(
+            f"{name}={value!r} is not a number of seconds >= {minimum:g}, e.g. {name}=1.5"
+        )
     return number
 
 
@@ -136,6 +141,21 @@ def check_endpoint(value: Any, gateway: type[Gateway]) -> None:
             "IMAGESEARCH_ENDPOINT must not carry credentials or a query string: "
             "give the key and secret as IMAGESEARCH_APP_KEY and IMAGESEARCH_APP_SECRET"
         )
+
+
+def check_credential(name: str, value: Any) -> None:
+    """An app key or secret must be text that can be signed (UTF-8); its value is never shown."""
+    text = str(value or "")
+    if not text.strip():
+        raise ConfigurationError(f"{name} is empty: set it with -s {name}=... or the environment variable {name}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # The environment or the command line gave bytes that are not UTF-8 (Python keeps them as
+        # surrogates): no signature can be made of them. The value stays unshown, even in part.
+        raise ConfigurationError(
+            f"{name} is not valid UTF-8 text (the value is not shown): set it again as the text the vendor gave"
+        ) from None
 
 
 def check_import_path(name: str, value: Any) -> None:
@@ -214,8 +234,7 @@ def check_settings(settings: BaseSettings) -> None:
     gateway.check_settings(settings)
     check_endpoint(settings.get("IMAGESEARCH_ENDPOINT"), gateway)
     for name in ("IMAGESEARCH_APP_KEY", "IMAGESEARCH_APP_SECRET"):
-        if not str(settings.get(name) or "").strip():
-            raise ConfigurationError(f"{name} is empty: set it with -s {name}=... or the environment variable {name}")
+        check_credential(name, settings.get(name))
     check_dataset_dir(settings)
     check_appended_feeds(settings)
     if quota := settings.get("IMAGESEARCH_QUOTA"):

@@ -16,6 +16,11 @@ QUOTA_SPENT_REASON = "quota_spent"
 STOP_MESSAGE_STAT = "imagesearch/stop_message"
 #: finish_reason of a crawl whose run could not be written (a full disk): exit 6, nothing committed.
 STORAGE_FAILED_REASON = "storage_failed"
+#: finish_reason of a crawl in which the gateway never answered (refused, DNS, 404, not its format): exit 7.
+GATEWAY_UNREACHABLE_REASON = "gateway_unreachable"
+#: A Scrapy signal (no arguments) a component sends when it stops the crawl early: every gateway call
+#: still waiting gives up.
+crawl_stopping = object()
 
 
 class ConfigurationError(Exception):

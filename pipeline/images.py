@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import io
 import logging
 import warnings
@@ -19,6 +20,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pipeline.errors import ImageRejected
 
 logger = logging.getLogger(__name__)
+
+
+def _register_optional_plugins() -> None:
+    """HEIC/HEIF photos (what iPhones take) open once pillow-heif is installed; it is optional."""
+    try:
+        heif = importlib.import_module("pillow_heif")
+    except ImportError:
+        return
+    heif.register_heif_opener()
+
+
+_register_optional_plugins()
 
 JPEG_QUALITY = 90
 _WHITE = (255, 255, 255)

@@ -11,7 +11,7 @@ from scrapy.utils.asyncio import sleep
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.job import job_dir
 
-from pipeline.errors import QUOTA_SPENT_REASON, STOP_MESSAGE_STAT, GatewayStopped
+from pipeline.errors import QUOTA_SPENT_REASON, STOP_MESSAGE_STAT, GatewayStopped, MalformedResponse, crawl_stopping
 from pipeline.gateways.actions import FATAL, RETRY, STOP, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
 from pipeline.journal import REPLAYED_FLAG
@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 THROTTLED_META_KEY = "imagesearch_throttled"
 #: How often the calls held back until the gateway's first answer look whether it came.
 _FIRST_ANSWER_POLL_SECONDS = 0.05
+#: Request meta flag of the first call (and its retries), which goes before the gateway has answered.
+_PROBE_META_KEY = "imagesearch_probe"
 
 
 class GatewayMiddleware:
@@ -63,24 +65,36 @@ class GatewayMiddleware:
         self.gateway = gateway
         self.actions = actions
         self.pacer = QuotaPacer.from_crawler(crawler)
-        #: Set by the first fatal answer (the spider closes the crawl) or the day's quota spent: no further call leaves.
+        #: Set by the first fatal answer (the spider closes the crawl), the day's quota spent, or the
+        #: crawl_stopping signal: no further call leaves.
         self.stopped = False
         settings = crawler.settings
         self.backoff = settings.getfloat("IMAGESEARCH_RETRY_BACKOFF")
         self.backoff_max = settings.getfloat("IMAGESEARCH_RETRY_BACKOFF_MAX")
         self.throttle_max_times = settings.getint("IMAGESEARCH_THROTTLE_MAX_TIMES")
         self.throttle_default_wait = settings.getfloat("IMAGESEARCH_THROTTLE_DEFAULT_WAIT")
+        self.probe_retry_times = settings.getint("IMAGESEARCH_PROBE_RETRY_TIMES")
         #: Set when an answer said the day's calls are all used (what it said): the next call stops the crawl.
         self.day_used_up: str | None = None
         # Until the gateway has answered once, one call goes out and the others wait for its answer:
         # a wrong secret, app key or endpoint then costs one call, not CONCURRENT_REQUESTS of them.
         self._probe_sent = False
         self._answered = False
+        # An outage: since when nothing answered, how many attempts failed, when it was last said.
+        self.outage_warning = settings.getfloat("IMAGESEARCH_OUTAGE_WARNING")
+        self._last_answer = self.pacer.clock()
+        self._failed_since = 0
+        self._warned_at: float | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         gateway = load_gateway(crawler)
-        return cls(crawler, gateway, ErrorActions.from_settings(crawler.settings, gateway.error_actions))
+        middleware = cls(crawler, gateway, ErrorActions.from_settings(crawler.settings, gateway.error_actions))
+        crawler.signals.connect(middleware.crawl_stopping, signal=crawl_stopping)
+        return middleware
+
+    def crawl_stopping(self) -> None:
+        self.stopped = True
 
     def stopping(self) -> bool:
         """No call may leave: a fatal answer came, the day's calls are used, or the crawl is shutting down.
@@ -104,7 +118,12 @@ class GatewayMiddleware:
             return None
         delay = self.backoff_delay(request.meta.get("retry_times", 0))
         clock = self.pacer.clock
-        await self._first_answer()
+        await self._first_answer(request)
+        if not self._answered:
+            # The first call, before the gateway has answered once, is not retried for minutes: a
+            # wrong endpoint or a dead network is said in seconds (the crawl stops, resumable).
+            retries = request.meta.get("max_retry_times", self.crawler.settings.getint("RETRY_TIMES"))
+            request.meta["max_retry_times"] = min(retries, self.probe_retry_times)
         backed_off = await sleep_until(clock() + delay, clock, self.stopping)
         sendable = backed_off and await self.pacer.wait_turn(self.stopping)
         if self.day_used_up is not None:
@@ -118,28 +137,47 @@ class GatewayMiddleware:
         stats.inc_value(f"imagesearch/calls/{method}")
         return None
 
-    async def _first_answer(self) -> None:
-        """Return at once for the first call and after the gateway's first answer; wait in between."""
-        if self._answered:
+    async def _first_answer(self, request: Request) -> None:
+        """Return at once for the first call (its retries too) and after the gateway's first answer; wait in between."""
+        if self._answered or request.meta.get(_PROBE_META_KEY):
             return
         if not self._probe_sent:
             self._probe_sent = True
+            request.meta[_PROBE_META_KEY] = True
             return
         while not self._answered and not self.stopping():  # a stop frees them as well
             await sleep(_FIRST_ANSWER_POLL_SECONDS)
 
-    def _got_answer(self, request: Request, flags: list[str] | None = None) -> None:
-        """The gateway answered (or the call failed): the calls held back by ``_first_answer`` may go."""
-        if request.meta.get(METHOD_META_KEY) is not None and REPLAYED_FLAG not in (flags or ()):
-            self._answered = True
+    def _got_answer(self) -> None:
+        """The gateway answered (its own format, success or error): the calls held back may go."""
+        self._answered = True
+        self.crawler.stats.inc_value("imagesearch/answers")
+        now = self.pacer.clock()
+        if self._warned_at is not None:
+            logger.warning("The gateway answers again, after %.0f s without an answer", now - self._last_answer)
+        self._last_answer, self._failed_since, self._warned_at = now, 0, None
+
+    def _no_answer(self, what: str) -> None:
+        """An attempt got no answer of the gateway's: say so once a minute while an outage lasts."""
+        self._failed_since += 1
+        now = self.pacer.clock()
+        silent = now - self._last_answer
+        due = self._warned_at is None or now - self._warned_at >= self.outage_warning
+        if self._answered and self.outage_warning and silent >= self.outage_warning and due:
+            self._warned_at = now
+            logger.warning("The gateway has not answered for %.0f s (%d attempts failed, the last: %s): still retrying",
+                           silent, self._failed_since, what)
 
     def process_exception(self, request: Request, exception: Exception) -> None:
-        self._got_answer(request)
+        if request.meta.get(METHOD_META_KEY) is not None and not isinstance(exception, GatewayStopped):
+            self._no_answer(f"{type(exception).__name__}: {exception}")
         return None
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
-        self._got_answer(request, response.flags)
-        if request.meta.get(METHOD_META_KEY) is None or response.status != 200:
+        if request.meta.get(METHOD_META_KEY) is None:
+            return response
+        if response.status != 200:
+            self._no_answer(f"HTTP {response.status}")
             return response
         # A replayed answer's count is of the day it was received on.
         quota = None if REPLAYED_FLAG in response.flags else self.gateway.daily_quota(response)
@@ -149,6 +187,13 @@ class GatewayMiddleware:
             # This answer may be the crawl's last: the crawl stops only if another call is due.
             self.day_used_up = str(quota)
         error = self.gateway.parse_error(response)
+        if REPLAYED_FLAG not in response.flags:
+            if isinstance(error, MalformedResponse):
+                self._no_answer(error.describe())
+            else:
+                self._got_answer()
+                if request.meta.pop(_PROBE_META_KEY, None):
+                    request.meta.pop("max_retry_times", None)  # answered: its retries are RETRY_TIMES again
         if error is None:
             return response
         self.crawler.stats.inc_value(f"imagesearch/errors/{error.code}")

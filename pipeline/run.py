@@ -58,7 +58,13 @@ from exporters.tables import TableConverter
 from items.schema import HITS, MATCHES, PRODUCTS, SEEDS, STAGED_SEEDS, TABLES, Table
 from items.scrapy_items import ProductHit, SeedSummary, item_kind
 from pipeline.configuration import dataset_formats
-from pipeline.errors import STORAGE_FAILED_REASON, ConfigurationError, RunLocked, RunStorageFailed
+from pipeline.errors import (
+    GATEWAY_UNREACHABLE_REASON,
+    STORAGE_FAILED_REASON,
+    ConfigurationError,
+    RunLocked,
+    RunStorageFailed,
+)
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -570,6 +576,9 @@ class DatasetRun:
         if self.failure is not None:
             logger.error("Dataset run %s not committed: %s. With JOBDIR the same command resumes it once "
                          "the cause is fixed", self.run.run_id, self.failure)
+            return
+        if reason == GATEWAY_UNREACHABLE_REASON:
+            logger.warning("Dataset run %s not committed: the gateway never answered", self.run.run_id)
             return
         if self.jobdir and reason != "finished":
             logger.warning(

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -27,7 +28,9 @@ from pipeline.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-#: File extensions a directory SPEC picks up (compared lower-case).
+#: File extensions a directory SPEC takes without looking inside (compared lower-case). Any other
+#: file below the directory is taken if Pillow can open it (AVIF, HEIC with pillow-heif, no
+#: extension at all...) and skipped otherwise, the skip logged and counted.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 )
@@ -102,26 +105,70 @@ def _url_seed(url: str, cat: str | None, seed_id: str | None = None) -> Seed:
     return Seed(seed_id or seed_id_for(url), url, url=url, cat=cat, rejection=_cat_rejection(cat))
 
 
+def category_id(text: str | None) -> str | None:
+    """A category id as the gateways take it (ASCII digits), or None when ``text`` is blank.
+
+    Full-width digits (``５００１``, as Chinese input methods type them) become ASCII ones;
+    anything else that is not digits is returned unchanged, for the caller to reject.
+    """
+    cat = unicodedata.normalize("NFKC", text or "").strip()
+    return cat or None
+
+
+def is_category_id(cat: str) -> bool:
+    return cat.isascii() and cat.isdigit()
+
+
 def _cat_rejection(cat: str | None) -> tuple[str, str] | None:
     """A manifest's ``cat`` must be a category id (digits); -a cat= is checked before the seeds are read."""
-    if cat is None or (cat.isascii() and cat.isdigit()):
+    if cat is None or is_category_id(cat):
         return None
     return ("bad_cat", f"cat {cat!r} is not a category id (digits, e.g. 50015374)")
 
 
-def _images_below(directory: Path) -> list[Path]:
-    """Image files below ``directory`` (recursive), sorted by their path relative to it."""
-    # A broken symlink is kept: the seed it names gets a file_not_found row rather than vanishing.
-    found = [
-        p
-        for p in directory.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and (p.is_file() or (p.is_symlink() and not p.exists()))
-    ]
-    return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
+def _opens_as_image(path: Path) -> bool:
+    """Pillow recognises the file (its header only is read)."""
+    from PIL import Image
+
+    import pipeline.images  # noqa: F401  # registers the optional Pillow plugins (HEIC)
+
+    try:
+        with Image.open(path):
+            return True
+    except Image.DecompressionBombError:
+        return True  # an image, too large: its seed is rejected with that reason
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
-def _directory_seeds(spec: str, cat: str | None) -> list[Seed]:
-    images = _images_below(Path(spec))
+def _images_below(directory: Path, skipped: list[Path]) -> list[Path]:
+    """Image files below ``directory`` (recursive), sorted by their path relative to it; the rest into ``skipped``."""
+    found = []
+    for p in sorted(directory.rglob("*"), key=lambda p: p.relative_to(directory).as_posix()):
+        if p.is_symlink() and not p.exists():
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(p)  # kept: the seed it names gets a file_not_found row rather than vanishing
+            else:
+                skipped.append(p)
+        elif not p.is_file():
+            continue
+        elif p.suffix.lower() in IMAGE_EXTENSIONS or _opens_as_image(p):
+            found.append(p)
+        else:
+            skipped.append(p)
+    return found
+
+
+def _directory_seeds(spec: str, cat: str | None, skipped: list[Path] | None = None) -> list[Seed]:
+    not_images: list[Path] = []
+    images = _images_below(Path(spec), not_images)
+    if not_images:
+        names = ", ".join(p.relative_to(spec).as_posix() for p in not_images[:5])
+        more = f" and {len(not_images) - 5} more" if len(not_images) > 5 else ""
+        logger.warning("%s: %d files skipped, not images Pillow can open: %s%s",
+                       _path_key(spec), len(not_images), names, more)
+        if skipped is not None:
+            skipped.extend(not_images)
     if not images:
         key = _path_key(spec)
         return [
@@ -130,13 +177,13 @@ def _directory_seeds(spec: str, cat: str | None) -> list[Seed]:
                 key,
                 path=Path(spec),
                 cat=cat,
-                rejection=("no_match", f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) below {key}"),
+                rejection=("no_match", f"no image files below {key} (none that Pillow can open)"),
             )
         ]
     return [_file_seed(os.path.join(spec, p.relative_to(spec)), cat) for p in images]
 
 
-def _glob_seeds(spec: str, cat: str | None) -> list[Seed]:
+def _glob_seeds(spec: str, cat: str | None, skipped: list[Path] | None = None) -> list[Seed]:
     seeds: list[Seed] = []
     # "**" follows symlinked directories, so a link back up the tree would give one file under
     # endless names: each real file is taken once, under the first name the glob gives it.
@@ -147,7 +194,7 @@ def _glob_seeds(spec: str, cat: str | None) -> list[Seed]:
             continue
         seen.add(real)
         if os.path.isdir(match):
-            seeds.extend(s for s in _directory_seeds(match, cat) if s.rejection is None)
+            seeds.extend(s for s in _directory_seeds(match, cat, skipped) if s.rejection is None)
         else:
             seeds.append(_file_seed(match, cat))
     if not seeds:
@@ -209,7 +256,7 @@ def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[S
         line_number = reader.line_num  # the file's line: DictReader skips blank lines
 
         cells = {name: (row.get(column) or "").strip() for name, column in columns.items()}
-        image, own_id, cat = cells["image"], cells.get("seed_id") or None, cells.get("cat") or default_cat
+        image, own_id, cat = cells["image"], cells.get("seed_id") or None, category_id(cells.get("cat")) or default_cat
         if not image:
             if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
                 continue  # a blank line, as spreadsheets leave at the end
@@ -229,24 +276,28 @@ def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[S
     return seeds
 
 
-def resolve_spec(spec: str, cat: str | None = None) -> list[Seed]:
-    """The seeds of one SPEC: a URL, a glob, a ``.csv`` manifest, a directory or an image file."""
+def resolve_spec(spec: str, cat: str | None = None, skipped: list[Path] | None = None) -> list[Seed]:
+    """The seeds of one SPEC: a URL, a glob, a ``.csv`` manifest, a directory or an image file.
+
+    Files a directory holds that are not images go to ``skipped`` (and a warning), not to the seeds.
+    """
     if is_url(spec):
         return [_url_seed(spec, cat)]
     if _GLOB_CHARS.search(spec) and not os.path.exists(spec):
-        return _glob_seeds(spec, cat)
+        return _glob_seeds(spec, cat, skipped)
     if spec.lower().endswith(".csv") and os.path.isfile(spec):
         return _manifest_seeds(spec, cat)
     if os.path.isdir(spec):
-        return _directory_seeds(spec, cat)
+        return _directory_seeds(spec, cat, skipped)
     return [_file_seed(spec, cat)]
 
 
-def resolve_seeds(specs: str, cat: str | None = None) -> list[Seed]:
+def resolve_seeds(specs: str, cat: str | None = None, skipped: list[Path] | None = None) -> list[Seed]:
     """Every seed of a comma-separated SPEC list, in order; raises ConfigurationError if none is usable.
 
     A SPEC that is missing or matches nothing gives a rejected seed when other SPECs give usable
-    ones; when nothing usable is left, the crawl must not start.
+    ones; when nothing usable is left, the crawl must not start. Files of a directory SPEC that
+    Pillow cannot open are not seeds: they go to ``skipped``.
     """
     parts = [part.strip() for part in (specs or "").split(",") if part.strip()]
     if not parts:
@@ -255,7 +306,7 @@ def resolve_seeds(specs: str, cat: str | None = None) -> list[Seed]:
         )
     seeds: list[Seed] = []
     for part in parts:
-        seeds.extend(resolve_spec(part, cat))
+        seeds.extend(resolve_spec(part, cat, skipped))
     seeds = _unique(seeds)
     if all(seed.rejection is not None for seed in seeds):
         reasons = "; ".join(f"{seed.source}: {seed.rejection[1]}" for seed in seeds if seed.rejection)[:500]

@@ -19,7 +19,11 @@ SPIDER_MODULES = ["spiders"]
 NEWSPIDER_MODULE = "spiders"
 #: The gateway is an API, not a website: there is no robots.txt to obey.
 ROBOTSTXT_OBEY = False
+#: Scrapy's telnet console and remote-control HTTP server run code inside the crawl, where the app
+#: secret is: any local process of the same user could read it (and the remote control leaves a
+#: job file with its token behind after a kill). Both stay off unless you turn them on.
 TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
 LOG_LEVEL = "INFO"
 #: Calls in flight at once. The gateway's quota (IMAGESEARCH_QUOTA), not politeness, limits a crawl.
 CONCURRENT_REQUESTS = 8
@@ -76,8 +80,14 @@ IMAGESEARCH_RETRY_BACKOFF_MAX = 30.0
 IMAGESEARCH_THROTTLE_MAX_TIMES = 30
 #: Seconds to pause after a quota answer that does not say how long the ban lasts.
 IMAGESEARCH_THROTTLE_DEFAULT_WAIT = 60.0
+#: Seconds without an answer from a gateway that did answer before, after which the log says so (and
+#: again every as many seconds while it lasts); 0 never. A gateway that never answered stops the crawl.
+IMAGESEARCH_OUTAGE_WARNING = 60.0
 #: Extra ``python -m sandbox`` flags for the embedded sandbox, e.g. ["--page-size", "10"].
 IMAGESEARCH_SANDBOX_ARGS: list[str] = []
+#: Retries of a call sent before the gateway has answered once (after that, RETRY_TIMES): an
+#: endpoint that refuses, does not resolve or is not the gateway stops the crawl in seconds (exit 7).
+IMAGESEARCH_PROBE_RETRY_TIMES = 2
 #: Retries of a call after HTTP 5xx, timeouts, dropped connections, broken bodies or transient codes.
 #: 8 because at 1000 calls an hour a seed lost to a burst of 5xx costs more than a retry: if 19% of
 #: attempts fail, a call is lost with p = 0.19^(1+8) = 3e-7 (with 3 retries 1.2e-3, which loses a seed

@@ -24,19 +24,24 @@ from items.scrapy_items import ProductHit, SeedSummary
 from pipeline.configuration import check_settings, list_setting, whole_number
 from pipeline.errors import (
     GATEWAY_FATAL_REASON,
+    GATEWAY_UNREACHABLE_REASON,
+    STOP_MESSAGE_STAT,
     ConfigurationError,
     GatewayError,
     GatewayStopped,
     ImageRejected,
+    MalformedResponse,
+    crawl_stopping,
 )
 from pipeline.extensions import resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions
 from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY, load_gateway
 from pipeline.images import is_platform_cdn, prepare_image, read_image_file, sha256_hex
 from pipeline.redaction import Redactor
-from pipeline.seeds import Seed, resolve_seeds
+from pipeline.seeds import Seed, category_id, is_category_id, resolve_seeds
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Self
 
     from scrapy.crawler import Crawler
@@ -112,14 +117,19 @@ class ImageSearchSpider(Spider):
         self.max_image_side = settings.getint("IMAGESEARCH_MAX_IMAGE_SIDE")
         self.max_image_pixels = settings.getint("IMAGESEARCH_MAX_IMAGE_PIXELS")
         self.cdn_hosts = list_setting(settings, "IMAGESEARCH_CDN_HOSTS")
-        cat = (self.cat_arg or "").strip() or None
-        if cat is not None and not cat.isdigit():
-            raise ConfigurationError(f"cat={self.cat_arg!r} is not a category id: give digits, e.g. -a cat=50015374")
+        cat = category_id(self.cat_arg)
+        if cat is not None and not is_category_id(cat):
+            raise ConfigurationError(
+                f"cat={self.cat_arg!r} is not a category id: give digits 0-9, e.g. -a cat=50015374"
+            )
         self.gateway: Gateway = load_gateway(crawler)
         # What a gateway's error text may repeat of the credentials stays out of the seeds table.
         self.redactor = Redactor(self.gateway.secrets())
         self.error_actions = ErrorActions.from_settings(settings, self.gateway.error_actions)
-        seeds = resolve_seeds(self.seeds_spec, cat)
+        skipped: list[Path] = []
+        seeds = resolve_seeds(self.seeds_spec, cat, skipped)
+        #: Files of a directory SPEC that are not images Pillow can open (logged as they were skipped).
+        self.skipped_files = len(skipped)
         self.seeds = seeds
         self._unsummarised = {seed.seed_id: seed for seed in seeds}
         self.seed_rank = {seed.seed_id: rank for rank, seed in enumerate(seeds)}
@@ -132,6 +142,8 @@ class ImageSearchSpider(Spider):
         self.endpoint = resolve_endpoint(self.crawler, self.gateway)
         stats = self.crawler.stats
         stats.set_value("imagesearch/gateway", self.gateway.name)
+        if self.skipped_files:
+            stats.set_value("imagesearch/seeds/skipped_files", self.skipped_files)
         stats.set_value("imagesearch/endpoint_host", urlsplit(self.endpoint).netloc)
         jobs: list[SearchJob] = []
         for seed in self.seeds:
@@ -307,6 +319,8 @@ class ImageSearchSpider(Spider):
 
     def _gateway_error(self, job: SearchJob, error: GatewayError, response: Response) -> Iterator[Any]:
         """An error answer the middlewares passed on: fatal stops the crawl, anything else fails the job."""
+        if isinstance(error, MalformedResponse) and not self.crawler.stats.get_value("imagesearch/answers"):
+            self._unreachable(f"its answers are not the {self.gateway.name} gateway's ({error.describe()})")
         if self.error_actions.action_for(error) != FATAL:
             yield from self._summarise(job.seeds, FAILED, error.code, error.describe()[:_MAX_ERROR_MSG], job)
             return
@@ -322,6 +336,21 @@ class ImageSearchSpider(Spider):
         yield from self._summarise(list(self._unsummarised.values()), FAILED, error.code, stopped)
         raise CloseSpider(GATEWAY_FATAL_REASON)
 
+    def _unreachable(self, why: str) -> None:
+        """The gateway has not answered once and a call is given up: stop the crawl, resumable, exit 7.
+
+        Every later call would fail alike: its seeds are not marked failed, the run is not committed,
+        and JOBDIR is kept, so the same command carries on once the endpoint answers.
+        """
+        host = urlsplit(self.endpoint).netloc or self.endpoint
+        message = (f"the gateway at {host} never answered: {why.rstrip('. ')}: check IMAGESEARCH_ENDPOINT "
+                   "and the network; nothing was committed, and the same command starts again from here")
+        logger.error("%s", message)
+        self.crawler.stats.set_value(STOP_MESSAGE_STAT, message)
+        self._stopped = True
+        self.crawler.signals.send_catch_log(signal=crawl_stopping)
+        raise CloseSpider(GATEWAY_UNREACHABLE_REASON)
+
     def call_failed(self, failure: Failure) -> Iterator[Any]:
         """Errback: the call could not be completed (HTTP error or network failure after the retries)."""
         request = failure.request  # type: ignore[attr-defined]
@@ -336,6 +365,8 @@ class ImageSearchSpider(Spider):
             exc = failure.value
             code, message = "download_error", f"{type(exc).__name__} after {retries} retries: {exc}"
         self.crawler.stats.inc_value(f"imagesearch/errors/{code}")
+        if not self.crawler.stats.get_value("imagesearch/answers"):
+            self._unreachable(self.redactor.redact(message))
         yield from self._summarise(job.seeds, FAILED, code, message[:_MAX_ERROR_MSG], job)
 
     # -- seed summaries --------------------------------------------------------------------------

@@ -147,6 +147,9 @@ BAD_SETTINGS = {
     "PARQUET_COMPRESSION=lzma9": "PARQUET_COMPRESSION='lzma9' is not a codec pyarrow has",
     "IMAGESEARCH_QUOTA=abc": "IMAGESEARCH_QUOTA='abc': expected CALLS/SECONDS",
     "IMAGESEARCH_QUOTA_MARGIN=x": "IMAGESEARCH_QUOTA_MARGIN='x' is not a number of seconds",
+    "IMAGESEARCH_QUOTA_MARGIN=inf": "IMAGESEARCH_QUOTA_MARGIN='inf' is not a number of seconds",  # hung once
+    "IMAGESEARCH_RETRY_BACKOFF_MAX=Infinity": "IMAGESEARCH_RETRY_BACKOFF_MAX='Infinity' is not a number of seconds",
+    "LOG_LEVEL=BOGUS": "LOG_LEVEL='BOGUS' is not a log level: use one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
     "IMAGESEARCH_QUOTA_STORE=nope.Store": "IMAGESEARCH_QUOTA_STORE='nope.Store' cannot be imported",
     "IMAGESEARCH_GATEWAY=nope.Gateway": "IMAGESEARCH_GATEWAY='nope.Gateway' is neither top nor onebound",
     "IMAGESEARCH_RETRY_BACKOFF=-1": "IMAGESEARCH_RETRY_BACKOFF='-1' is not a number of seconds >= 0",
@@ -194,3 +197,83 @@ def test_misspelt_spider_argument(tmp_path: Path, sandbox: SandboxProcess, photo
     sandbox.reset()
     result = run_crawl(str(photo), "-a", "page=2", dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
     _assert_refused_in_one_line(result, sandbox, "unknown argument -a page=...", "-a pages=N")
+
+
+def test_a_secret_that_is_not_utf8_is_refused_without_showing_it(
+    tmp_path: Path, sandbox: SandboxProcess, photo: Path,
+) -> None:
+    """Bytes that are not UTF-8 in the environment cannot be signed: a settings error, the value unshown."""
+    sandbox.reset()
+    secret = "Zq8vSecretPart\udcff\udcfeTail"  # b"...\xff\xfe..." as Python keeps undecodable bytes
+    result = run_crawl(str(photo), dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint,
+                       env={"IMAGESEARCH_APP_KEY": "test", "IMAGESEARCH_APP_SECRET": secret})
+    _assert_refused_in_one_line(
+        result, sandbox, "IMAGESEARCH_APP_SECRET is not valid UTF-8 text (the value is not shown)"
+    )
+    assert "Zq8v" not in result.stderr + result.stdout and "Tail" not in result.stderr + result.stdout
+
+
+def test_full_width_category_digits_are_read_as_digits(tmp_path: Path, sandbox: SandboxProcess, photo: Path) -> None:
+    """``-a cat=１６`` as a Chinese input method types it is category 16 (the photo's product's), not a refusal."""
+    sandbox.reset()
+    result = run_crawl(str(photo), "-a", "cat=\uff11\uff16", "-a", "pages=1",
+                       dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    assert result.returncode == 0, result.tail()
+    tables = load_dataset(tmp_path / "datasets")
+    assert tables["seeds"]["status"].tolist() == ["ok"], tables["seeds"].to_string()
+    assert len(tables["matches"]) and tables["matches"]["cat"].eq("16").all(), tables["matches"].to_string()
+    refused = run_crawl(str(photo), "-a", "cat=50O1", dataset_dir=tmp_path / "other", endpoint=sandbox.endpoint)
+    sandbox.reset()
+    _assert_refused_in_one_line(refused, sandbox, "cat='50O1' is not a category id: give digits 0-9")
+
+
+def test_a_directory_scan_takes_what_pillow_opens_and_says_what_it_skips(
+    tmp_path: Path, sandbox: SandboxProcess,
+) -> None:
+    from PIL import Image, features
+
+    photos = tmp_path / "photos"
+    written = write_seed_photos(photos, 3)
+    with Image.open(written[1]) as image:
+        image.load()
+    written[1].unlink()
+    names = {"a.jpg", "no-extension"}
+    if features.check("avif"):
+        image.save(photos / "b.avif", "AVIF")
+        names.add("b.avif")
+    else:
+        image.save(photos / "b.png", "PNG")
+        names.add("b.png")
+    written[2].rename(photos / "no-extension")
+    written[0].rename(photos / "a.jpg")
+    (photos / "notes.txt").write_text("bought at the market", encoding="utf-8")
+    (photos / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    sandbox.reset()
+    result = run_crawl(str(photos), "-a", "pages=1", dataset_dir=tmp_path / "datasets", endpoint=sandbox.endpoint)
+    assert result.returncode == 0, result.tail()
+    seeds = load_dataset(tmp_path / "datasets")["seeds"]
+    assert {Path(source).name for source in seeds["source"]} == names, seeds.to_string()
+    assert seeds["status"].eq("ok").all(), seeds.to_string()
+    assert "2 files skipped, not images Pillow can open: .DS_Store, notes.txt" in result.stderr, result.tail()
+    assert result.stats["imagesearch/seeds/skipped_files"] == 2
+
+
+def test_no_remote_control_server_or_job_file_unless_turned_on(
+    tmp_path: Path, sandbox: SandboxProcess, photo: Path,
+) -> None:
+    """Scrapy's remote control runs code in the crawl, where the secret is: off by default.
+
+    Turned on, it listens and writes a job file with its token (the case shows the check can fail).
+    """
+    jobs = tmp_path / "remote-control-jobs"
+    options = ("-a", "pages=1", "-s", f"REMOTE_CONTROL_JOBS_DIR={jobs}", "-s", "LOG_LEVEL=DEBUG")
+    sandbox.reset()
+    default = run_crawl(str(photo), *options, dataset_dir=tmp_path / "default", endpoint=sandbox.endpoint)
+    assert default.returncode == 0, default.tail()
+    assert "Remote control" not in default.stderr and not jobs.exists(), default.tail()
+    assert "scrapy.extensions.remote_control.RemoteControl" not in default.stderr
+
+    turned_on = run_crawl(str(photo), *options, "-s", "REMOTE_CONTROL_ENABLED=True", dataset_dir=tmp_path / "on",
+                          endpoint=sandbox.endpoint)
+    assert turned_on.returncode == 0, turned_on.tail()
+    assert "Remote control HTTP server listening" in turned_on.stderr, turned_on.tail()

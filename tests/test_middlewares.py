@@ -236,3 +236,49 @@ def test_a_seed_error_on_the_days_last_call_still_reaches_the_spider() -> None:
     answer = _onebound(request, "today:10 max:10", code="5000")
     assert middleware.process_response(request, answer) is answer  # recorded on its seed, not asked again
     assert middleware.day_used_up and not middleware.stopped
+
+
+def test_a_long_outage_is_warned_of_once_a_minute_while_it_lasts(
+    crawler: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    middleware = GatewayMiddleware.from_crawler(crawler)
+    now = [1000.0]
+    middleware.pacer.clock = lambda: now[0]
+    request = _search_request()
+    middleware.process_response(request, _answer(request, SUCCESS))  # the gateway answered at t=1000
+    assert crawler.stats.get_value("imagesearch/answers") == 1
+
+    def attempts(seconds: float, every: float) -> None:
+        for _ in range(int(seconds / every)):
+            now[0] += every
+            failed = _search_request()
+            middleware.process_exception(failed, ConnectionRefusedError("Connection was refused"))
+            middleware.process_response(failed, Response(ENDPOINT, status=503, request=failed))
+
+    with caplog.at_level("WARNING", logger="pipeline.middlewares"):
+        attempts(59, every=1)
+        assert not caplog.records  # under a minute: retries as usual, nothing said
+        attempts(130, every=1)  # said at t = 1060, 1120 and 1180, on the first failure of each
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 3, warnings
+        assert warnings[0].startswith(
+            "The gateway has not answered for 60 s (119 attempts failed, the last: ConnectionRefusedError: ")
+        assert "still retrying" in warnings[0]
+        caplog.clear()
+        request = _search_request()
+        now[0] += 1
+        middleware.process_response(request, _answer(request, SUCCESS))
+        assert [r.getMessage() for r in caplog.records] == ["The gateway answers again, after 190 s without an answer"]
+    assert crawler.stats.get_value("imagesearch/answers") == 2
+
+
+def test_an_answer_that_is_not_the_gateways_is_no_answer(crawler: Any) -> None:
+    """An HTML page or a 404 from a wrong endpoint does not count as the gateway having answered."""
+    middleware = GatewayMiddleware.from_crawler(crawler)
+    request = _search_request()
+    html = Response(ENDPOINT, body=b"<html>It works!</html>", request=request)
+    middleware.process_response(request, html)
+    middleware.process_response(request, Response(ENDPOINT, status=404, request=request))
+    assert not crawler.stats.get_value("imagesearch/answers")
+    middleware.process_response(request, _answer(request, _error(15, "isv.invalid-parameter")))
+    assert crawler.stats.get_value("imagesearch/answers") == 1  # an error answer is an answer

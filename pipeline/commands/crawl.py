@@ -7,7 +7,8 @@ finish reason ``gateway_fatal``); 4 the crawl was stopped before it finished (Ct
 CLOSESPIDER_* limit, the gateway's quota for the day spent): with JOBDIR the same command resumes
 it, without it the run is committed with ``"complete": false`` in its manifest; 5 another crawl
 holds this JOBDIR or run id (nothing was done); 6 the run could not be written (a full disk, an
-I/O error): nothing committed, JOBDIR kept, the same command resumes once the cause is fixed.
+I/O error): nothing committed, JOBDIR kept, the same command resumes once the cause is fixed; 7 the
+gateway never answered (refused, DNS, 404, answers not in its format): nothing committed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from twisted.python.failure import Failure
 
 from pipeline.errors import (
     GATEWAY_FATAL_REASON,
+    GATEWAY_UNREACHABLE_REASON,
     QUOTA_SPENT_REASON,
     STOP_MESSAGE_STAT,
     ConfigurationError,
@@ -43,9 +45,28 @@ EXIT_GATEWAY_FATAL = 3
 EXIT_STOPPED = 4
 EXIT_LOCKED = 5
 EXIT_STORAGE_FAILED = 6
+EXIT_GATEWAY_UNREACHABLE = 7
+
+
+#: The log levels ``LOG_LEVEL`` (``-s LOG_LEVEL=...`` or ``-L``) may name.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Command(ScrapyCrawlCommand):
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        assert self.settings is not None
+        # Checked here, before Scrapy configures its logging with it (a traceback otherwise).
+        level = self.settings.get("LOG_LEVEL")
+        if isinstance(level, int):
+            return
+        if (name := str(level).strip().upper()) not in LOG_LEVELS:
+            command = " ".join(["scrapy crawl", *args[:1]])
+            print(f"{command}: error: LOG_LEVEL={level!r} is not a log level: use one of {', '.join(LOG_LEVELS)}",
+                  file=sys.stderr)
+            raise SystemExit(EXIT_CONFIGURATION)
+        self.settings.set("LOG_LEVEL", name, priority="cmdline")  # logging knows upper-case names only
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider name, e.g. scrapy crawl imagesearch -a seeds=photos/")
@@ -82,6 +103,9 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_STORAGE_FAILED
         elif (reason := crawler.stats.get_value("finish_reason")) == GATEWAY_FATAL_REASON:
             self.exitcode = EXIT_GATEWAY_FATAL
+        elif reason == GATEWAY_UNREACHABLE_REASON:
+            print(f"scrapy crawl {args[0]}: error: {crawler.stats.get_value(STOP_MESSAGE_STAT)}", file=sys.stderr)
+            self.exitcode = EXIT_GATEWAY_UNREACHABLE
         elif reason not in (None, "finished"):
             if reason == QUOTA_SPENT_REASON and (message := crawler.stats.get_value(STOP_MESSAGE_STAT)):
                 advice = str(message)
