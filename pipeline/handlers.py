@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.utils.misc import build_from_crawler, load_object
 
-from pipeline.gateways.base import METHOD_META_KEY, load_gateway
+from pipeline.gateways.base import METHOD_META_KEY, load_gateway, with_image
 from pipeline.redaction import Redactor
 
 if TYPE_CHECKING:
@@ -20,8 +20,10 @@ if TYPE_CHECKING:
 class GatewayDownloadHandler(BaseDownloadHandler):
     """DOWNLOAD_HANDLERS for http and https: signs gateway calls, then downloads with IMAGESEARCH_DOWNLOAD_HANDLER.
 
-    Signing here, at the last moment, gives every attempt (retries included, and a call that waited
-    an hour for its quota slot) a fresh timestamp and signature. The signed copy (a TOP body with
+    The call's picture (``IMAGE_META_KEY``) is read from its file and prepared here too, so the
+    calls waiting for their quota slot hold none. Signing here, at the last moment, gives every
+    attempt (retries included, and a call that waited an hour for its quota slot) a fresh
+    timestamp and signature. The signed copy (a TOP body with
     ``sign``, an Onebound URL with the secret in it) is handed to the real download handler and to
     nothing else: the engine, the middlewares, the retry logic, the journal and the spider see the
     unsigned request and a response carrying it. Errors of the download come back with the
@@ -42,7 +44,8 @@ class GatewayDownloadHandler(BaseDownloadHandler):
     async def download_request(self, request: Request) -> Response:
         if request.meta.get(METHOD_META_KEY) is None:
             return await self.handler.download_request(request)
-        signed = self.gateway.sign(request)
+        # The picture joins the body here, as the call leaves: no waiting call holds one.
+        signed = self.gateway.sign(with_image(request))
         try:
             response = await self.handler.download_request(signed)
         except Exception as exc:  # re-raised as it is, its message masked

@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import io
 import logging
+import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -54,6 +55,37 @@ class PreparedImage:
         return base64.b64encode(self.jpeg).decode("ascii")
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """A seed image as a call carries it until it is sent: where its bytes are, not the bytes.
+
+    The picture a call sends is prepared (``prepare_image``) from the file when the call leaves
+    (pipeline/handlers.py), so a crawl of thousands of seeds holds no picture while calls wait for
+    their quota slot. A file that changed since the seed was read (other bytes, other content) is
+    refused rather than searched in its place.
+    """
+
+    path: Path
+    sha256: str
+    max_side: int
+    max_pixels: int
+
+    @property
+    def identity(self) -> str:
+        """What the prepared picture depends on (the bytes and the bounds), for a call's key."""
+        return f"sha256:{self.sha256};side:{self.max_side};pixels:{self.max_pixels};quality:{JPEG_QUALITY}"
+
+    def prepare(self) -> PreparedImage:
+        """The picture to send; ImageRejected if it cannot be read or is no longer the one the seed was."""
+        data = read_image_file(self.path)
+        if sha256_hex(data) != self.sha256:
+            raise ImageRejected("image_changed", f"{self.path} changed while the crawl ran: run again to search it")
+        return prepare_image(data, self.max_side, self.max_pixels)
+
+    def __repr__(self) -> str:
+        return f"ImageRef({str(self.path)!r}, sha256={self.sha256[:12]}...)"
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -74,6 +106,10 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
     EXIF orientation is applied, any mode (CMYK, 16-bit, palette, alpha) becomes RGB on white,
     animated images give their first frame, and the longest side is capped at ``max_side``.
     Images over ``max_pixels`` are refused before being decoded (decompression bombs).
+
+    Memory: a JPEG is decoded at the smallest of Pillow's draft scales (1/2, 1/4, 1/8) whose
+    longest side is still >= ``max_side``, so at most (2 x max_side)^2 pixels, about 12 MB at 1024;
+    other formats are decoded whole, at most ``max_pixels`` pixels of 4 bytes (plus ``data``).
     """
     digest = sha256_hex(data)
     if not data:
@@ -92,6 +128,11 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
                         f"{width}x{height} is {width * height} pixels, over IMAGESEARCH_MAX_IMAGE_PIXELS={max_pixels}",
                     )
                 img.seek(0)  # animated GIF/WebP/APNG: the first frame
+                if max(width, height) > max_side:
+                    # A JPEG decodes at 1/2, 1/4 or 1/8 scale, the smallest still >= max_side: a 24 MP
+                    # photo costs a few MB to prepare, not 72. Other formats decode whole.
+                    scale = max_side / max(width, height)
+                    img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
                 img.load()
                 rgb = to_rgb(ImageOps.exif_transpose(img))
     except ImageRejected:

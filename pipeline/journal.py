@@ -45,23 +45,27 @@ REPLAYED_FLAG = "journal"
 class PageJournal:
     """An append-only JSON-lines file of ``{"key", "method", "body"}`` records, each fsynced as written.
 
-    A record torn by a kill mid-write (the last line, incomplete) is dropped on open and the file
-    cut back to the last whole record, so later appends stay readable.
+    Memory holds an index (each key's place in the file), not the answers: a body is read back
+    from the file when a resumed crawl replays it. A record torn by a kill mid-write (the last
+    line, incomplete) is dropped on open and the file cut back to the last whole record, so later
+    appends stay readable.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.answers: dict[str, str] = {}
+        #: key -> (offset, length) of its record in the file.
+        self._index: dict[str, tuple[int, int]] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         good_size = self._load()
-        self._file = path.open("ab")
-        if self._file.tell() != good_size:
+        # Unbuffered: a write that fails (a full disk) leaves nothing behind to be flushed later.
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        if os.fstat(self._fd).st_size != good_size:
             logger.warning("Gateway journal %s: dropping a record torn by an interrupted write", path)
-            self._file.truncate(good_size)
-            self._file.seek(good_size)
+            os.ftruncate(self._fd, good_size)
+        self._size = good_size
 
     def _load(self) -> int:
-        """Read every whole record; return the byte length of the whole ones."""
+        """Index every whole record; return the byte length of the whole ones."""
         if not self.path.exists():
             return 0
         good = 0
@@ -71,33 +75,51 @@ class PageJournal:
                     break
                 try:
                     record = json.loads(line)
-                    self.answers[record["key"]] = record["body"]
+                    key = record["key"]
+                    if not isinstance(key, str) or not isinstance(record["body"], str):
+                        break
                 except (ValueError, KeyError, TypeError):
                     break
+                self._index[key] = (good, len(line))
                 good += len(line)
         return good
 
     def __contains__(self, key: str) -> bool:
-        return key in self.answers
+        return key in self._index
 
     def __len__(self) -> int:
-        return len(self.answers)
+        return len(self._index)
 
     def get(self, key: str) -> str | None:
-        return self.answers.get(key)
+        """The answer saved for ``key``, read back from the file; None if there is none."""
+        place = self._index.get(key)
+        if place is None:
+            return None
+        offset, length = place
+        body: str = json.loads(os.pread(self._fd, length, offset))["body"]
+        return body
 
     def put(self, key: str, method: str, body: str) -> None:
         """Append one answer and make it durable before returning."""
-        if key in self.answers:
+        if key in self._index:
             return
-        line = json.dumps({"key": key, "method": method, "body": body}, ensure_ascii=False) + "\n"
-        self._file.write(line.encode("utf-8"))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self.answers[key] = body
+        line = (json.dumps({"key": key, "method": method, "body": body}, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            written = 0
+            while written < len(line):
+                written += os.write(self._fd, line[written:])
+            os.fsync(self._fd)
+        except OSError:
+            # A partial record (a full disk) is cut away, so the answers after it stay readable.
+            os.ftruncate(self._fd, self._size)
+            raise
+        self._index[key] = (self._size, len(line))
+        self._size += len(line)
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def discard(self) -> None:
         """Forget the journal (its run is finished and committed)."""

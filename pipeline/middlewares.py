@@ -11,7 +11,14 @@ from scrapy.utils.asyncio import sleep
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.job import job_dir
 
-from pipeline.errors import QUOTA_SPENT_REASON, STOP_MESSAGE_STAT, GatewayStopped, MalformedResponse, crawl_stopping
+from pipeline.errors import (
+    QUOTA_SPENT_REASON,
+    STOP_MESSAGE_STAT,
+    GatewayStopped,
+    ImageRejected,
+    MalformedResponse,
+    crawl_stopping,
+)
 from pipeline.gateways.actions import FATAL, RETRY, STOP, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
 from pipeline.journal import REPLAYED_FLAG
@@ -169,7 +176,7 @@ class GatewayMiddleware:
                            silent, self._failed_since, what)
 
     def process_exception(self, request: Request, exception: Exception) -> None:
-        if request.meta.get(METHOD_META_KEY) is not None and not isinstance(exception, GatewayStopped):
+        if request.meta.get(METHOD_META_KEY) is not None and not isinstance(exception, GatewayStopped | ImageRejected):
             self._no_answer(f"{type(exception).__name__}: {exception}")
         return None
 

@@ -83,8 +83,10 @@ STAGING_DIR = "_staging"
 LOCK_DIR = "_locks"
 #: Written, fsynced, just before a commit's renames: what is still to do if the commit is cut short.
 COMMIT_RECORD = "commit.json"
-#: Rows a staging writer holds before it writes them as a row group (PARQUET_ROW_GROUP_SIZE overrides it).
-DEFAULT_STAGE_ROWS = 10_000
+#: Rows a staging writer holds before it writes them as a row group: small, so that what a crawl
+#: holds does not depend on its size (1,000 hits are 50 pages of 20; a row group every few minutes
+#: at a real key's pace). The published files' row groups are PARQUET_ROW_GROUP_SIZE.
+STAGE_ROWS = 1_000
 #: Memory DuckDB may use to build the tables before it spills to the staging directory.
 COMMIT_MEMORY_LIMIT = "512MB"
 #: Rows per batch read back from DuckDB while the tables are written.
@@ -461,7 +463,7 @@ class DatasetRun:
         self.formats = dataset_formats(settings) if root else []
         self.batch_items = settings.getint("DATASET_BATCH_ITEMS")
         self.compression = str(settings.get("PARQUET_COMPRESSION") or "zstd")
-        self.stage_rows = settings.getint("PARQUET_ROW_GROUP_SIZE", DEFAULT_STAGE_ROWS)
+        self.stage_rows = STAGE_ROWS
         #: The manifest once written (the run is committed), for the crawl command's summary.
         self.written: dict[str, Any] | None = None
         #: The one line saying why the run failed (a write that failed), if it did.

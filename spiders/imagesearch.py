@@ -10,9 +10,11 @@ Every seed ends in exactly one SeedSummary: ``ok``, ``rejected`` (refused before
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -36,12 +38,11 @@ from pipeline.errors import (
 from pipeline.extensions import resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions
 from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY, load_gateway
-from pipeline.images import is_platform_cdn, prepare_image, read_image_file, sha256_hex
+from pipeline.images import ImageRef, is_platform_cdn, prepare_image, read_image_file, sha256_hex
 from pipeline.redaction import Redactor
 from pipeline.seeds import Seed, category_id, is_category_id, resolve_seeds
 
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Self
 
     from scrapy.crawler import Crawler
@@ -66,7 +67,9 @@ class SearchJob:
     cat: str | None
     seeds: list[Seed] = field(default_factory=list)
     sha256: str | None = None
-    image_data: str | None = None
+    #: What page calls search: the picture's file (prepared as each call leaves), a platform URL or
+    #: an uploaded picture's reference.
+    image_data: str | ImageRef | None = None
     page_size: int = 0
     total_results: int | None = None
     page_count: int | None = None
@@ -94,6 +97,8 @@ class ImageSearchSpider(Spider):
         self.redactor = Redactor(())
         self._unsummarised: dict[str, Seed] = {}
         self._stopped = False
+        #: Where downloaded seed images wait for their calls (made at the first download, removed at the end).
+        self._spool: tempfile.TemporaryDirectory[str] | None = None
         self.endpoint = ""
 
     @classmethod
@@ -150,6 +155,10 @@ class ImageSearchSpider(Spider):
             for output in self._guarded([seed], None, self._join_job(seed, jobs)):
                 yield output
         for job in jobs:
+            # Scrapy's lazy start: the next seed is prepared when the downloader has room, so
+            # the requests waiting in the scheduler stay about CONCURRENT_REQUESTS, not one a seed.
+            if self.crawler.engine is not None and self.crawler.engine.needs_backout():
+                await self.crawler.signals.wait_for(signals.scheduler_empty)
             if self._stopped:
                 return
             for output in self._guarded(job.seeds, job, self._begin(job)):
@@ -210,21 +219,36 @@ class ImageSearchSpider(Spider):
                 )
             return
         assert seed.path is not None
-        yield from self._prepared(job, read_image_file(seed.path))
+        yield from self._prepared(job, read_image_file(seed.path), seed.path)
 
-    def _prepared(self, job: SearchJob, data: bytes) -> Iterator[Any]:
-        """Decode a seed's image bytes and send the first call with it: its search, or its upload."""
+    def _prepared(self, job: SearchJob, data: bytes, path: Path) -> Iterator[Any]:
+        """Check that a seed's image bytes decode, then send the first call with its file: its search, or its upload.
+
+        The calls carry the file, not the picture: each is prepared from it as the call leaves (so
+        memory does not grow with the seeds waiting for their quota slot). Preparing it here as
+        well refuses an image that cannot be decoded before any call is spent on it.
+        """
         try:
             prepared = prepare_image(data, self.max_image_side, self.max_image_pixels)
         except ImageRejected as rejection:
             yield from self._summarise(job.seeds, REJECTED, rejection.reason, rejection.detail, job)
             return
         job.sha256 = prepared.sha256
+        del prepared, data
+        image = ImageRef(path, job.sha256, self.max_image_side, self.max_image_pixels)
         if self.gateway.uploads_local_images:
-            yield self._request(self.gateway.build_upload(prepared.jpeg), job, self.parse_upload)
+            yield self._request(self.gateway.build_upload(image), job, self.parse_upload)
             return
-        job.image_data = prepared.base64()
+        job.image_data = image
         yield self._search_request(job, 1)
+
+    def _spooled(self, data: bytes) -> Path:
+        """A downloaded seed image, kept in a file of the crawl's own until the crawl ends (its calls read it)."""
+        if self._spool is None:
+            self._spool = tempfile.TemporaryDirectory(prefix="imagesearch-seed-images-")
+        path = Path(self._spool.name) / sha256_hex(data)
+        path.write_bytes(data)
+        return path
 
     def _request(self, call: ApiCall, job: SearchJob, callback: Any, **cb_kwargs: Any) -> Request:
         return self.gateway.to_request(
@@ -249,7 +273,13 @@ class ImageSearchSpider(Spider):
         job = self.jobs.get(job_id)
         if job is None or self._stopped:
             return
-        yield from self._guarded(job.seeds, job, self._prepared(job, response.body))
+        try:
+            path = self._spooled(response.body)
+        except OSError as exc:
+            yield from self._summarise(job.seeds, REJECTED, "unreadable_file",
+                                       f"cannot keep the downloaded image: {exc.strerror or exc}", job)
+            return
+        yield from self._guarded(job.seeds, job, self._prepared(job, response.body, path))
 
     def seed_image_failed(self, failure: Failure) -> Iterator[Any]:
         """Errback of a seed image download: the seed is rejected (no call was spent on it)."""
@@ -357,6 +387,9 @@ class ImageSearchSpider(Spider):
         job = self.jobs.get(request.cb_kwargs.get("job_id", ""))
         if job is None or self._stopped or failure.check(GatewayStopped):
             return  # the fatal error that stopped the crawl summarises this job's seeds
+        if isinstance(failure.value, ImageRejected):  # its file, read as the call left: no call was sent
+            yield from self._summarise(job.seeds, REJECTED, failure.value.reason, failure.value.detail, job)
+            return
         retries = request.meta.get("retry_times", 0)
         if isinstance(failure.value, HttpError):
             status = failure.value.response.status
@@ -411,6 +444,8 @@ class ImageSearchSpider(Spider):
         )
 
     def spider_closed(self, reason: str) -> None:
+        if self._spool is not None:
+            self._spool.cleanup()
         if self._unsummarised and reason != GATEWAY_FATAL_REASON:
             logger.warning(
                 "The crawl ended (%s) before %d seeds were searched: they have no row in the seeds table",

@@ -34,3 +34,17 @@ def test_bench_export_reports_ours_against_scrapys_csv_feed_with_memory() -> Non
 ])
 def test_the_other_benchmarks_run(script: str, args: tuple[str, ...], expected: str) -> None:
     assert expected in bench(script, *args)
+
+
+def test_bench_memory_reports_peak_rss_against_the_smallest_crawl() -> None:
+    out = bench("bench_memory.py", "--seeds", "4,12", "--side", "256", "--quota", "50/1")
+    assert out.startswith("machine: ") and "photos: 12 of 256 px" in out
+    assert "target peak RSS flat in seed count (<= 1.2x from 4 to 12 seeds): " in out
+
+
+def test_bench_commit_reports_ours_against_duckdb_alone() -> None:
+    out = bench("bench_commit.py", "--hits", "3000", "--repeat", "1")
+    assert "staged: 3,000 hits of 30 seeds" in out
+    assert "products rows agree across cases: True" in out
+    for case in ("ours", "ours-parquet", "duckdb", "duckdb-all"):
+        assert any(line.split()[:1] == [case] for line in out.splitlines()), out

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from PIL import Image
 from scrapy import Request, Spider
 from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.http import Response
@@ -14,8 +18,10 @@ from scrapy.utils.test import get_crawler
 from twisted.internet.error import TimeoutError as TxTimeoutError
 
 from pipeline import settings as project_settings
+from pipeline.errors import ImageRejected
 from pipeline.gateways.base import CALL_KEY_META_KEY, load_gateway
 from pipeline.handlers import GatewayDownloadHandler
+from pipeline.images import ImageRef, sha256_hex
 
 KEY, SECRET = "onebound-key-42", "s3cret+value/with=marks"
 
@@ -85,3 +91,50 @@ def test_each_attempt_is_signed_afresh(handler: GatewayDownloadHandler) -> None:
     asyncio.run(top.download_request(request.copy()))
     first, second = (parse_qs(r.body.decode()) for r in RecordingHandler.seen)
     assert first["sign"] and second["sign"] and b"sign=" not in request.body
+
+
+def _top_handler() -> GatewayDownloadHandler:
+    crawler: Any = get_crawler(Spider, {**{k: v for k, v in vars(project_settings).items() if k.isupper()},
+                                        "ADDONS": {}, "IMAGESEARCH_APP_SECRET": SECRET,
+                                        "IMAGESEARCH_DOWNLOAD_HANDLER": f"{__name__}.RecordingHandler"})
+    RecordingHandler.seen, RecordingHandler.fail = [], False
+    return GatewayDownloadHandler(crawler)
+
+
+def _photo(path: Path, colour: tuple[int, int, int] = (200, 40, 40)) -> ImageRef:
+    Image.new("RGB", (1600, 1200), colour).save(path, "JPEG")
+    return ImageRef(path, sha256_hex(path.read_bytes()), max_side=512, max_pixels=10_000_000)
+
+
+def test_a_call_waits_without_its_picture_and_leaves_with_it_prepared_and_signed(tmp_path: Path) -> None:
+    """Memory does not grow with the calls waiting for their quota slot: they carry a file, not a picture."""
+    top = _top_handler()
+    gateway = load_gateway(top.crawler)
+    image = _photo(tmp_path / "seed.jpg")
+    request = gateway.to_request(gateway.build_search(image, 1, None), "http://127.0.0.1:1/router/rest")
+    assert b"image_data=" not in request.body and len(request.body) < 200  # what waits in the scheduler
+    asyncio.run(top.download_request(request))
+    (sent,) = RecordingHandler.seen
+    params = parse_qs(sent.body.decode())
+    with Image.open(io.BytesIO(base64.b64decode(params["image_data"][0]))) as picture:
+        assert picture.format == "JPEG" and picture.size == (512, 384)  # prepared as it left
+    assert params["sign"] and params["page"] == ["1"]
+    # The call's key (the journal's) names the picture by its content, not by its Base64.
+    assert gateway.build_search(image, 1, None).key == gateway.build_search(image, 1, None).key
+    assert gateway.build_search(_photo(tmp_path / "other.jpg", (0, 90, 0)), 1, None).key != \
+        gateway.build_search(image, 1, None).key
+
+
+def test_a_picture_changed_after_its_seed_was_read_is_refused_and_not_sent(tmp_path: Path) -> None:
+    top = _top_handler()
+    gateway = load_gateway(top.crawler)
+    image = _photo(tmp_path / "seed.jpg")
+    request = gateway.to_request(gateway.build_search(image, 1, None), "http://127.0.0.1:1/router/rest")
+    _photo(tmp_path / "seed.jpg", (0, 0, 255))  # the user replaced the file while the crawl ran
+    with pytest.raises(ImageRejected) as info:
+        asyncio.run(top.download_request(request))
+    assert info.value.reason == "image_changed" and RecordingHandler.seen == []
+    (tmp_path / "seed.jpg").unlink()
+    with pytest.raises(ImageRejected, match="no such file") as info:
+        asyncio.run(top.download_request(request))
+    assert info.value.reason == "file_not_found" and RecordingHandler.seen == []

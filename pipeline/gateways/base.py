@@ -18,11 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode
 
 from scrapy.http import TextResponse
 from scrapy.utils.misc import build_from_crawler, load_object
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
+from pipeline.images import ImageRef
 from pipeline.timezones import CHINA_TZ
 
 if TYPE_CHECKING:
@@ -37,6 +39,9 @@ CALL_KEY_META_KEY = "imagesearch_call_key"
 #: Request meta key naming the API method of a gateway call; the gateway middlewares (pacing,
 #: error actions) and the download handler (signing) act only on such requests.
 METHOD_META_KEY = "imagesearch_call"
+#: Request meta key of a call's picture, ``(form field, ImageRef)``: the field is added to the body
+#: when the call is sent (``with_image``), not before.
+IMAGE_META_KEY = "imagesearch_image"
 #: IMAGESEARCH_GATEWAY's short names; any other value is the import path of a Gateway class.
 GATEWAYS: dict[str, str] = {
     "top": "pipeline.gateways.top.gateway.TopGateway",
@@ -46,20 +51,42 @@ GATEWAYS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class ApiCall:
-    """One API call before it is sent: the method name and its (unsigned) business parameters."""
+    """One API call before it is sent: the method name, its (unsigned) business parameters, and the
+    picture it sends, if any (``image``, the form field ``image_param``), prepared when it is sent."""
 
     method: str
     params: dict[str, str] = field(default_factory=dict)
+    image: ImageRef | None = None
+    image_param: str = ""
 
     def __repr__(self) -> str:
         # Parameters can hold a Base64 image of a few hundred kilobytes: never print them.
-        return f"ApiCall({self.method!r}, params={sorted(self.params)})"
+        return f"ApiCall({self.method!r}, params={sorted(self.params)}, image={self.image!r})"
 
     @property
     def key(self) -> str:
-        """A digest of what is asked (method and business parameters, not signature or time): equal calls, one key."""
-        payload = json.dumps([self.method, sorted(self.params.items())], ensure_ascii=False, separators=(",", ":"))
+        """A digest of what is asked (method, business parameters, the picture's identity; not signature or
+        time): equal calls, one key."""
+        asked: list[Any] = [self.method, sorted(self.params.items())]
+        if self.image is not None:
+            asked.append([self.image_param, self.image.identity])
+        payload = json.dumps(asked, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def with_image(request: Request) -> Request:
+    """The request with its picture in the form body (prepared now, from its file), if it carries one.
+
+    ImageRejected if the file can no longer be read or changed: the call is not sent.
+    """
+    image = request.meta.get(IMAGE_META_KEY)
+    if image is None:
+        return request
+    param, ref = image
+    encoded = urlencode({param: ref.prepare().base64()}).encode("ascii")
+    headers = request.headers.copy()
+    headers.setdefault(b"Content-Type", b"application/x-www-form-urlencoded")
+    return request.replace(body=request.body + b"&" + encoded if request.body else encoded, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -148,12 +175,14 @@ class Gateway(ABC):
     # -- calls -----------------------------------------------------------------------------------
 
     @abstractmethod
-    def build_search(self, image_data: str, page: int, cat: str | None) -> ApiCall:
-        """The call searching ``image_data`` (Base64 JPEG, platform URL or uploaded image ref)."""
+    def build_search(self, image_data: str | ImageRef, page: int, cat: str | None) -> ApiCall:
+        """The call searching ``image_data``: a picture (a file prepared when the call is sent, or Base64
+        JPEG), a platform URL or an uploaded image's reference."""
 
     @abstractmethod
-    def build_upload(self, image_bytes: bytes) -> ApiCall:
-        """The call that makes a picture (a prepared JPEG) searchable, for a gateway that ``uploads_local_images``."""
+    def build_upload(self, image: bytes | ImageRef) -> ApiCall:
+        """The call that makes a picture (a prepared JPEG, or a file prepared when the call is sent)
+        searchable, for a gateway that ``uploads_local_images``."""
 
     @abstractmethod
     def to_request(self, call: ApiCall, endpoint: str, **kwargs: Any) -> Request:
@@ -172,10 +201,13 @@ class Gateway(ABC):
         """The meta of a call's request: the caller's (taken out of ``kwargs``), the call's method and key
         (which mark it as a gateway call and journal its answer), and no redirect: a redirect would be
         built from the signed URL, and a gateway that redirects is not one we can trust with a secret."""
-        return {
+        meta = {
             **(kwargs.pop("meta", None) or {}), METHOD_META_KEY: call.method, CALL_KEY_META_KEY: call.key,
             "dont_redirect": True,
         }
+        if call.image is not None:
+            meta[IMAGE_META_KEY] = (call.image_param, call.image)
+        return meta
 
     def secrets(self) -> tuple[str, ...]:
         """The strings no log line may show: the key and the secret."""

@@ -34,6 +34,7 @@ from pipeline.gateways.onebound.wire import (
     ApiInfo,
     code_text,
 )
+from pipeline.images import ImageRef
 from pipeline.normalize import normalize_url
 
 if TYPE_CHECKING:
@@ -110,22 +111,26 @@ class OneboundGateway(Gateway):
         cache = str(settings.get("IMAGESEARCH_ONEBOUND_CACHE") or "no").strip().lower()
         return cache, str(settings.get("IMAGESEARCH_ONEBOUND_LANG") or "cn").strip().lower()
 
-    def build_search(self, image_data: str, page: int, cat: str | None) -> ApiCall:
+    def build_search(self, image_data: str | ImageRef, page: int, cat: str | None) -> ApiCall:
+        if isinstance(image_data, ImageRef):
+            raise TypeError("Onebound searches a picture's URL or imgid: upload a local picture first")
         params = {IMAGE_URL_PARAM: _absolute(image_data), "page": str(page), "lang": self.lang, "cache": self.cache,
                   "result_type": "json"}
         if cat:
             params["cat"] = str(cat)
         return ApiCall(SEARCH_API, params)
 
-    def build_upload(self, image_bytes: bytes) -> ApiCall:
-        return ApiCall(UPLOAD_API, {IMAGE_CODE_PARAM: base64.b64encode(image_bytes).decode("ascii")})
+    def build_upload(self, image: bytes | ImageRef) -> ApiCall:
+        if isinstance(image, ImageRef):  # Base64 of the file, put in the body when the call is sent
+            return ApiCall(UPLOAD_API, image=image, image_param=IMAGE_CODE_PARAM)
+        return ApiCall(UPLOAD_API, {IMAGE_CODE_PARAM: base64.b64encode(image).decode("ascii")})
 
     def to_request(self, call: ApiCall, endpoint: str, **kwargs: Any) -> Request:
         meta = self.call_meta(call, kwargs)
         base = endpoint.rstrip("/")
         if call.method == UPLOAD_API:
             # The picture goes in the body; the credentials join the query string when it is sent.
-            return FormRequest(base + UPLOAD_PATH, formdata=call.params, meta=meta, **kwargs)
+            return FormRequest(base + UPLOAD_PATH, method="POST", formdata=call.params, meta=meta, **kwargs)
         return Request(f"{base}{SEARCH_PATH}?{urlencode(sorted(call.params.items()))}", meta=meta, **kwargs)
 
     def sign(self, request: Request) -> Request:

@@ -27,6 +27,7 @@ from pipeline.gateways.top.wire import (
     UPLOAD_METHOD,
     response_key,
 )
+from pipeline.images import ImageRef
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -141,15 +142,19 @@ class TopGateway(Gateway):
     def sandbox_endpoint(self, base_url: str) -> str:
         return base_url + ROUTER_PATH
 
-    def build_search(self, image_data: str, page: int, cat: str | None) -> ApiCall:
-        params = {IMAGE_DATA_PARAM: image_data, "page": str(page)}
+    def build_search(self, image_data: str | ImageRef, page: int, cat: str | None) -> ApiCall:
+        params = {"page": str(page)}
         if cat:
             params["cat"] = str(cat)
-        return ApiCall(SEARCH_METHOD, params)
+        if isinstance(image_data, ImageRef):  # Base64 of the file, put in when the call is sent
+            return ApiCall(SEARCH_METHOD, params, image=image_data, image_param=IMAGE_DATA_PARAM)
+        return ApiCall(SEARCH_METHOD, {IMAGE_DATA_PARAM: image_data, **params})
 
-    def build_upload(self, image_bytes: bytes) -> ApiCall:
+    def build_upload(self, image: bytes | ImageRef) -> ApiCall:
         # The crawl never needs it (image_data takes the Base64 picture); a gateway that uploads first does.
-        return ApiCall(UPLOAD_METHOD, {UPLOAD_IMAGE_PARAM: base64.b64encode(image_bytes).decode("ascii")})
+        if isinstance(image, ImageRef):
+            return ApiCall(UPLOAD_METHOD, image=image, image_param=UPLOAD_IMAGE_PARAM)
+        return ApiCall(UPLOAD_METHOD, {UPLOAD_IMAGE_PARAM: base64.b64encode(image).decode("ascii")})
 
     def to_request(self, call: ApiCall, endpoint: str, **kwargs: Any) -> Request:
         meta = self.call_meta(call, kwargs)

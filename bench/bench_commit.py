@@ -1,0 +1,199 @@
+"""Benchmark: committing a run of 1,000,000 staged hits, against DuckDB's own time for the same dedupe.
+
+    .venv/bin/python bench/bench_commit.py                    # 1,000,000 hits
+    .venv/bin/python bench/bench_commit.py --hits 100000      # quicker
+
+Stages ``--hits`` hits (100 a seed, ~1 in 4 a product another seed found too; realistic titles,
+prices and URLs) as a crawl stages them (``hits.parquet`` and ``seeds.parquet``, pipeline/run.py),
+then times, each in its own process so its peak RSS (``os.wait4``) is its own alone:
+
+- ``ours``: ``pipeline.run.build_tables``, what a commit does before its renames: products (one
+  row per num_iid: first seed given, then best position), matches and seeds, written as the
+  project's Parquet and CSV files (DATASET_FORMATS=parquet,csv) and, in a second case, Parquet only;
+- ``duckdb``: DuckDB alone running the same products dedupe over the same file into one
+  Parquet file (``COPY (... QUALIFY row_number() ...) TO ... (FORMAT parquet)``), with the same
+  memory limit: the floor of what building products costs;
+- ``duckdb-all``: DuckDB's COPY of all three tables, Parquet and CSV, the like-for-like of ``ours``.
+
+``--repeat`` rounds (default 2); each case's fastest time and its highest peak are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+HITS_PER_SEED = 100
+CASES = ("ours", "ours-parquet", "duckdb", "duckdb-all")
+
+
+def stage(staging: Path, n_hits: int) -> None:
+    """``hits.parquet`` and ``seeds.parquet`` as a crawl of ``n_hits`` hits stages them."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from items.schema import HITS, STAGED_SEEDS
+
+    staging.mkdir(parents=True, exist_ok=True)
+    schema = HITS.arrow_schema
+    crawled_at = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+    rng = np.random.default_rng(0)
+    chunk = 100_000
+    with pq.ParquetWriter(staging / "hits.parquet", schema, compression="zstd") as writer:
+        for start in range(0, n_hits, chunk):
+            i = np.arange(start, min(start + chunk, n_hits))
+            seed = i // HITS_PER_SEED
+            num_iid = 600_000_000_000 + (i * 7919) % (n_hits * 3 // 4 + 1)
+            price = np.round(9.9 + rng.random(len(i)) * 500, 2)
+            columns = {
+                "run_id": pa.array(["20261130T040000Z-bench"] * len(i)),
+                "seed_id": pa.array([f"seed-{s:06d}" for s in seed]),
+                "seed_rank": pa.array(seed, pa.int32()),
+                "num_iid": pa.array(num_iid, pa.int64()),
+                "page": pa.array(1 + (i % HITS_PER_SEED) // 20, pa.int32()),
+                "position": pa.array(i % HITS_PER_SEED + 1, pa.int32()),
+                "cat": pa.array([None if s % 3 else "50015374" for s in seed], pa.string()),
+                "title": pa.array([f"夏季新款 纯棉 T恤 短袖 男女同款 宽松 {n}" for n in num_iid]),
+                "pic_url": pa.array([f"https://img.alicdn.com/imgextra/i4/{n}.jpg" for n in num_iid]),
+                "detail_url": pa.array([f"https://item.taobao.com/item.htm?id={n}" for n in num_iid]),
+                "seller_nick": pa.array([f"shop{n % 997}" for n in num_iid]),
+                "is_tmall": pa.array(num_iid % 2 == 0),
+                "price_min": pa.array(price).cast(schema.field("price_min").type),
+                "price_max": pa.array(price).cast(schema.field("price_max").type),
+                "price_raw": pa.array([f"{p:.2f}" for p in price]),
+                "promotion_price": pa.nulls(len(i), schema.field("promotion_price").type),
+                "sales": pa.array((i * 104729) % 5000, pa.int64()),
+                "sales_raw": pa.array([f"{s}人付款" for s in (i * 104729) % 5000]),
+                "crawled_at": pa.array([crawled_at] * len(i), schema.field("crawled_at").type),
+            }
+            writer.write_table(pa.table([columns[f.name] for f in schema], schema=schema))
+    n_seeds = -(-n_hits // HITS_PER_SEED)
+    seeds_schema = STAGED_SEEDS.arrow_schema
+    seeds = {
+        "run_id": pa.array(["20261130T040000Z-bench"] * n_seeds),
+        "seed_id": pa.array([f"seed-{s:06d}" for s in range(n_seeds)]),
+        "source": pa.array([f"photos/{s}.jpg" for s in range(n_seeds)]),
+        "sha256": pa.array(["ab" * 32] * n_seeds),
+        "status": pa.array(["ok"] * n_seeds),
+        "error_code": pa.nulls(n_seeds, pa.string()),
+        "error_msg": pa.nulls(n_seeds, pa.string()),
+        "total_results": pa.array([HITS_PER_SEED] * n_seeds, pa.int64()),
+        "pages_fetched": pa.array([5] * n_seeds, pa.int32()),
+        "items_found": pa.array([HITS_PER_SEED] * n_seeds, pa.int64()),
+        "seed_rank": pa.array(range(n_seeds), pa.int32()),
+    }
+    pq.write_table(pa.table([seeds[f.name] for f in seeds_schema], schema=seeds_schema),
+                   staging / "seeds.parquet", compression="zstd")
+
+
+def run_case(case: str, staging: Path, out: Path) -> dict[str, Any]:
+    """One case, in this process: its rows written."""
+    if case.startswith("ours"):
+        from pipeline.run import RunInfo, build_tables
+
+        formats = ["parquet"] if case == "ours-parquet" else ["parquet", "csv"]
+        run = RunInfo("20261130T040000Z-bench", datetime(2026, 11, 30, 4, 0, tzinfo=UTC), "2026-11-30")
+        files = build_tables(staging, out, run, formats, 100_000, "zstd")
+        return {f"{f['table']}": f["rows"] for f in files if f["format"] == "parquet"}
+    import duckdb
+
+    from pipeline.run import _TABLE_QUERIES, COMMIT_MEMORY_LIMIT
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{COMMIT_MEMORY_LIMIT}'")
+    con.execute("SET temp_directory = ?", [str(out / "duckdb-spill")])
+    con.execute("SET preserve_insertion_order = false")
+    out.mkdir(parents=True, exist_ok=True)
+    staged = {"hits": str(staging / "hits.parquet"), "seeds": str(staging / "seeds.parquet")}
+    tables = ["products"] if case == "duckdb" else list(_TABLE_QUERIES)
+    formats = ["parquet"] if case == "duckdb" else ["parquet", "csv"]
+    rows = {}
+    for name in tables:
+        query = _TABLE_QUERIES[name].replace("$hits", f"'{staged['hits']}'").replace("$seeds", f"'{staged['seeds']}'")
+        for fmt in formats:
+            options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER"
+            con.execute(f"COPY ({query}) TO '{out / f'{name}.{fmt}'}' ({options})")
+        rows[name] = con.execute(f"SELECT count(*) FROM read_parquet('{out / f'{name}.parquet'}')").fetchone()[0]
+    return rows
+
+
+def measure(case: str, staging: Path, out: Path) -> dict[str, Any]:
+    """Run ``case`` in a child process: seconds of its work (imports excluded), peak RSS (MB), rows per table."""
+    command = [sys.executable, __file__, "--case", case, "--staging", str(staging), "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{case} failed")
+    result: dict[str, Any] = json.loads(output)
+    return {**result, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hits", type=int, default=1_000_000, help="staged hits (default 1,000,000)")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of every case (default 2)")
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--staging", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        # Imported before the clock starts, in every case alike.
+        import duckdb
+        import pyarrow
+
+        import pipeline.run  # noqa: F401
+
+        started = time.perf_counter()
+        rows = run_case(args.case, args.staging, args.out)
+        print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))
+        return
+
+    import duckdb
+    import pyarrow
+
+    print(f"machine: {platform.platform()} | Python {platform.python_version()} | {os.cpu_count()} CPUs | "
+          f"duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}")
+    with tempfile.TemporaryDirectory(prefix="bench-commit-") as tmp:
+        staging = Path(tmp) / "staging"
+        started = time.perf_counter()
+        stage(staging, args.hits)
+        size = sum(p.stat().st_size for p in staging.iterdir()) / 1e6
+        print(f"staged: {args.hits:,} hits of {-(-args.hits // HITS_PER_SEED):,} seeds, {size:.0f} MB of Parquet, "
+              f"in {time.perf_counter() - started:.1f} s")
+        results: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
+        for round_ in range(args.repeat):
+            for case in CASES:
+                out = Path(tmp) / f"{case}-{round_}"
+                results[case].append(measure(case, staging, out))
+        print(f"{'case':<14} {'seconds':>8} {'peak RSS MB':>12}  rows")
+        best = {}
+        for case in CASES:
+            runs = results[case]
+            best[case] = min(r["seconds"] for r in runs)
+            peak = max(r["peak_rss_mb"] for r in runs)
+            rows = ", ".join(f"{k} {v:,}" for k, v in sorted(runs[0]["rows"].items()))
+            print(f"{case:<14} {best[case]:>8.2f} {peak:>12.0f}  {rows}")
+        products = {case: results[case][0]["rows"]["products"] for case in CASES}
+        same = len(set(products.values())) == 1
+        print(f"products rows agree across cases: {same} ({products['ours']:,})")
+        print(f"ours / duckdb-all time: {best['ours'] / best['duckdb-all']:.2f}x; "
+              f"ours-parquet / duckdb (products dedupe alone): {best['ours-parquet'] / best['duckdb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
