@@ -520,6 +520,12 @@ class DatasetRun:
             self.release()
             raise RunStorageFailed(storage_message(exc, self.staging)) from None
 
+    def scratch_dir(self) -> Path | None:
+        """Where the crawl may keep files it needs only while it runs (downloaded seed images): inside
+        the run's staging, which the commit and the next start of the run remove, so that even a
+        killed crawl leaves nothing of its own behind for long. ``None`` with user feeds."""
+        return self.staging / "scratch" if self.root is not None else None
+
     def _lock(self, lock: RunLock) -> None:
         lock.acquire()
         self._locks.append(lock)

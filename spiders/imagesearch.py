@@ -10,6 +10,7 @@ Every seed ends in exactly one SeedSummary: ``ok``, ``rejected`` (refused before
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from pipeline.gateways.actions import FATAL, ErrorActions
 from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY, load_gateway
 from pipeline.images import ImageRef, is_platform_cdn, prepare_image, read_image_file, sha256_hex
 from pipeline.redaction import Redactor
+from pipeline.run import DatasetRun
 from pipeline.seeds import Seed, category_id, is_category_id, resolve_seeds
 
 if TYPE_CHECKING:
@@ -98,7 +100,7 @@ class ImageSearchSpider(Spider):
         self._unsummarised: dict[str, Seed] = {}
         self._stopped = False
         #: Where downloaded seed images wait for their calls (made at the first download, removed at the end).
-        self._spool: tempfile.TemporaryDirectory[str] | None = None
+        self._spool: Path | None = None
         self.endpoint = ""
 
     @classmethod
@@ -245,8 +247,14 @@ class ImageSearchSpider(Spider):
     def _spooled(self, data: bytes) -> Path:
         """A downloaded seed image, kept in a file of the crawl's own until the crawl ends (its calls read it)."""
         if self._spool is None:
-            self._spool = tempfile.TemporaryDirectory(prefix="imagesearch-seed-images-")
-        path = Path(self._spool.name) / sha256_hex(data)
+            run = self.crawler.get_extension(DatasetRun)
+            scratch = run.scratch_dir() if run is not None else None
+            if scratch is None:  # user feeds: no staging of the run's own
+                self._spool = Path(tempfile.mkdtemp(prefix="imagesearch-seed-images-"))
+            else:
+                scratch.mkdir(parents=True, exist_ok=True)
+                self._spool = Path(tempfile.mkdtemp(prefix="seed-images-", dir=scratch))
+        path = self._spool / sha256_hex(data)
         path.write_bytes(data)
         return path
 
@@ -445,7 +453,7 @@ class ImageSearchSpider(Spider):
 
     def spider_closed(self, reason: str) -> None:
         if self._spool is not None:
-            self._spool.cleanup()
+            shutil.rmtree(self._spool, ignore_errors=True)
         if self._unsummarised and reason != GATEWAY_FATAL_REASON:
             logger.warning(
                 "The crawl ended (%s) before %d seeds were searched: they have no row in the seeds table",

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from datasets import load_dataset
 from PIL import Image
 
 from sandbox.catalog import builtin_catalog
@@ -167,8 +168,13 @@ def test_every_spec_kind_and_odd_images(
         str(tmp_path / "gone.jpg"),
     ])
     sandbox.reset()
-    result = crawl(tmp_path, seeds, *against(sandbox, "-s", 'IMAGESEARCH_CDN_HOSTS=["127.0.0.1"]', "-a", "pages=2"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = crawl(tmp_path, seeds, *against(sandbox, "-s", 'IMAGESEARCH_CDN_HOSTS=["127.0.0.1"]', "-a", "pages=2"),
+                   env={"TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stderr[-3000:]
+    # The downloaded images waited in a directory of the crawl's own, gone with it.
+    assert list(scratch.iterdir()) == []
     rows = result.summaries
     statuses = {Path(str(row["source"])).name if "/" in str(row["source"]) else row["source"]: row["status"]
                 for row in rows.values()}
@@ -303,6 +309,37 @@ def test_wrong_secret_stops_at_once_with_one_line_and_exit_3(
     for text in (result.stdout, result.stderr, written):
         assert WRONG_SECRET not in text
     assert "sign=" not in result.stderr and "image_data=" not in result.stderr
+
+
+def test_a_killed_crawl_leaves_its_downloaded_images_only_inside_its_run(
+    tmp_path: Path, sandbox: SandboxProcess, image_server: str,
+) -> None:
+    scratch, datasets, jobdir = tmp_path / "tmp", tmp_path / "datasets", tmp_path / "job"
+    scratch.mkdir()
+    seeds = f"{image_server}/shoe.jpg"
+    options = ["-a", "pages=1", "-s", f"DATASET_DIR={datasets}", "-s", "DATASET_FORMATS=parquet",
+               "-s", f"JOBDIR={jobdir}", "-s", "RETRY_TIMES=0"]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IMAGESEARCH_")}, "TMPDIR": str(scratch)}
+    with SandboxProcess("--page-size", str(PAGE_SIZE), "--fault-slow", "1", "--slow-seconds", "60") as slow:
+        command = [sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={seeds}",
+                   "-s", f"IMAGESEARCH_ENDPOINT={slow.endpoint}", *options]
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            # The image is downloaded and kept; its search call hangs at the slow sandbox.
+            while not list(datasets.glob("_staging/*/scratch/*/*")) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert list(datasets.glob("_staging/*/scratch/*/*")), "the downloaded image never reached the run"
+            process.kill()
+        finally:
+            process.kill()
+            process.wait()
+    assert list(scratch.iterdir()) == []  # nothing in the system's temporary directory
+    result = crawl(tmp_path, seeds, *against(sandbox, *options), env={"TMPDIR": str(scratch)}, feed=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_dataset(datasets)["seeds"]["status"].tolist() == ["ok"]
+    assert list(scratch.iterdir()) == []
+    assert not (datasets / "_staging").exists() or not list((datasets / "_staging").iterdir())
 
 
 def test_fatal_rows_account_for_every_seed(tmp_path: Path, catalog: Any, image_server: str) -> None:
