@@ -43,8 +43,9 @@ def test_bench_memory_reports_peak_rss_against_the_smallest_crawl() -> None:
 
 
 def test_bench_commit_reports_ours_against_duckdb_alone() -> None:
-    out = bench("bench_commit.py", "--hits", "3000", "--repeat", "1")
+    out = bench("bench_commit.py", "--hits", "3000", "--repeat", "1", "--file-rows", "700")  # several files a table
     assert "staged: 3,000 hits of 30 seeds" in out
     assert "products rows agree across cases: True" in out
+    assert "matches 3,000" in next(line for line in out.splitlines() if line.startswith("ours "))
     for case in ("ours", "ours-parquet", "duckdb", "duckdb-all"):
         assert any(line.split()[:1] == [case] for line in out.splitlines()), out
