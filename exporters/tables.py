@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -90,7 +91,17 @@ def _coercer(type_: pa.DataType) -> Callable[[Any], Any]:
         return normalize_bool
     if pa.types.is_timestamp(type_):
         return normalize_timestamp
-    return normalize_text
+    return _text
+
+
+def _text(value: Any) -> str | None:
+    """normalize_text, with any lone surrogate (``"\\ud83d"`` in an answer's JSON: an emoji cut in two)
+    made U+FFFD: UTF-8 has no code for one, so Arrow cannot write it."""
+    text = normalize_text(value)
+    return text if text is None or text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def to_arrow(values: list[Any] | tuple[Any, ...], type_: pa.DataType) -> pa.Array[Any]:

@@ -22,7 +22,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.http import TextResponse
 from scrapy.utils.job import job_dir
 
-from pipeline.errors import GatewayStopped
+from pipeline.errors import ConfigurationError, GatewayStopped
 from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
 from pipeline.run import fail_run, storage_message
 
@@ -37,7 +37,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_FILE = "gateway-journal.jsonl"
+#: Named for the way its records' call keys are made (``ApiCall.key``): a journal keyed another way
+#: would match no call, and its answers be paid for again.
+JOURNAL_FILE = "gateway-journal-v2.jsonl"
+#: Journals of earlier versions, whose keys this one does not make: a JOBDIR holding one is refused.
+EARLIER_JOURNALS = ("gateway-journal.jsonl",)
 #: Response flag of an answer served from the journal.
 REPLAYED_FLAG = "journal"
 
@@ -148,6 +152,13 @@ class GatewayJournalMiddleware:
         directory = job_dir(crawler.settings)
         if not directory:
             raise NotConfigured("no JOBDIR: gateway answers are not journaled")
+        for name in EARLIER_JOURNALS:
+            if (earlier := Path(directory) / name).exists():
+                raise ConfigurationError(
+                    f"JOBDIR {directory} was started by an earlier version of this pipeline, whose journal "
+                    f"({name}) this one cannot match to its calls: resuming would pay again for every answer in "
+                    f"it. Finish that run with the version that started it, or remove {earlier} to start over"
+                )
         journal = PageJournal(Path(directory) / JOURNAL_FILE)
         if len(journal):
             logger.info(

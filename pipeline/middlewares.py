@@ -146,13 +146,13 @@ class GatewayMiddleware:
 
     async def _first_answer(self, request: Request) -> None:
         """Return at once for the first call (its retries too) and after the gateway's first answer; wait in between."""
-        if self._answered or request.meta.get(_PROBE_META_KEY):
-            return
-        if not self._probe_sent:
-            self._probe_sent = True
-            request.meta[_PROBE_META_KEY] = True
+        if request.meta.get(_PROBE_META_KEY):
             return
         while not self._answered and not self.stopping():  # a stop frees them as well
+            if not self._probe_sent:  # the first call, or the next in place of one never sent
+                self._probe_sent = True
+                request.meta[_PROBE_META_KEY] = True
+                return
             await sleep(_FIRST_ANSWER_POLL_SECONDS)
 
     def _got_answer(self) -> None:
@@ -176,8 +176,19 @@ class GatewayMiddleware:
                            silent, self._failed_since, what)
 
     def process_exception(self, request: Request, exception: Exception) -> None:
-        if request.meta.get(METHOD_META_KEY) is not None and not isinstance(exception, GatewayStopped | ImageRejected):
-            self._no_answer(f"{type(exception).__name__}: {exception}")
+        method = request.meta.get(METHOD_META_KEY)
+        if method is None or isinstance(exception, GatewayStopped):
+            return None
+        if isinstance(exception, ImageRejected):
+            # Its picture could not be read as it left (changed, gone): not sent, so not a call, and
+            # no word on the gateway either: if it was the first call, the next one goes in its place.
+            stats = self.crawler.stats
+            stats.inc_value("imagesearch/calls", -1)
+            stats.inc_value(f"imagesearch/calls/{method}", -1)
+            if request.meta.get(_PROBE_META_KEY) and not self._answered:
+                self._probe_sent = False
+            return None
+        self._no_answer(f"{type(exception).__name__}: {exception}")
         return None
 
     def process_response(self, request: Request, response: Response) -> Request | Response:

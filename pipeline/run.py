@@ -14,22 +14,26 @@ Every other component asks the run (the ``DatasetRun`` extension) rather than bu
 - **Commit.** When the crawl has finished (or stopped without JOBDIR: committed ``"complete":
   false``), ``products`` (one row per num_iid: the first seed in the order given wins, then the
   best position), ``matches`` and ``seeds`` are built from the staged rows by DuckDB, out of core,
-  and written in every DATASET_FORMATS format beside the staging. Then the commit record (every
-  rename to make, and the manifest) is written and fsynced; the renames into the format trees
-  follow, then the manifest, then the cleanup. A commit killed half-way is finished by the next
-  crawl that starts in the same DATASET_DIR, before it does anything else
-  (``finish_interrupted_commits``; ``python -m pipeline.run DATASET_DIR`` does it on its own).
+  and written in every DATASET_FORMATS format beside the staging, with the manifest; every
+  directory they go to is made. Only then is the commit record (every rename to make) written and
+  fsynced: what follows needs no space, only renames into the format trees, then the manifest's,
+  then the cleanup. A commit killed half-way is finished by the next crawl that starts in the same
+  DATASET_DIR, before it does anything else (``finish_interrupted_commits``; ``python -m
+  pipeline.run DATASET_DIR`` does it on its own), which also removes the staging a crawl killed
+  before its commit left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -348,26 +352,59 @@ def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], bat
     return sorted(files, key=lambda f: f["path"])
 
 
+def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def write_commit_record(root: Path, record: dict[str, Any]) -> None:
+    """Make the commit of ``record`` need nothing but renames, then write the record down, durably.
+
+    Everything that can fail for want of space is done first: the manifest is written in the
+    staging, beside the built files, and every directory the files go to is made. So a full disk
+    fails the run before anything is visible, and a commit, once recorded, only moves files.
+    """
+    run_id = record["run_id"]
+    out = staging_dir(root, run_id) / "out"
+    atomic_write_bytes(manifest_path(out, run_id), _manifest_bytes(record["manifest"]))
+    built = {(out / f["path"]).parent for f in record["manifest"]["files"]}
+    for directory in sorted(built):
+        fsync_dir(directory)  # the built files' names are durable before the record says to move them
+    for f in record["manifest"]["files"]:
+        contained(root, root / f["path"]).parent.mkdir(parents=True, exist_ok=True)
+    manifest_path(root, run_id).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(staging_dir(root, run_id) / COMMIT_RECORD,
+                       json.dumps(record, ensure_ascii=False).encode("utf-8"))
+
+
 def apply_commit(root: Path, record: dict[str, Any]) -> None:
-    """Carry out a commit record: move its files into the trees, write its manifest, remove what it replaces.
+    """Carry out a commit record: move its files into the trees, then its manifest, then remove
+    what it replaces.
 
     Every step can be run again: a file already moved is skipped, so a commit cut short by a
     kill is finished by running this once more.
     """
     run_id = record["run_id"]
     staging = staging_dir(root, run_id)
+    out = staging / "out"
     directories: set[Path] = set()
     for f in record["manifest"]["files"]:
-        source, final = staging / "out" / f["path"], root / f["path"]
-        contained(root, final)
+        source, final = out / f["path"], contained(root, root / f["path"])
         if source.exists():
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, final)
             directories.add(final.parent)
+        elif not final.exists():  # lost (a power cut before the files were durable): say so, never list it
+            raise FileNotFoundError(errno.ENOENT, f"the commit of run {run_id} lists a file that is gone",
+                                    str(source))
     for directory in directories:
         fsync_dir(directory)
-    manifest = manifest_path(root, run_id)
-    atomic_write_bytes(manifest, json.dumps(record["manifest"], indent=2, ensure_ascii=False).encode("utf-8") + b"\n")
+    manifest, built = manifest_path(root, run_id), manifest_path(out, run_id)
+    if built.exists():
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(built, manifest)
+        fsync_dir(manifest.parent)
+    elif not manifest.exists():
+        atomic_write_bytes(manifest, _manifest_bytes(record["manifest"]))
     # After the manifest, which no longer lists them: an importer never meets a listed file missing.
     written = {f["path"] for f in record["manifest"]["files"]}
     resolved = root.resolve()
@@ -378,26 +415,50 @@ def apply_commit(root: Path, record: dict[str, Any]) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def finish_interrupted_commits(root: Path, held: str | None = None) -> list[str]:
-    """Finish every commit of ``root`` that a kill cut short (a commit record left in its staging);
-    the run ids finished. A run whose lock another crawl holds is left to it."""
-    finished: list[str] = []
-    for record_path in sorted((root / STAGING_DIR).glob(f"*/{COMMIT_RECORD}")):
-        run_id = record_path.parent.name
-        lock = None if run_id == held else run_lock(root, run_id)
-        try:
-            if lock is not None:
-                lock.acquire()
-        except RunLocked:
+def _unheld_runs(root: Path, held: str | None) -> Iterator[tuple[str, Path]]:
+    """``(run_id, staging)`` of each run staged in ``root`` that no crawl holds, its lock held meanwhile."""
+    base = root / STAGING_DIR
+    for staging in sorted(base.iterdir()) if base.is_dir() else ():
+        run_id = staging.name
+        if run_id == held or not staging.is_dir():
             continue
+        lock = run_lock(root, run_id)
         try:
-            apply_commit(root, json.loads(record_path.read_text(encoding="utf-8")))
-            logger.warning("Finished the commit of run %s, which was interrupted", run_id)
-            finished.append(run_id)
+            lock.acquire()
+        except RunLocked:
+            continue  # a crawl of that run is running: its staging is its own
+        try:
+            if staging.is_dir():  # not finished by another start meanwhile
+                yield run_id, staging
         finally:
-            if lock is not None:
-                lock.release()
+            lock.release()
+
+
+def finish_interrupted_commits(root: Path, held: str | None = None) -> list[str]:
+    """Finish every commit of ``root`` that a kill cut short (a commit record left in its staging), and
+    remove the staging a killed crawl left without a commit; the run ids finished. A run whose lock
+    another crawl holds is left to it, and so is ``held``'s (the caller's own run).
+
+    A staging without a commit record is of no use to anyone: a crawl resuming that run (from its
+    JOBDIR journal) stages all its rows again.
+    """
+    finished: list[str] = []
+    own = root / STAGING_DIR / held if held else None
+    if own is not None and (own / COMMIT_RECORD).exists():
+        _finish_commit(root, held or "", own, finished)
+    for run_id, staging in _unheld_runs(root, held):
+        if (staging / COMMIT_RECORD).exists():
+            _finish_commit(root, run_id, staging, finished)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+            logger.info("Removed the staging of run %s, which a crawl stopped without committing", run_id)
     return finished
+
+
+def _finish_commit(root: Path, run_id: str, staging: Path, finished: list[str]) -> None:
+    apply_commit(root, json.loads((staging / COMMIT_RECORD).read_text(encoding="utf-8")))
+    logger.warning("Finished the commit of run %s, which was interrupted", run_id)
+    finished.append(run_id)
 
 
 def json_safe_stats(stats: dict[str, Any]) -> dict[str, Any]:
@@ -468,6 +529,8 @@ class DatasetRun:
         self.written: dict[str, Any] | None = None
         #: The one line saying why the run failed (a write that failed), if it did.
         self.failure: str | None = None
+        #: The commit is recorded: it can only be finished now (by this crawl, else by the next start).
+        self.recorded = False
         self.started_at = datetime.now(UTC)
         self._locks: list[RunLock] = []
         self._staged: dict[str, StagedTable] = {}
@@ -502,11 +565,14 @@ class DatasetRun:
             if self.root is not None:
                 self._lock(run_lock(self.root, self.run.run_id))
                 finish_interrupted_commits(self.root, held=self.run.run_id)
+            if self.jobdir:
+                remember(self.jobdir, self.run)
+        except OSError as exc:
+            self.release()
+            raise RunStorageFailed(storage_message(exc, Path(self.jobdir or self.root or "."))) from None
         except BaseException:
             self.release()
             raise
-        if self.jobdir:
-            remember(self.jobdir, self.run)
         if self.root is None:
             return
         # A part of this run killed before its commit left staged rows: this crawl stages them all again.
@@ -549,6 +615,9 @@ class DatasetRun:
             staged.add(item)
         except OSError as exc:
             self.fail(storage_message(exc, staged.path))
+        except Exception as exc:  # rows that cannot be staged must not pass for a run that was written
+            logger.error("Staging %s failed", staged.path, exc_info=True)
+            self.fail(f"cannot stage rows in {staged.path}: {type(exc).__name__}: {exc}")
 
     def fail(self, message: str) -> None:
         """A write failed: the run is not committed, JOBDIR is kept, and the crawl closes (exit 6)."""
@@ -581,6 +650,9 @@ class DatasetRun:
                     self.crawler.stats.set_value(f"dataset/rejected/{name}", staged.rejected)
         except OSError as exc:
             self.fail(storage_message(exc, self.staging))
+        except Exception as exc:
+            logger.error("Staging in %s failed", self.staging, exc_info=True)
+            self.fail(f"cannot stage rows in {self.staging}: {type(exc).__name__}: {exc}")
         if self.failure is not None:
             logger.error("Dataset run %s not committed: %s. With JOBDIR the same command resumes it once "
                          "the cause is fixed", self.run.run_id, self.failure)
@@ -604,7 +676,11 @@ class DatasetRun:
             self.commit(reason)
         except OSError as exc:
             self.fail(storage_message(exc, self.staging))
-            logger.error("Dataset run %s not committed: %s", self.run.run_id, self.failure)
+            if self.recorded:  # what is left is renames, which the next start finishes
+                logger.error("Dataset run %s partly committed: %s. The next crawl on %s, or python -m pipeline.run "
+                             "%s, finishes its commit", self.run.run_id, self.failure, self.root, self.root)
+            else:
+                logger.error("Dataset run %s not committed: %s", self.run.run_id, self.failure)
         except Exception as exc:  # a bug must not pass for a run that was written
             logger.error("Dataset run %s: the commit failed", self.run.run_id, exc_info=True)
             self.fail(f"the commit failed: {type(exc).__name__}: {exc}")
@@ -634,7 +710,8 @@ class DatasetRun:
             "stats": json_safe_stats(stats),
         }
         record = {"run_id": self.run.run_id, "manifest": manifest}
-        atomic_write_bytes(self.staging / COMMIT_RECORD, json.dumps(record, ensure_ascii=False).encode("utf-8"))
+        write_commit_record(self.root, record)
+        self.recorded = True
         apply_commit(self.root, record)
         self.written = manifest
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run.run_id,

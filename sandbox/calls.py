@@ -39,7 +39,11 @@ class Answer:
 
 
 def json_bytes(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (half an emoji) in a catalogue value: sent escaped, as JSON allows
+        return json.dumps(payload, separators=(",", ":")).encode("ascii")
 
 
 def json_answer(payload: Any) -> Answer:

@@ -213,6 +213,20 @@ def test_a_secret_that_is_not_utf8_is_refused_without_showing_it(
     assert "Zq8v" not in result.stderr + result.stdout and "Tail" not in result.stderr + result.stdout
 
 
+def test_a_jobdir_an_earlier_version_started_is_refused_rather_than_paid_for_again(
+    tmp_path: Path, sandbox: SandboxProcess, photo: Path,
+) -> None:
+    """Its journal keys calls another way: none would match, and every answer it holds be asked again."""
+    sandbox.reset()
+    jobdir = tmp_path / "job"
+    jobdir.mkdir()
+    (jobdir / "gateway-journal.jsonl").write_text('{"key": "k", "method": "taobao.image.search", "body": "{}"}\n')
+    result = run_crawl(str(photo), "-s", f"JOBDIR={jobdir}", dataset_dir=tmp_path / "datasets",
+                       endpoint=sandbox.endpoint)
+    _assert_refused_in_one_line(result, sandbox, f"JOBDIR {jobdir} was started by an earlier version",
+                                f"remove {jobdir / 'gateway-journal.jsonl'} to start over")
+
+
 def test_full_width_category_digits_are_read_as_digits(tmp_path: Path, sandbox: SandboxProcess, photo: Path) -> None:
     """``-a cat=１６`` as a Chinese input method types it is category 16 (the photo's product's), not a refusal."""
     sandbox.reset()

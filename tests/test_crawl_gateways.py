@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from datasets import diff_datasets, load_dataset, run_crawl, write_seed_photos
 
+from pipeline.journal import JOURNAL_FILE
 from sandbox.testing import SandboxProcess
 
 KEY, SECRET = "ob-live-key-7f3a9c", "S3cr3t+/=value-9d2e"
@@ -136,7 +137,7 @@ def test_a_onebound_crawl_never_writes_its_key_or_secret(tmp_path: Path, seeds: 
                    "-s", "DOWNLOAD_TIMEOUT=1", "-s", "IMAGESEARCH_RETRY_BACKOFF=0.05", "-s", "IMAGESEARCH_QUOTA=")
         first = crawl(sb, "onebound", seeds, out, *options)
         assert first.returncode == 4, first.tail()
-        assert (jobdir / "gateway-journal.jsonl").stat().st_size > 0
+        assert (jobdir / JOURNAL_FILE).stat().st_size > 0
         _assert_secret_free(_everything_written(jobdir, out, texts=(first.stdout, first.stderr)))
         _next_day(15)
         second = crawl(sb, "onebound", seeds, out, *options)

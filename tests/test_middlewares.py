@@ -13,7 +13,7 @@ from scrapy.http import JsonResponse, Request, Response
 from scrapy.utils.test import get_crawler
 
 from pipeline import settings as project_settings
-from pipeline.errors import STOP_MESSAGE_STAT, GatewayStopped
+from pipeline.errors import STOP_MESSAGE_STAT, GatewayStopped, ImageRejected
 from pipeline.gateways.base import Credentials
 from pipeline.gateways.onebound.gateway import OneboundGateway
 from pipeline.gateways.top.gateway import TopGateway
@@ -86,6 +86,35 @@ def test_until_the_gateway_answers_once_only_one_call_goes_out(crawler: Any) -> 
     # The answer was fatal: the calls held back are refused, none is sent.
     assert sent == ["first"]
     assert crawler.stats.get_value("imagesearch/calls") == 1
+
+
+def test_a_first_call_whose_picture_cannot_be_read_as_it_leaves_gives_its_place_to_the_next(crawler: Any) -> None:
+    """The first call's picture changed before it left (ImageRejected, no call sent): the calls held
+    back must not wait for an answer that will never come."""
+    middleware = GatewayMiddleware.from_crawler(crawler)
+    first, second, third = _search_request(), _search_request(), _search_request()
+
+    async def crawl() -> list[str]:
+        sent: list[str] = []
+
+        async def send(request: Request, name: str) -> None:
+            await middleware.process_request(request)
+            sent.append(name)
+
+        await send(first, "first")
+        waiting = [asyncio.ensure_future(send(second, "second")), asyncio.ensure_future(send(third, "third"))]
+        await asyncio.sleep(0.05)
+        assert sent == ["first"]
+        middleware.process_exception(first, ImageRejected("image_changed", "the file changed"))
+        await asyncio.sleep(0.3)
+        assert len(sent) == 2  # one of the others went in its place; the last still waits for an answer
+        probe = second if sent[1] == "second" else third
+        middleware.process_response(probe, _answer(probe, SUCCESS))
+        await asyncio.wait_for(asyncio.gather(*waiting), timeout=5)
+        return sent
+
+    assert sorted(asyncio.run(crawl())) == ["first", "second", "third"]
+    assert crawler.stats.get_value("imagesearch/calls") == 2  # the one never sent is not a call
 
 
 def _error(code: int, sub_code: str, sub_msg: str = "") -> dict[str, Any]:

@@ -210,12 +210,13 @@ def test_a_second_crawl_on_the_same_jobdir_or_run_id_is_refused_and_the_first_fi
 
 
 @contextlib.contextmanager
-def small_disk(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``path`` (a real filesystem that fills up)."""
+def small_disk(path: Path, size: str, inodes: int | None = None) -> Iterator[Path]:
+    """A tmpfs of ``size`` (and ``inodes`` files and directories) at ``path``: a real filesystem that fills up."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root: the full-disk scenarios run as root (CI does)")
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
+    options = f"size={size}" + (f",nr_inodes={inodes}" if inodes else "")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
                              text=True, check=False)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
@@ -285,3 +286,75 @@ def test_a_full_disk_under_jobdir_stops_the_crawl_keeps_jobdir_and_the_same_comm
         assert gateway.stats()["calls"]["total"] - before == CALLS - saved
         assert again.stats["journal/replayed"] == saved
     assert_same_datasets(reference, out)
+
+
+@pytest.mark.parametrize("spare", [4, 8, 12, 16, 20])
+def test_a_disk_that_fills_up_during_the_commit_shows_readers_nothing_and_the_same_command_finishes_it(
+    gateway: SandboxProcess, seeds: Path, reference: Path, tmp_path: Path, spare: int,
+) -> None:
+    """A filesystem out of inodes (files and directories) a few short of what the commit needs, at
+    points from building the tables to writing the commit record and the manifest: exit 6, no file
+    and no manifest visible; with room again, the same command commits the run, asking nothing again."""
+    jobdir = tmp_path / "job"
+    at_rest = len(list(reference.rglob("*"))) + 2  # a run's tree once committed, with the disk's root and DATASET_DIR
+    with small_disk(tmp_path / "disk", "64m", inodes=at_rest + spare) as disk:
+        out = disk / "datasets"
+        before = gateway.stats()["calls"]["total"]
+        failed = run_crawl(str(seeds), *OPTIONS, "-s", f"JOBDIR={jobdir}", dataset_dir=out, endpoint=gateway.endpoint)
+        assert failed.returncode == 6, failed.tail()
+        line = failed.stderr.strip().splitlines()[-1]
+        assert "No space left on device" in line and "nothing committed" in line, line
+        assert "Traceback" not in failed.stderr
+        assert not _visible(out) and not list(out.glob("_manifests/*"))
+        subprocess.run(["mount", "-o", "remount,nr_inodes=100000", str(disk)], check=True)
+        again = run_crawl(str(seeds), *OPTIONS, "-s", f"JOBDIR={jobdir}", dataset_dir=out, endpoint=gateway.endpoint)
+        assert again.returncode == 0, again.tail()
+        assert gateway.stats()["calls"]["total"] - before == CALLS, "no call twice: the journal had every answer"
+        assert_same_datasets(reference, out)
+        assert not list((out / "_staging").iterdir())
+
+
+def test_a_title_cut_in_the_middle_of_an_emoji_is_staged_with_a_replacement_character(tmp_path: Path) -> None:
+    """A lone UTF-16 surrogate in an answer (``"\\ud83d"``, half an emoji) has no UTF-8 form: the row is
+    kept with U+FFFD in its place, not the run lost."""
+    catalogue = tmp_path / "catalogue"
+    shutil.copytree(REPO / "configs" / "catalog.example", catalogue)
+    lines = (catalogue / "catalog.jsonl").read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    lines[0] = lines[0].replace(json.dumps(first["title"], ensure_ascii=False)[:-1], json.dumps(first["title"],
+                                ensure_ascii=False)[:-1] + "\\ud83d", 1)
+    (catalogue / "catalog.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "datasets"
+    with SandboxProcess("--catalog", str(catalogue / "catalog.jsonl")) as sandbox:
+        run = run_crawl(str(catalogue / "images" / first["image"].split("/")[-1]), "-a", "pages=1",
+                        dataset_dir=out, endpoint=sandbox.endpoint)
+    assert run.returncode == 0, run.tail()
+    products = pq.read_table(next((out / "parquet" / "products").rglob("*.parquet"))).to_pylist()
+    titles = {row["num_iid"]: row["title"] for row in products}
+    assert titles[first["num_iid"]] == first["title"] + "\ufffd"
+    assert len(titles) == run.manifest()["rows"]["parquet"]["products"] > 1
+
+
+def test_the_staging_a_killed_crawl_left_is_removed_by_the_next_start(
+    gateway: SandboxProcess, seeds: Path, tmp_path: Path,
+) -> None:
+    """Without JOBDIR a killed run is never resumed (the next crawl is a new run): its staged rows and
+    downloaded images would stay for good. The next start on that DATASET_DIR removes them."""
+    out = tmp_path / "datasets"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESEARCH_")}
+    killed = subprocess.Popen(_command(seeds, out, gateway.endpoint, "-s", "IMAGESEARCH_QUOTA=10/1"), cwd=REPO,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((out / "_staging").glob("*/hits.parquet")):
+            assert killed.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        killed.kill()
+        killed.wait()
+    [left] = list((out / "_staging").iterdir())
+    run = run_crawl(str(seeds), *OPTIONS, dataset_dir=out, endpoint=gateway.endpoint)
+    assert run.returncode == 0, run.tail()
+    assert not (out / "_staging").exists() or not list((out / "_staging").iterdir()), "the killed run's staging stays"
+    assert f"Removed the staging of run {left.name}" in run.stderr
+    assert [m.stem for m in (out / "_manifests").glob("*.json")] == [run.manifest()["run_id"]]

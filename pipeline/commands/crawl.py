@@ -95,7 +95,11 @@ class Command(ScrapyCrawlCommand):
                 self.exitcode = EXIT_BOOTSTRAP_FAILED
         elif self.crawler_process.bootstrap_failed:
             self.exitcode = EXIT_BOOTSTRAP_FAILED
-        elif (failure := crawler.stats.get_value("dataset/failure")) is not None:
+        elif (failure := crawler.stats.get_value("dataset/failure")) is not None and run is not None and run.recorded:
+            print(f"scrapy crawl {args[0]}: error: the run's commit was cut short ({failure}): the next crawl on "
+                  f"{run.root}, or python -m pipeline.run {run.root}, finishes it", file=sys.stderr)
+            self.exitcode = EXIT_STORAGE_FAILED
+        elif failure is not None:
             keep = "JOBDIR is kept: the same command resumes" if crawler.settings.get("JOBDIR") else \
                 "add -s JOBDIR=DIR to make a crawl resumable"
             print(f"scrapy crawl {args[0]}: error: the run was not written ({failure}): nothing committed; "
