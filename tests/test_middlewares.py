@@ -62,29 +62,38 @@ def test_calls_are_counted_per_attempt_and_method(crawler: Any) -> None:
 SUCCESS: dict[str, Any] = {"image_search_response": {"items": {"item": []}, "total_results": "0"}}
 
 
+async def _first_then_held_back(
+    middleware: GatewayMiddleware, requests: list[Request], sent: list[int]
+) -> list[asyncio.Future[None]]:
+    """Send ``requests[0]``, then start the others, which wait for its answer; ``sent`` gets each one's
+    index as it goes. The others, still waiting."""
+
+    async def send(index: int) -> None:
+        await middleware.process_request(requests[index])
+        sent.append(index)
+
+    await send(0)
+    waiting = [asyncio.ensure_future(send(index)) for index in range(1, len(requests))]
+    await asyncio.sleep(0.05)
+    assert sent == [0]  # the others wait for the first answer
+    return waiting
+
+
 def test_until_the_gateway_answers_once_only_one_call_goes_out(crawler: Any) -> None:
     """A wrong secret or endpoint costs one call, not a whole wave of CONCURRENT_REQUESTS."""
     middleware = GatewayMiddleware.from_crawler(crawler)
     first, others = _search_request(), [_search_request() for _ in range(3)]
 
-    async def crawl() -> list[str]:
-        sent: list[str] = []
-
-        async def send(request: Request, name: str) -> None:
-            await middleware.process_request(request)
-            sent.append(name)
-
-        await send(first, "first")
-        waiting = [asyncio.ensure_future(send(r, f"other{i}")) for i, r in enumerate(others)]
-        await asyncio.sleep(0.05)
-        assert sent == ["first"]  # the others wait for the first answer
+    async def crawl() -> list[int]:
+        sent: list[int] = []
+        waiting = await _first_then_held_back(middleware, [first, *others], sent)
         middleware.process_response(first, _answer(first, _error(15, "isv.invalid-signature")))
         await asyncio.gather(*waiting, return_exceptions=True)
         return sent
 
     sent = asyncio.run(crawl())
     # The answer was fatal: the calls held back are refused, none is sent.
-    assert sent == ["first"]
+    assert sent == [0]
     assert crawler.stats.get_value("imagesearch/calls") == 1
 
 
@@ -94,26 +103,18 @@ def test_a_first_call_whose_picture_cannot_be_read_as_it_leaves_gives_its_place_
     middleware = GatewayMiddleware.from_crawler(crawler)
     first, second, third = _search_request(), _search_request(), _search_request()
 
-    async def crawl() -> list[str]:
-        sent: list[str] = []
-
-        async def send(request: Request, name: str) -> None:
-            await middleware.process_request(request)
-            sent.append(name)
-
-        await send(first, "first")
-        waiting = [asyncio.ensure_future(send(second, "second")), asyncio.ensure_future(send(third, "third"))]
-        await asyncio.sleep(0.05)
-        assert sent == ["first"]
+    async def crawl() -> list[int]:
+        sent: list[int] = []
+        waiting = await _first_then_held_back(middleware, [first, second, third], sent)
         middleware.process_exception(first, ImageRejected("image_changed", "the file changed"))
         await asyncio.sleep(0.3)
         assert len(sent) == 2  # one of the others went in its place; the last still waits for an answer
-        probe = second if sent[1] == "second" else third
+        probe = second if sent[1] == 1 else third
         middleware.process_response(probe, _answer(probe, SUCCESS))
         await asyncio.wait_for(asyncio.gather(*waiting), timeout=5)
         return sent
 
-    assert sorted(asyncio.run(crawl())) == ["first", "second", "third"]
+    assert sorted(asyncio.run(crawl())) == [0, 1, 2]
     assert crawler.stats.get_value("imagesearch/calls") == 2  # the one never sent is not a call
 
 
