@@ -2,8 +2,8 @@
 
 A scheduler must tell "the gateway never answered once" from success: a wrong endpoint, a dead
 network or a server that is not the gateway would otherwise mark every seed failed and exit 0.
-The real ``scrapy crawl imagesearch`` runs against a port nobody listens on, a wrong path on the
-sandbox, a web server that answers HTML, and a sandbox that answers only 5xx.
+The real ``scrapy crawl imagesearch`` runs against a port nobody listens on, a host that does not
+resolve, a wrong path on the sandbox, a web server that answers HTML, and a sandbox that answers only 5xx.
 """
 
 from __future__ import annotations
@@ -66,6 +66,15 @@ def test_nobody_listening_exits_7_and_the_same_command_finishes_once_the_gateway
     seeds = load_dataset(tmp_path / "datasets")["seeds"]
     assert len(seeds) == 4 and seeds["status"].eq("ok").all(), seeds.to_string()
     assert calls == again.stats["imagesearch/calls"]
+
+
+def test_a_host_that_does_not_resolve_exits_7(tmp_path: Path, photos: Path) -> None:
+    jobdir = tmp_path / "job"
+    endpoint = "http://gateway.invalid/router/rest"  # .invalid never resolves (RFC 2606)
+    result = run_crawl(str(photos), *FAST, "-s", f"JOBDIR={jobdir}", dataset_dir=tmp_path / "datasets",
+                       endpoint=endpoint)
+    _assert_unreachable(result, tmp_path, jobdir)
+    assert "DNS lookup failed" in result.stderr, result.tail()
 
 
 def test_a_wrong_path_on_the_server_exits_7(tmp_path: Path, photos: Path, sandbox: SandboxProcess) -> None:
