@@ -1,13 +1,22 @@
 """Seeds: turn ``-a seeds=SPEC[,SPEC...]`` (files, directories, globs, CSV manifests, URLs) into Seed records.
 
-Seed ids are stable across runs for the same input: a manifest's own ``seed_id`` column wins;
-otherwise the id is ``<readable stem>-<10 hex of SHA-1>`` of the seed's *key*, where the key is
-the URL as given, or the file's path as the user wrote it, normalised (``os.path.normpath``,
-forward slashes): the SPEC root as given (directory, glob prefix, manifest's directory) joined
-with the file's path below it. So ``photos/a.jpg`` has the same id whether it came from the
-SPEC ``photos``, ``photos/*.jpg``, ``photos/a.jpg`` or a manifest in ``photos`` naming ``a.jpg``;
-run from another directory with other relative paths, the ids change (give absolute paths or a
-manifest with ``seed_id`` for ids that never move).
+Seed ids are stable across runs for the same seed, wherever the crawl runs from and however the
+path was typed. A manifest's own ``seed_id`` column wins; otherwise the id is
+``<readable stem>-<10 hex of SHA-1>`` of the seed's *key*:
+
+- a URL: the URL as given (made absolute: ``//host/x`` is ``https://host/x``);
+- a file below a directory SPEC: its path relative to that directory (``sub/a.jpg``);
+- a file a glob matched: its path relative to the glob's root, the directory before the first
+  wildcard (``photos/**/*.jpg``: relative to ``photos``);
+- a file a manifest names: the path as the manifest writes it, relative to the manifest's directory;
+- a file given on its own: its name.
+
+Keys are normalised (``os.path.normpath``, forward slashes). So ``photos/a.jpg`` has the same id
+whether it came from the SPEC ``photos``, ``photos/*.jpg``, ``photos/a.jpg``, ``/abs/photos`` or
+a manifest in ``photos`` naming ``a.jpg``, from any working directory. What changes an id: renaming
+or moving the file within its SPEC's root, or naming it through another root (``.`` instead of
+``photos``: ``photos/a.jpg``). Two seeds with one id (``a.jpg`` in two directories given
+together) keep it for the first and get ``~2``, ``~3``... for the others, in the order given.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import csv
 import glob
 import hashlib
 import io
+import itertools
 import logging
 import os
 import re
@@ -86,10 +96,11 @@ def _path_key(path: str) -> str:
     return Path(os.path.normpath(path)).as_posix()
 
 
-def _file_seed(path_as_given: str, cat: str | None, seed_id: str | None = None) -> Seed:
-    key = _path_key(path_as_given)
+def _file_seed(path_as_given: str, cat: str | None, seed_id: str | None = None, key: str | None = None) -> Seed:
+    """The seed of one file; ``key`` (its id's key, see the module docstring) defaults to its name."""
+    source = readable(_path_key(path_as_given))
+    key = _path_key(key) if key is not None else os.path.basename(_path_key(path_as_given))
     path = Path(path_as_given)
-    source = readable(key)
     rejection = _cat_rejection(cat)
     if rejection is None and not path.is_file():
         rejection = (
@@ -159,7 +170,10 @@ def _images_below(directory: Path, skipped: list[Path]) -> list[Path]:
     return found
 
 
-def _directory_seeds(spec: str, cat: str | None, skipped: list[Path] | None = None) -> list[Seed]:
+def _directory_seeds(
+    spec: str, cat: str | None, skipped: list[Path] | None = None, root: str | None = None
+) -> list[Seed]:
+    """The images below directory ``spec``, their ids keyed relative to ``root`` (default: ``spec``)."""
     not_images: list[Path] = []
     images = _images_below(Path(spec), not_images)
     if not_images:
@@ -173,14 +187,15 @@ def _directory_seeds(spec: str, cat: str | None, skipped: list[Path] | None = No
         key = _path_key(spec)
         return [
             Seed(
-                seed_id_for(key),
+                seed_id_for(os.path.basename(key) or key),
                 key,
                 path=Path(spec),
                 cat=cat,
                 rejection=("no_match", f"no image files below {key} (none that Pillow can open)"),
             )
         ]
-    return [_file_seed(os.path.join(spec, p.relative_to(spec)), cat) for p in images]
+    base = root if root is not None else spec
+    return [_file_seed(os.path.join(spec, p.relative_to(spec)), cat, key=os.path.relpath(p, base)) for p in images]
 
 
 def _glob_seeds(spec: str, cat: str | None, skipped: list[Path] | None = None) -> list[Seed]:
@@ -188,18 +203,28 @@ def _glob_seeds(spec: str, cat: str | None, skipped: list[Path] | None = None) -
     # "**" follows symlinked directories, so a link back up the tree would give one file under
     # endless names: each real file is taken once, under the first name the glob gives it.
     seen: set[str] = set()
+    root = _glob_root(spec)
     for match in sorted(glob.glob(spec, recursive=True)):
         real = os.path.realpath(match)
         if real in seen:
             continue
         seen.add(real)
         if os.path.isdir(match):
-            seeds.extend(s for s in _directory_seeds(match, cat, skipped) if s.rejection is None)
+            seeds.extend(s for s in _directory_seeds(match, cat, skipped, root) if s.rejection is None)
         else:
-            seeds.append(_file_seed(match, cat))
+            seeds.append(_file_seed(match, cat, key=os.path.relpath(match, root)))
     if not seeds:
         return [Seed(seed_id_for(spec), spec, cat=cat, rejection=("no_match", f"the pattern {spec} matches no file"))]
     return seeds
+
+
+def _glob_root(pattern: str) -> str:
+    """The directory a glob's matches are below: its path before the first part with a wildcard."""
+    parts = Path(pattern).parts
+    fixed = list(itertools.takewhile(lambda part: not _GLOB_CHARS.search(part), parts))
+    if len(fixed) == len(parts):  # no wildcard at all (not called so): its directory
+        fixed = fixed[:-1]
+    return os.path.join(*fixed) if fixed else "."
 
 
 def read_manifest_text(path: Path) -> str:
@@ -263,7 +288,7 @@ def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[S
             key = f"{_path_key(spec)}#{line_number}"
             seeds.append(
                 Seed(
-                    own_id or seed_id_for(key),
+                    own_id or seed_id_for(f"{os.path.basename(_path_key(spec))}#{line_number}"),
                     key,
                     cat=cat,
                     rejection=("missing_image", f"{key}: the image cell is empty"),
@@ -272,7 +297,7 @@ def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[S
         elif is_url(image):
             seeds.append(_url_seed(image, cat, own_id))
         else:
-            seeds.append(_file_seed(os.path.join(base, image), cat, own_id))
+            seeds.append(_file_seed(os.path.join(base, image), cat, own_id, key=image))
     return seeds
 
 
@@ -314,6 +339,11 @@ def resolve_seeds(specs: str, cat: str | None = None, skipped: list[Path] | None
     return seeds
 
 
+def _identity(seed: Seed) -> str:
+    """What a seed is: its file (however its path was typed), else its URL or source."""
+    return os.path.realpath(seed.path) if seed.path is not None else seed.source
+
+
 def _unique(seeds: list[Seed]) -> list[Seed]:
     """Drop repeats of the same seed (same id, source and cat); give a repeated id a ``~N`` suffix.
 
@@ -325,7 +355,7 @@ def _unique(seeds: list[Seed]) -> list[Seed]:
     taken: dict[str, Seed] = {}
     for seed in seeds:
         known = taken.get(seed.seed_id)
-        if known is not None and (known.source, known.cat) == (seed.source, seed.cat):
+        if known is not None and (_identity(known), known.cat) == (_identity(seed), seed.cat):
             logger.info("seed %s (%s) given twice: searched once", seed.seed_id, seed.source)
             continue
         if known is not None:

@@ -184,3 +184,33 @@ def test_manifest_that_csv_cannot_read_is_one_line(photos: Path) -> None:
 def test_protocol_relative_url_is_a_url() -> None:
     (seed,) = resolve_seeds("//img.alicdn.com/bao/x.jpg")
     assert seed.url == "https://img.alicdn.com/bao/x.jpg" and seed.rejection is None
+
+
+def test_a_seeds_id_does_not_depend_on_the_working_directory_or_how_its_path_was_typed(
+    photos: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def ids(spec: str) -> dict[str, str]:
+        """``{path below photos/: seed id}`` of a SPEC's seeds."""
+        seeds = resolve_spec(spec)
+        return {Path(os.path.abspath(s.path or "")).relative_to(photos).as_posix(): s.seed_id for s in seeds}
+
+    (photos / "list.csv").write_text("image\na.jpg\nsub/c.png\n", encoding="utf-8")
+    relative = ids("photos")
+    assert set(relative) == {"a.jpg", "B.JPG", "sub/c.png"}
+    monkeypatch.chdir(photos / "sub")
+    for spec in (os.fspath(photos), "..", "../../photos/", "../sub/.."):
+        assert ids(spec) == relative, spec
+    assert ids("../**/*.png") == {"sub/c.png": relative["sub/c.png"]}  # relative to the glob's root, ..
+    assert ids("../a.jpg") == ids(os.fspath(photos / "a.jpg")) == {"a.jpg": relative["a.jpg"]}
+    assert ids("../list.csv") == {"a.jpg": relative["a.jpg"], "sub/c.png": relative["sub/c.png"]}
+
+
+def test_one_name_in_two_directories_is_two_seeds_and_one_file_typed_twice_is_one(
+    photos: Path, tmp_path: Path,
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.jpg").write_bytes(b"y")
+    seeds = resolve_seeds(f"photos/a.jpg,{other / 'a.jpg'},{photos / 'a.jpg'}")
+    assert [s.source for s in seeds] == ["photos/a.jpg", f"{(other / 'a.jpg').as_posix()}"]
+    assert seeds[1].seed_id == seeds[0].seed_id + "~2"

@@ -311,6 +311,20 @@ def test_wrong_secret_stops_at_once_with_one_line_and_exit_3(
     assert "sign=" not in result.stderr and "image_data=" not in result.stderr
 
 
+def test_one_folder_typed_relative_or_absolute_gives_the_same_seed_ids(
+    tmp_path: Path, sandbox: SandboxProcess,
+) -> None:
+    """A daily job's per-seed history must not break because its cron line spells the path otherwise."""
+    runs = []
+    for name, spec in (("relative", "data/seeds"), ("absolute", str(REPO / "data" / "seeds"))):
+        (tmp_path / name).mkdir()
+        result = crawl(tmp_path / name, spec, *against(sandbox, "-a", "pages=1"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(result.summaries)
+    assert len(runs[0]) == 8 and sorted(runs[0]) == sorted(runs[1])
+    assert {row["sha256"] for row in runs[0].values()} == {row["sha256"] for row in runs[1].values()}
+
+
 def test_a_killed_crawl_leaves_its_downloaded_images_only_inside_its_run(
     tmp_path: Path, sandbox: SandboxProcess, image_server: str,
 ) -> None:
