@@ -74,8 +74,10 @@ def stage(staging: Path, n_hits: int) -> None:
                 "price_min": pa.array(price).cast(schema.field("price_min").type),
                 "price_max": pa.array(price).cast(schema.field("price_max").type),
                 "price_raw": pa.array([f"{p:.2f}" for p in price]),
+                "coupon_price": pa.nulls(len(i), schema.field("coupon_price").type),
                 "promotion_price": pa.nulls(len(i), schema.field("promotion_price").type),
                 "sales": pa.array((i * 104729) % 5000, pa.int64()),
+                "sales_kind": pa.array(["paid"] * len(i)),
                 "sales_raw": pa.array([f"{s}人付款" for s in (i * 104729) % 5000]),
                 "crawled_at": pa.array([crawled_at] * len(i), schema.field("crawled_at").type),
             }

@@ -65,9 +65,17 @@ _LISTING: tuple[Column, ...] = (
     Column("detail_url", pa.string(), "Item page URL, absolute https."),
     Column("seller_nick", pa.string(), "Seller's shop nickname.", repeats=True),
     Column("is_tmall", pa.bool_(), "True for a Tmall shop, false for Taobao."),
-    Column("price_min", PRICE_TYPE, "Lowest price in yuan (a single price gives min = max); null if unparseable."),
-    Column("price_max", PRICE_TYPE, "Highest price in yuan; null if unparseable."),
+    Column(
+        "price_min", PRICE_TYPE,
+        "Lowest price in yuan (a single price gives min = max; '39.9起' gives 39.90); null if unparseable "
+        "or finer than a fen.",
+    ),
+    Column("price_max", PRICE_TYPE, "Highest price in yuan; null if unparseable or open ('39.9起')."),
     Column("price_raw", pa.string(), "Price exactly as the API returned it.", repeats=True),
+    Column(
+        "coupon_price", PRICE_TYPE,
+        "Price after a coupon in yuan, when the price the API returned is one ('券后 29.9'); null otherwise.",
+    ),
     Column(
         "promotion_price", PRICE_TYPE,
         "Promotional price in yuan, where the gateway gives one (onebound does); null otherwise (top).",
@@ -75,7 +83,14 @@ _LISTING: tuple[Column, ...] = (
     Column(
         "sales",
         pa.int64(),
-        "Monthly sales as a number (万 x10,000, '+' read as the lower bound); null if unparseable.",
+        "Sales as a number (万 x10,000, '+' read as the lower bound), of what sales_kind says; null if "
+        "unparseable.",
+    ),
+    Column(
+        "sales_kind", pa.string(),
+        "What sales counts, from the API's words: monthly (月销), paid (人付款), received (人收货), "
+        "total (已售, 累计) or unknown (a bare number); null when no sales were given.",
+        repeats=True,
     ),
     Column("sales_raw", pa.string(), "Sales exactly as the API returned it.", repeats=True),
 )

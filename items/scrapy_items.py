@@ -35,6 +35,8 @@ class ProductHit(scrapy.Item):
     price_min = scrapy.Field()
     price_max = scrapy.Field()
     price_raw = scrapy.Field()
+    coupon_price = scrapy.Field()
+    sales_kind = scrapy.Field()
     sales_raw = scrapy.Field()
     run_id = scrapy.Field()
 

@@ -26,10 +26,15 @@ _CENT = Decimal("0.01")
 
 # A number as gateways write it: "39.50", "1,299.00", "1.2".
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
-# A price with its currency on either or both ends of a range: "¥200-¥600", "39.50元-59.00元".
+# A price with its currency on either or both ends of a range: "¥200-¥600", "39.50元-59.00元"; a unit
+# after it ("88.8元/件", "/双"), ignored; "起" after it ("￥39.9起": from 39.90) gives the lower bound
+# only; "券后" before it ("券后 29.9") makes it the price after a coupon, not the listing's price.
 _SIGN, _YUAN = r"(?:[¥￥]|RMB|CNY)?\s*", r"\s*元?"
+_PER = r"(?:\s*/\s*[\u4e00-\u9fffA-Za-z]{1,3})?"
 _PRICE_RE = re.compile(
-    rf"^{_SIGN}(?P<low>{_NUMBER}){_YUAN}(?:\s*[-~～–—至]\s*{_SIGN}(?P<high>{_NUMBER}){_YUAN})?$", re.IGNORECASE
+    rf"^(?P<coupon>券后\s*[:：]?\s*)?{_SIGN}(?P<low>{_NUMBER}){_YUAN}"
+    rf"(?:\s*[-~～–—至]\s*{_SIGN}(?P<high>{_NUMBER}){_YUAN})?{_PER}(?P<from>\s*起)?{_PER}$",
+    re.IGNORECASE,
 )
 # Sales: exactly one number, an optional unit and '+', wrapped in words ("月销", "人付款") but no
 # other digits: "30天销量 200" is ambiguous and stays unparsed rather than guessed.
@@ -68,40 +73,53 @@ def _decimal(raw: Any) -> Decimal | None:
 
 
 def _price(raw: Any) -> Decimal | None:
+    """Yuan with fen precision; a value finer than a fen ("0.001") is no price: None, never rounded."""
     value = _decimal(raw)
     if value is None or value < 0 or value > PRICE_MAX:
         return None
-    return value.quantize(_CENT, rounding=ROUND_HALF_UP)
+    fen = value.quantize(_CENT, rounding=ROUND_HALF_UP)
+    return fen if fen == value else None
 
 
 def normalize_price(raw: Any) -> tuple[Decimal | None, Decimal | None]:
     """``(min, max)`` in yuan, fen precision: "39.50" -> (39.50, 39.50), "200-600" -> (200.00, 600.00).
 
-    Accepts numbers, currency signs (¥, ￥, RMB, 元), thousands separators and ranges
-    ("200-600", "200 - 600", "200~600"). Anything else, negative or too large: ``(None, None)``.
+    Accepts numbers, currency signs (¥, ￥, RMB, 元), thousands separators, ranges ("200-600",
+    "200 - 600", "200~600") and units ("88.8元/件" -> 88.80). "￥39.9起" ("from") gives
+    (39.90, None). Anything else, sub-fen ("0.001"), negative or too large: ``(None, None)``; so
+    does a coupon price ("券后 29.9"), which is not the listing's (``split_price`` gives it).
     """
+    low, high, _ = split_price(raw)
+    return low, high
+
+
+def split_price(raw: Any) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """``(min, max, after_coupon)``: normalize_price's two, and "券后 29.9" -> (None, None, 29.90)."""
     if isinstance(raw, str):
         return _parse_price_text(raw)
     value = _price(raw)
-    return value, value
+    return value, value, None
 
 
 # Listings repeat the same few thousand price and sales strings ("39.90", "1万+人付款": Taobao
 # shows sales in buckets), so the text parsers are memoised. Results are immutable (Decimal,
 # int, tuples) and the caches bounded.
 @lru_cache(maxsize=16_384)
-def _parse_price_text(raw: str) -> tuple[Decimal | None, Decimal | None]:
+def _parse_price_text(raw: str) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
     match = _PRICE_RE.match(raw.strip())
     if match is None:
-        return None, None
+        return None, None, None
     low, high = _price(match["low"]), _price(match["high"] or match["low"])
     if low is None or high is None:
-        return None, None
-    return (low, high) if low <= high else (high, low)
+        return None, None, None
+    low, high = (low, high) if low <= high else (high, low)
+    if match["coupon"]:
+        return None, None, low
+    return (low, None, None) if match["from"] else (low, high, None)
 
 
 def normalize_sales(raw: Any) -> int | None:
-    """Monthly sales as an int: "338人付款" -> 338, "1.2万+人付款" -> 12000, "1.5w+" -> 15000.
+    """Sales as an int (``sales_kind`` says of what): "338人付款" -> 338, "1.2万+人付款" -> 12000, "1.5w+" -> 15000.
 
     万/w multiply by 10,000 (千/k by 1,000, 亿 by 10^8) with exact decimal arithmetic; a trailing
     '+' ("100+", "10万+") is read as the lower bound. Fractions left after the unit are truncated
@@ -122,6 +140,27 @@ def _parse_sales_text(raw: str) -> int | None:
     if number is not None and unit:
         return _to_int(int(number * _SALES_UNITS[unit.lower()]), minimum=0)
     return _to_int(number, minimum=0)
+
+
+#: What a sales figure counts, from the words around it: (kind, words), first match wins.
+SALES_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("monthly", ("月销", "月售", "月成交", "30天")),
+    ("received", ("收货",)),
+    ("paid", ("付款",)),
+    ("total", ("已售", "已卖", "累计", "总销", "销量")),
+)
+
+
+def sales_kind(raw: Any) -> str | None:
+    """What ``sales`` counts: ``monthly`` (月销), ``paid`` (人付款), ``received`` (人收货), ``total``
+    (已售, 累计), or ``unknown`` (a bare number, other words); None when no sales were given."""
+    if raw is None or isinstance(raw, bool) or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, str):
+        for kind, words in SALES_KINDS:
+            if any(word in raw for word in words):
+                return kind
+    return "unknown"
 
 
 def _to_int(raw: Any, minimum: int) -> int | None:

@@ -19,6 +19,8 @@ from pipeline.normalize import (
     normalize_text,
     normalize_timestamp,
     normalize_url,
+    sales_kind,
+    split_price,
 )
 
 if TYPE_CHECKING:
@@ -71,9 +73,9 @@ class ValidatePipeline(_StatsPipeline):
 
 
 def _raw_text(raw: Any) -> str | None:
-    """The value as the gateway sent it, as text: strings verbatim, numbers printed, empty -> None."""
+    """The value exactly as the gateway sent it, as text: strings verbatim ("" and "  " too), numbers printed."""
     if isinstance(raw, str):
-        return raw or None
+        return raw
     return normalize_text(raw)
 
 
@@ -112,13 +114,14 @@ class NormalizePipeline(_StatsPipeline):
         get = item.get
         price, sales = get("price"), get("sales")
         price_raw, sales_raw = _raw_text(price), _raw_text(sales)
-        price_min, price_max = normalize_price(price)
+        price_min, price_max, coupon_price = split_price(price)
         sales_count = normalize_sales(sales)
-        if price_min is None and price_raw is not None:
+        if price_min is None and coupon_price is None and price_raw and price_raw.strip():
             self.stats.inc_value("dataset/unparsed/price")
-        if sales_count is None and sales_raw is not None:
+        if sales_count is None and sales_raw and sales_raw.strip():
             self.stats.inc_value("dataset/unparsed/sales")
         item["price_min"], item["price_max"], item["price_raw"] = price_min, price_max, price_raw
+        item["coupon_price"], item["sales_kind"] = coupon_price, sales_kind(sales)
         promotion = get("promotion_price")
         item["promotion_price"] = None if promotion is None else normalize_price(promotion)[0]
         item["sales"], item["sales_raw"] = sales_count, sales_raw

@@ -19,6 +19,8 @@ from pipeline.normalize import (
     normalize_text,
     normalize_timestamp,
     normalize_url,
+    sales_kind,
+    split_price,
 )
 
 D = Decimal
@@ -49,7 +51,16 @@ GARBAGE: list[Any] = [None, "", "   ", "abc", "面议", [], {}, object(), True, 
         ("39.50元", (D("39.50"), D("39.50"))),
         (" 0.01 ", (D("0.01"), D("0.01"))),
         ("0", (D("0.00"), D("0.00"))),
-        ("9.999", (D("10.00"), D("10.00"))),
+        ("9.999", (None, None)),  # finer than a fen: refused, never rounded
+        ("0.001", (None, None)),  # not 0.00
+        (0.001, (None, None)),
+        ("39.500", (D("39.50"), D("39.50"))),  # zeros past the fen change nothing
+        ("￥39.9起", (D("39.90"), None)),  # "from 39.90": the lower bound only
+        ("39.9元起", (D("39.90"), None)),
+        ("88.8元/件", (D("88.80"), D("88.80"))),  # a unit, ignored
+        ("88.8/件", (D("88.80"), D("88.80"))),
+        ("¥59 元/双", (D("59.00"), D("59.00"))),
+        ("券后 29.9", (None, None)),  # a coupon price is not the listing's price: split_price gives it
         ("-5", (None, None)),
         ("1,2", (None, None)),
         ("39.50.1", (None, None)),
@@ -249,3 +260,43 @@ def test_normalize_timestamp() -> None:
     assert normalize_timestamp(utc.timestamp()) == utc
     for bad in (None, "", "yesterday", True, 1e30, object()):
         assert normalize_timestamp(bad) is None
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("券后 29.9", (None, None, D("29.90"))),
+        ("券后：¥19.90元", (None, None, D("19.90"))),
+        ("券后29.9起", (None, None, D("29.90"))),
+        ("￥39.9起", (D("39.90"), None, None)),
+        ("88.8元/件", (D("88.80"), D("88.80"), None)),
+        ("0.001", (None, None, None)),
+        (39.9, (D("39.90"), D("39.90"), None)),
+        ("面议", (None, None, None)),
+    ],
+)
+def test_split_price_gives_a_coupon_price_its_own_place(raw: Any, expected: tuple[Any, Any, Any]) -> None:
+    assert split_price(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("月销 300", "monthly"),
+        ("月销300+", "monthly"),
+        ("30天销量 200", "monthly"),
+        ("1.2万+人付款", "paid"),
+        ("338人付款", "paid"),
+        ("300人收货", "received"),
+        ("已售 1000", "total"),
+        ("累计销量 5万+", "total"),
+        ("1000", "unknown"),
+        (1000, "unknown"),
+        ("很多", "unknown"),
+        ("", None),
+        ("  ", None),
+        (None, None),
+    ],
+)
+def test_sales_kind_says_what_sales_counts(raw: Any, expected: str | None) -> None:
+    assert sales_kind(raw) == expected

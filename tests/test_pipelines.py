@@ -143,10 +143,24 @@ def test_unparseable_price_and_sales_become_null_keep_raw_and_are_counted(chain:
     assert (item["sales"], item["sales_raw"]) == (None, "30天销量 200")
     assert chain.stat("dataset/unparsed/price") == 1
     assert chain.stat("dataset/unparsed/sales") == 1
-    # Missing is not unparseable.
-    item = chain(hit(num_iid=2, price="", sales=None))
+    # Missing is not unparseable; the raw columns keep exactly what was sent, blanks too.
+    item = chain(hit(num_iid=2, price="", sales="  "))
+    assert (item["price_raw"], item["sales_raw"], item["sales_kind"]) == ("", "  ", None)
+    assert chain.stat("dataset/unparsed/price") == 1 and chain.stat("dataset/unparsed/sales") == 1
+    item = chain(hit(num_iid=3, price=None, sales=None))
     assert (item["price_raw"], item["sales_raw"]) == (None, None)
-    assert chain.stat("dataset/unparsed/price") == 1
+
+
+def test_prices_and_sales_the_gateways_write_are_read_as_they_mean(chain: Chain) -> None:
+    cases = {
+        "￥39.9起": (Decimal("39.90"), None, None), "88.8元/件": (Decimal("88.80"), Decimal("88.80"), None),
+        "券后 29.9": (None, None, Decimal("29.90")), "0.001": (None, None, None),
+    }
+    for n, (price, expected) in enumerate(cases.items(), start=10):
+        item = chain(hit(num_iid=n, price=price, sales="月销 300"))
+        assert (item["price_min"], item["price_max"], item["coupon_price"]) == expected, price
+        assert (item["price_raw"], item["sales"], item["sales_kind"]) == (price, 300, "monthly")
+    assert chain.stat("dataset/unparsed/price") == 1  # 0.001 alone: a coupon price is a price
 
 
 def test_seed_summaries_are_normalised_and_stamped(chain: Chain) -> None:
