@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 #: File extension of each dataset format; also the list of formats DATASET_FORMATS may name.
 FORMAT_EXTENSIONS: dict[str, str] = {"parquet": "parquet", "csv": "csv"}
 #: Run ids as generated: ``20261125T101500Z-3fa2c1`` (UTC start time, then 24 random bits).
+#: Where a run that did not finish is committed (``DATASET_DIR/_incomplete/<format>/<table>/dt=...``):
+#: beside the format trees, so that no reader's glob of them meets a partial run.
+INCOMPLETE_DIR = "_incomplete"
 GENERATED_RUN_ID_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)-[0-9a-f]{6}$")
 #: Anything that becomes a directory or file name: no separators, no dot-dot, not hidden.
 _SAFE_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
@@ -74,7 +77,8 @@ def batch_file_name(run_id: str, fmt: str, batch: int | None = None) -> str:
 
 
 def run_files(root: Path, run_id: str) -> list[Path]:
-    """Every finished file *run_id* has in the format trees under *root* (temporary files excluded).
+    """Every finished file *run_id* has in the format trees under *root*, and under its
+    ``_incomplete/`` (temporary files excluded).
 
     Names must be exactly ``<run_id>-<digits>.<ext>``: run ``daily`` must not take the files of
     run ``daily-20261125`` for its own (a glob on ``daily-*`` would).
@@ -83,5 +87,6 @@ def run_files(root: Path, run_id: str) -> list[Path]:
     for fmt, ext in FORMAT_EXTENSIONS.items():
         name = re.compile(rf"{re.escape(safe_component(run_id, 'run id'))}-\d{{5,}}\.{re.escape(ext)}")
         prefix = glob.escape(run_id)
-        files += (p for p in (root / fmt).glob(f"*/dt=*/{prefix}-*.{ext}") if name.fullmatch(p.name))
+        for tree in (root / fmt, root / INCOMPLETE_DIR / fmt):
+            files += (p for p in tree.glob(f"*/dt=*/{prefix}-*.{ext}") if name.fullmatch(p.name))
     return sorted(files)

@@ -148,7 +148,8 @@ SEEDS = Table(
         Column(
             "status",
             pa.string(),
-            "ok, rejected (refused before any call) or failed (gateway refused or calls kept failing).",
+            "ok, rejected (refused before any call), failed (gateway refused or calls kept failing) or "
+            "unfinished (the crawl stopped before the seed's search ended; error_code says why).",
             repeats=True,
         ),
         Column("error_code", pa.string(), "Gateway error code or local reason code; null when ok.", repeats=True),

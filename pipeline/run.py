@@ -12,15 +12,16 @@ Every other component asks the run (the ``DatasetRun`` extension) rather than bu
   them. A write that fails (a full disk) fails the run: finish reason ``storage_failed``, exit 6,
   nothing committed, JOBDIR kept for the resume.
 - **Commit.** When the crawl has finished (or stopped without JOBDIR: committed ``"complete":
-  false``), ``products`` (one row per num_iid: the first seed in the order given wins, then the
-  best position), ``matches`` and ``seeds`` are built from the staged rows by DuckDB, out of core,
-  and written in every DATASET_FORMATS format beside the staging, with the manifest; every
-  directory they go to is made. Only then is the commit record (every rename to make) written and
-  fsynced: what follows needs no space, only renames into the format trees, then the manifest's,
-  then the cleanup. A commit killed half-way is finished by the next crawl that starts in the same
-  DATASET_DIR, before it does anything else (``finish_interrupted_commits``; ``python -m
-  pipeline.run DATASET_DIR`` does it on its own), which also removes the staging a crawl killed
-  before its commit left behind.
+  false`` under ``DATASET_DIR/_incomplete/``, apart from the finished runs readers glob; every
+  seed still without a row gets an ``unfinished`` one first), ``products`` (one row per num_iid:
+  the first seed in the order given wins, then the best position), ``matches`` and ``seeds`` are
+  built from the staged rows by DuckDB, out of core, and written in every DATASET_FORMATS format
+  beside the staging, with the manifest; every directory they go to is made. Only then is the
+  commit record (every rename to make) written and fsynced: what follows needs no space, only
+  renames into the format trees, then the manifest's, then the cleanup. A commit killed half-way
+  is finished by the next crawl that starts in the same DATASET_DIR, before it does anything else
+  (``finish_interrupted_commits``; ``python -m pipeline.run DATASET_DIR`` does it on its own),
+  which also removes the staging a crawl killed before its commit left behind.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from scrapy.utils.job import job_dir
 from exporters.itemexporters import TableWriter, table_writer
 from exporters.layout import (
     FORMAT_EXTENSIONS,
+    INCOMPLETE_DIR,
     batch_file_name,
     contained,
     new_run_id,
@@ -267,8 +269,8 @@ class _TableFiles:
     """The files of one table in every format, started anew every ``batch_items`` rows (0: one file)."""
 
     def __init__(self, out: Path, table: Table, run: RunInfo, formats: list[str], batch_items: int,
-                 compression: str) -> None:
-        self.out, self.table, self.run = out, table, run
+                 compression: str, prefix: Path) -> None:
+        self.out, self.table, self.run, self.prefix = out, table, run, prefix
         self.formats, self.batch_items, self.compression = formats, batch_items, compression
         self.files: list[dict[str, Any]] = []
         self._open: list[tuple[TableWriter, IO[bytes], Path, str]] = []
@@ -278,7 +280,7 @@ class _TableFiles:
     def _start(self) -> None:
         self._number += 1
         for fmt in self.formats:
-            relative = partition_dir(Path(), fmt, self.table.name, self.run.dt) / batch_file_name(
+            relative = partition_dir(self.prefix, fmt, self.table.name, self.run.dt) / batch_file_name(
                 self.run.run_id, fmt, self._number
             )
             path = self.out / relative
@@ -324,8 +326,9 @@ class _TableFiles:
 
 
 def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], batch_items: int,
-                 compression: str) -> list[dict[str, Any]]:
-    """Build products, matches and seeds from the staged rows into ``out``, in every format; their file records."""
+                 compression: str, complete: bool = True) -> list[dict[str, Any]]:
+    """Build products, matches and seeds from the staged rows into ``out``, in every format; their file
+    records. A run that is not ``complete`` goes under ``_incomplete/``."""
     import duckdb
 
     with contextlib.closing(duckdb.connect()) as con:
@@ -338,7 +341,8 @@ def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], bat
         staged = {name: str(staging / f"{name}.parquet") for name in _STAGED}
         files: list[dict[str, Any]] = []
         for name, table in TABLES.items():
-            target = _TableFiles(out, table, run, formats, batch_items, compression)
+            target = _TableFiles(out, table, run, formats, batch_items, compression,
+                                 Path() if complete else Path(INCOMPLETE_DIR))
             query = _TABLE_QUERIES[name]
             params = {key: path for key, path in staged.items() if f"${key}" in query}
             reader = con.sql(query, params=params).to_arrow_reader(_COMMIT_BATCH_ROWS)
@@ -643,6 +647,9 @@ class DatasetRun:
     def _finish(self, reason: str) -> None:
         if self.root is None:
             return
+        outcomes = getattr(self.crawler.spider, "unfinished_outcomes", None)  # the imagesearch spider's
+        for row in outcomes(reason) if outcomes is not None and self._staged else ():
+            self.item_scraped(row)
         try:
             for name, staged in self._staged.items():
                 staged.close()
@@ -669,9 +676,9 @@ class DatasetRun:
             return
         if reason != "finished":
             logger.warning(
-                "Dataset run %s stopped (%s) before it finished: committing what it has, marked \"complete\": "
-                "false in its manifest (with -s JOBDIR=DIR a stopped run is resumable instead)",
-                self.run.run_id, reason,
+                "Dataset run %s stopped (%s) before it finished: committing what it has under %s/, marked "
+                "\"complete\": false in its manifest (with -s JOBDIR=DIR a stopped run is resumable instead)",
+                self.run.run_id, reason, self.root / INCOMPLETE_DIR,
             )
         try:
             self.commit(reason)
@@ -690,7 +697,7 @@ class DatasetRun:
         """Build the tables from the staging, then move them in by a durable, resumable commit record."""
         assert self.root is not None
         files = build_tables(self.staging, self.staging / "out", self.run, self.formats, self.batch_items,
-                             self.compression)
+                             self.compression, complete=reason == "finished")
         rows: dict[str, dict[str, int]] = {}
         for f in files:
             by_table = rows.setdefault(f["format"], {})
@@ -751,12 +758,16 @@ def summary_lines(root: Path, manifest: dict[str, Any]) -> list[str]:
     lines = [f"Datasets of run {manifest['run_id']} ({state}) under {root}/:"]
     formats = [fmt for fmt in FORMAT_EXTENSIONS if fmt in manifest["rows"]]
     stats = manifest["stats"]
+    tree = "" if manifest["complete"] else f"{INCOMPLETE_DIR}/"
     for table in TABLES:
         rows = manifest["rows"][formats[0]].get(table, 0) if formats else 0
-        where = "  ".join(f"{fmt}/{table}/dt={manifest['dt']}/" for fmt in formats)
+        where = "  ".join(f"{tree}{fmt}/{table}/dt={manifest['dt']}/" for fmt in formats)
         line = f"  {table:<8} {rows:>9,} rows  {where}"
         if table == "seeds":
-            outcomes = (f"{stats.get(f'imagesearch/seeds/{s}', 0):,} {s}" for s in ("ok", "rejected", "failed"))
+            statuses = ["ok", "rejected", "failed"]
+            if stats.get("imagesearch/seeds/unfinished"):
+                statuses.append("unfinished")
+            outcomes = (f"{stats.get(f'imagesearch/seeds/{s}', 0):,} {s}" for s in statuses)
             line += "  (" + ", ".join(outcomes) + ")"
         lines.append(line)
     lines.append(f"  manifest: {manifest_path(root, manifest['run_id'])}")

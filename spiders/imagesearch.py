@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-OK, REJECTED, FAILED = "ok", "rejected", "failed"
+OK, REJECTED, FAILED, UNFINISHED = "ok", "rejected", "failed", "unfinished"
 #: Largest seed image the crawl downloads from its URL.
 MAX_IMAGE_DOWNLOAD_BYTES = 20 * 1024 * 1024
 _MAX_ERROR_MSG = 300
@@ -451,12 +451,25 @@ class ImageSearchSpider(Spider):
             list(self._unsummarised.values()), FAILED, "lost", "no answer was recorded for this seed"
         )
 
+    def unfinished_outcomes(self, reason: str) -> list[SeedSummary]:
+        """A ``seeds`` row for every seed still without one when the crawl stops (status ``unfinished``,
+        error_code the finish reason), with what its search got so far: so that a committed run's
+        ``seeds`` covers every seed of its ``matches``. DatasetRun stages them before its commit."""
+        run_id = self.crawler.settings.get("DATASET_RUN_ID")
+        if not self._unsummarised:
+            return []
+        logger.warning("The crawl ended (%s) before %d seeds were searched to the end: their seeds rows say "
+                       "\"unfinished\"", reason, len(self._unsummarised))
+        rows: list[SeedSummary] = []
+        for job in list(self.jobs.values()):
+            rows += self._summarise(list(job.seeds), UNFINISHED, reason,
+                                    f"the crawl stopped ({reason}) before this seed's search ended", job)
+        rows += self._summarise(list(self._unsummarised.values()), UNFINISHED, reason,
+                                f"the crawl stopped ({reason}) before this seed was searched")
+        for row in rows:
+            row["run_id"] = run_id
+        return rows
+
     def spider_closed(self, reason: str) -> None:
         if self._spool is not None:
             shutil.rmtree(self._spool, ignore_errors=True)
-        if self._unsummarised and reason != GATEWAY_FATAL_REASON:
-            logger.warning(
-                "The crawl ended (%s) before %d seeds were searched: they have no row in the seeds table",
-                reason,
-                len(self._unsummarised),
-            )

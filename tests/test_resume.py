@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from datasets import assert_same_datasets, run_crawl, stop_when, write_seed_photos
@@ -181,13 +183,54 @@ def test_stopped_crawl_without_jobdir_commits_what_it_has_marked_incomplete(
     text = log.read_text(errors="replace")
     assert returncode == 4, text[-3000:]
     assert text.strip().splitlines()[-1].endswith(
-        'its datasets are marked "complete": false; add -s JOBDIR=DIR to make a crawl resumable'
+        f'its datasets went to {out}/_incomplete/, marked "complete": false, apart from finished runs; '
+        "add -s JOBDIR=DIR to make a crawl resumable"
     ), text[-3000:]
     manifests = list((out / "_manifests").glob("*.json"))
     assert len(manifests) == 1
     manifest = json.loads(manifests[0].read_text())
     assert manifest["complete"] is False and manifest["finish_reason"] == "shutdown"
-    assert_every_visible_file_is_whole(out)
-    assert sorted(p.relative_to(out).as_posix() for p in visible_files(out)) == sorted(
+    # Apart from finished runs: nothing in the trees readers glob, all of it under _incomplete/.
+    assert not visible_files(out)
+    assert_every_visible_file_is_whole(out / "_incomplete")
+    assert sorted(p.relative_to(out).as_posix() for p in visible_files(out / "_incomplete")) == sorted(
         f["path"] for f in manifest["files"]
     )
+    # Every seed has its row, those the stop cut short too, so seeds and matches agree.
+    seeds = pq.read_table(out / "_incomplete" / "parquet" / "seeds").to_pandas()
+    matches = pq.read_table(out / "_incomplete" / "parquet" / "matches").to_pandas()
+    assert len(seeds) == SEEDS and set(matches["seed_id"]) <= set(seeds["seed_id"])
+    unfinished = seeds[seeds["status"] == "unfinished"]
+    assert len(unfinished) > 0 and set(unfinished["error_code"]) == {"shutdown"}
+
+
+def test_readers_of_the_readmes_trees_see_only_finished_runs(
+    gateway: SandboxProcess, seeds: Path, tmp_path: Path,
+) -> None:
+    out = tmp_path / "datasets"
+    before = gateway.stats()["calls"]["total"]
+    stopped = stop_when(crawl_command(seeds, None, out, gateway.endpoint),
+                        lambda: gateway.stats()["calls"]["total"] - before >= CALLS // 3, tmp_path / "stopped.log",
+                        signal.SIGTERM)
+    assert stopped == 4
+    finished = run_crawl(str(seeds), *CRAWL_OPTIONS, dataset_dir=out, endpoint=gateway.endpoint)
+    assert finished.returncode == 0, finished.tail()
+    manifests = [json.loads(p.read_text()) for p in (out / "_manifests").glob("*.json")]
+    assert sorted(m["complete"] for m in manifests) == [False, True]
+    run_id = next(m["run_id"] for m in manifests if m["complete"])
+    con = duckdb.connect()
+    joined = con.execute(f"""
+        SELECT DISTINCT m.run_id
+        FROM read_parquet('{out}/parquet/matches/**/*.parquet', hive_partitioning = true) m
+        JOIN read_parquet('{out}/parquet/products/**/*.parquet', hive_partitioning = true) p USING (run_id, num_iid)
+    """).fetchall()
+    assert joined == [(run_id,)]
+    products = pd.read_parquet(out / "parquet" / "products", dtype_backend="pyarrow")
+    assert set(products["run_id"]) == {run_id}
+    for table in ("products", "matches", "seeds"):
+        csv_runs = con.execute(f"SELECT DISTINCT run_id FROM read_csv('{out}/csv/{table}/**/*.csv')").fetchall()
+        assert csv_runs == [(run_id,)], table
+    # Every committed run's seeds cover its matches, the stopped one's too.
+    for tree in (out, out / "_incomplete"):
+        seeds_ids = set(pd.read_parquet(tree / "parquet" / "seeds")["seed_id"])
+        assert set(pd.read_parquet(tree / "parquet" / "matches")["seed_id"]) <= seeds_ids and len(seeds_ids) == SEEDS

@@ -23,6 +23,7 @@ from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from exporters.layout import INCOMPLETE_DIR
 from pipeline.errors import (
     GATEWAY_FATAL_REASON,
     GATEWAY_UNREACHABLE_REASON,
@@ -116,7 +117,9 @@ class Command(ScrapyCrawlCommand):
             elif crawler.settings.get("JOBDIR"):
                 advice = "run the same command again to resume it"
             else:
-                advice = 'its datasets are marked "complete": false; add -s JOBDIR=DIR to make a crawl resumable'
+                where = f'{crawler.settings["DATASET_DIR"]}/{INCOMPLETE_DIR}/'
+                advice = (f'its datasets went to {where}, marked "complete": false, apart from finished runs; '
+                          "add -s JOBDIR=DIR to make a crawl resumable")
             print(f"scrapy crawl {args[0]}: the crawl stopped before it finished ({reason}): {advice}", file=sys.stderr)
             self.exitcode = EXIT_STOPPED
 
