@@ -118,7 +118,9 @@ def resolve_run(settings: BaseSettings, now: datetime | None = None) -> RunInfo:
 
     With JOBDIR the run is remembered in ``JOBDIR/dataset_run.json`` (written by ``remember``, once
     the crawl holds the JOBDIR), so a crawl resumed from the same JOBDIR keeps its run id and dt
-    partition. The resumed crawl replays the journaled answers, so it rewrites the whole run.
+    partition. The resumed crawl replays the journaled answers, so it rewrites the whole run. A run
+    id committed before (its manifest in DATASET_DIR) keeps the dt it was committed under when it
+    is run again, on whatever day, unless DATASET_RUN_DATE says otherwise.
     """
     now = now or datetime.now(UTC)
     explicit = settings.get("DATASET_RUN_ID") or None
@@ -128,8 +130,20 @@ def resolve_run(settings: BaseSettings, now: datetime | None = None) -> RunInfo:
         state = {}
     run_id = safe_component(explicit or state.get("run_id") or new_run_id(now), "run id")
     started_at = datetime.fromisoformat(state["started_at"]) if state.get("started_at") else now
-    dt = safe_date(settings.get("DATASET_RUN_DATE") or state.get("dt") or started_at.astimezone(UTC).date())
+    committed = _committed_dt(settings.get("DATASET_DIR"), run_id) if explicit else None
+    dt = safe_date(settings.get("DATASET_RUN_DATE") or state.get("dt") or committed
+                   or started_at.astimezone(UTC).date())
     return RunInfo(run_id, started_at, dt)
+
+
+def _committed_dt(root: str | None, run_id: str) -> str | None:
+    """The dt partition run ``run_id`` was committed under in ``root``, if it was."""
+    try:
+        manifest = json.loads(manifest_path(Path(root), run_id).read_text(encoding="utf-8")) if root else {}
+    except (OSError, ValueError):
+        return None
+    dt = manifest.get("dt") if isinstance(manifest, dict) else None
+    return dt if isinstance(dt, str) else None
 
 
 def _remembered(jobdir: str | None) -> dict[str, str]:

@@ -128,9 +128,10 @@ DATASET_FORMATS = ["parquet", "csv"]
 DATASET_BATCH_ITEMS = 100_000
 #: The run id stamped on every row and in every file name. Empty: generated per crawl
 #: (``20261125T101500Z-3fa2c1``), or the one JOBDIR remembers when a crawl is resumed.
-#: Reusing an id replaces that run's files and manifest.
+#: Reusing an id replaces that run's files and manifest, in the dt partition it was committed under.
 DATASET_RUN_ID = None
-#: The dt partition (YYYY-MM-DD). Empty: the run's UTC start date.
+#: The dt partition (YYYY-MM-DD). Empty: the run's UTC start date; a resumed run, or a run id run
+#: again, keeps the dt it had.
 DATASET_RUN_DATE = None
 #: Rows per Parquet row group, which is also how many rows a writer holds in memory.
 PARQUET_ROW_GROUP_SIZE = 10_000

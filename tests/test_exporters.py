@@ -345,6 +345,16 @@ def test_a_reused_run_id_rewrites_its_run(tmp_path: Path) -> None:
     assert tree_files(root) == sorted(f["path"] for f in manifest["files"])  # the first attempt's extra files are gone
 
 
+def test_a_run_id_run_again_on_another_day_keeps_its_dt(tmp_path: Path) -> None:
+    crawl(tmp_path, "DATASET_RUN_ID=backfill", "DATASET_RUN_DATE=2026-11-20")  # committed under an earlier day
+    crawl(tmp_path, "DATASET_RUN_ID=backfill")  # today, whatever day that is
+    root = tmp_path / "datasets"
+    (manifest,) = manifests(root)
+    assert manifest["dt"] == "2026-11-20"
+    assert {Path(f["path"]).parts[2] for f in manifest["files"]} == {"dt=2026-11-20"}
+    assert tree_files(root) == sorted(f["path"] for f in manifest["files"])  # nothing moved to another dt
+
+
 def test_a_finished_run_frees_its_jobdir_for_the_next_run(tmp_path: Path) -> None:
     jobdir = tmp_path / "job"
     crawl(tmp_path, f"JOBDIR={jobdir}")
