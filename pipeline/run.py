@@ -632,11 +632,16 @@ class DatasetRun:
         staged = self._staged[name]
         try:
             staged.add(item)
-        except OSError as exc:
-            self.fail(storage_message(exc, staged.path))
-        except Exception as exc:  # rows that cannot be staged must not pass for a run that was written
-            logger.error("Staging %s failed", staged.path, exc_info=True)
-            self.fail(f"cannot stage rows in {staged.path}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - _staging_failed fails the run, logging any non-OSError's traceback
+            self._staging_failed(exc, staged.path)
+
+    def _staging_failed(self, exc: Exception, path: Path) -> None:
+        """Rows could not be staged at ``path``: the run fails (exit 6) with one line, never passing for written."""
+        if isinstance(exc, OSError):
+            self.fail(storage_message(exc, path))
+            return
+        logger.error("Staging in %s failed", path, exc_info=exc)
+        self.fail(f"cannot stage rows in {path}: {type(exc).__name__}: {exc}")
 
     def fail(self, message: str) -> None:
         """A write failed: the run is not committed, JOBDIR is kept, and the crawl closes (exit 6)."""
@@ -670,11 +675,8 @@ class DatasetRun:
                 self.crawler.stats.set_value(f"dataset/staged/{name}", staged.rows_written)
                 if staged.rejected:
                     self.crawler.stats.set_value(f"dataset/rejected/{name}", staged.rejected)
-        except OSError as exc:
-            self.fail(storage_message(exc, self.staging))
-        except Exception as exc:
-            logger.error("Staging in %s failed", self.staging, exc_info=True)
-            self.fail(f"cannot stage rows in {self.staging}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - as in item_scraped
+            self._staging_failed(exc, self.staging)
         if self.failure is not None:
             logger.error("Dataset run %s not committed: %s. With JOBDIR the same command resumes it once "
                          "the cause is fixed", self.run.run_id, self.failure)
