@@ -80,6 +80,7 @@ def stage(staging: Path, n_hits: int) -> None:
                 "sales_kind": pa.array(["paid"] * len(i)),
                 "sales_raw": pa.array([f"{s}人付款" for s in (i * 104729) % 5000]),
                 "crawled_at": pa.array([crawled_at] * len(i), schema.field("crawled_at").type),
+                "run_started_at": pa.array([crawled_at] * len(i), schema.field("run_started_at").type),
             }
             writer.write_table(pa.table([columns[f.name] for f in schema], schema=schema))
     n_seeds = -(-n_hits // HITS_PER_SEED)
@@ -96,6 +97,7 @@ def stage(staging: Path, n_hits: int) -> None:
         "pages_fetched": pa.array([5] * n_seeds, pa.int32()),
         "items_found": pa.array([HITS_PER_SEED] * n_seeds, pa.int64()),
         "seed_rank": pa.array(range(n_seeds), pa.int32()),
+        "run_started_at": pa.nulls(n_seeds, seeds_schema.field("run_started_at").type),
     }
     pq.write_table(pa.table([seeds[f.name] for f in seeds_schema], schema=seeds_schema),
                    staging / "seeds.parquet", compression="zstd")

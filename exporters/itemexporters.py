@@ -60,12 +60,16 @@ class ParquetTableWriter(TableWriter):
 
     format_name = "parquet"
 
-    def __init__(self, file: IO[bytes], table: Table, compression: str = "zstd") -> None:
+    def __init__(self, file: IO[bytes], table: Table, compression: str = "zstd",
+                 metadata: dict[str, str] | None = None) -> None:
         super().__init__(file, table)
+        schema = table.arrow_schema
+        if metadata:
+            schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
         # pyarrow takes any codec name and a list of columns to dictionary-encode; pyarrow-stubs
         # declare only literal codec names and a bool.
         self._writer = pq.ParquetWriter(
-            file, table.arrow_schema,
+            file, schema,
             compression=compression,  # type: ignore[arg-type]
             use_dictionary=table.dictionary_columns,  # type: ignore[arg-type]
         )
@@ -120,10 +124,12 @@ class CsvTableWriter(TableWriter):
         self._writer.close()
 
 
-def table_writer(fmt: str, file: IO[bytes], table: Table, compression: str = "zstd") -> TableWriter:
-    """The writer of ``table`` in dataset format ``fmt`` (``parquet`` takes the compression codec)."""
+def table_writer(fmt: str, file: IO[bytes], table: Table, compression: str = "zstd",
+                 metadata: dict[str, str] | None = None) -> TableWriter:
+    """The writer of ``table`` in dataset format ``fmt`` (``parquet`` takes the compression codec, and
+    ``metadata`` for its schema)."""
     if fmt == ParquetTableWriter.format_name:
-        return ParquetTableWriter(file, table, compression)
+        return ParquetTableWriter(file, table, compression, metadata)
     if fmt == CsvTableWriter.format_name:
         return CsvTableWriter(file, table)
     raise ValueError(f"unknown dataset format {fmt!r}")

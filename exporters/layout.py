@@ -21,6 +21,9 @@ FORMAT_EXTENSIONS: dict[str, str] = {"parquet": "parquet", "csv": "csv"}
 #: Where a run that did not finish is committed (``DATASET_DIR/_incomplete/<format>/<table>/dt=...``):
 #: beside the format trees, so that no reader's glob of them meets a partial run.
 INCOMPLETE_DIR = "_incomplete"
+#: Where a dataset keeps what it needs between runs and no reader should glob (products_latest's own
+#: copy, when Parquet is not among the formats).
+STATE_DIR = "_state"
 GENERATED_RUN_ID_RE = re.compile(r"^(?P<ts>\d{8}T\d{6}Z)-[0-9a-f]{6}$")
 #: Anything that becomes a directory or file name: no separators, no dot-dot, not hidden.
 _SAFE_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
@@ -63,6 +66,13 @@ def new_run_id(now: datetime | None = None) -> str:
 def partition_dir(root: Path, fmt: str, table: str, dt: str) -> Path:
     """``root/<format>/<table>/dt=<YYYY-MM-DD>``, every component checked, and contained in *root*."""
     path = root / safe_component(fmt, "format") / safe_component(table, "table") / f"dt={safe_date(dt)}"
+    contained(root, path)
+    return path
+
+
+def snapshot_file(root: Path, fmt: str, table: str) -> Path:
+    """``root/<format>/<table>/<table>.<ext>``: the one file of a table every commit replaces whole."""
+    path = root / safe_component(fmt, "format") / safe_component(table, "table") / f"{table}.{FORMAT_EXTENSIONS[fmt]}"
     contained(root, path)
     return path
 

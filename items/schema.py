@@ -95,6 +95,11 @@ _LISTING: tuple[Column, ...] = (
     Column("sales_raw", pa.string(), "Sales exactly as the API returned it.", repeats=True),
 )
 _RUN_ID = Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True)
+#: The time every row of a run has: what a time series over runs is ordered by (custom run ids need not sort).
+RUN_STARTED_AT = Column(
+    "run_started_at", TIMESTAMP_TYPE,
+    "When the run started (UTC; a resumed run keeps its first start): order runs by it.", repeats=True,
+)
 _CRAWLED_AT = Column(
     "crawled_at", TIMESTAMP_TYPE, "When the result page holding this product was received (UTC).", repeats=True
 )
@@ -117,6 +122,7 @@ PRODUCTS = Table(
         *_LISTING,
         Column("first_seed_id", pa.string(), "The seed whose search found this product first.", repeats=True),
         _RUN_ID,
+        RUN_STARTED_AT,
         _CRAWLED_AT,
     ),
 )
@@ -126,6 +132,7 @@ MATCHES = Table(
     "One row per seed -> product hit, every pair kept.",
     (
         _RUN_ID,
+        RUN_STARTED_AT,
         _SEED_ID,
         Column("num_iid", pa.int64(), "The product the seed's search returned.", nullable=False),
         *_MATCH,
@@ -137,6 +144,7 @@ SEEDS = Table(
     "One row per seed the user gave, searched or not, with why not.",
     (
         _RUN_ID,
+        RUN_STARTED_AT,
         Column(
             "seed_id",
             pa.string(),
@@ -164,11 +172,57 @@ HITS = Table(
     "hits",
     "One row per search hit: the match and its listing, normalised. A run stages these and builds "
     "products and matches from them when it commits; -o/-O feeds write them as they come.",
-    (_RUN_ID, _SEED_ID, SEED_RANK, _NUM_IID, *_MATCH, *_LISTING, _CRAWLED_AT),
+    (_RUN_ID, RUN_STARTED_AT, _SEED_ID, SEED_RANK, _NUM_IID, *_MATCH, *_LISTING, _CRAWLED_AT),
 )
 
-#: The tables of a run's datasets.
-TABLES: dict[str, Table] = {t.name: t for t in (PRODUCTS, MATCHES, SEEDS)}
+_COUNT = pa.int64()
+RUNS = Table(
+    "runs",
+    "One row per committed run: when it ran, what answered, how its seeds fared, what it wrote.",
+    (
+        Column("run_id", pa.string(), "The run's id (the run_id of its rows in every table).", nullable=False),
+        Column("started_at", TIMESTAMP_TYPE, "When the run started (UTC; a resumed run keeps its first start).",
+               nullable=False),
+        Column("finished_at", TIMESTAMP_TYPE, "When the run ended and was committed (UTC).", nullable=False),
+        Column("complete", pa.bool_(), "True when every seed was searched to its end (finish_reason finished).",
+               nullable=False),
+        Column("finish_reason", pa.string(), "Why the crawl ended: finished, shutdown, quota_spent, ...",
+               repeats=True),
+        Column("gateway", pa.string(), "The API that answered: top, onebound or aliyun.", repeats=True),
+        Column("endpoint_host", pa.string(), "Host of the endpoint called (never a URL: no credentials).",
+               repeats=True),
+        Column("seeds", _COUNT, "Seeds given (rows of the run's seeds table)."),
+        Column("seeds_ok", _COUNT, "Seeds with status ok."),
+        Column("seeds_rejected", _COUNT, "Seeds with status rejected."),
+        Column("seeds_failed", _COUNT, "Seeds with status failed."),
+        Column("seeds_unfinished", _COUNT, "Seeds with status unfinished."),
+        Column("calls", _COUNT, "API calls the crawl that committed the run made (each one spends quota)."),
+        Column("calls_replayed", _COUNT, "Answers of an earlier crawl of the run, replayed from JOBDIR, not "
+               "asked again."),
+        Column("products", _COUNT, "Rows of the run's products table."),
+        Column("matches", _COUNT, "Rows of the run's matches table."),
+    ),
+)
+
+#: What products_latest adds to a products row.
+LATEST_COLUMNS: tuple[Column, ...] = (
+    Column("first_seen_at", TIMESTAMP_TYPE, "When a finished run first saw the product (its crawled_at, UTC).",
+           nullable=False),
+    Column("last_seen_at", TIMESTAMP_TYPE, "When a finished run last saw the product (UTC).", nullable=False),
+    Column("runs_seen", pa.int64(), "How many finished runs saw the product.", nullable=False),
+)
+PRODUCTS_LATEST = Table(
+    "products_latest",
+    "One row per product ever seen by a finished run: its latest observation (the products row of the "
+    "latest run, by run_started_at, that saw it), with when it was first and last seen. Replaced at "
+    "each commit; not partitioned.",
+    (*PRODUCTS.columns, *LATEST_COLUMNS),
+)
+
+#: The tables of a run's datasets, partitioned by dt: every run adds its files.
+TABLES: dict[str, Table] = {t.name: t for t in (PRODUCTS, MATCHES, SEEDS, RUNS)}
+#: The tables every commit replaces whole: one file a format, over all finished runs.
+SNAPSHOTS: dict[str, Table] = {PRODUCTS_LATEST.name: PRODUCTS_LATEST}
 #: The tables a feed of the user's own (-o/-O) can write: what the crawl yields, as it yields it.
 FEED_TABLES: dict[str, Table] = {t.name: t for t in (HITS, MATCHES, SEEDS)}
 #: The seeds as a run stages them: with their place in the order given, to sort the seeds table by.

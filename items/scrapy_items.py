@@ -39,6 +39,7 @@ class ProductHit(scrapy.Item):
     sales_kind = scrapy.Field()
     sales_raw = scrapy.Field()
     run_id = scrapy.Field()
+    run_started_at = scrapy.Field()
 
 
 class SeedSummary(scrapy.Item):
@@ -54,6 +55,7 @@ class SeedSummary(scrapy.Item):
     pages_fetched = scrapy.Field()
     items_found = scrapy.Field()
     run_id = scrapy.Field()
+    run_started_at = scrapy.Field()
     #: The seed's place in the order the seeds were given (the seeds table is sorted by it).
     seed_rank = scrapy.Field()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from scrapy.exceptions import DropItem
@@ -22,6 +23,7 @@ from pipeline.normalize import (
     sales_kind,
     split_price,
 )
+from pipeline.run import DatasetRun
 
 if TYPE_CHECKING:
     from typing import Self
@@ -87,12 +89,15 @@ class NormalizePipeline(_StatsPipeline):
     price or sales value becomes null and keeps its raw text; counted in ``dataset/unparsed/price``
     and ``dataset/unparsed/sales``. SeedSummary: counts to ints, codes and messages to text.
     Both get ``run_id``: DATASET_RUN_ID, which DatasetAddon resolves before anything opens (the
-    id is in the run's file names too); without the add-on, one generated for this crawl.
+    id is in the run's file names too); without the add-on, one generated for this crawl. And
+    ``run_started_at``: when the run started (the DatasetRun extension's; a resumed run keeps its
+    first start), else when this crawl did.
     """
 
-    def __init__(self, stats: StatsCollector, run_id: str) -> None:
+    def __init__(self, stats: StatsCollector, run_id: str, run_started_at: datetime | None = None) -> None:
         super().__init__(stats)
         self.run_id = run_id
+        self.run_started_at = run_started_at or datetime.now(UTC)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -100,7 +105,8 @@ class NormalizePipeline(_StatsPipeline):
         if not run_id:
             run_id = new_run_id()
             logger.warning("DATASET_RUN_ID unset and DatasetAddon not enabled: items get run id %s", run_id)
-        return cls(crawler.stats, run_id)
+        run = crawler.get_extension(DatasetRun)
+        return cls(crawler.stats, run_id, run.run.started_at if run is not None else None)
 
     async def process_item(self, item: Any) -> Any:
         kind = item_kind(item)
@@ -136,11 +142,11 @@ class NormalizePipeline(_StatsPipeline):
         item["position"] = normalize_count(get("position"))
         item["cat"] = normalize_text(get("cat"))
         item["crawled_at"] = normalize_timestamp(get("crawled_at"))
-        item["run_id"] = self.run_id
+        item["run_id"], item["run_started_at"] = self.run_id, self.run_started_at
 
     def _seed(self, item: SeedSummary) -> None:
         for name in ("seed_id", "source", "sha256", "status", "error_code", "error_msg"):
             item[name] = normalize_text(item.get(name))
         for name in ("total_results", "pages_fetched", "items_found"):
             item[name] = normalize_count(item.get(name))
-        item["run_id"] = self.run_id
+        item["run_id"], item["run_started_at"] = self.run_id, self.run_started_at

@@ -34,7 +34,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -51,6 +51,7 @@ from exporters.itemexporters import TableWriter, table_writer
 from exporters.layout import (
     FORMAT_EXTENSIONS,
     INCOMPLETE_DIR,
+    STATE_DIR,
     batch_file_name,
     contained,
     new_run_id,
@@ -58,10 +59,11 @@ from exporters.layout import (
     run_files,
     safe_component,
     safe_date,
+    snapshot_file,
 )
 from exporters.storage import atomic_write_bytes, fsync_dir
 from exporters.tables import TableConverter
-from items.schema import HITS, MATCHES, PRODUCTS, SEEDS, STAGED_SEEDS, TABLES, Table
+from items.schema import HITS, MATCHES, PRODUCTS, PRODUCTS_LATEST, RUNS, SEEDS, STAGED_SEEDS, TABLES, Table
 from items.scrapy_items import ProductHit, SeedSummary, item_kind
 from pipeline.configuration import dataset_formats
 from pipeline.errors import (
@@ -189,12 +191,12 @@ class RunLock:
         self.what = what
         self._file: IO[str] | None = None
 
-    def acquire(self) -> None:
-        """Take the lock, or raise RunLocked naming the process that holds it."""
+    def acquire(self, wait: bool = False) -> None:
+        """Take the lock, or raise RunLocked naming the process that holds it (``wait``: wait for it)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         file = self.path.open("a+", encoding="utf-8")
         try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(file, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             file.seek(0)
             holder = file.read().strip() or "unknown"
@@ -217,6 +219,18 @@ class RunLock:
 
 def run_lock(root: Path, run_id: str) -> RunLock:
     return RunLock(root / LOCK_DIR / f"{safe_component(run_id, 'run id')}.lock", f"run {run_id} of {root}")
+
+
+@contextlib.contextmanager
+def snapshots_locked(root: Path) -> Iterator[None]:
+    """Hold the lock of ``root``'s snapshots (products_latest), waiting for it: from reading the one a
+    commit updates to moving in the new one, so that two runs committing at once never lose each other's."""
+    lock = RunLock(root / LOCK_DIR / "snapshots.lock", f"the snapshots of {root}")
+    lock.acquire(wait=True)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # -- staging -----------------------------------------------------------------------------------
@@ -316,6 +330,16 @@ class _TableFiles:
             if self.batch_items and self._rows_in_file >= self.batch_items:
                 self.close()
 
+    def write_all(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """Every batch, then ``close``; the files in progress given up if a write fails."""
+        try:
+            for batch in batches:
+                self.write(_conform(batch, self.table))
+            self.close()
+        except BaseException:
+            self.abandon()
+            raise
+
     def abandon(self) -> None:
         """Give up the files in progress after a failed write."""
         for writer, file, _, _ in self._open:
@@ -339,36 +363,215 @@ class _TableFiles:
         self._open = []
 
 
-def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], batch_items: int,
-                 compression: str, complete: bool = True) -> list[dict[str, Any]]:
-    """Build products, matches and seeds from the staged rows into ``out``, in every format; their file
-    records. A run that is not ``complete`` goes under ``_incomplete/``."""
+@contextlib.contextmanager
+def _database(staging: Path) -> Iterator[Any]:
+    """A DuckDB connection for building a run's tables: bounded memory, spilling into the staging, UTC."""
     import duckdb
 
     with contextlib.closing(duckdb.connect()) as con:
         spill = staging / "duckdb"
-        spill.mkdir(exist_ok=True)
+        spill.mkdir(parents=True, exist_ok=True)
         con.execute(f"SET memory_limit = '{COMMIT_MEMORY_LIMIT}'")
         con.execute("SET temp_directory = ?", [str(spill)])
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET preserve_insertion_order = false")
-        staged = {name: str(staging / f"{name}.parquet") for name in _STAGED}
+        yield con
+
+
+def _staged_paths(staging: Path) -> dict[str, str]:
+    return {name: str(staging / f"{name}.parquet") for name in _STAGED}
+
+
+def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], batch_items: int,
+                 compression: str, complete: bool = True) -> list[dict[str, Any]]:
+    """Build products, matches and seeds from the staged rows into ``out``, in every format; their file
+    records. A run that is not ``complete`` goes under ``_incomplete/``."""
+    with _database(staging) as con:
+        staged = _staged_paths(staging)
         files: list[dict[str, Any]] = []
-        for name, table in TABLES.items():
-            target = _TableFiles(out, table, run, formats, batch_items, compression,
+        for name, query in _TABLE_QUERIES.items():
+            target = _TableFiles(out, TABLES[name], run, formats, batch_items, compression,
                                  Path() if complete else Path(INCOMPLETE_DIR))
-            query = _TABLE_QUERIES[name]
             params = {key: path for key, path in staged.items() if f"${key}" in query}
-            reader = con.sql(query, params=params).to_arrow_reader(_COMMIT_BATCH_ROWS)
-            try:
-                for batch in reader:
-                    target.write(_conform(batch, table))
-                target.close()
-            except BaseException:
-                target.abandon()
-                raise
+            target.write_all(con.sql(query, params=params).to_arrow_reader(_COMMIT_BATCH_ROWS))
             files += target.files
     return sorted(files, key=lambda f: f["path"])
+
+
+def build_runs_row(out: Path, run: RunInfo, formats: list[str], compression: str, complete: bool,
+                   row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's one ``runs`` row, written into ``out`` in every format; its file records."""
+    target = _TableFiles(out, RUNS, run, formats, 0, compression, Path() if complete else Path(INCOMPLETE_DIR))
+    batch, rejected = TableConverter(RUNS).to_batch([tuple(row.get(name) for name in RUNS.column_names)])
+    if rejected:
+        raise ValueError(f"the runs row of run {run.run_id} lacks a required value: {row}")
+    target.write_all([batch])
+    return target.files
+
+
+def seed_statuses(staging: Path) -> dict[str, int]:
+    """How many staged seeds have each status."""
+    path = staging / f"{SEEDS.name}.parquet"
+    if not path.exists():
+        return {}
+    statuses: list[str | None] = pq.read_table(path, columns=["status"]).column("status").to_pylist()
+    counts: dict[str, int] = {}
+    for status in statuses:
+        if status is not None:
+            counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+# -- products_latest ---------------------------------------------------------------------------
+
+#: The Parquet metadata key of a snapshot that lists the finished runs it covers (a JSON list of ids).
+COVERS_KEY = "covers_runs"
+
+
+def latest_state(root: Path, formats: list[str]) -> Path:
+    """The Parquet copy of products_latest a commit updates: the published one when Parquet is a
+    format, else the dataset's own under ``_state/``."""
+    if "parquet" in formats:
+        return snapshot_file(root, "parquet", PRODUCTS_LATEST.name)
+    return snapshot_file(root / STATE_DIR, "parquet", PRODUCTS_LATEST.name)
+
+
+def snapshot_covers(path: Path) -> list[str] | None:
+    """The run ids the snapshot at ``path`` covers, or None if there is none (or it says nothing)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    raw = metadata.get(COVERS_KEY.encode())
+    covers = json.loads(raw) if raw else None
+    return [str(run_id) for run_id in covers] if isinstance(covers, list) else None
+
+
+def finished_runs(root: Path) -> set[str]:
+    """The ids of the runs committed to ``root`` complete (their manifest says so)."""
+    done: set[str] = set()
+    for path in (root / MANIFEST_DIR).glob("*.json"):
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and manifest.get("complete") is True and isinstance(manifest.get("run_id"), str):
+            done.add(manifest["run_id"])
+    return done
+
+
+def _observations(select: str) -> str:
+    """Products rows of ``select`` as observations: each seen once, at its crawled_at."""
+    columns = ", ".join(PRODUCTS.column_names)
+    return (f"SELECT {columns}, coalesce(crawled_at, run_started_at) AS first_seen_at, "
+            f"coalesce(crawled_at, run_started_at) AS last_seen_at, 1::BIGINT AS runs_seen FROM ({select})")
+
+
+def build_latest(root: Path, staging: Path, out: Path, run: RunInfo, formats: list[str],
+                 compression: str) -> dict[str, Any]:
+    """products_latest with this (finished) run in it, built into ``out`` in every format; its record.
+
+    Cheap whatever the history: the snapshot before it plus this run's products (a year of daily
+    runs costs what the first month did, bench/bench_latest.py). Rebuilt from the Parquet products
+    tree instead when the snapshot cannot be trusted to be that: missing, a run id committed again
+    (its old observations must go), or a finished run it does not cover (a commit it lost the race
+    to, say). Caller holds ``snapshots_locked``.
+    """
+    state = latest_state(root, formats)
+    covers = snapshot_covers(state)
+    finished = finished_runs(root) - {run.run_id}
+    history = sorted(str(p) for p in (root / "parquet" / PRODUCTS.name).glob("dt=*/*.parquet"))
+    rebuild = covers is None or run.run_id in covers or not finished <= set(covers)
+    if rebuild and history:
+        known = ", ".join("'" + r.replace("'", "''") + "'" for r in sorted(finished)) or "NULL"
+        before = _observations(
+            f"SELECT * FROM read_parquet($history, union_by_name = true, hive_partitioning = false) "
+            f"WHERE run_id IN ({known})"
+        )
+        covered = sorted(finished)
+        params: dict[str, Any] = {"history": history}
+        logger.info("products_latest rebuilt from %d products files of %d finished runs", len(history), len(covered))
+    elif covers is not None:
+        before = "SELECT * FROM read_parquet($state)"
+        covered, params = covers, {"state": str(state)}
+    else:
+        before, covered, params = "", [], {}
+    columns = ", ".join(PRODUCTS.column_names)
+    this_run = _observations(_TABLE_QUERIES[PRODUCTS.name])
+    union = f"{this_run} UNION ALL BY NAME {before}" if before else this_run
+    query = (
+        f"WITH observations AS ({union}) "
+        f"SELECT {columns}, min(first_seen_at) OVER seen AS first_seen_at, max(last_seen_at) OVER seen AS "
+        f"last_seen_at, sum(runs_seen) OVER seen AS runs_seen FROM observations "
+        f"WINDOW seen AS (PARTITION BY num_iid) "
+        f"QUALIFY row_number() OVER (PARTITION BY num_iid ORDER BY run_started_at DESC NULLS LAST, "
+        f"run_id DESC) = 1 ORDER BY num_iid"
+    )
+    params["hits"] = _staged_paths(staging)[HITS.name]
+    covered = sorted({*covered, run.run_id})
+    metadata = {COVERS_KEY: json.dumps(covered)}
+    targets = {fmt: snapshot_file(out, fmt, PRODUCTS_LATEST.name) for fmt in formats}
+    state_copy = latest_state(out, formats)
+    if "parquet" not in formats:
+        targets["state"] = state_copy
+    with _database(staging) as con:
+        reader = con.sql(query, params=params).to_arrow_reader(_COMMIT_BATCH_ROWS)
+        files = _write_snapshot(reader, targets, compression, metadata)
+    for f in files:
+        f["path"] = Path(f["path"]).relative_to(out).as_posix()
+    return {"table": PRODUCTS_LATEST.name, "state": state.relative_to(root).as_posix(), "covers": covered,
+            "files": files}
+
+
+def _write_snapshot(reader: Any, targets: dict[str, Path], compression: str,
+                    metadata: dict[str, str]) -> list[dict[str, Any]]:
+    """Every batch of ``reader`` into each of ``targets`` (format: path; ``state``: a Parquet copy)."""
+    opened: list[tuple[TableWriter, IO[bytes], Path, str]] = []
+    try:
+        for fmt, path in targets.items():
+            kind = "parquet" if fmt == "state" else fmt
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stream: IO[bytes] = path.open("wb")
+            opened.append((table_writer(kind, stream, PRODUCTS_LATEST, compression, metadata), stream, path, fmt))
+        for batch in reader:
+            batch = _conform(batch, PRODUCTS_LATEST)
+            for writer, *_ in opened:
+                writer.write(batch)
+        files = []
+        for writer, stream, path, fmt in opened:
+            writer.close()
+            stream.flush()
+            os.fsync(stream.fileno())
+            stream.close()
+            files.append({"path": str(path), "format": fmt, "table": PRODUCTS_LATEST.name,
+                          "rows": writer.rows_written, "bytes": path.stat().st_size})
+        return files
+    except BaseException:
+        for writer, stream, *_ in opened:
+            writer.abandon()
+            with contextlib.suppress(OSError):
+                stream.close()
+        raise
+
+
+def apply_snapshot(root: Path, run_id: str, out: Path, snapshot: dict[str, Any]) -> None:
+    """Move a commit's new snapshot in, unless the one there covers a run it does not (a later commit's:
+    then the next commit rebuilds it with this run). Each file replaces its old self in one rename."""
+    sources = [(out / f["path"], contained(root, root / f["path"])) for f in snapshot["files"]]
+    if not any(source.exists() for source, _ in sources):
+        return  # moved already
+    current = snapshot_covers(root / snapshot["state"]) or []
+    if not set(current) <= set(snapshot["covers"]):
+        logger.warning("products_latest not replaced by run %s's: the one there covers runs it does not (%s); "
+                       "the next commit rebuilds it", run_id, ", ".join(sorted(set(current) - set(snapshot["covers"]))))
+        return
+    # The state copy last: until it moves, the old state says this run is not covered yet.
+    state = root / snapshot["state"]
+    for source, final in sorted(sources, key=lambda pair: pair[1] == state.resolve()):
+        if source.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, final)
+            fsync_dir(final.parent)
 
 
 def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
@@ -388,7 +591,7 @@ def write_commit_record(root: Path, record: dict[str, Any]) -> None:
     built = {(out / f["path"]).parent for f in record["manifest"]["files"]}
     for directory in sorted(built):
         fsync_dir(directory)  # the built files' names are durable before the record says to move them
-    for f in record["manifest"]["files"]:
+    for f in [*record["manifest"]["files"], *(f for s in record.get("snapshots", ()) for f in s["files"])]:
         contained(root, root / f["path"]).parent.mkdir(parents=True, exist_ok=True)
     manifest_path(root, run_id).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(staging_dir(root, run_id) / COMMIT_RECORD,
@@ -417,6 +620,8 @@ def apply_commit(root: Path, record: dict[str, Any]) -> None:
                                     str(source))
     for directory in directories:
         fsync_dir(directory)
+    for snapshot in record.get("snapshots", ()):
+        apply_snapshot(root, run_id, out, snapshot)
     manifest, built = manifest_path(root, run_id), manifest_path(out, run_id)
     if built.exists():
         manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -475,7 +680,9 @@ def finish_interrupted_commits(root: Path, held: str | None = None) -> list[str]
 
 
 def _finish_commit(root: Path, run_id: str, staging: Path, finished: list[str]) -> None:
-    apply_commit(root, json.loads((staging / COMMIT_RECORD).read_text(encoding="utf-8")))
+    record = json.loads((staging / COMMIT_RECORD).read_text(encoding="utf-8"))
+    with snapshots_locked(root) if record.get("snapshots") else contextlib.nullcontext():
+        apply_commit(root, record)
     logger.warning("Finished the commit of run %s, which was interrupted", run_id)
     finished.append(run_id)
 
@@ -668,6 +875,7 @@ class DatasetRun:
             return
         outcomes = getattr(self.crawler.spider, "unfinished_outcomes", None)  # the imagesearch spider's
         for row in outcomes(reason) if outcomes is not None and self._staged else ():
+            row["run_started_at"] = self.run.started_at
             self.item_scraped(row)
         try:
             for name, staged in self._staged.items():
@@ -712,31 +920,59 @@ class DatasetRun:
     def commit(self, reason: str) -> None:
         """Build the tables from the staging, then move them in by a durable, resumable commit record."""
         assert self.root is not None
-        files = build_tables(self.staging, self.staging / "out", self.run, self.formats, self.batch_items,
-                             self.compression, complete=reason == "finished")
+        finished_at, complete = datetime.now(UTC), reason == "finished"
+        out = self.staging / "out"
+        files = build_tables(self.staging, out, self.run, self.formats, self.batch_items, self.compression,
+                             complete=complete)
         rows: dict[str, dict[str, int]] = {}
         for f in files:
             by_table = rows.setdefault(f["format"], {})
             by_table[f["table"]] = by_table.get(f["table"], 0) + f["rows"]
         stats = self.crawler.stats.get_stats()
+        statuses = seed_statuses(self.staging)
+        counts = rows.get(self.formats[0], {}) if self.formats else {}
+        runs_row = {
+            "run_id": self.run.run_id, "started_at": self.run.started_at, "finished_at": finished_at,
+            "complete": complete, "finish_reason": reason,
+            "gateway": stats.get("imagesearch/gateway"), "endpoint_host": stats.get("imagesearch/endpoint_host"),
+            "seeds": sum(statuses.values()),
+            **{f"seeds_{status}": statuses.get(status, 0) for status in ("ok", "rejected", "failed", "unfinished")},
+            "calls": stats.get("imagesearch/calls", 0), "calls_replayed": stats.get("journal/replayed", 0),
+            "products": counts.get(PRODUCTS.name, 0), "matches": counts.get(MATCHES.name, 0),
+        }
+        files = sorted(files + build_runs_row(out, self.run, self.formats, self.compression, complete, runs_row),
+                       key=lambda f: f["path"])
+        for f in files:
+            if f["table"] == RUNS.name:
+                rows[f["format"]][RUNS.name] = f["rows"]
         manifest = {
             "run_id": self.run.run_id,
             "dt": self.run.dt,
             # Which API answered, and where (a host, never a URL: no credentials can ride along).
             "gateway": stats.get("imagesearch/gateway"),
             "endpoint_host": stats.get("imagesearch/endpoint_host"),
-            "started_at": self.started_at.isoformat(),
-            "finished_at": datetime.now(UTC).isoformat(),
+            "started_at": self.run.started_at.isoformat(),
+            "crawl_started_at": self.started_at.isoformat(),
+            "finished_at": finished_at.isoformat(),
             "finish_reason": reason,
-            "complete": reason == "finished",
+            "complete": complete,
             "rows": rows,
             "files": files,
             "stats": json_safe_stats(stats),
         }
-        record = {"run_id": self.run.run_id, "manifest": manifest}
-        write_commit_record(self.root, record)
-        self.recorded = True
-        apply_commit(self.root, record)
+        # products_latest takes finished runs only; the lock, from reading the snapshot to replacing it.
+        with snapshots_locked(self.root) if complete else contextlib.nullcontext():
+            record: dict[str, Any] = {"run_id": self.run.run_id, "manifest": manifest}
+            if complete:
+                latest = build_latest(self.root, self.staging, out, self.run, self.formats, self.compression)
+                record["snapshots"] = [latest]
+                manifest["snapshots"] = {latest["table"]: {
+                    "rows": latest["files"][0]["rows"], "runs": len(latest["covers"]),
+                    "paths": [f["path"] for f in latest["files"] if f["format"] in self.formats],
+                }}
+            write_commit_record(self.root, record)
+            self.recorded = True
+            apply_commit(self.root, record)
         self.written = manifest
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run.run_id,
                     manifest_path(self.root, self.run.run_id), len(files))
@@ -786,6 +1022,10 @@ def summary_lines(root: Path, manifest: dict[str, Any]) -> list[str]:
             outcomes = (f"{stats.get(f'imagesearch/seeds/{s}', 0):,} {s}" for s in statuses)
             line += "  (" + ", ".join(outcomes) + ")"
         lines.append(line)
+    for table, snapshot in manifest.get("snapshots", {}).items():
+        where = "  ".join(str(Path(path).parent) + "/" for path in snapshot["paths"])
+        runs = f"{snapshot['runs']:,} finished run" + ("" if snapshot["runs"] == 1 else "s")
+        lines.append(f"  {table}: {snapshot['rows']:,} rows over {runs}  {where}")
     lines.append(f"  manifest: {manifest_path(root, manifest['run_id'])}")
     return lines
 

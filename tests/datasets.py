@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 #: Columns that differ between two runs of the same crawl by construction: the run's id, its
 #: date partition, and when each page arrived.
-RUN_COLUMNS: tuple[str, ...] = ("run_id", "crawled_at", "dt")
+RUN_COLUMNS: tuple[str, ...] = ("run_id", "run_started_at", "crawled_at", "dt")
 
 #: The key each table is sorted by (and rows matched on) when two datasets are compared.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
@@ -39,7 +39,8 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
 
 
 def load_dataset(dataset_dir: str | Path, run_id: str | None = None) -> dict[str, pd.DataFrame]:
-    """``{table: DataFrame}`` of ``dataset_dir/parquet/<table>/dt=.../*.parquet`` (hive partitioning).
+    """``{table: DataFrame}`` of ``dataset_dir/parquet/<table>/dt=.../*.parquet`` (hive partitioning), for
+    products, matches and seeds.
 
     The run-time columns (RUN_COLUMNS) are dropped, after keeping only ``run_id``'s rows when one
     is given. Files still being written (dot-prefixed) are skipped by pyarrow's default ignore list.
@@ -48,12 +49,19 @@ def load_dataset(dataset_dir: str | Path, run_id: str | None = None) -> dict[str
     if not root.is_dir():
         raise AssertionError(f"no Parquet dataset under {dataset_dir} (expected {root}/<table>/dt=.../*.parquet)")
     tables: dict[str, pd.DataFrame] = {}
-    for table_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+    # The tables a crawl's answers decide; runs (its calls, its times) and products_latest (all runs) aside.
+    for table_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in TABLE_KEYS):
         dataset = ds.dataset(table_dir, format="parquet", partitioning="hive")
         arrow = dataset.to_table(filter=(ds.field("run_id") == run_id) if run_id else None)
         frame = arrow.to_pandas()
         tables[table_dir.name] = frame.drop(columns=[c for c in RUN_COLUMNS if c in frame.columns])
     return tables
+
+
+def published(manifest: Mapping[str, Any]) -> list[str]:
+    """Every file a commit leaves in the trees: its run's files, and the snapshots (products_latest) it replaced."""
+    snapshots = [path for s in manifest.get("snapshots", {}).values() for path in s["paths"]]
+    return sorted([f["path"] for f in manifest["files"]] + snapshots)
 
 
 def _sorted(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import pyarrow.dataset as pa_ds
 import pyarrow.parquet as pq
 import pytest
 import scrapy
-from datasets import load_dataset
+from datasets import load_dataset, published
 from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 
@@ -37,7 +37,7 @@ from exporters.layout import (
 )
 from exporters.storage import AtomicFileFeedStorage, temp_path
 from exporters.tables import TableConverter
-from items import MATCHES, PRODUCTS, SEEDS, TABLES, ProductHit, SeedSummary
+from items import MATCHES, PRODUCTS, SEEDS, SNAPSHOTS, TABLES, ProductHit, SeedSummary
 from items.docs import duckdb_csv_columns, pandas_read_csv_kwargs
 from items.schema import HITS, Table
 from pipeline.normalize import normalize_num_iid
@@ -45,6 +45,7 @@ from pipeline.run import DatasetAddon, DatasetRun, RunInfo, json_safe_stats, rem
 
 REPO = Path(__file__).resolve().parents[1]
 CRAWLED_AT = datetime(2026, 11, 25, 10, 15, 0, 123456, tzinfo=UTC)
+RUN_STARTED_AT = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 RUN = "20261125T101500Z-3fa2c1"
 NO_GATEWAY = "https://gateway.invalid/router/rest"
 
@@ -148,13 +149,16 @@ def test_crawl_writes_every_table_in_both_format_trees(crawled: tuple[Path, Any]
     (manifest,) = manifests(root)
     run_id, dt = manifest["run_id"], manifest["dt"]
     files = tree_files(root)
-    assert files == sorted(f["path"] for f in manifest["files"])
-    for path in files:
+    latest = ["csv/products_latest/products_latest.csv", "parquet/products_latest/products_latest.parquet"]
+    assert manifest["snapshots"]["products_latest"] == {"rows": 16, "runs": 1, "paths": latest[::-1]}
+    assert files == sorted([f["path"] for f in manifest["files"]] + latest)
+    for path in (f for f in files if f not in latest):
         fmt, table, partition, name = path.split("/")
         assert fmt in ("parquet", "csv") and table in TABLES and partition == f"dt={dt}"
         assert name.startswith(run_id + "-") and name.endswith("." + fmt)
     # 27 hits - 3 without an id = 24 matches; ids overlap so 16 products; 4 per file.
-    assert manifest["rows"]["parquet"] == manifest["rows"]["csv"] == {"products": 16, "matches": 24, "seeds": 4}
+    assert manifest["rows"]["parquet"] == manifest["rows"]["csv"] == {"products": 16, "matches": 24, "seeds": 4,
+                                                                      "runs": 1}
     assert sorted(
         f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/")
     ) == [
@@ -194,6 +198,7 @@ def test_duckdb_reads_the_parquet_tree_with_exact_types(crawled: tuple[Path, Any
         "sales_raw": "VARCHAR",
         "first_seed_id": "VARCHAR",
         "run_id": "VARCHAR",
+        "run_started_at": "TIMESTAMP WITH TIME ZONE",
         "crawled_at": "TIMESTAMP WITH TIME ZONE",
         "dt": "DATE",
     }
@@ -230,7 +235,7 @@ def test_pyarrow_dataset_and_pandas_read_the_trees(crawled: tuple[Path, Any]) ->
         assert len(frame) == data.num_rows
     for f in (root / "parquet").rglob("*.parquet"):
         schema = pq.read_schema(f)
-        table = TABLES[f.parts[-3]]
+        table = TABLES.get(f.parts[-3]) or SNAPSHOTS[f.parts[-2]]
         assert schema.remove_metadata() == table.arrow_schema.remove_metadata()
         assert [schema.field(c.name).nullable for c in table.columns] == [c.nullable for c in table.columns]
 
@@ -265,7 +270,7 @@ def test_csv_tree_agrees_with_parquet_tree_row_for_row(crawled: tuple[Path, Any]
         got = read_csv_tree(root, table)
         expected = parquet_as_csv_text(root, table)
         assert list(got.columns) == TABLES[table].column_names
-        key = ["num_iid"] if table == "products" else ["seed_id", "num_iid"] if table == "matches" else ["seed_id"]
+        key = {"products": ["num_iid"], "matches": ["seed_id", "num_iid"], "seeds": ["seed_id"]}.get(table, ["run_id"])
         pd.testing.assert_frame_equal(
             got.sort_values(key, ignore_index=True), expected.sort_values(key, ignore_index=True)
         )
@@ -342,7 +347,7 @@ def test_a_reused_run_id_rewrites_its_run(tmp_path: Path) -> None:
     names = sorted(f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/"))
     assert names == [batch_file_name(manifest["run_id"], "parquet", n) for n in range(1, 4)]
     assert manifest["rows"]["parquet"]["matches"] == 24  # not 48: the run was rewritten, not appended to
-    assert tree_files(root) == sorted(f["path"] for f in manifest["files"])  # the first attempt's extra files are gone
+    assert tree_files(root) == published(manifest)  # the first attempt's extra files are gone
 
 
 def test_a_run_id_run_again_on_another_day_keeps_its_dt(tmp_path: Path) -> None:
@@ -352,7 +357,7 @@ def test_a_run_id_run_again_on_another_day_keeps_its_dt(tmp_path: Path) -> None:
     (manifest,) = manifests(root)
     assert manifest["dt"] == "2026-11-20"
     assert {Path(f["path"]).parts[2] for f in manifest["files"]} == {"dt=2026-11-20"}
-    assert tree_files(root) == sorted(f["path"] for f in manifest["files"])  # nothing moved to another dt
+    assert tree_files(root) == published(manifest)  # nothing moved to another dt
 
 
 def test_a_finished_run_frees_its_jobdir_for_the_next_run(tmp_path: Path) -> None:
@@ -380,6 +385,8 @@ def test_the_real_spider_against_the_sandbox_fills_a_consistent_dataset(tmp_path
         f"Datasets of run {manifest['run_id']} (complete) under {root}/:",
         *(f"  {table:<8} {rows[table]:>9,} rows  parquet/{table}/dt={dt}/  csv/{table}/dt={dt}/"
           + (f"  ({len(seeds)} ok, 0 rejected, 0 failed)" if table == "seeds" else "") for table in TABLES),
+        f"  products_latest: {rows['products']:,} rows over 1 finished run  parquet/products_latest/  "
+        "csv/products_latest/",
         f"  manifest: {root}/_manifests/{manifest['run_id']}.json",
     ]
     con = duckdb.connect()
@@ -440,7 +447,7 @@ def product(n: int, **fields: Any) -> dict[str, Any]:
         "num_iid": n, "title": f"t{n}", "pic_url": "https://x/1.jpg", "detail_url": "https://x/2", "seller_nick": "s",
         "is_tmall": n % 2 == 0, "price_min": Decimal("39.50"), "price_max": Decimal("39.50"), "price_raw": "39.50",
         "sales": 12000, "sales_kind": "unknown", "sales_raw": "1.2万+", "first_seed_id": "seed", "run_id": RUN,
-        "crawled_at": CRAWLED_AT,
+        "run_started_at": RUN_STARTED_AT, "crawled_at": CRAWLED_AT,
     }
     row.update(fields)
     return row
@@ -490,7 +497,7 @@ def test_parquet_dictionary_encodes_only_the_columns_that_repeat() -> None:
         if column_meta.column(i).dictionary_page_offset
     }
     assert encoded == {"seller_nick", "price_raw", "sales_kind", "sales_raw", "first_seed_id", "run_id",
-                       "crawled_at"} == set(
+                       "run_started_at", "crawled_at"} == set(
         PRODUCTS.dictionary_columns
     )
 
@@ -513,7 +520,7 @@ def test_csv_text_follows_the_spec() -> None:
     assert lines[0] == PRODUCTS.column_names
     assert lines[1] == [
         "1", "t1", "https://x/1.jpg", "https://x/2", "s", "false", "39.50", "39.50", "39.50", "", "", "12000",
-        "unknown", "1.2万+", "seed", RUN, "2026-11-25T10:15:00.000000Z",
+        "unknown", "1.2万+", "seed", RUN, "2026-11-25T10:00:00.000000Z", "2026-11-25T10:15:00.000000Z",
     ]
     sales = PRODUCTS.column_names.index("sales")
     assert lines[2][1] == 'a,"b"' and lines[2][5] == "" and lines[2][6] == "" and lines[2][sales] == ""
@@ -546,7 +553,8 @@ def test_unnormalised_values_are_converted_to_the_column_types() -> None:
     raw = ProductHit(num_iid="652345678901", seed_id="seed", page="2", position=3.0, cat=50015374, run_id=RUN)
     data = pq.read_table(io.BytesIO(export(ParquetItemExporter, [raw], table="matches")))
     assert data.to_pylist() == [
-        {"run_id": RUN, "seed_id": "seed", "num_iid": 652345678901, "page": 2, "position": 3, "cat": "50015374"}
+        {"run_id": RUN, "run_started_at": None, "seed_id": "seed", "num_iid": 652345678901, "page": 2,
+         "position": 3, "cat": "50015374"}
     ]
     seeds = pq.read_table(io.BytesIO(export(
         ParquetItemExporter,
