@@ -34,7 +34,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -468,20 +468,20 @@ def _observations(select: str) -> str:
 
 
 def build_latest(root: Path, staging: Path, out: Path, run: RunInfo, formats: list[str],
-                 compression: str) -> dict[str, Any]:
+                 compression: str, rebuild: bool = False) -> dict[str, Any]:
     """products_latest with this (finished) run in it, built into ``out`` in every format; its record.
 
     Cheap whatever the history: the snapshot before it plus this run's products (a year of daily
     runs costs what the first month did, bench/bench_latest.py). Rebuilt from the Parquet products
     tree instead when the snapshot cannot be trusted to be that: missing, a run id committed again
     (its old observations must go), or a finished run it does not cover (a commit it lost the race
-    to, say). Caller holds ``snapshots_locked``.
+    to, say), or ``rebuild``. Caller holds ``snapshots_locked``.
     """
     state = latest_state(root, formats)
     covers = snapshot_covers(state)
     finished = finished_runs(root) - {run.run_id}
     history = sorted(str(p) for p in (root / "parquet" / PRODUCTS.name).glob("dt=*/*.parquet"))
-    rebuild = covers is None or run.run_id in covers or not finished <= set(covers)
+    rebuild = rebuild or covers is None or run.run_id in covers or not finished <= set(covers)
     if rebuild and history:
         known = ", ".join("'" + r.replace("'", "''") + "'" for r in sorted(finished)) or "NULL"
         before = _observations(
@@ -920,64 +920,78 @@ class DatasetRun:
     def commit(self, reason: str) -> None:
         """Build the tables from the staging, then move them in by a durable, resumable commit record."""
         assert self.root is not None
-        finished_at, complete = datetime.now(UTC), reason == "finished"
-        out = self.staging / "out"
-        files = build_tables(self.staging, out, self.run, self.formats, self.batch_items, self.compression,
-                             complete=complete)
-        rows: dict[str, dict[str, int]] = {}
-        for f in files:
-            by_table = rows.setdefault(f["format"], {})
-            by_table[f["table"]] = by_table.get(f["table"], 0) + f["rows"]
-        stats = self.crawler.stats.get_stats()
-        statuses = seed_statuses(self.staging)
-        counts = rows.get(self.formats[0], {}) if self.formats else {}
-        runs_row = {
-            "run_id": self.run.run_id, "started_at": self.run.started_at, "finished_at": finished_at,
-            "complete": complete, "finish_reason": reason,
-            "gateway": stats.get("imagesearch/gateway"), "endpoint_host": stats.get("imagesearch/endpoint_host"),
-            "seeds": sum(statuses.values()),
-            **{f"seeds_{status}": statuses.get(status, 0) for status in ("ok", "rejected", "failed", "unfinished")},
-            "calls": stats.get("imagesearch/calls", 0), "calls_replayed": stats.get("journal/replayed", 0),
-            "products": counts.get(PRODUCTS.name, 0), "matches": counts.get(MATCHES.name, 0),
-        }
-        files = sorted(files + build_runs_row(out, self.run, self.formats, self.compression, complete, runs_row),
-                       key=lambda f: f["path"])
-        for f in files:
-            if f["table"] == RUNS.name:
-                rows[f["format"]][RUNS.name] = f["rows"]
-        manifest = {
-            "run_id": self.run.run_id,
-            "dt": self.run.dt,
-            # Which API answered, and where (a host, never a URL: no credentials can ride along).
-            "gateway": stats.get("imagesearch/gateway"),
-            "endpoint_host": stats.get("imagesearch/endpoint_host"),
-            "started_at": self.run.started_at.isoformat(),
-            "crawl_started_at": self.started_at.isoformat(),
-            "finished_at": finished_at.isoformat(),
-            "finish_reason": reason,
-            "complete": complete,
-            "rows": rows,
-            "files": files,
-            "stats": json_safe_stats(stats),
-        }
-        # products_latest takes finished runs only; the lock, from reading the snapshot to replacing it.
-        with snapshots_locked(self.root) if complete else contextlib.nullcontext():
-            record: dict[str, Any] = {"run_id": self.run.run_id, "manifest": manifest}
-            if complete:
-                latest = build_latest(self.root, self.staging, out, self.run, self.formats, self.compression)
-                record["snapshots"] = [latest]
-                manifest["snapshots"] = {latest["table"]: {
-                    "rows": latest["files"][0]["rows"], "runs": len(latest["covers"]),
-                    "paths": [f["path"] for f in latest["files"] if f["format"] in self.formats],
-                }}
-            write_commit_record(self.root, record)
+
+        def recorded() -> None:
             self.recorded = True
-            apply_commit(self.root, record)
-        self.written = manifest
+
+        self.written = commit_staged(self.root, self.run, self.formats, self.batch_items, self.compression, reason,
+                                     self.crawler.stats.get_stats(), self.started_at, on_record=recorded)
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run.run_id,
-                    manifest_path(self.root, self.run.run_id), len(files))
+                    manifest_path(self.root, self.run.run_id), len(self.written["files"]))
         if self.jobdir:
             forget_finished_run(self.jobdir)
+
+
+def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int, compression: str, reason: str,
+                  stats: dict[str, Any], crawl_started_at: datetime | None = None,
+                  on_record: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Commit the run staged in ``root``: build its tables (and, finished, products_latest), write the
+    commit record (then ``on_record()``: from there the commit can only be finished), apply it; its manifest.
+    ``stats`` are the crawl's (calls, gateway, the manifest's copy)."""
+    finished_at, complete = datetime.now(UTC), reason == "finished"
+    staging = staging_dir(root, run.run_id)
+    out = staging / "out"
+    files = build_tables(staging, out, run, formats, batch_items, compression, complete=complete)
+    rows: dict[str, dict[str, int]] = {}
+    for f in files:
+        by_table = rows.setdefault(f["format"], {})
+        by_table[f["table"]] = by_table.get(f["table"], 0) + f["rows"]
+    statuses = seed_statuses(staging)
+    counts = rows.get(formats[0], {}) if formats else {}
+    runs_row = {
+        "run_id": run.run_id, "started_at": run.started_at, "finished_at": finished_at,
+        "complete": complete, "finish_reason": reason,
+        "gateway": stats.get("imagesearch/gateway"), "endpoint_host": stats.get("imagesearch/endpoint_host"),
+        "seeds": sum(statuses.values()),
+        **{f"seeds_{status}": statuses.get(status, 0) for status in ("ok", "rejected", "failed", "unfinished")},
+        "calls": stats.get("imagesearch/calls", 0), "calls_replayed": stats.get("journal/replayed", 0),
+        "products": counts.get(PRODUCTS.name, 0), "matches": counts.get(MATCHES.name, 0),
+    }
+    files = sorted(files + build_runs_row(out, run, formats, compression, complete, runs_row),
+                   key=lambda f: f["path"])
+    for f in files:
+        if f["table"] == RUNS.name:
+            rows[f["format"]][RUNS.name] = f["rows"]
+    manifest: dict[str, Any] = {
+        "run_id": run.run_id,
+        "dt": run.dt,
+        # Which API answered, and where (a host, never a URL: no credentials can ride along).
+        "gateway": stats.get("imagesearch/gateway"),
+        "endpoint_host": stats.get("imagesearch/endpoint_host"),
+        "started_at": run.started_at.isoformat(),
+        "crawl_started_at": (crawl_started_at or run.started_at).isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "finish_reason": reason,
+        "complete": complete,
+        "rows": rows,
+        "files": files,
+        "stats": json_safe_stats(stats),
+    }
+    # products_latest takes finished runs only; the lock, from reading the snapshot to replacing it.
+    with snapshots_locked(root) if complete else contextlib.nullcontext():
+        record: dict[str, Any] = {"run_id": run.run_id, "manifest": manifest}
+        if complete:
+            latest = build_latest(root, staging, out, run, formats, compression)
+            record["snapshots"] = [latest]
+            manifest["snapshots"] = {latest["table"]: {
+                "rows": latest["files"][0]["rows"], "runs": len(latest["covers"]),
+                "paths": [f["path"] for f in latest["files"] if f["format"] in formats],
+            }}
+        write_commit_record(root, record)
+        if on_record is not None:
+            on_record()
+        apply_commit(root, record)
+    return manifest
 
 
 def storage_message(exc: OSError, path: Path) -> str:

@@ -49,3 +49,11 @@ def test_bench_commit_reports_ours_against_duckdb_alone() -> None:
     assert "matches 3,000" in next(line for line in out.splitlines() if line.startswith("ours "))
     for case in ("ours", "ours-parquet", "duckdb", "duckdb-all"):
         assert any(line.split()[:1] == [case] for line in out.splitlines()), out
+
+
+def test_bench_latest_reports_the_snapshot_against_a_rebuild_from_the_history() -> None:
+    out = bench("bench_latest.py", "--days", "6", "--products", "300", "--checkpoints", "1,6")
+    assert out.startswith("machine: ") and "simulated: 6 daily runs of 300 products" in out
+    days = [line.split()[0] for line in out.splitlines() if line.split()[:1] in (["1"], ["6"])]
+    assert days == ["1", "6"]
+    assert "whole commit (every table, products_latest included): day 1 " in out
