@@ -13,8 +13,9 @@ directory, one process, imports excluded):
 - ``incremental``: what a commit does, the snapshot before it plus the run's products;
 - ``rebuild``: the baseline, products_latest rebuilt from the whole Parquet ``products`` history.
 
-Both must give the same snapshot, or the benchmark fails. It reports for each checkpoint the history's rows, the snapshot's rows and both times, and the
-whole commit's time (every table, products_latest included) on the first and last days.
+Both must give the same snapshot, or the benchmark fails. It reports for each checkpoint the
+history's rows, the snapshot's rows and both times, and the whole commit's time (every table,
+products_latest included) on the first and last days.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def stage(root: Path, day: int, products: int, rng: np.random.Generator) -> RunI
         "sales": pa.array(sales, pa.int64()),
         "sales_kind": pa.array(["paid"] * products),
         "sales_raw": pa.array([f"{s}人付款" for s in sales]),
-        "crawled_at": pa.array([started + timedelta(seconds=int(s) * 4) for s in seed], schema.field("crawled_at").type),
+        "crawled_at": pa.array([started + timedelta(seconds=int(s) * 4) for s in seed],
+                               schema.field("crawled_at").type),
     }
     pq.write_table(pa.table([columns[f.name] for f in schema], schema=schema), staging / "hits.parquet")
     seeds_schema = STAGED_SEEDS.arrow_schema
