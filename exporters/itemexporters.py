@@ -87,36 +87,71 @@ class ParquetTableWriter(TableWriter):
         self._writer.is_open = False  # else collecting it writes the footer: a second failure, as a traceback
 
 
-class CsvTableWriter(TableWriter):
-    """CSV for BI tools: UTF-8 (no BOM), a header of schema column names, same order as Parquet.
+#: The CSV dialects CSV_DIALECT may name.
+CSV_DIALECTS: tuple[str, ...] = ("standard", "excel")
+#: A cell Excel (and LibreOffice, Google Sheets) would run as a formula: OWASP's list of first characters.
+_FORMULA_START = r"^[=+\-@\t\r]"
 
-    Nulls are empty fields; decimals plain text with their scale ("39.50"); booleans
-    ``true``/``false``; timestamps ISO 8601 UTC (``2026-11-25T10:15:00.123456Z``). Fields are
-    quoted only when needed. Rows are formatted by Arrow's CSV writer from the same typed batches
-    as Parquet, so both formats hold the same values.
+
+#: Concatenates strings and string arrays (the last argument: the separator). pyarrow takes scalars and
+#: arrays mixed; pyarrow-stubs declare all of one kind.
+_join: Any = pc.binary_join_element_wise
+
+
+class CsvTableWriter(TableWriter):
+    """CSV for BI tools, in one of two dialects; a header of schema column names, same order as Parquet.
+
+    ``standard`` (the default, for DuckDB, pandas, polars, Spark, Power BI): UTF-8 without BOM;
+    nulls are empty fields; decimals plain text with their scale ("39.50"); booleans
+    ``true``/``false``; timestamps ISO 8601 UTC (``2026-11-25T10:15:00.123456Z``); every value
+    exactly as in Parquet. Fields are quoted only when needed, quotes doubled (RFC 4180).
+
+    ``excel`` (``CSV_DIALECT=excel``, for a double-click in Excel): UTF-8 with a BOM (else Excel reads
+    it as the system code page: mojibake); identifier columns (``num_iid``, ``cat``) written as
+    ``="652345678901"`` so Excel keeps them as exact text rather than ``6.52346E+11``; a text that
+    would start a formula (``=``, ``+``, ``-``, ``@``, tab, CR) prefixed with ``'``; timestamps as
+    ``2026-11-25 10:15:00`` (UTC, whole seconds), which Excel takes for a date and time.
+
+    Rows are formatted by Arrow's CSV writer from the same typed batches as Parquet.
     """
 
     format_name = "csv"
 
-    def __init__(self, file: IO[bytes], table: Table, include_header: bool = True) -> None:
+    def __init__(self, file: IO[bytes], table: Table, include_header: bool = True, dialect: str = "standard") -> None:
         super().__init__(file, table)
+        if dialect not in CSV_DIALECTS:
+            raise ValueError(f"unknown CSV dialect {dialect!r}: choose {' or '.join(CSV_DIALECTS)}")
+        self.excel = dialect == "excel"
         schema = table.arrow_schema
         self._timestamps = [i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type)]
-        for i in self._timestamps:
+        self._texts = [i for i, f in enumerate(schema) if pa.types.is_string(f.type)] if self.excel else []
+        self._identifiers = [i for i, c in enumerate(table.columns) if c.identifier] if self.excel else []
+        for i in {*self._timestamps, *self._identifiers}:
             schema = schema.set(i, schema.field(i).with_type(pa.string()))
         self._csv_schema = schema
+        self._time_format = "%Y-%m-%d %H:%M:%S" if self.excel else "%Y-%m-%dT%H:%M:%SZ"
+        if self.excel and include_header:
+            file.write(b"\xef\xbb\xbf")  # the BOM: pyarrow's writer has no option for one
         options = pa_csv.WriteOptions(include_header=include_header, quoting_style="needed")
         self._writer = pa_csv.CSVWriter(file, schema, write_options=options)
 
     def _write(self, batch: pa.RecordBatch) -> None:
-        if self._timestamps:
-            # Arrow prints "2026-11-25 10:15:00.123456Z"; ISO 8601 wants the T. %S includes the microseconds.
-            # strftime costs 1 us a value: each distinct time (one per result page) is formatted once.
+        if self._timestamps or self._texts:
             arrays = list(batch.columns)
             for i in self._timestamps:
+                # Arrow prints "2026-11-25 10:15:00.123456Z"; ISO 8601 wants the T. %S includes the microseconds.
+                # strftime costs 1 us a value: each distinct time (one per result page) is formatted once.
                 encoded = arrays[i].dictionary_encode()
                 times = cast("pa.TimestampArray", encoded.dictionary)
-                arrays[i] = pc.strftime(times, format="%Y-%m-%dT%H:%M:%SZ").take(encoded.indices)
+                if self.excel:
+                    times = pc.floor_temporal(times, unit="second")
+                    times = cast("pa.TimestampArray", times.cast(pa.timestamp("s", tz="UTC")))
+                arrays[i] = pc.strftime(times, format=self._time_format).take(encoded.indices)
+            for i in self._texts:
+                text = arrays[i]
+                arrays[i] = pc.if_else(pc.match_substring_regex(text, _FORMULA_START), _join("'", text, ""), text)
+            for i in self._identifiers:
+                arrays[i] = _join('="', arrays[i].cast(pa.string()), '"', "")
             batch = pa.RecordBatch.from_arrays(arrays, schema=self._csv_schema)
         self._writer.write_batch(batch)
 
@@ -125,13 +160,13 @@ class CsvTableWriter(TableWriter):
 
 
 def table_writer(fmt: str, file: IO[bytes], table: Table, compression: str = "zstd",
-                 metadata: dict[str, str] | None = None) -> TableWriter:
+                 metadata: dict[str, str] | None = None, csv_dialect: str = "standard") -> TableWriter:
     """The writer of ``table`` in dataset format ``fmt`` (``parquet`` takes the compression codec, and
-    ``metadata`` for its schema)."""
+    ``metadata`` for its schema; ``csv`` its dialect)."""
     if fmt == ParquetTableWriter.format_name:
         return ParquetTableWriter(file, table, compression, metadata)
     if fmt == CsvTableWriter.format_name:
-        return CsvTableWriter(file, table)
+        return CsvTableWriter(file, table, dialect=csv_dialect)
     raise ValueError(f"unknown dataset format {fmt!r}")
 
 
@@ -251,13 +286,21 @@ class ParquetItemExporter(TableItemExporter):
 
 
 class CsvItemExporter(TableItemExporter):
-    """One table as CSV (CsvTableWriter)."""
+    """One table as CSV (CsvTableWriter), in the CSV_DIALECT dialect."""
 
     format_name = "csv"
 
+    def __init__(self, file: IO[bytes], *, dialect: str = "standard", **kwargs: Any):
+        super().__init__(file, **kwargs)
+        self.dialect = dialect
+
+    @classmethod
+    def _settings_kwargs(cls, crawler: Crawler) -> dict[str, Any]:
+        return {"dialect": crawler.settings.get("CSV_DIALECT") or "standard"}
+
     def _open_writer(self) -> TableWriter:
-        # -o appends to an existing file: its header is already there.
-        return CsvTableWriter(self.file, self.table, include_header=not _position(self.file))
+        # -o appends to an existing file: its header (and the excel dialect's BOM) is already there.
+        return CsvTableWriter(self.file, self.table, include_header=not _position(self.file), dialect=self.dialect)
 
 
 def _position(file: IO[bytes]) -> int:

@@ -7,7 +7,7 @@ import sys
 
 import pyarrow as pa
 
-from items.schema import HITS, TABLES, Table
+from items.schema import HITS, SNAPSHOTS, TABLES, Table
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,42 @@ def duckdb_csv_columns(table: Table) -> str:
     return "{" + ", ".join(f"'{c.name}': '{duckdb_type(c.type)}'" for c in table.columns) + "}"
 
 
+#: The dialect DuckDB's read_csv should be told rather than sniff: a header-only file (an empty run's)
+#: tells the sniffer nothing, and it then refuses a later file with a quote inside a field.
+DUCKDB_CSV_DIALECT = "delim = ',', quote = '\"', escape = '\"'"
+
+
+def duckdb_read_csv(table: Table, path: str, partitioned: bool = True) -> str:
+    """DuckDB's ``read_csv(...)`` of *table*'s CSV files at *path* (a glob), exact types (and ``dt``)."""
+    hive = "hive_partitioning = true, " if partitioned else ""
+    return (f"read_csv('{path}', header = true, {hive}{DUCKDB_CSV_DIALECT},\n"
+            f"    columns = {duckdb_csv_columns(table)})")
+
+
+_POLARS_TYPES = {pa.int64(): "pl.Int64", pa.int32(): "pl.Int32", pa.string(): "pl.String", pa.bool_(): "pl.Boolean"}
+
+
+def polars_type(type_: pa.DataType) -> str:
+    """The polars dtype, as Python source, a column reads as."""
+    if pa.types.is_decimal(type_):
+        return f"pl.Decimal({type_.precision}, {type_.scale})"
+    if pa.types.is_timestamp(type_):
+        return f'pl.Datetime("{type_.unit}", "{type_.tz}")' if type_.tz else f'pl.Datetime("{type_.unit}")'
+    return _POLARS_TYPES[type_]
+
+
+def polars_read_csv(table: Table, path: str, partitioned: bool = True) -> str:
+    """``pl.read_csv(...)`` of *table*'s CSV files at *path* (a glob), as Python source: exact types, and
+    ``dt`` from the file's directory (polars reads hive partitions of Parquet, not of CSV)."""
+    schema = "{" + ", ".join(f'"{c.name}": {polars_type(c.type)}' for c in table.columns) + "}"
+    if not partitioned:
+        return f'pl.read_csv("{path}",\n    schema={schema})'
+    return (f'(pl.read_csv("{path}", include_file_paths="path",\n'
+            f"    schema={schema})\n"
+            ' .with_columns(dt=pl.col("path").str.extract(r"dt=(\\d{4}-\\d{2}-\\d{2})").str.to_date())'
+            '.drop("path"))')
+
+
 def pandas_read_csv_kwargs(table: Table) -> dict[str, object]:
     """``pandas.read_csv`` keyword arguments that read *table*'s CSV with nullable exact types.
 
@@ -39,7 +75,8 @@ def pandas_read_csv_kwargs(table: Table) -> dict[str, object]:
     return {"dtype": dtype, "parse_dates": parse_dates, "keep_default_na": False, "na_values": [""]}
 
 
-def render_table(table: Table) -> str:
+def render_table(table: Table, partitioned: bool = True) -> str:
+    csv_glob = f"data/datasets/csv/{table.name}/" + ("**/*.csv" if partitioned else "*.csv")
     lines = [
         f"## `{table.name}`",
         "",
@@ -54,15 +91,15 @@ def render_table(table: Table) -> str:
         )
     lines += [
         "",
-        "Read the CSV tree with exact types:",
+        "Read the CSV tree with exact types (the standard dialect):",
         "",
         "```sql",
-        f"SELECT * FROM read_csv('data/datasets/csv/{table.name}/**/*.csv', header = true, hive_partitioning = true,",
-        f"    columns = {duckdb_csv_columns(table)});",
+        f"SELECT * FROM {duckdb_read_csv(table, csv_glob, partitioned)};",
         "```",
         "",
         "```python",
         f"pandas.read_csv(path, **{pandas_read_csv_kwargs(table)!r})",
+        f"{polars_read_csv(table, csv_glob, partitioned)}",
         "```",
         "",
     ]
@@ -117,7 +154,8 @@ writes the `hits` table, and `item_export_kwargs: {"table": "matches"}` or `"see
 `products` exists only in the dataset layout: it is built from all the hits when a run commits.
 
 """
-    return head + "\n".join(render_table(t) for t in TABLES.values()) + feeds + render_table(HITS)
+    snapshots = "\n".join(render_table(t, partitioned=False) for t in SNAPSHOTS.values())
+    return head + "\n".join(render_table(t) for t in TABLES.values()) + snapshots + feeds + render_table(HITS)
 
 
 def main() -> None:

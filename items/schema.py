@@ -23,6 +23,8 @@ class Column:
     #: Parquet stores it dictionary-encoded. Others (titles, URLs, ids) are stored plain: building a
     #: dictionary for nearly unique values cost more than half of writing a products row, for a larger file.
     repeats: bool = False
+    #: An id written in digits (num_iid, cat): the excel CSV dialect writes it as text Excel keeps exact.
+    identifier: bool = False
 
     @property
     def arrow_field(self) -> pa.Field[pa.DataType]:
@@ -58,7 +60,7 @@ class Table:
 
 
 #: The columns of a listing, as products rows and hits hold them.
-_NUM_IID = Column("num_iid", pa.int64(), "Taobao/Tmall item id.", nullable=False)
+_NUM_IID = Column("num_iid", pa.int64(), "Taobao/Tmall item id.", nullable=False, identifier=True)
 _LISTING: tuple[Column, ...] = (
     Column("title", pa.string(), "Listing title, HTML highlight tags and entities removed."),
     Column("pic_url", pa.string(), "Main picture URL, absolute https."),
@@ -110,7 +112,8 @@ SEED_RANK = Column("seed_rank", pa.int32(), "0-based place of the seed in the or
 _MATCH: tuple[Column, ...] = (
     Column("page", pa.int32(), "Result page the hit was on (1-based).", repeats=True),
     Column("position", pa.int32(), "1-based rank over all pages of the seed's search.", repeats=True),
-    Column("cat", pa.string(), "Category id the search was restricted to; null for none.", repeats=True),
+    Column("cat", pa.string(), "Category id the search was restricted to; null for none.", repeats=True,
+           identifier=True),
 )
 
 PRODUCTS = Table(
@@ -134,7 +137,7 @@ MATCHES = Table(
         _RUN_ID,
         RUN_STARTED_AT,
         _SEED_ID,
-        Column("num_iid", pa.int64(), "The product the seed's search returned.", nullable=False),
+        Column("num_iid", pa.int64(), "The product the seed's search returned.", nullable=False, identifier=True),
         *_MATCH,
     ),
 )

@@ -88,6 +88,16 @@ def dataset_formats(settings: BaseSettings) -> list[str]:
     return formats
 
 
+def csv_dialect(settings: BaseSettings) -> str:
+    """CSV_DIALECT, one of exporters.itemexporters.CSV_DIALECTS, else ConfigurationError."""
+    from exporters.itemexporters import CSV_DIALECTS
+
+    dialect = str(settings.get("CSV_DIALECT") or "standard").strip().lower()
+    if dialect not in CSV_DIALECTS:
+        raise ConfigurationError(f"CSV_DIALECT={settings.get('CSV_DIALECT')!r}: choose {' or '.join(CSV_DIALECTS)}")
+    return dialect
+
+
 def whole_number(name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``, else ConfigurationError naming ``name``."""
     try:
@@ -240,6 +250,7 @@ def check_settings(settings: BaseSettings) -> None:
     if quota := settings.get("IMAGESEARCH_QUOTA"):
         _check("IMAGESEARCH_QUOTA", quota, Quota.parse)
     dataset_formats(settings)
+    csv_dialect(settings)
     if run_id := settings.get("DATASET_RUN_ID"):
         _check("DATASET_RUN_ID", run_id, lambda v: safe_component(v, "run id"))
     if run_date := settings.get("DATASET_RUN_DATE"):

@@ -65,7 +65,7 @@ from exporters.storage import atomic_write_bytes, fsync_dir
 from exporters.tables import TableConverter
 from items.schema import HITS, MATCHES, PRODUCTS, PRODUCTS_LATEST, RUNS, SEEDS, STAGED_SEEDS, TABLES, Table
 from items.scrapy_items import ProductHit, SeedSummary, item_kind
-from pipeline.configuration import dataset_formats
+from pipeline.configuration import csv_dialect, dataset_formats
 from pipeline.errors import (
     GATEWAY_UNREACHABLE_REASON,
     STORAGE_FAILED_REASON,
@@ -297,8 +297,9 @@ class _TableFiles:
     """The files of one table in every format, started anew every ``batch_items`` rows (0: one file)."""
 
     def __init__(self, out: Path, table: Table, run: RunInfo, formats: list[str], batch_items: int,
-                 compression: str, prefix: Path) -> None:
+                 compression: str, prefix: Path, csv_dialect: str = "standard") -> None:
         self.out, self.table, self.run, self.prefix = out, table, run, prefix
+        self.csv_dialect = csv_dialect
         self.formats, self.batch_items, self.compression = formats, batch_items, compression
         self.files: list[dict[str, Any]] = []
         self._open: list[tuple[TableWriter, IO[bytes], Path, str]] = []
@@ -314,7 +315,7 @@ class _TableFiles:
             path = self.out / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             file = path.open("wb")
-            writer = table_writer(fmt, file, self.table, self.compression)
+            writer = table_writer(fmt, file, self.table, self.compression, csv_dialect=self.csv_dialect)
             self._open.append((writer, file, path, relative.as_posix()))
         self._rows_in_file = 0
 
@@ -383,7 +384,7 @@ def _staged_paths(staging: Path) -> dict[str, str]:
 
 
 def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], batch_items: int,
-                 compression: str, complete: bool = True) -> list[dict[str, Any]]:
+                 compression: str, complete: bool = True, csv_dialect: str = "standard") -> list[dict[str, Any]]:
     """Build products, matches and seeds from the staged rows into ``out``, in every format; their file
     records. A run that is not ``complete`` goes under ``_incomplete/``."""
     with _database(staging) as con:
@@ -391,7 +392,7 @@ def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], bat
         files: list[dict[str, Any]] = []
         for name, query in _TABLE_QUERIES.items():
             target = _TableFiles(out, TABLES[name], run, formats, batch_items, compression,
-                                 Path() if complete else Path(INCOMPLETE_DIR))
+                                 Path() if complete else Path(INCOMPLETE_DIR), csv_dialect)
             params = {key: path for key, path in staged.items() if f"${key}" in query}
             target.write_all(con.sql(query, params=params).to_arrow_reader(_COMMIT_BATCH_ROWS))
             files += target.files
@@ -399,9 +400,10 @@ def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], bat
 
 
 def build_runs_row(out: Path, run: RunInfo, formats: list[str], compression: str, complete: bool,
-                   row: dict[str, Any]) -> list[dict[str, Any]]:
+                   row: dict[str, Any], csv_dialect: str = "standard") -> list[dict[str, Any]]:
     """The run's one ``runs`` row, written into ``out`` in every format; its file records."""
-    target = _TableFiles(out, RUNS, run, formats, 0, compression, Path() if complete else Path(INCOMPLETE_DIR))
+    target = _TableFiles(out, RUNS, run, formats, 0, compression, Path() if complete else Path(INCOMPLETE_DIR),
+                         csv_dialect)
     batch, rejected = TableConverter(RUNS).to_batch([tuple(row.get(name) for name in RUNS.column_names)])
     if rejected:
         raise ValueError(f"the runs row of run {run.run_id} lacks a required value: {row}")
@@ -468,7 +470,7 @@ def _observations(select: str) -> str:
 
 
 def build_latest(root: Path, staging: Path, out: Path, run: RunInfo, formats: list[str],
-                 compression: str, rebuild: bool = False) -> dict[str, Any]:
+                 compression: str, rebuild: bool = False, csv_dialect: str = "standard") -> dict[str, Any]:
     """products_latest with this (finished) run in it, built into ``out`` in every format; its record.
 
     Cheap whatever the history: the snapshot before it plus this run's products (a year of daily
@@ -516,7 +518,7 @@ def build_latest(root: Path, staging: Path, out: Path, run: RunInfo, formats: li
         targets["state"] = state_copy
     with _database(staging) as con:
         reader = con.sql(query, params=params).to_arrow_reader(_COMMIT_BATCH_ROWS)
-        files = _write_snapshot(reader, targets, compression, metadata)
+        files = _write_snapshot(reader, targets, compression, metadata, csv_dialect)
     for f in files:
         f["path"] = Path(f["path"]).relative_to(out).as_posix()
     return {"table": PRODUCTS_LATEST.name, "state": state.relative_to(root).as_posix(), "covers": covered,
@@ -524,7 +526,7 @@ def build_latest(root: Path, staging: Path, out: Path, run: RunInfo, formats: li
 
 
 def _write_snapshot(reader: Any, targets: dict[str, Path], compression: str,
-                    metadata: dict[str, str]) -> list[dict[str, Any]]:
+                    metadata: dict[str, str], csv_dialect: str) -> list[dict[str, Any]]:
     """Every batch of ``reader`` into each of ``targets`` (format: path; ``state``: a Parquet copy)."""
     opened: list[tuple[TableWriter, IO[bytes], Path, str]] = []
     try:
@@ -532,7 +534,8 @@ def _write_snapshot(reader: Any, targets: dict[str, Path], compression: str,
             kind = "parquet" if fmt == "state" else fmt
             path.parent.mkdir(parents=True, exist_ok=True)
             stream: IO[bytes] = path.open("wb")
-            opened.append((table_writer(kind, stream, PRODUCTS_LATEST, compression, metadata), stream, path, fmt))
+            writer = table_writer(kind, stream, PRODUCTS_LATEST, compression, metadata, csv_dialect)
+            opened.append((writer, stream, path, fmt))
         for batch in reader:
             batch = _conform(batch, PRODUCTS_LATEST)
             for writer, *_ in opened:
@@ -750,6 +753,7 @@ class DatasetRun:
         self.formats = dataset_formats(settings) if root else []
         self.batch_items = settings.getint("DATASET_BATCH_ITEMS")
         self.compression = str(settings.get("PARQUET_COMPRESSION") or "zstd")
+        self.csv_dialect = csv_dialect(settings)
         self.stage_rows = STAGE_ROWS
         #: The manifest once written (the run is committed), for the crawl command's summary.
         self.written: dict[str, Any] | None = None
@@ -925,7 +929,8 @@ class DatasetRun:
             self.recorded = True
 
         self.written = commit_staged(self.root, self.run, self.formats, self.batch_items, self.compression, reason,
-                                     self.crawler.stats.get_stats(), self.started_at, on_record=recorded)
+                                     self.crawler.stats.get_stats(), self.started_at, on_record=recorded,
+                                     csv_dialect=self.csv_dialect)
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run.run_id,
                     manifest_path(self.root, self.run.run_id), len(self.written["files"]))
         if self.jobdir:
@@ -934,14 +939,14 @@ class DatasetRun:
 
 def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int, compression: str, reason: str,
                   stats: dict[str, Any], crawl_started_at: datetime | None = None,
-                  on_record: Callable[[], None] | None = None) -> dict[str, Any]:
+                  on_record: Callable[[], None] | None = None, csv_dialect: str = "standard") -> dict[str, Any]:
     """Commit the run staged in ``root``: build its tables (and, finished, products_latest), write the
     commit record (then ``on_record()``: from there the commit can only be finished), apply it; its manifest.
     ``stats`` are the crawl's (calls, gateway, the manifest's copy)."""
     finished_at, complete = datetime.now(UTC), reason == "finished"
     staging = staging_dir(root, run.run_id)
     out = staging / "out"
-    files = build_tables(staging, out, run, formats, batch_items, compression, complete=complete)
+    files = build_tables(staging, out, run, formats, batch_items, compression, complete, csv_dialect)
     rows: dict[str, dict[str, int]] = {}
     for f in files:
         by_table = rows.setdefault(f["format"], {})
@@ -957,7 +962,7 @@ def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int
         "calls": stats.get("imagesearch/calls", 0), "calls_replayed": stats.get("journal/replayed", 0),
         "products": counts.get(PRODUCTS.name, 0), "matches": counts.get(MATCHES.name, 0),
     }
-    files = sorted(files + build_runs_row(out, run, formats, compression, complete, runs_row),
+    files = sorted(files + build_runs_row(out, run, formats, compression, complete, runs_row, csv_dialect),
                    key=lambda f: f["path"])
     for f in files:
         if f["table"] == RUNS.name:
@@ -973,6 +978,7 @@ def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int
         "finished_at": finished_at.isoformat(),
         "finish_reason": reason,
         "complete": complete,
+        "csv_dialect": csv_dialect if "csv" in formats else None,
         "rows": rows,
         "files": files,
         "stats": json_safe_stats(stats),
@@ -981,7 +987,7 @@ def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int
     with snapshots_locked(root) if complete else contextlib.nullcontext():
         record: dict[str, Any] = {"run_id": run.run_id, "manifest": manifest}
         if complete:
-            latest = build_latest(root, staging, out, run, formats, compression)
+            latest = build_latest(root, staging, out, run, formats, compression, csv_dialect=csv_dialect)
             record["snapshots"] = [latest]
             manifest["snapshots"] = {latest["table"]: {
                 "rows": latest["files"][0]["rows"], "runs": len(latest["covers"]),

@@ -124,6 +124,12 @@ COMMANDS_MODULE = "pipeline.commands"
 DATASET_DIR = "data/datasets"
 #: Formats written, each in its own tree (parquet, csv). ``-s DATASET_FORMATS=parquet`` for one.
 DATASET_FORMATS = ["parquet", "csv"]
+#: The CSV files' dialect. ``standard``: UTF-8, ISO 8601 times, every value as in Parquet; what DuckDB,
+#: pandas, polars, Spark and Power BI read (docs/schema.md gives each reader's options). ``excel``: for a
+#: double-click in Excel: a UTF-8 BOM, ids as ``="652345678901"`` (kept exact), a ``'`` before text
+#: that would start a formula, times as ``2026-11-25 10:15:00`` (UTC); other readers then get ids as
+#: text and titles with the ``'``. Applies to the CSV tree and to -o/-O CSV feeds.
+CSV_DIALECT = "standard"
 #: Rows per file before a new one (<run_id>-00002...) is started; 0 for one file per table and run.
 DATASET_BATCH_ITEMS = 100_000
 #: The run id stamped on every row and in every file name. Empty: generated per crawl
