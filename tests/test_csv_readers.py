@@ -110,10 +110,10 @@ def test_duckdb_reads_both_trees_to_the_same_rows(trees: Path, table: Table) -> 
     expected = truth(trees, table)
     glob = "**/*" if partitioned(table) else "*"
     hive = ", hive_partitioning = true" if partitioned(table) else ""
-    parquet = duckdb.sql(f"SELECT * FROM read_parquet('{trees}/parquet/{table.name}/{glob}.parquet'{hive})")
+    parquet = duckdb.connect().sql(f"SELECT * FROM read_parquet('{trees}/parquet/{table.name}/{glob}.parquet'{hive})")
     assert rows(parquet.arrow().read_all().to_pylist(), columns) == rows(expected, columns)
     reader = duckdb_read_csv(table, f"{trees}/csv/{table.name}/{glob}.csv", partitioned(table))
-    from_csv = duckdb.sql(f"SELECT * FROM {reader}").arrow().read_all().to_pylist()
+    from_csv = duckdb.connect().sql(f"SELECT * FROM {reader}").arrow().read_all().to_pylist()
     assert rows(from_csv, columns) == rows(expected, columns, csv_text=True)
 
 

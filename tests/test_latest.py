@@ -72,7 +72,7 @@ def latest(root: Path, fmt: str = "parquet") -> dict[int, dict[str, Any]]:
     if fmt == "parquet":
         rows = pq.read_table(root / "parquet" / "products_latest").to_pylist()
     else:
-        rows = duckdb.sql(f"SELECT * FROM read_csv('{root}/csv/products_latest/*.csv', header = true, "
+        rows = duckdb.connect().sql(f"SELECT * FROM read_csv('{root}/csv/products_latest/*.csv', header = true, "
                           f"columns = {duckdb_csv_columns(PRODUCTS_LATEST)})").arrow().read_all().to_pylist()
     return {row["num_iid"]: row for row in rows}
 
@@ -172,7 +172,7 @@ def test_with_csv_alone_products_latest_keeps_its_state_apart(tmp_path: Path) ->
 def test_the_runs_table_has_one_row_per_run(tmp_path: Path) -> None:
     commit(tmp_path, "day1", 0, {A: "10.00", B: "20.00"})
     commit(tmp_path, "day2", 1, {A: "11.00"}, reason="shutdown")
-    runs = duckdb.sql(
+    runs = duckdb.connect().sql(
         f"SELECT run_id, dt, started_at, complete, finish_reason, gateway, seeds, seeds_ok, calls, products, "
         f"matches FROM read_parquet('{tmp_path}/parquet/runs/**/*.parquet', hive_partitioning = true)"
     ).fetchall()
@@ -199,7 +199,7 @@ def test_the_readmes_history_queries_give_a_products_price_over_runs(tmp_path: P
 
     expected = [(DAY1 + timedelta(days=d), Decimal(p)) for d, p in ((0, "10.00"), (1, "11.00"), (2, "12.00"))]
     sql = here(_readme_block("sql", "-- a product's history"))
-    assert [(r[0], r[2]) for r in duckdb.sql(sql).fetchall()] == expected
+    assert [(r[0], r[2]) for r in duckdb.connect().sql(sql).fetchall()] == expected
     namespace: dict[str, Any] = {}
     exec(here(_readme_block("python", "history = pd.read_parquet")), namespace)
     history = namespace["history"]
@@ -209,7 +209,7 @@ def test_the_readmes_history_queries_give_a_products_price_over_runs(tmp_path: P
     assert frame.select("run_started_at", "price_min").rows() == expected
     assert str(frame.schema["dt"]) == "Date"
     latest_sql = here(_readme_block("sql", "-- every product's latest"))
-    assert {r[0]: r[-1] for r in duckdb.sql(latest_sql).fetchall()} == {A: 3, B: 2}
+    assert {r[0]: r[-1] for r in duckdb.connect().sql(latest_sql).fetchall()} == {A: 3, B: 2}
 
 
 def test_the_manifests_say_which_runs_products_latest_covers(tmp_path: Path) -> None:
