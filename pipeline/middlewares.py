@@ -92,6 +92,13 @@ class GatewayMiddleware:
         self._last_answer = self.pacer.clock()
         self._failed_since = 0
         self._warned_at: float | None = None
+        #: Calls in the downloader that hold no quota slot yet (held until the first answer, or backing off).
+        self.unbooked = 0
+        #: The longest time without an answer so far (stat imagesearch/longest_silence_seconds).
+        self.longest_silence = 0.0
+        # Seconds from sending to answer, summed over the answers, for the progress ETA.
+        self._latency_sum = 0.0
+        self._latency_count = 0
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -125,13 +132,17 @@ class GatewayMiddleware:
             return None
         delay = self.backoff_delay(request.meta.get("retry_times", 0))
         clock = self.pacer.clock
-        await self._first_answer(request)
-        if not self._answered:
-            # The first call, before the gateway has answered once, is not retried for minutes: a
-            # wrong endpoint or a dead network is said in seconds (the crawl stops, resumable).
-            retries = request.meta.get("max_retry_times", self.crawler.settings.getint("RETRY_TIMES"))
-            request.meta["max_retry_times"] = min(retries, self.probe_retry_times)
-        backed_off = await sleep_until(clock() + delay, clock, self.stopping)
+        self.unbooked += 1
+        try:
+            await self._first_answer(request)
+            if not self._answered:
+                # The first call, before the gateway has answered once, is not retried for minutes: a
+                # wrong endpoint or a dead network is said in seconds (the crawl stops, resumable).
+                retries = request.meta.get("max_retry_times", self.crawler.settings.getint("RETRY_TIMES"))
+                request.meta["max_retry_times"] = min(retries, self.probe_retry_times)
+            backed_off = await sleep_until(clock() + delay, clock, self.stopping)
+        finally:
+            self.unbooked -= 1
         sendable = backed_off and await self.pacer.wait_turn(self.stopping)
         if self.day_used_up is not None:
             # An answer said the day's calls are all used, and here is a call that is due: it would be refused.
@@ -155,11 +166,26 @@ class GatewayMiddleware:
                 return
             await sleep(_FIRST_ANSWER_POLL_SECONDS)
 
+    def silence(self) -> tuple[float, int]:
+        """Seconds since the gateway last answered while attempts since then failed, and how many
+        failed; ``(0, 0)`` while it answers (or before it ever did: the crawl then stops on its own)."""
+        if not self._answered or not self._failed_since:
+            return 0.0, 0
+        return self.pacer.clock() - self._last_answer, self._failed_since
+
+    @property
+    def mean_latency(self) -> float:
+        """Mean seconds from sending a call to its answer (0 before the first answer)."""
+        return self._latency_sum / self._latency_count if self._latency_count else 0.0
+
     def _got_answer(self) -> None:
         """The gateway answered (its own format, success or error): the calls held back may go."""
         self._answered = True
         self.crawler.stats.inc_value("imagesearch/answers")
         now = self.pacer.clock()
+        if self._failed_since:
+            self.longest_silence = max(self.longest_silence, now - self._last_answer)
+            self.crawler.stats.set_value("imagesearch/longest_silence_seconds", round(self.longest_silence, 3))
         if self._warned_at is not None:
             logger.warning("The gateway answers again, after %.0f s without an answer", now - self._last_answer)
         self._last_answer, self._failed_since, self._warned_at = now, 0, None
@@ -167,6 +193,7 @@ class GatewayMiddleware:
     def _no_answer(self, what: str) -> None:
         """An attempt got no answer of the gateway's: say so once a minute while an outage lasts."""
         self._failed_since += 1
+        self.crawler.stats.inc_value("imagesearch/attempts_failed")
         now = self.pacer.clock()
         silent = now - self._last_answer
         due = self._warned_at is None or now - self._warned_at >= self.outage_warning
@@ -210,6 +237,9 @@ class GatewayMiddleware:
                 self._no_answer(error.describe())
             else:
                 self._got_answer()
+                if (latency := request.meta.get("download_latency")) is not None:
+                    self._latency_sum += float(latency)
+                    self._latency_count += 1
                 if request.meta.pop(_PROBE_META_KEY, None):
                     request.meta.pop("max_retry_times", None)  # answered: its retries are RETRY_TIMES again
         if error is None:

@@ -77,6 +77,20 @@ class QuotaStore(Protocol):
         """The end of ``key``'s current ban (0 when none)."""
 
 
+def project_slots(booked: list[float], quota: Quota, now: float, margin: float, calls: int) -> float:
+    """When the last of ``calls`` more calls could go, after the slots ``booked`` (their times, in
+    order) under a sliding window: the schedule ``reserve`` would give them. ``now`` if ``calls`` is 0."""
+    window: deque[float] = deque(booked[-quota.calls:], maxlen=quota.calls)
+    last = max(window, default=now)
+    for _ in range(calls):
+        at = now
+        if len(window) == quota.calls:
+            at = max(at, window[0] + quota.seconds + margin)
+        window.append(at)
+        last = at
+    return max(last, now)
+
+
 class InMemoryQuotaStore:
     """A sliding-window schedule per key: the times of the last ``quota.calls`` booked calls.
 
@@ -106,6 +120,11 @@ class InMemoryQuotaStore:
     def banned_until(self, key: str) -> float:
         return self._banned_until.get(key, 0.0)
 
+    def projected(self, key: str, quota: Quota, now: float, margin: float, calls: int) -> float:
+        """When the last of ``calls`` more calls for ``key`` could go (for the progress ETA); books nothing."""
+        start = max(now, self.banned_until(key))
+        return project_slots(list(self._booked.get(key, ())), quota, start, margin, calls)
+
 
 class QuotaPacer:
     """Decides when each gateway call may go: within IMAGESEARCH_QUOTA, and never during a quota ban.
@@ -113,7 +132,8 @@ class QuotaPacer:
     Used by ``pipeline.middlewares.GatewayMiddleware`` just before signing, so a call signed after
     its wait still carries a fresh timestamp. A quota answer from the gateway bans every call for
     the app key (not just the one that failed) until the ban is over.
-    Stats: ``pacing/calls``, ``pacing/waits``, ``pacing/wait_seconds``, ``pacing/quota_errors``.
+    Stats: ``pacing/calls``, ``pacing/waits``, ``pacing/wait_seconds``, ``pacing/quota_errors``,
+    ``pacing/ban_seconds``.
     """
 
     def __init__(
@@ -133,6 +153,10 @@ class QuotaPacer:
         self.clock = clock
         #: Seconds calls have waited for their quota slot so far (stat pacing/wait_seconds).
         self.waited = 0.0
+        #: Calls waiting for their slot (or a ban's end) right now.
+        self.waiting = 0
+        #: Seconds of quota bans the gateway imposed so far (stat pacing/ban_seconds).
+        self.banned = 0.0
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -149,6 +173,7 @@ class QuotaPacer:
             settings.getfloat("IMAGESEARCH_QUOTA_MARGIN"),
         )
         if quota:
+            crawler.stats.set_value("pacing/quota", f"{quota.calls}/{quota.seconds:g}")
             logger.info("Pacing gateway calls to %d per %g s (%.3g calls/s)", quota.calls, quota.seconds, quota.rate)
         return pacer
 
@@ -157,19 +182,43 @@ class QuotaPacer:
         now = self.clock()
         at = self.store.reserve(self.key, self.quota, now, self.margin) if self.quota else now
         self.stats.inc_value("pacing/calls")
-        if at > now:
-            self.stats.inc_value("pacing/waits")
-            self.waited += at - now
-            self.stats.set_value("pacing/wait_seconds", round(self.waited, 3))
-            if not await sleep_until(at, self.clock, stopping):
-                return False
-        # A ban that arrived while this call waited for its slot holds it too.
-        while (until := self.store.banned_until(self.key)) > self.clock():
-            if not await sleep_until(until, self.clock, stopping):
-                return False
-        return not stopping()
+        self.waiting += 1
+        try:
+            if at > now:
+                self.stats.inc_value("pacing/waits")
+                self.waited += at - now
+                self.stats.set_value("pacing/wait_seconds", round(self.waited, 3))
+                if not await sleep_until(at, self.clock, stopping):
+                    return False
+            # A ban that arrived while this call waited for its slot holds it too.
+            while (until := self.store.banned_until(self.key)) > self.clock():
+                if not await sleep_until(until, self.clock, stopping):
+                    return False
+            return not stopping()
+        finally:
+            self.waiting -= 1
+
+    def ban_left(self) -> float:
+        """Seconds until the current quota ban ends (0 when none)."""
+        return max(0.0, self.store.banned_until(self.key) - self.clock())
+
+    def projected_end(self, calls: int) -> float | None:
+        """``clock()`` time at which the last of ``calls`` more calls may go under the quota and any ban;
+        None without a quota. A store without ``projected`` (the sliding window's own schedule) is
+        assumed to have its whole quota free now."""
+        if self.quota is None:
+            return None
+        now = self.clock()
+        projected = getattr(self.store, "projected", None)
+        if projected is not None:
+            end: float = projected(self.key, self.quota, now, self.margin, calls)
+            return end
+        start = max(now, self.store.banned_until(self.key))
+        return project_slots([], self.quota, start, self.margin, calls)
 
     def ban(self, seconds: float) -> None:
         """The gateway said the quota is spent: hold every call for this key for ``seconds``."""
         self.stats.inc_value("pacing/quota_errors")
+        self.banned += max(0.0, seconds)
+        self.stats.set_value("pacing/ban_seconds", round(self.banned, 3))
         self.store.ban(self.key, self.clock() + max(0.0, seconds))

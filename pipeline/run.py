@@ -73,6 +73,7 @@ from pipeline.errors import (
     RunLocked,
     RunStorageFailed,
 )
+from pipeline.progress import error_count
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -979,6 +980,7 @@ def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int
         "finish_reason": reason,
         "complete": complete,
         "csv_dialect": csv_dialect if "csv" in formats else None,
+        "calls": call_summary(stats),
         "rows": rows,
         "files": files,
         "stats": json_safe_stats(stats),
@@ -998,6 +1000,22 @@ def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int
             on_record()
         apply_commit(root, record)
     return manifest
+
+
+def call_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``calls``: spent against planned, the quota, the waits for it, its bans, errors, silence."""
+    return {
+        "spent": stats.get("imagesearch/calls", 0),
+        "replayed": stats.get("journal/replayed", 0),
+        "planned": stats.get("progress/calls_planned"),
+        "quota": stats.get("pacing/quota"),
+        "waits": stats.get("pacing/waits", 0),
+        "wait_seconds": stats.get("pacing/wait_seconds", 0.0),
+        "bans": stats.get("pacing/quota_errors", 0),
+        "ban_seconds": stats.get("pacing/ban_seconds", 0.0),
+        "errors": error_count(stats),
+        "longest_silence_seconds": stats.get("imagesearch/longest_silence_seconds", 0.0),
+    }
 
 
 def storage_message(exc: OSError, path: Path) -> str:

@@ -108,10 +108,13 @@ DOWNLOAD_HANDLERS = {
 #: The download handler that does the downloading for GatewayDownloadHandler (Scrapy's HTTP/1.1 one).
 IMAGESEARCH_DOWNLOAD_HANDLER = "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler"
 #: SecretRedaction masks the app key and secret in every log line; EmbeddedSandbox starts the
-#: sandbox when IMAGESEARCH_ENDPOINT is "sandbox" (or empty).
+#: sandbox when IMAGESEARCH_ENDPOINT is "sandbox" (or empty); CrawlProgress shows the crawl's
+#: progress (PROGRESS_*), in place of Scrapy's LogStats ("Crawled N pages (at M pages/min)").
 EXTENSIONS = {
     "pipeline.extensions.SecretRedaction": 0,
     "pipeline.extensions.EmbeddedSandbox": 100,
+    "pipeline.progress.CrawlProgress": 400,
+    "scrapy.extensions.logstats.LogStats": None,
 }
 #: Our ``crawl`` command: one-line errors and exit codes (2: bad arguments, 3: the gateway refused us).
 COMMANDS_MODULE = "pipeline.commands"
@@ -161,6 +164,25 @@ FEED_STORAGES = {
     "": "exporters.storage.AtomicFileFeedStorage",
     "file": "exporters.storage.AtomicFileFeedStorage",
 }
+
+# ---------------------------------------------------------------------------------------------
+# Progress and the run report
+# ---------------------------------------------------------------------------------------------
+#: Show the crawl's progress: seeds done by outcome, calls spent and still needed, the quota, waits,
+#: bans, errors, an outage, and an ETA worked out from the calls still needed and the quota.
+PROGRESS_ENABLED = True
+#: Seconds between two plain progress lines in the log (the bar on a terminal is redrawn every second).
+PROGRESS_INTERVAL = 60.0
+#: ``auto``: a live bar when stderr is a terminal, plain lines in the log otherwise (both with
+#: LOG_FILE on a terminal); ``bar`` or ``log`` for one of them whatever stderr is.
+PROGRESS_MODE = "auto"
+#: Write the run's visual report, DATASET_DIR/_reports/<run_id>.html, at commit (``scrapy report
+#: RUN_ID`` writes it again from the datasets at any time).
+REPORT_ENABLED = True
+#: Matches shown per seed in the report, best first.
+REPORT_TOP_MATCHES = 8
+#: Seeds per page of the report (its pages are switched in the browser, within the one file).
+REPORT_PAGE_SEEDS = 50
 
 # ---------------------------------------------------------------------------------------------
 # Long crawls (pacing, faults, resume)

@@ -60,8 +60,16 @@ class FaultConfig:
     drop: float = 0.0
     remote: float = 0.0
     seed: int = 0
+    #: An outage: every call is dropped from ``outage_after`` seconds after the sandbox starts, for
+    #: ``outage_seconds`` seconds (0: none).
+    outage_after: float = 0.0
+    outage_seconds: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("outage_after", "outage_seconds"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}={value} is not a finite number >= 0")
         for name in ("http_5xx", "slow", "garbage", "drop", "remote"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
@@ -71,7 +79,7 @@ class FaultConfig:
 
     @property
     def any(self) -> bool:
-        return any((self.http_5xx, self.slow, self.garbage, self.drop, self.remote))
+        return any((self.http_5xx, self.slow, self.garbage, self.drop, self.remote, self.outage_seconds))
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,8 @@ class SandboxConfig:
                 drop=ns.fault_drop,
                 remote=ns.fault_remote,
                 seed=ns.fault_seed,
+                outage_after=ns.fault_outage[0] if ns.fault_outage else 0.0,
+                outage_seconds=ns.fault_outage[1] if ns.fault_outage else 0.0,
             ),
         )
 
@@ -209,6 +219,13 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _outage(text: str) -> tuple[float, float]:
+    after, sep, seconds = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected AFTER:SECONDS, e.g. 30:60, got {text!r}")
+    return _seconds(after), _positive_seconds(seconds)
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -267,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fault-drop", type=_rate, default=0.0, metavar="RATE", help="abort the connection mid-body")
     parser.add_argument("--fault-remote", type=_rate, default=0.0, metavar="RATE", help="transient error_response")
+    parser.add_argument(
+        "--fault-outage", type=_outage, metavar="AFTER:SECONDS",
+        help="drop every call from AFTER seconds after the start, for SECONDS seconds (an outage)",
+    )
     parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault dice (default 0)")
     parser.add_argument(
         "--log-level",

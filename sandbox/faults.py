@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox.config import FaultConfig
@@ -31,8 +33,10 @@ class FaultDecision:
 class FaultInjector:
     """Draws a :class:`FaultDecision` per router call; the same seed gives the same sequence."""
 
-    def __init__(self, config: FaultConfig) -> None:
+    def __init__(self, config: FaultConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.clock = clock
+        self.started = clock()
         self._rng = random.Random(config.seed)
         self._rates = {
             "5xx": config.http_5xx,
@@ -45,4 +49,14 @@ class FaultInjector:
         # Always the same number of draws per call, so one rate does not shift another's sequence.
         slow = self._rng.random() < self.config.slow
         hits = [kind for kind in FAILURE_KINDS if self._rng.random() < self._rates[kind]]
-        return FaultDecision(failure=hits[0] if hits else None, slow=slow, variant=self._rng.random())
+        variant = self._rng.random()
+        if self.in_outage():
+            return FaultDecision(failure="drop", slow=False, variant=variant)
+        return FaultDecision(failure=hits[0] if hits else None, slow=slow, variant=variant)
+
+    def in_outage(self) -> bool:
+        """Within the configured outage (``--fault-outage AFTER:SECONDS``): every call is dropped."""
+        if not self.config.outage_seconds:
+            return False
+        since = self.clock() - self.started - self.config.outage_after
+        return 0 <= since < self.config.outage_seconds

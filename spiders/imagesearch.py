@@ -40,6 +40,7 @@ from pipeline.extensions import resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions
 from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY, load_gateway
 from pipeline.images import ImageRef, is_platform_cdn, prepare_image, read_image_file, sha256_hex
+from pipeline.progress import Workload
 from pipeline.redaction import Redactor
 from pipeline.run import DatasetRun
 from pipeline.seeds import Seed, category_id, is_category_id, resolve_seeds
@@ -102,6 +103,8 @@ class ImageSearchSpider(Spider):
         #: Where downloaded seed images wait for their calls (made at the first download, removed at the end).
         self._spool: Path | None = None
         self.endpoint = ""
+        #: Every seed has been read and joined to its search (the progress's estimate is whole from then on).
+        self.seeds_read = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -156,6 +159,7 @@ class ImageSearchSpider(Spider):
         for seed in self.seeds:
             for output in self._guarded([seed], None, self._join_job(seed, jobs)):
                 yield output
+        self.seeds_read = True
         for job in jobs:
             # Scrapy's lazy start: the next seed is prepared when the downloader has room, so
             # the requests waiting in the scheduler stay about CONCURRENT_REQUESTS, not one a seed.
@@ -409,6 +413,61 @@ class ImageSearchSpider(Spider):
         if not self.crawler.stats.get_value("imagesearch/answers"):
             self._unreachable(self.redactor.redact(message))
         yield from self._summarise(job.seeds, FAILED, code, message[:_MAX_ERROR_MSG], job)
+
+    # -- progress --------------------------------------------------------------------------------
+
+    def _planned_pages(self, job: SearchJob) -> int | None:
+        """How many pages ``job`` will fetch, once its page 1 has answered (None before)."""
+        if not job.pages_fetched:
+            return None
+        if job.page_count is not None:
+            pages = job.page_count
+        elif job.total_results is not None and job.page_size:
+            pages = -(-job.total_results // job.page_size)
+        else:
+            pages = job.pages_fetched
+        return max(job.pages_fetched, min(self.max_pages, pages))
+
+    def _first_calls(self, seed: Seed) -> int:
+        """Calls before a search's page 1: the upload, for a gateway that uploads pictures first."""
+        if not self.gateway.uploads_local_images:
+            return 0
+        return 0 if seed.url is not None and is_platform_cdn(seed.url, self.cdn_hosts) else 1
+
+    def workload(self) -> Workload:
+        """What is left to search (for pipeline.progress.CrawlProgress): the calls still needed for the
+        pages known so far, and an estimate for the searches not begun (their pages as the mean of the
+        searches whose page count is known; IMAGESEARCH_PAGES / -a pages before any is)."""
+        planned: list[int] = []
+        known = not_begun_searches = not_begun_seeds = first_calls = 0
+        joined = 0
+        for job in self.jobs.values():
+            pages = self._planned_pages(job)
+            if pages is not None:
+                planned.append(pages)
+            open_seeds = sum(seed.seed_id in self._unsummarised for seed in job.seeds)
+            joined += open_seeds
+            if not open_seeds:
+                continue
+            if pages is None:
+                not_begun_searches += 1
+                not_begun_seeds += open_seeds
+                if job.image_data is None:
+                    first_calls += self._first_calls(job.seeds[0])
+            else:
+                known += pages - job.pages_fetched
+        # Seeds not yet read (the crawl's first moments): each a search of its own, as far as is known.
+        unread = 0 if self.seeds_read else max(0, len(self._unsummarised) - joined)
+        not_begun_searches += unread
+        not_begun_seeds += unread
+        first_calls += unread if self.gateway.uploads_local_images else 0
+        pages_each = sum(planned) / len(planned) if planned else self.max_pages
+        return Workload(
+            seeds=len(self.seeds),
+            known_calls=known,
+            estimated_calls=round(not_begun_searches * pages_each) + first_calls,
+            seeds_not_begun=not_begun_seeds,
+        )
 
     # -- seed summaries --------------------------------------------------------------------------
 

@@ -159,6 +159,8 @@ BAD_SETTINGS = {
     "IMAGESEARCH_SANDBOX_ARGS=--bogus": "IMAGESEARCH_SANDBOX_ARGS=['--bogus']",
     "IMAGESEARCH_APP_KEY=": "IMAGESEARCH_APP_KEY is empty",
     "IMAGESEARCH_APP_SECRET= ": "IMAGESEARCH_APP_SECRET is empty",
+    "PROGRESS_INTERVAL=0": "PROGRESS_INTERVAL='0': give the seconds between progress lines, a number > 0",
+    "PROGRESS_MODE=fancy": "PROGRESS_MODE='fancy': use one of auto, bar, log",
 }
 
 
