@@ -6,9 +6,25 @@ SEEDS  ?= data/seeds
 # uv never downloads a Python of its own; it installs into $(VENV).
 UV     := UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) $(BIN)/uv
 
-.PHONY: install lock lint test test-clock crawl bench sandbox clean
+.PHONY: install system-packages lock lint test test-clock crawl bench sandbox clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed system-packages
+
+# What the tests need from the system, from Debian's packages: Chromium for the report's browser test
+# (driven by Playwright from the venv; no browser is downloaded), and a font with Chinese glyphs for
+# its screenshot. As root they are installed; otherwise one line says what to install.
+SYSTEM_PACKAGES := chromium fonts-wqy-microhei
+system-packages:
+	@missing=""; \
+	for pkg in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make install: apt-get install$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	else \
+	  echo "make install: the browser tests need Debian's$$missing: sudo apt-get install$$missing"; \
+	fi
 
 # uv, at the version uv.lock holds, from PyPI into the venv (uv sync keeps it there).
 $(BIN)/uv: uv.lock

@@ -42,6 +42,8 @@ INT_SETTINGS: dict[str, int] = {
     "IMAGESEARCH_PROBE_RETRY_TIMES": 0,
     "CONCURRENT_REQUESTS": 1,
     "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
+    "REPORT_TOP_MATCHES": 1,
+    "REPORT_PAGE_SEEDS": 1,
 }
 #: Settings in seconds and their least value.
 SECONDS_SETTINGS: dict[str, float] = {

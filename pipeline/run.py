@@ -758,6 +758,8 @@ class DatasetRun:
         self.stage_rows = STAGE_ROWS
         #: The manifest once written (the run is committed), for the crawl command's summary.
         self.written: dict[str, Any] | None = None
+        #: The run's report, once written.
+        self.report: Path | None = None
         #: The one line saying why the run failed (a write that failed), if it did.
         self.failure: str | None = None
         #: The commit is recorded: it can only be finished now (by this crawl, else by the next start).
@@ -936,6 +938,26 @@ class DatasetRun:
                     manifest_path(self.root, self.run.run_id), len(self.written["files"]))
         if self.jobdir:
             forget_finished_run(self.jobdir)
+        self.write_report()
+
+    def write_report(self) -> None:
+        """The run's visual report (REPORT_ENABLED), from the datasets just committed. The data is
+        committed whatever happens here: a report that fails is said in one line, and the crawl's
+        exit stays what the data says (``scrapy report RUN_ID`` writes it again)."""
+        from pipeline.report import ReportError, write_report
+
+        settings = self.crawler.settings
+        if self.root is None or not settings.getbool("REPORT_ENABLED"):
+            return
+        try:
+            self.report = write_report(self.root, self.run.run_id, top=settings.getint("REPORT_TOP_MATCHES"),
+                                       page_seeds=settings.getint("REPORT_PAGE_SEEDS"))
+        except (ReportError, OSError) as exc:
+            logger.error("The run's report was not written (%s): its data is committed; scrapy report %s "
+                         "writes the report again", exc, self.run.run_id)
+            self.crawler.stats.set_value("report/failure", str(exc))
+            return
+        logger.info("Report of run %s: %s", self.run.run_id, self.report)
 
 
 def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int, compression: str, reason: str,
@@ -1042,7 +1064,7 @@ def _close(crawler: Crawler, reason: str) -> None:
         closing.addErrback(lambda failure: logger.error("Closing the crawl failed", exc_info=failure.value))
 
 
-def summary_lines(root: Path, manifest: dict[str, Any]) -> list[str]:
+def summary_lines(root: Path, manifest: dict[str, Any], report: Path | None = None) -> list[str]:
     """What a person reads at the end of a crawl: where each table went, its rows, and how the seeds fared."""
     state = "complete" if manifest["complete"] else f"INCOMPLETE, {manifest['finish_reason']}"
     lines = [f"Datasets of run {manifest['run_id']} ({state}) under {root}/:"]
@@ -1065,6 +1087,8 @@ def summary_lines(root: Path, manifest: dict[str, Any]) -> list[str]:
         runs = f"{snapshot['runs']:,} finished run" + ("" if snapshot["runs"] == 1 else "s")
         lines.append(f"  {table}: {snapshot['rows']:,} rows over {runs}  {where}")
     lines.append(f"  manifest: {manifest_path(root, manifest['run_id'])}")
+    if report is not None:
+        lines.append(f"  report:   {report}")
     return lines
 
 

@@ -161,6 +161,7 @@ BAD_SETTINGS = {
     "IMAGESEARCH_APP_SECRET= ": "IMAGESEARCH_APP_SECRET is empty",
     "PROGRESS_INTERVAL=0": "PROGRESS_INTERVAL='0': give the seconds between progress lines, a number > 0",
     "PROGRESS_MODE=fancy": "PROGRESS_MODE='fancy': use one of auto, bar, log",
+    "REPORT_PAGE_SEEDS=0": "REPORT_PAGE_SEEDS='0' is not a positive whole number",
 }
 
 

@@ -78,7 +78,7 @@ class Command(ScrapyCrawlCommand):
         self.crawler_process.start()
         run = crawler.get_extension(DatasetRun) if crawler._extensions is not None else None
         if run is not None and run.root is not None and run.written is not None:
-            print("\n".join(summary_lines(run.root, run.written)))
+            print("\n".join(summary_lines(run.root, run.written, run.report)))
         if startup_errors:
             error = startup_errors[0]
             if isinstance(error, ConfigurationError):
