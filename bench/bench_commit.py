@@ -39,8 +39,10 @@ HITS_PER_SEED = 100
 CASES = ("ours", "ours-parquet", "duckdb", "duckdb-all")
 
 
-def stage(staging: Path, n_hits: int) -> None:
-    """``hits.parquet`` and ``seeds.parquet`` as a crawl of ``n_hits`` hits stages them."""
+def stage(staging: Path, n_hits: int, pic_url: str = "https://img.alicdn.com/imgextra/i4/{}.jpg",
+          source: str = "photos/{}.jpg") -> None:
+    """``hits.parquet`` and ``seeds.parquet`` as a crawl of ``n_hits`` hits stages them (``pic_url`` and
+    ``source`` are formatted with the num_iid and the seed's number)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -67,7 +69,7 @@ def stage(staging: Path, n_hits: int) -> None:
                 "position": pa.array(i % HITS_PER_SEED + 1, pa.int32()),
                 "cat": pa.array([None if s % 3 else "50015374" for s in seed], pa.string()),
                 "title": pa.array([f"夏季新款 纯棉 T恤 短袖 男女同款 宽松 {n}" for n in num_iid]),
-                "pic_url": pa.array([f"https://img.alicdn.com/imgextra/i4/{n}.jpg" for n in num_iid]),
+                "pic_url": pa.array([pic_url.format(n) for n in num_iid]),
                 "detail_url": pa.array([f"https://item.taobao.com/item.htm?id={n}" for n in num_iid]),
                 "seller_nick": pa.array([f"shop{n % 997}" for n in num_iid]),
                 "is_tmall": pa.array(num_iid % 2 == 0),
@@ -88,7 +90,7 @@ def stage(staging: Path, n_hits: int) -> None:
     seeds = {
         "run_id": pa.array(["20261130T040000Z-bench"] * n_seeds),
         "seed_id": pa.array([f"seed-{s:06d}" for s in range(n_seeds)]),
-        "source": pa.array([f"photos/{s}.jpg" for s in range(n_seeds)]),
+        "source": pa.array([source.format(s) for s in range(n_seeds)]),
         "sha256": pa.array(["ab" * 32] * n_seeds),
         "status": pa.array(["ok"] * n_seeds),
         "error_code": pa.nulls(n_seeds, pa.string()),

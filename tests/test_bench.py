@@ -57,3 +57,11 @@ def test_bench_latest_reports_the_snapshot_against_a_rebuild_from_the_history() 
     days = [line.split()[0] for line in out.splitlines() if line.split()[:1] in (["1"], ["6"])]
     assert days == ["1", "6"]
     assert "whole commit (every table, products_latest included): day 1 " in out
+
+
+def test_bench_report_reports_size_and_first_paint_against_a_one_page_baseline() -> None:
+    out = bench("bench_report.py", "--seeds", "60", "--baseline-seeds", "10", "--repeat", "1")
+    assert out.startswith("machine: ") and "Chromium " in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["baseline"], ["paged"])}
+    assert rows["baseline"][1] == "10" and rows["paged"][1] == "60", out
+    assert any(line.startswith("one page ") for line in out.splitlines()), out
