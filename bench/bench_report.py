@@ -62,7 +62,7 @@ class _Pictures(BaseHTTPRequestHandler):
 
     body = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
         self.send_header("Content-Length", str(len(self.body)))
@@ -151,7 +151,8 @@ def main() -> None:
             started = time.perf_counter()
             root = Path(tmp) / f"run-{n}"
             roots[n] = (root, build_run(root, n, Path(tmp) / f"photos-{n}", pictures))
-            print(f"built: a run of {n:,} seeds, {n * HITS_PER_SEED:,} matches, in {time.perf_counter() - started:.1f} s")
+            took = time.perf_counter() - started
+            print(f"built: a run of {n:,} seeds, {n * HITS_PER_SEED:,} matches, in {took:.1f} s")
         print(f"{'case':<10} {'seeds':>6} {'per page':>8} {'MB':>7} {'write s':>8} {'FCP ms':>7} {'DCL ms':>7} "
               f"{'load ms':>8} {'heap MB':>8} {'pics s':>7} {'last page s':>11}")
         for name, n, per_page in cases:

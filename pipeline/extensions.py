@@ -14,6 +14,7 @@ from pipeline.configuration import json_list
 from pipeline.errors import ConfigurationError
 from pipeline.gateways.base import load_gateway
 from pipeline.redaction import Redactor, install
+from pipeline.report import SANDBOX_STAT
 
 if TYPE_CHECKING:
     from typing import Self
@@ -66,7 +67,8 @@ class EmbeddedSandbox:
     holds extra ``python -m sandbox`` flags. The spider reads the address from :func:`resolve_endpoint`.
     """
 
-    def __init__(self, config: SandboxConfig) -> None:
+    def __init__(self, crawler: Crawler, config: SandboxConfig) -> None:
+        self.crawler = crawler
         self.config = config
         self.running: RunningSandbox | None = None
 
@@ -74,7 +76,7 @@ class EmbeddedSandbox:
     def from_crawler(cls, crawler: Crawler) -> Self:
         if not wants_sandbox(crawler.settings.get("IMAGESEARCH_ENDPOINT")):
             raise NotConfigured("IMAGESEARCH_ENDPOINT names a gateway")
-        extension = cls(sandbox_config(sandbox_args(crawler.settings.get("IMAGESEARCH_SANDBOX_ARGS"))))
+        extension = cls(crawler, sandbox_config(sandbox_args(crawler.settings.get("IMAGESEARCH_SANDBOX_ARGS"))))
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
         return extension
@@ -88,6 +90,8 @@ class EmbeddedSandbox:
         from sandbox.server import listen  # imports the reactor: only once Scrapy has installed it
 
         self.running = listen(self.config, host="127.0.0.1", port=0)
+        # The run's report renders the listings' pictures from this catalogue once the sandbox is gone.
+        self.crawler.stats.set_value(SANDBOX_STAT, str(self.config.catalog) if self.config.catalog else "builtin")
         logger.warning(
             "Searching the embedded sandbox at %s: results are synthetic test data, not Taobao listings "
             "(set IMAGESEARCH_ENDPOINT to the gateway's URL to search the real one)",

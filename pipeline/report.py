@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -51,6 +52,13 @@ _THUMBNAIL_QUALITY = 70
 _NOT_OK_ROWS = 500
 _SALES_KINDS = {"monthly": "sold/month", "paid": "paid", "received": "received", "total": "sold",
                 "unknown": "sales"}
+
+
+#: Where a listing's picture can be had without the network: its JPEG bytes by ``pic_url``, or None.
+PictureSource = Callable[[str], "bytes | None"]
+#: The stat (and so the manifest's stats key) that says the run searched the embedded sandbox, and
+#: its catalogue ("builtin" or the --catalog file).
+SANDBOX_STAT = "imagesearch/embedded_sandbox_catalog"
 
 
 class ReportError(Exception):
@@ -142,13 +150,12 @@ def _web_url(url: str | None) -> str | None:
     return url if url and urlsplit(url).scheme in ("http", "https") else None
 
 
-@functools.lru_cache(maxsize=4096)
-def _thumbnail(path: str, mtime_ns: int) -> str | None:
-    """A seed photo as a small embedded JPEG (``data:`` URI); None if it cannot be read now."""
+def _data_uri(source: str | io.BytesIO) -> str | None:
+    """A picture (a path, or bytes) as a small embedded JPEG (``data:`` URI); None if it cannot be decoded."""
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.draft("RGB", (THUMBNAIL_SIDE * 2, THUMBNAIL_SIDE * 2))  # JPEG: decode at a fraction of the size
             small = ImageOps.exif_transpose(img).convert("RGB")
             small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
@@ -157,6 +164,43 @@ def _thumbnail(path: str, mtime_ns: int) -> str | None:
     except Exception:  # noqa: BLE001 - any unreadable photo is shown as such, never fails the report
         return None
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+@functools.lru_cache(maxsize=4096)
+def _thumbnail(path: str, mtime_ns: int) -> str | None:
+    """A seed photo as a small embedded JPEG; None if it cannot be read now."""
+    return _data_uri(path)
+
+
+def sandbox_pictures(manifest: dict[str, Any]) -> PictureSource | None:
+    """For a run that searched the embedded sandbox (which stopped with its crawl): its listings'
+    pictures rendered from the sandbox's catalogue, as the sandbox served them. None otherwise."""
+    catalog_name = (manifest.get("stats") or {}).get(SANDBOX_STAT)
+    host = manifest.get("endpoint_host")
+    if not catalog_name or not host:
+        return None
+    from sandbox.catalog import builtin_catalog, load_jsonl
+
+    try:
+        catalog = builtin_catalog() if catalog_name == "builtin" else load_jsonl(Path(catalog_name))
+    except (OSError, ValueError) as exc:
+        logger.warning("The sandbox catalogue %s cannot be read (%s): the report links its pictures instead",
+                       catalog_name, exc)
+        return None
+
+    def picture(url: str) -> bytes | None:
+        parts = urlsplit(url)
+        name = parts.path.rpartition("/")[2]
+        if parts.netloc != host or not parts.path.startswith("/img/") or not name.endswith(".jpg"):
+            return None
+        product = catalog.get(name[: -len(".jpg")])
+        if product is None:
+            return None
+        out = io.BytesIO()
+        product.image().convert("RGB").save(out, "JPEG", quality=85)
+        return out.getvalue()
+
+    return picture
 
 
 def _photo(source: str | None) -> tuple[str | None, str | None]:
@@ -180,8 +224,20 @@ class ReportData:
 
 
 def load_report_data(root: Path, run_id: str, top: int) -> ReportData:
-    """The run's seeds in the order given, each with its ``top`` best matches and all its (price, sales)."""
+    """The run's seeds in the order given, each with its ``top`` best matches and all its (price, sales).
+    A run of the embedded sandbox gets its listings' pictures embedded (see sandbox_pictures)."""
     manifest = _manifest(root, run_id)
+    pictures = sandbox_pictures(manifest)
+    embedded: dict[str, str | None] = {}
+
+    def pic(url: str | None) -> str | None:
+        url = _web_url(url)
+        if url is None or pictures is None:
+            return url
+        if url not in embedded:
+            data = pictures(url)
+            embedded[url] = _data_uri(io.BytesIO(data)) if data else None
+        return embedded[url] or url
     seeds_rel = _relation(root, manifest, SEEDS.name)
     try:
         with duckdb.connect() as db:
@@ -207,9 +263,9 @@ def load_report_data(root: Path, run_id: str, top: int) -> ReportData:
     except duckdb.Error as exc:
         raise ReportError(f"cannot read run {run_id}'s tables: {exc}") from None
     by_seed: dict[str, list[list[Any]]] = {}
-    for (seed_id, position, title, pic, detail, shop, tmall, pmin, pmax, coupon, sales, kind) in best:
+    for (seed_id, position, title, picture_url, detail, shop, tmall, pmin, pmax, coupon, sales, kind) in best:
         by_seed.setdefault(seed_id, []).append([
-            position, title or "", _web_url(pic), _web_url(detail), shop or "", bool(tmall),
+            position, title or "", pic(picture_url), _web_url(detail), shop or "", bool(tmall),
             _price_text(pmin, pmax, coupon), _sales_text(sales, kind),
         ])
     plots = {seed_id: [[round(p, 2), None if s is None else int(s)] for p, s in values] for seed_id, values in points}
@@ -288,7 +344,10 @@ def _summary(manifest: dict[str, Any], seeds: list[dict[str, Any]]) -> list[tupl
     counts: dict[str, int] = next(iter((manifest.get("rows") or {}).values()), {})
     rows.append(("Rows", f"{counts.get('products', 0):,} products, {counts.get('matches', 0):,} matches"))
     host = str(manifest.get("endpoint_host") or "")
-    if host.startswith(("127.", "localhost", "[::1]")):
+    if stats.get(SANDBOX_STAT):
+        rows.append(("Pictures", "rendered from the embedded sandbox's catalogue, as it served them during the crawl "
+                                 "(the listings' pictures, embedded in this file)"))
+    elif host.startswith(("127.", "localhost", "[::1]")):
         rows.append(("Pictures", "served by the sandbox at " + host + ": they show while it runs (an embedded "
                                  "sandbox runs only during its crawl; `python -m sandbox --port "
                                  f"{host.rpartition(':')[2]}` serves them again)"))

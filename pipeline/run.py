@@ -303,7 +303,7 @@ class _TableFiles:
         self.csv_dialect = csv_dialect
         self.formats, self.batch_items, self.compression = formats, batch_items, compression
         self.files: list[dict[str, Any]] = []
-        self._open: list[tuple[TableWriter, IO[bytes], Path, str]] = []
+        self._open: list[tuple[TableWriter, IO[bytes], Path, str, str]] = []
         self._rows_in_file = 0
         self._number = 0
 
@@ -317,7 +317,7 @@ class _TableFiles:
             path.parent.mkdir(parents=True, exist_ok=True)
             file = path.open("wb")
             writer = table_writer(fmt, file, self.table, self.compression, csv_dialect=self.csv_dialect)
-            self._open.append((writer, file, path, relative.as_posix()))
+            self._open.append((writer, file, path, relative.as_posix(), fmt))
         self._rows_in_file = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -344,7 +344,7 @@ class _TableFiles:
 
     def abandon(self) -> None:
         """Give up the files in progress after a failed write."""
-        for writer, file, _, _ in self._open:
+        for writer, file, *_ in self._open:
             writer.abandon()
             with contextlib.suppress(OSError):
                 file.close()
@@ -354,12 +354,11 @@ class _TableFiles:
         """End the files in progress, durably; every table has a file, an empty one too."""
         if not self._open and not self.files:
             self._start()
-        for writer, file, path, relative in self._open:
+        for writer, file, path, relative, fmt in self._open:
             writer.close()
             file.flush()
             os.fsync(file.fileno())
             file.close()
-            fmt = relative.split("/", 1)[0]
             self.files.append({"path": relative, "format": fmt, "table": self.table.name,
                                "rows": writer.rows_written, "bytes": path.stat().st_size})
         self._open = []

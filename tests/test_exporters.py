@@ -128,10 +128,10 @@ def manifests(root: Path) -> list[dict[str, Any]]:
 
 
 def tree_files(root: Path) -> list[str]:
-    """The files of the format trees (manifests, run locks and staging aside)."""
+    """The files of the format trees (manifests, reports, run locks and staging aside)."""
     return sorted(
         p.relative_to(root).as_posix() for p in root.rglob("*")
-        if p.is_file() and not ({"_manifests", "_locks", "_staging"} & set(p.relative_to(root).parts))
+        if p.is_file() and not ({"_manifests", "_reports", "_locks", "_staging"} & set(p.relative_to(root).parts))
     )
 
 
@@ -312,7 +312,9 @@ def test_bi_readers_read_the_csv_tree(crawled: tuple[Path, Any]) -> None:
 def test_manifest_is_written_last(crawled: tuple[Path, Any]) -> None:
     root, result = crawled
     manifest_file = next((root / "_manifests").glob("*.json"))
-    data_mtimes = [p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p != manifest_file]
+    # The report is written from the committed datasets, after them: it is not part of the commit.
+    data_mtimes = [p.stat().st_mtime_ns for p in root.rglob("*")
+                   if p.is_file() and p != manifest_file and "_reports" not in p.parts]
     assert manifest_file.stat().st_mtime_ns >= max(data_mtimes)
     assert "finished: manifest" in result.stderr
 
@@ -388,6 +390,7 @@ def test_the_real_spider_against_the_sandbox_fills_a_consistent_dataset(tmp_path
         f"  products_latest: {rows['products']:,} rows over 1 finished run  parquet/products_latest/  "
         "csv/products_latest/",
         f"  manifest: {root}/_manifests/{manifest['run_id']}.json",
+        f"  report:   {root}/_reports/{manifest['run_id']}.html",
     ]
     con = duckdb.connect()
 

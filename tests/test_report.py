@@ -129,6 +129,24 @@ def test_the_report_shows_each_seed_with_its_photo_and_its_matches_pictures(
     assert not problems, problems
 
 
+def test_a_crawl_of_the_embedded_sandbox_shows_its_pictures_after_the_sandbox_is_gone(
+    browser: Any, tmp_path: Path,
+) -> None:
+    """What `make crawl` gives a new user: the embedded sandbox stops with the crawl, and the report
+    still shows every listing's picture (rendered from its catalogue, embedded in the file)."""
+    result = run_crawl("data/seeds", "-a", "pages=1", "-s", "IMAGESEARCH_QUOTA=", dataset_dir=tmp_path / "datasets")
+    assert result.returncode == 0, result.tail()
+    report = tmp_path / "datasets" / "_reports" / f"{result.manifest()['run_id']}.html"
+    page, problems = _open(browser, report)
+    for k in range(1, len(DEMO_SEEDS) + 1):
+        widths = _pictures_loaded(page, f"#seed-{k}")
+        assert len(widths) == 9 and all(width > 0 for width in widths), (k, widths)
+    sources = page.eval_on_selector_all("img.match-pic", "imgs => imgs.map(i => i.src.slice(0, 15))")
+    assert sources and set(sources) == {"data:image/jpeg"}, set(sources)
+    assert "rendered from the embedded sandbox's catalogue" in page.inner_text(".summary")
+    assert not problems, problems
+
+
 def test_the_report_fits_a_phone_sized_screen(crawled: tuple[Path, dict[str, Any], SandboxProcess],
                                               browser: Any) -> None:
     datasets, manifest, _ = crawled

@@ -190,6 +190,10 @@ def test_stopped_crawl_without_jobdir_commits_what_it_has_marked_incomplete(
     assert len(manifests) == 1
     manifest = json.loads(manifests[0].read_text())
     assert manifest["complete"] is False and manifest["finish_reason"] == "shutdown"
+    # Its rows and files are counted by format, as a finished run's are, and it has its report.
+    assert set(manifest["rows"]) == {f["format"] for f in manifest["files"]} == {"parquet", "csv"}
+    assert manifest["rows"]["parquet"]["seeds"] == SEEDS
+    assert (out / "_reports" / f"{manifest['run_id']}.html").is_file()
     # Apart from finished runs: nothing in the trees readers glob, all of it under _incomplete/.
     assert not visible_files(out)
     assert_every_visible_file_is_whole(out / "_incomplete")

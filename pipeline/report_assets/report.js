@@ -44,7 +44,7 @@
     var link = webUrl(m[3]);
     var card = el(link ? "a" : "div", "match");
     if (link) { card.href = link; card.target = "_blank"; card.rel = "noopener noreferrer"; }
-    var pic = webUrl(m[2]);
+    var pic = webUrl(m[2]) || (typeof m[2] === "string" && m[2].indexOf("data:image/") === 0 ? m[2] : null);
     if (pic) card.appendChild(picture(pic, m[1], "match-pic"));
     var title = el("div", "title");
     if (m[5]) title.appendChild(el("span", "tmall", "天猫 Tmall"));
