@@ -287,12 +287,38 @@ def _asset(name: str) -> str:
     return files("pipeline").joinpath("report_assets", name).read_text(encoding="utf-8")
 
 
+def _bundle_cache() -> Path:
+    """Where the Vega bundle is kept between runs: $XDG_CACHE_HOME (~/.cache)/taobao-imagesearch/."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "taobao-imagesearch"
+
+
 @functools.lru_cache(maxsize=1)
 def vega_bundle() -> str:
-    """Vega, Vega-Lite and vega-embed as one script (``window.vegaEmbed``), from vl-convert-python."""
+    """Vega, Vega-Lite and vega-embed as one script (``window.vegaEmbed``), from vl-convert-python.
+
+    Bundling takes vl-convert 1.5 s, so the bundle is kept in a cache file per vl-convert version
+    (and rebuilt when the file is missing or unreadable; a cache that cannot be written is skipped)."""
+    from importlib.metadata import version
+
     import vl_convert
 
-    return str(vl_convert.javascript_bundle(None))  # type: ignore[arg-type]  # its stub says str; None is its default
+    cache = _bundle_cache() / f"vega-bundle-{version('vl-convert-python')}.js"
+    try:
+        text = cache.read_text(encoding="utf-8")
+        if text.rstrip().endswith("window.vegaLite=__default1;"):
+            return text
+    except OSError:
+        pass
+    text = str(vl_convert.javascript_bundle(None))  # type: ignore[arg-type]  # its stub says str; None is its default
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError as exc:
+        logger.debug("Cannot keep the Vega bundle in %s: %s", cache, exc)
+    return text
 
 
 def _json_block(value: Any) -> str:
