@@ -34,10 +34,18 @@ def duckdb_csv_columns(table: Table) -> str:
 DUCKDB_CSV_DIALECT = "delim = ',', quote = '\"', escape = '\"'"
 
 
-def duckdb_read_csv(table: Table, path: str, partitioned: bool = True) -> str:
-    """DuckDB's ``read_csv(...)`` of *table*'s CSV files at *path* (a glob), exact types (and ``dt``)."""
+def sql_paths(path: str | list[str]) -> str:
+    """A path (a glob) or a list of paths as a DuckDB SQL literal: ``'a/*.csv'``, ``['a.csv', 'b.csv']``."""
+    if isinstance(path, str):
+        return "'" + path.replace("'", "''") + "'"
+    return "[" + ", ".join(sql_paths(p) for p in path) + "]"
+
+
+def duckdb_read_csv(table: Table, path: str | list[str], partitioned: bool = True) -> str:
+    """DuckDB's ``read_csv(...)`` of *table*'s CSV files at *path* (a glob, or a list of files), exact
+    types (and ``dt``)."""
     hive = "hive_partitioning = true, " if partitioned else ""
-    return (f"read_csv('{path}', header = true, {hive}{DUCKDB_CSV_DIALECT},\n"
+    return (f"read_csv({sql_paths(path)}, header = true, {hive}{DUCKDB_CSV_DIALECT},\n"
             f"    columns = {duckdb_csv_columns(table)})")
 
 

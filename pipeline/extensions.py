@@ -14,7 +14,6 @@ from pipeline.configuration import json_list
 from pipeline.errors import ConfigurationError
 from pipeline.gateways.base import load_gateway
 from pipeline.redaction import Redactor, install
-from pipeline.report import SANDBOX_STAT
 
 if TYPE_CHECKING:
     from typing import Self
@@ -27,6 +26,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The stat (and so the manifest's stats key) that says the run searched the embedded sandbox, and
+#: its catalogue ("builtin" or the --catalog file): the run's report renders its pictures from it.
+SANDBOX_STAT = "imagesearch/embedded_sandbox_catalog"
 #: The IMAGESEARCH_ENDPOINT value (also the empty value) that asks for the embedded sandbox.
 SANDBOX_ENDPOINT = "sandbox"
 

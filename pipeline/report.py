@@ -38,8 +38,9 @@ from urllib.parse import urlsplit
 
 import duckdb
 
-from items.docs import duckdb_read_csv
+from items.docs import duckdb_read_csv, sql_paths
 from items.schema import MATCHES, PRODUCTS, SEEDS
+from pipeline.extensions import SANDBOX_STAT
 from pipeline.progress import duration
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,6 @@ _SALES_KINDS = {"monthly": "sold/month", "paid": "paid", "received": "received",
 
 #: Where a listing's picture can be had without the network: its JPEG bytes by ``pic_url``, or None.
 PictureSource = Callable[[str], "bytes | None"]
-#: The stat (and so the manifest's stats key) that says the run searched the embedded sandbox, and
-#: its catalogue ("builtin" or the --catalog file).
-SANDBOX_STAT = "imagesearch/embedded_sandbox_catalog"
 
 
 class ReportError(Exception):
@@ -105,19 +103,14 @@ def _relation(root: Path, manifest: dict[str, Any], table: str) -> str:
         if f.get("table") == table:
             by_format.setdefault(f["format"], []).append(str(root / f["path"]))
     if "parquet" in by_format:
-        return "read_parquet(" + _sql_list(sorted(by_format["parquet"])) + ")"
+        return f"read_parquet({sql_paths(sorted(by_format['parquet']))})"
     if "csv" in by_format and manifest.get("csv_dialect", "standard") == "standard":
         schema = {t.name: t for t in (PRODUCTS, MATCHES, SEEDS)}[table]
-        return duckdb_read_csv(schema, "__PATHS__", partitioned=False).replace(
-            "'__PATHS__'", _sql_list(sorted(by_format["csv"])))
+        return duckdb_read_csv(schema, sorted(by_format["csv"]), partitioned=False)
     if "csv" in by_format:
         raise ReportError(f"run {manifest['run_id']} has only excel-dialect CSV files; the report reads Parquet or "
                           "standard CSV (DATASET_FORMATS with parquet, or CSV_DIALECT=standard)")
     raise ReportError(f"run {manifest['run_id']} has no {table} files")
-
-
-def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 # -- the data ----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from scrapy.exceptions import UsageError
 
 from pipeline.configuration import whole_number
 from pipeline.errors import ConfigurationError
-from pipeline.report import ReportError, latest_run_id, write_report
 
 if TYPE_CHECKING:
     import argparse
@@ -42,6 +41,8 @@ class Command(ScrapyCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give one run id (or latest), e.g. scrapy report 20261125T101500Z-3fa2c1")
+        from pipeline.report import ReportError, latest_run_id, write_report  # DuckDB: not at every scrapy start
+
         assert self.settings is not None
         root = Path(self.settings["DATASET_DIR"])
         try:
