@@ -11,9 +11,10 @@ UV     := UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) $(
 install: $(VENV)/.installed system-packages
 
 # What the tests need from the system, from Debian's packages: Chromium for the report's browser test
-# (driven by Playwright from the venv; no browser is downloaded), and a font with Chinese glyphs for
-# its screenshot. As root they are installed; otherwise one line says what to install.
-SYSTEM_PACKAGES := chromium fonts-wqy-microhei
+# (driven by Playwright from the venv; no browser is downloaded), a font with Chinese glyphs for
+# its screenshot, and redis-server for the shared-run tests (each test starts its own on a free port).
+# As root they are installed; otherwise one line says what to install.
+SYSTEM_PACKAGES := chromium fonts-wqy-microhei redis-server
 system-packages:
 	@missing=""; \
 	for pkg in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; done; \
@@ -23,7 +24,7 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
 	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	else \
-	  echo "make install: the browser tests need Debian's$$missing: sudo apt-get install$$missing"; \
+	  echo "make install: the browser and shared-run tests need Debian's$$missing: sudo apt-get install$$missing"; \
 	fi
 
 # uv, at the version uv.lock holds, from PyPI into the venv (uv sync keeps it there).
