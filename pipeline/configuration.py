@@ -52,6 +52,7 @@ SECONDS_SETTINGS: dict[str, float] = {
     "IMAGESEARCH_THROTTLE_DEFAULT_WAIT": 0.0,
     "IMAGESEARCH_QUOTA_MARGIN": 0.0,
     "IMAGESEARCH_OUTAGE_WARNING": 0.0,
+    "IMAGESEARCH_REDIS_LEASE_SECONDS": 1.0,
     "DOWNLOAD_TIMEOUT": 0.001,
     "DOWNLOAD_DELAY": 0.0,
 }
@@ -170,6 +171,22 @@ def check_credential(name: str, value: Any) -> None:
         ) from None
 
 
+def check_redis_url(value: Any) -> None:
+    """IMAGESEARCH_REDIS_URL, if given, is a redis:// (or rediss://, unix://) URL; its password is never shown."""
+    if not value:
+        return
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.hostname):
+        raise ConfigurationError(
+            "IMAGESEARCH_REDIS_URL is not a Redis URL: give redis://HOST:PORT/DB (redis://:PASSWORD@HOST:PORT/DB "
+            "with a password)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigurationError("IMAGESEARCH_REDIS_URL has a port that is not a number in 1-65535") from None
+
+
 def check_import_path(name: str, value: Any) -> None:
     try:
         load_object(value)
@@ -251,6 +268,13 @@ def check_settings(settings: BaseSettings) -> None:
     check_appended_feeds(settings)
     if quota := settings.get("IMAGESEARCH_QUOTA"):
         _check("IMAGESEARCH_QUOTA", quota, Quota.parse)
+    from pipeline.apps import app_pool
+
+    for app in app_pool(settings):
+        check_credential(f"IMAGESEARCH_APP_KEYS {app.label}", app.credentials.key)
+    check_redis_url(settings.get("IMAGESEARCH_REDIS_URL"))
+    if worker := settings.get("IMAGESEARCH_WORKER"):
+        _check("IMAGESEARCH_WORKER", worker, lambda v: safe_component(v, "worker name"))
     dataset_formats(settings)
     csv_dialect(settings)
     if run_id := settings.get("DATASET_RUN_ID"):

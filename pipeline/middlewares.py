@@ -11,6 +11,7 @@ from scrapy.utils.asyncio import sleep
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.job import job_dir
 
+from pipeline.apps import APP_META_KEY
 from pipeline.errors import (
     QUOTA_SPENT_REASON,
     STOP_MESSAGE_STAT,
@@ -143,7 +144,10 @@ class GatewayMiddleware:
             backed_off = await sleep_until(clock() + delay, clock, self.stopping)
         finally:
             self.unbooked -= 1
-        sendable = backed_off and await self.pacer.wait_turn(self.stopping)
+        app = await self.pacer.wait_turn(self.stopping) if backed_off else None
+        sendable = app is not None
+        if app is not None:
+            request.meta[APP_META_KEY] = app  # the key it is booked on signs it
         if self.day_used_up is not None:
             # An answer said the day's calls are all used, and here is a call that is due: it would be refused.
             self._stop(self.day_used_up)
@@ -299,7 +303,7 @@ class GatewayMiddleware:
             return None
         seconds = self.gateway.ban_seconds(error)
         wait = self.throttle_default_wait if seconds is None else seconds
-        self.pacer.ban(wait)
+        self.pacer.ban(wait, request.meta.get(APP_META_KEY, 0))
         self.crawler.stats.inc_value("imagesearch/throttled")
         logger.info("Gateway call limit reached (%s): pausing calls for %.0f s", self._limit(error, None), wait)
         again = request.copy()

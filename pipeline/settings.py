@@ -48,6 +48,14 @@ IMAGESEARCH_ENDPOINT = os.environ.get("IMAGESEARCH_ENDPOINT", "sandbox")
 IMAGESEARCH_APP_KEY = os.environ.get("IMAGESEARCH_APP_KEY", "test")
 #: Your app secret (env IMAGESEARCH_APP_SECRET). Used only to sign calls; never logged or exported.
 IMAGESEARCH_APP_SECRET = os.environ.get("IMAGESEARCH_APP_SECRET", "test")
+#: A pool of app keys to spread the calls over, each with its own quota: ``KEY[:CALLS/SECONDS]``
+#: separated by commas (IMAGESEARCH_QUOTA when no quota is given). Each call goes to the key whose next
+#: free slot comes first, so the crawl's rate is the sum of the quotas. The secrets come from the file
+#: IMAGESEARCH_APP_SECRETS_FILE or the environment (``IMAGESEARCH_APP_SECRET_<KEY>``), never the
+#: command line (README "Several app keys"). Empty: IMAGESEARCH_APP_KEY alone.
+IMAGESEARCH_APP_KEYS: list[str] = []
+#: A file of ``KEY=SECRET`` lines, one per key of IMAGESEARCH_APP_KEYS (keep it readable by you alone).
+IMAGESEARCH_APP_SECRETS_FILE = os.environ.get("IMAGESEARCH_APP_SECRETS_FILE", "")
 #: top: md5, hmac (HMAC-MD5) or hmac-sha256.
 IMAGESEARCH_SIGN_METHOD = os.environ.get("IMAGESEARCH_SIGN_METHOD", "md5")
 #: onebound: ``no`` asks for fresh answers, ``yes`` (Onebound's own default) takes its cached ones.
@@ -195,6 +203,17 @@ IMAGESEARCH_QUOTA = "1000/3600"
 IMAGESEARCH_QUOTA_MARGIN = 1.0
 #: Where pacing state lives (import path of a pipeline.pacing.QuotaStore); in memory for one crawler.
 IMAGESEARCH_QUOTA_STORE = "pipeline.pacing.InMemoryQuotaStore"
+#: ``redis://[:password@]host:port/db``: this crawl is a worker of a shared run (README "Many workers,
+#: one run"): the seeds are handed out through Redis to every crawl started with the same DATASET_RUN_ID,
+#: the quota of each app key is shared by every crawl of this Redis, and one worker commits the run.
+#: Empty: the crawl is on its own and needs no Redis. (Also read from the environment.)
+IMAGESEARCH_REDIS_URL = os.environ.get("IMAGESEARCH_REDIS_URL", "")
+#: Seconds a worker's lease on a seed lasts without its heartbeat (renewed every quarter of it): a worker
+#: that dies loses its seeds to the others this long after.
+IMAGESEARCH_REDIS_LEASE_SECONDS = 60.0
+#: This worker's name in a shared run (letters, digits, ``.``, ``_``, ``-``). Empty: ``<host>-<pid>``,
+#: remembered in JOBDIR so that a restarted worker takes its own leases back.
+IMAGESEARCH_WORKER = ""
 #: With JOBDIR, gateway answers are journaled there and a restarted crawl resumes from them;
 #: Scrapy's disk request queue is off, since the crawl rebuilds its requests from the seeds.
 SCHEDULER = "pipeline.journal.JournalScheduler"

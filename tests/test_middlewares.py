@@ -151,7 +151,7 @@ def test_quota_answer_bans_all_calls_for_the_seconds_given(crawler: Any) -> None
     )
     again = middleware.process_response(request, answer)
     assert isinstance(again, Request) and again.meta[THROTTLED_META_KEY] == 1
-    remaining = middleware.pacer.store.banned_until(middleware.pacer.key) - time.monotonic()
+    remaining = middleware.pacer.store.banned_until(middleware.pacer.slots[0][0], 0.0) - time.monotonic()
     assert 1.5 < remaining <= 2.0
     assert crawler.stats.get_value("imagesearch/throttled") == 1
     assert crawler.stats.get_value("pacing/quota_errors") == 1

@@ -60,22 +60,22 @@ def test_the_line_says_a_ban_an_outage_and_the_end() -> None:
 
 def test_the_projection_is_the_schedule_reserve_gives() -> None:
     quota, margin = Quota(10, 2.0), 0.5
-    store = InMemoryQuotaStore()
+    store, slots = InMemoryQuotaStore(), [("k", quota)]
     now = 100.0
     for _ in range(7):
-        store.reserve("k", quota, now, margin)
+        store.reserve(slots, now, margin)
     for more in (0, 1, 3, 4, 25):
-        projected = store.projected("k", quota, now, margin, more)
+        projected = store.projected(slots, now, margin, more)
         copy = InMemoryQuotaStore()
         for _ in range(7):
-            copy.reserve("k", quota, now, margin)
-        booked = [copy.reserve("k", quota, now, margin) for _ in range(more)]
+            copy.reserve(slots, now, margin)
+        booked = [copy.reserve(slots, now, margin)[1] for _ in range(more)]
         assert projected == max([now, *booked]), more
     # Twenty-five more after seven: 3 go now, then 10 a window of 2.5 s: the last 2 three windows on.
-    assert store.projected("k", quota, now, margin, 25) == now + 3 * 2.5
+    assert store.projected(slots, now, margin, 25) == now + 3 * 2.5
     # A ban holds the schedule back; project_slots on an empty schedule is a burst, then the window.
-    store.ban("k", now + 30)
-    assert store.projected("k", quota, now, margin, 1) == now + 30
+    store.ban("k", now, 30)
+    assert store.projected(slots, now, margin, 1) == now + 30
     assert project_slots([], quota, now, margin, 10) == now
     assert project_slots([], quota, now, margin, 11) == now + 2.5
 

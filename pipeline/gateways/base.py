@@ -159,6 +159,9 @@ class Gateway(ABC):
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
+        #: The app keys of IMAGESEARCH_APP_KEYS, when a pool is given: a call is signed with the one it
+        #: was booked on (pipeline.apps.APP_META_KEY); set by ``load_gateway``.
+        self.pool: tuple[Credentials, ...] = ()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Gateway:
@@ -209,9 +212,20 @@ class Gateway(ABC):
             meta[IMAGE_META_KEY] = (call.image_param, call.image)
         return meta
 
+    def credentials_for(self, request: Request) -> Credentials:
+        """The credentials ``request`` is signed with: those of the pool key its call was booked on, else
+        IMAGESEARCH_APP_KEY's."""
+        from pipeline.apps import APP_META_KEY
+
+        index = request.meta.get(APP_META_KEY)
+        if isinstance(index, int) and 0 <= index < len(self.pool):
+            return self.pool[index]
+        return self.credentials
+
     def secrets(self) -> tuple[str, ...]:
-        """The strings no log line may show: the key and the secret."""
-        return (self.credentials.key, self.credentials.secret)
+        """The strings no log line may show: every key and secret the crawl may sign with."""
+        pool = tuple(text for credentials in self.pool for text in (credentials.key, credentials.secret))
+        return (self.credentials.key, self.credentials.secret, *pool)
 
     def sandbox_endpoint(self, base_url: str) -> str:
         """IMAGESEARCH_ENDPOINT for the embedded sandbox listening at ``base_url`` (``http://host:port``)."""
@@ -304,6 +318,10 @@ def gateway_class(name: str) -> type[Gateway]:
 
 def load_gateway(crawler: Crawler) -> Gateway:
     """The gateway named by the ``IMAGESEARCH_GATEWAY`` setting, built from the crawler."""
+    from pipeline.apps import app_pool
+
     gateway = build_from_crawler(gateway_class(crawler.settings.get("IMAGESEARCH_GATEWAY") or "top"), crawler)
     assert isinstance(gateway, Gateway)
+    if crawler.settings.getlist("IMAGESEARCH_APP_KEYS"):
+        gateway.pool = tuple(app.credentials for app in app_pool(crawler.settings))
     return gateway

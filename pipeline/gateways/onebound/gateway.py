@@ -136,7 +136,8 @@ class OneboundGateway(Gateway):
     def sign(self, request: Request) -> Request:
         # Onebound has no signature: the key and secret themselves, first in the query string.
         parts = urlsplit(request.url)
-        credentials = urlencode({KEY_PARAM: self.credentials.key, SECRET_PARAM: self.credentials.secret})
+        app = self.credentials_for(request)
+        credentials = urlencode({KEY_PARAM: app.key, SECRET_PARAM: app.secret})
         query = f"{credentials}&{parts.query}" if parts.query else credentials
         return request.replace(url=urlunsplit(parts._replace(query=query)))
 

@@ -163,7 +163,8 @@ class TopGateway(Gateway):
 
     def sign(self, request: Request) -> Request:
         params = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
-        signed = signed_params(params, self.credentials.key, self.credentials.secret, self.sign_method)
+        credentials = self.credentials_for(request)
+        signed = signed_params(params, credentials.key, credentials.secret, self.sign_method)
         return request.replace(body=urlencode(signed).encode("utf-8"))
 
     # -- answers ---------------------------------------------------------------------------------
