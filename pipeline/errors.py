@@ -18,6 +18,10 @@ STOP_MESSAGE_STAT = "imagesearch/stop_message"
 STORAGE_FAILED_REASON = "storage_failed"
 #: finish_reason of a crawl in which the gateway never answered (refused, DNS, 404, not its format): exit 7.
 GATEWAY_UNREACHABLE_REASON = "gateway_unreachable"
+#: Finish reason of a shared run's worker that lost its Redis (resumable: the same command rejoins).
+REDIS_UNAVAILABLE_REASON = "redis_unavailable"
+#: Finish reason of a worker whose seeds are not those the shared run was registered with.
+SHARED_MISMATCH_REASON = "shared_run_mismatch"
 #: A Scrapy signal (no arguments) a component sends when it stops the crawl early: every gateway call
 #: still waiting gives up.
 crawl_stopping = object()

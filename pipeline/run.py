@@ -74,6 +74,7 @@ from pipeline.errors import (
     RunStorageFailed,
 )
 from pipeline.progress import error_count
+from pipeline.shared import SHARED_MARKER, WORKERS_DIR, SharedRunUnavailable, SharedWorker, default_worker_name
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -157,9 +158,11 @@ def _remembered(jobdir: str | None) -> dict[str, str]:
     return state
 
 
-def remember(jobdir: str | Path, run: RunInfo) -> None:
-    """Write the run into JOBDIR, for a crawl that resumes it."""
+def remember(jobdir: str | Path, run: RunInfo, worker: str | None = None) -> None:
+    """Write the run (and the shared run's worker name) into JOBDIR, for a crawl that resumes it."""
     state = {"run_id": run.run_id, "started_at": run.started_at.isoformat(), "dt": run.dt}
+    if worker:
+        state["worker"] = worker
     atomic_write_bytes(Path(jobdir) / RUN_STATE_FILE, json.dumps(state).encode("utf-8"))
 
 
@@ -270,6 +273,52 @@ class StagedTable:
             self._writer.close()
         finally:
             self._writer.is_open = False  # one whose close failed is not closed again when it is collected
+
+
+class PartStage:
+    """A staged table of a shared run's worker: each flush writes one whole Parquet part file
+    (``<table>-<NNNNN>.parquet``, written under a temporary name, fsynced, renamed), so what was flushed
+    survives the worker's death, a SIGKILL too. Numbering goes on after the parts already there (a
+    restarted worker keeps its earlier parts)."""
+
+    def __init__(self, directory: Path, table: Table, name: str, buffer_rows: int) -> None:
+        self.directory = directory
+        self.path = directory
+        self.table = table
+        self.name = name
+        self.buffer_rows = buffer_rows
+        self.converter = TableConverter(table)
+        self.rows: list[tuple[Any, ...]] = []
+        self.rows_written = 0
+        self.rejected = 0
+        directory.mkdir(parents=True, exist_ok=True)
+        numbers = [int(p.stem.rsplit("-", 1)[1]) for p in directory.glob(f"{name}-*.parquet")
+                   if p.stem.rsplit("-", 1)[1].isdigit()]
+        self._number = max(numbers, default=0)
+
+    def add(self, item: Any) -> None:
+        self.rows.append(self.converter.row(item))
+        if len(self.rows) >= self.buffer_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        batch, rejected = self.converter.to_batch(rows)
+        self.rejected += rejected
+        self._number += 1
+        path = self.directory / f"{self.name}-{self._number:05d}.parquet"
+        temporary = path.with_name(f".{path.name}.tmp")
+        pq.write_table(pa.Table.from_batches([batch], schema=self.table.arrow_schema), temporary, compression="zstd")
+        with temporary.open("rb") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        fsync_dir(self.directory)
+        self.rows_written += batch.num_rows
+
+    def close(self) -> None:
+        self.flush()
 
 
 # -- building and committing -------------------------------------------------------------------
@@ -397,6 +446,38 @@ def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], bat
             target.write_all(con.sql(query, params=params).to_arrow_reader(_COMMIT_BATCH_ROWS))
             files += target.files
     return sorted(files, key=lambda f: f["path"])
+
+
+def merge_worker_parts(staging: Path, owners: dict[str, str], seed_jobs: dict[str, str]) -> dict[str, int]:
+    """A shared run's staged tables, from every worker's parts (``staging/workers/<worker>/``): for each seed,
+    the rows of the worker that owns its search (``owners``: search -> worker; ``seed_jobs``: seed ->
+    search), each hit once (a worker that redid a search after a restart staged it twice). Written where
+    a single crawl stages them, for ``commit_staged``; the rows of each table."""
+    with _database(staging) as con:
+        con.execute("CREATE TEMP TABLE owner (seed_id VARCHAR, worker VARCHAR)")
+        pairs = [(seed, owners[job]) for seed, job in seed_jobs.items() if job in owners]
+        if pairs:
+            con.executemany("INSERT INTO owner VALUES (?, ?)", pairs)
+        rows: dict[str, int] = {}
+        for name, table in _STAGED.items():
+            parts = sorted(str(p) for p in (staging / WORKERS_DIR).glob(f"*/{name}-*.parquet"))
+            target = staging / f"{name}.parquet"
+            key = "s.seed_id" if name == SEEDS.name else "s.seed_id, s.page, s.position"
+            writer = pq.ParquetWriter(target, table.arrow_schema, compression="zstd")
+            try:
+                if parts:
+                    query = (
+                        f"SELECT s.* EXCLUDE (filename) FROM read_parquet($parts, filename = true) s "
+                        f"JOIN owner o ON s.seed_id = o.seed_id "
+                        f"AND regexp_extract(s.filename, '/{WORKERS_DIR}/([^/]+)/[^/]+$', 1) = o.worker "
+                        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY s.filename DESC) = 1"
+                    )
+                    for batch in con.execute(query, {"parts": parts}).to_arrow_reader(_COMMIT_BATCH_ROWS):
+                        writer.write_batch(_conform(batch, table))
+            finally:
+                writer.close()
+            rows[name] = pq.ParquetFile(target).metadata.num_rows
+    return rows
 
 
 def build_runs_row(out: Path, run: RunInfo, formats: list[str], compression: str, complete: bool,
@@ -676,6 +757,8 @@ def finish_interrupted_commits(root: Path, held: str | None = None) -> list[str]
     for run_id, staging in _unheld_runs(root, held):
         if (staging / COMMIT_RECORD).exists():
             _finish_commit(root, run_id, staging, finished)
+        elif (staging / SHARED_MARKER).exists():
+            continue  # a shared run's workers' parts: its workers (on Redis) finish it
         else:
             shutil.rmtree(staging, ignore_errors=True)
             logger.info("Removed the staging of run %s, which a crawl stopped without committing", run_id)
@@ -765,7 +848,9 @@ class DatasetRun:
         self.recorded = False
         self.started_at = datetime.now(UTC)
         self._locks: list[RunLock] = []
-        self._staged: dict[str, StagedTable] = {}
+        self._staged: dict[str, StagedTable | PartStage] = {}
+        #: This crawl as a worker of a shared run (IMAGESEARCH_REDIS_URL), else None.
+        self.shared: SharedWorker | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> DatasetRun:
@@ -778,8 +863,20 @@ class DatasetRun:
         started = _remembered(job_dir(settings)).get("started_at") if job_dir(settings) else None
         run = RunInfo(run_id, datetime.fromisoformat(started) if started else datetime.now(UTC), dt)
         extension = cls(crawler, run, root)
+        if settings.get("IMAGESEARCH_REDIS_URL"):
+            if root is None:
+                raise ConfigurationError("IMAGESEARCH_REDIS_URL makes this crawl a worker of a shared run, which "
+                                         "writes the dataset layout: leave out -o/-O/FEEDS")
+            worker = settings.get("IMAGESEARCH_WORKER") or _remembered(job_dir(settings)).get("worker") \
+                or default_worker_name()
+            extension.shared = SharedWorker(crawler, run_id, staging_dir(root, run_id),
+                                            safe_component(str(worker), "worker name"))
         extension.open()
         crawler.signals.connect(extension.item_scraped, signal=signals.item_scraped)
+        if extension.shared is not None:
+            crawler.signals.connect(extension.item_dropped, signal=signals.item_dropped)
+            crawler.signals.connect(extension.item_dropped, signal=signals.item_error)
+            crawler.signals.connect(extension.shared.start_heartbeat, signal=signals.spider_opened)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
         return extension
@@ -794,11 +891,16 @@ class DatasetRun:
         try:
             if self.jobdir:
                 self._lock(RunLock(Path(self.jobdir) / JOBDIR_LOCK_FILE, f"JOBDIR {self.jobdir}"))
-            if self.root is not None:
+            if self.root is not None and self.shared is not None:
+                self._open_shared()
+            elif self.root is not None:
+                if (self.staging / SHARED_MARKER).exists():
+                    raise RunLocked(f"run {self.run.run_id} of {self.root} is a shared run on Redis: give its "
+                                    "workers' IMAGESEARCH_REDIS_URL to join it, or choose another DATASET_RUN_ID")
                 self._lock(run_lock(self.root, self.run.run_id))
                 finish_interrupted_commits(self.root, held=self.run.run_id)
             if self.jobdir:
-                remember(self.jobdir, self.run)
+                remember(self.jobdir, self.run, self.shared.worker if self.shared else None)
         except OSError as exc:
             self.release()
             raise RunStorageFailed(storage_message(exc, Path(self.jobdir or self.root or "."))) from None
@@ -806,6 +908,15 @@ class DatasetRun:
             self.release()
             raise
         if self.root is None:
+            return
+        if self.shared is not None:
+            try:
+                self._staged = {name: PartStage(self.shared.parts, table, name, self.stage_rows)
+                                for name, table in _STAGED.items()}
+            except OSError as exc:
+                self.release()
+                raise RunStorageFailed(storage_message(exc, self.shared.parts)) from None
+            self.shared.stages = self._staged
             return
         # A part of this run killed before its commit left staged rows: this crawl stages them all again.
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -817,6 +928,20 @@ class DatasetRun:
         except OSError as exc:
             self.release()
             raise RunStorageFailed(storage_message(exc, self.staging)) from None
+
+    def _open_shared(self) -> None:
+        """A worker of a shared run: no lock of the run (its workers share it; the committer takes it), but
+        the staging is marked shared, so that no other crawl's start removes it, and it is kept as it is."""
+        assert self.root is not None and self.shared is not None
+        finish_interrupted_commits(self.root, held=self.run.run_id)
+        try:
+            self.shared.queue.ping()
+        except SharedRunUnavailable as exc:
+            raise ConfigurationError(f"IMAGESEARCH_REDIS_URL: {exc}: start Redis, or fix the URL") from None
+        self.staging.mkdir(parents=True, exist_ok=True)
+        marker = self.staging / SHARED_MARKER
+        if not marker.exists():
+            atomic_write_bytes(marker, json.dumps({"run_id": self.run.run_id}).encode("utf-8"))
 
     def scratch_dir(self) -> Path | None:
         """Where the crawl may keep files it needs only while it runs (downloaded seed images): inside
@@ -847,6 +972,14 @@ class DatasetRun:
             staged.add(item)
         except Exception as exc:  # noqa: BLE001 - _staging_failed fails the run, logging any non-OSError's traceback
             self._staging_failed(exc, staged.path)
+            return
+        if self.shared is not None and name == SEEDS.name:
+            self.shared.seed_done(str(item.get("seed_id")))
+
+    def item_dropped(self, item: Any) -> None:
+        """A shared run's seed whose row was dropped (invalid) has no row to wait for."""
+        if self.shared is not None and item_kind(item) is SeedSummary:
+            self.shared.seed_done(str(item.get("seed_id")))
 
     def _staging_failed(self, exc: Exception, path: Path) -> None:
         """Rows could not be staged at ``path``: the run fails (exit 6) with one line, never passing for written."""
@@ -878,6 +1011,9 @@ class DatasetRun:
 
     def _finish(self, reason: str) -> None:
         if self.root is None:
+            return
+        if self.shared is not None:
+            self._finish_shared(reason)
             return
         outcomes = getattr(self.crawler.spider, "unfinished_outcomes", None)  # the imagesearch spider's
         for row in outcomes(reason) if outcomes is not None and self._staged else ():
@@ -923,6 +1059,40 @@ class DatasetRun:
             logger.error("Dataset run %s: the commit failed", self.run.run_id, exc_info=True)
             self.fail(f"the commit failed: {type(exc).__name__}: {exc}")
 
+    def _finish_shared(self, reason: str) -> None:
+        """A worker's end: ack what is durable; the one elected commits the run from every worker's parts."""
+        assert self.shared is not None and self.root is not None
+        try:
+            commits = self.shared.finish(reason)
+        except OSError as exc:
+            self.fail(storage_message(exc, self.shared.parts))
+            return
+        for name, staged in self._staged.items():
+            self.crawler.stats.set_value(f"dataset/staged/{name}", staged.rows_written)
+        if not commits or self.failure is not None:
+            return
+        lock = run_lock(self.root, self.run.run_id)
+        lock.acquire(wait=True)  # one committer at a time, whatever Redis says of leases
+        try:
+            status, who = self.shared.queue.elect()
+            if status == "committed":
+                self.shared.lines.append(f"Run {self.run.run_id} is committed (by worker {who})")
+                return
+            if (self.staging / COMMIT_RECORD).exists():  # a committer died half-way: finish its commit
+                finish_interrupted_commits(self.root)
+            else:
+                self.commit("finished")
+            self.shared.queue.committed()
+        except SharedRunUnavailable as exc:
+            self.shared.unavailable(exc)
+        except OSError as exc:
+            self.fail(storage_message(exc, self.staging))
+        except Exception as exc:  # a bug must not pass for a run that was written
+            logger.error("Dataset run %s: the commit failed", self.run.run_id, exc_info=True)
+            self.fail(f"the commit failed: {type(exc).__name__}: {exc}")
+        finally:
+            lock.release()
+
     def commit(self, reason: str) -> None:
         """Build the tables from the staging, then move them in by a durable, resumable commit record."""
         assert self.root is not None
@@ -930,14 +1100,33 @@ class DatasetRun:
         def recorded() -> None:
             self.recorded = True
 
+        stats = self.crawler.stats.get_stats()
+        workers = None
+        if self.shared is not None:
+            spider_seeds = getattr(self.crawler.spider, "shared_seed_jobs", None)
+            seed_jobs: dict[str, str] = spider_seeds() if spider_seeds is not None else {}
+            stats, workers = self._shared_stats(stats)
+            merge_worker_parts(self.staging, self.shared.queue.owners(), seed_jobs)
+            for status in ("ok", "rejected", "failed", "unfinished"):
+                stats[f"imagesearch/seeds/{status}"] = seed_statuses(self.staging).get(status, 0)
         self.written = commit_staged(self.root, self.run, self.formats, self.batch_items, self.compression, reason,
-                                     self.crawler.stats.get_stats(), self.started_at, on_record=recorded,
-                                     csv_dialect=self.csv_dialect)
+                                     stats, self.started_at, on_record=recorded,
+                                     csv_dialect=self.csv_dialect, workers=workers)
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run.run_id,
                     manifest_path(self.root, self.run.run_id), len(self.written["files"]))
         if self.jobdir:
             forget_finished_run(self.jobdir)
         self.write_report()
+
+    def _shared_stats(self, stats: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The committer's stats with the run's calls (every worker's) in place of its own, and each
+        worker's summary, for the manifest."""
+        assert self.shared is not None
+        workers: dict[str, Any] = self.shared.queue.worker_stats()
+        workers[self.shared.worker] = self.shared.summary()
+        stats = dict(stats)
+        stats["imagesearch/calls"] = sum(int(w.get("calls", 0)) for w in workers.values())
+        return stats, workers
 
     def write_report(self) -> None:
         """The run's visual report (REPORT_ENABLED), from the datasets just committed. The data is
@@ -961,7 +1150,8 @@ class DatasetRun:
 
 def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int, compression: str, reason: str,
                   stats: dict[str, Any], crawl_started_at: datetime | None = None,
-                  on_record: Callable[[], None] | None = None, csv_dialect: str = "standard") -> dict[str, Any]:
+                  on_record: Callable[[], None] | None = None, csv_dialect: str = "standard",
+                  workers: dict[str, Any] | None = None) -> dict[str, Any]:
     """Commit the run staged in ``root``: build its tables (and, finished, products_latest), write the
     commit record (then ``on_record()``: from there the commit can only be finished), apply it; its manifest.
     ``stats`` are the crawl's (calls, gateway, the manifest's copy)."""
@@ -1006,6 +1196,8 @@ def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int
         "files": files,
         "stats": json_safe_stats(stats),
     }
+    if workers is not None:
+        manifest["workers"] = workers
     # products_latest takes finished runs only; the lock, from reading the snapshot to replacing it.
     with snapshots_locked(root) if complete else contextlib.nullcontext():
         record: dict[str, Any] = {"run_id": run.run_id, "manifest": manifest}

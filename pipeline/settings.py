@@ -211,6 +211,10 @@ IMAGESEARCH_REDIS_URL = os.environ.get("IMAGESEARCH_REDIS_URL", "")
 #: Seconds a worker's lease on a seed lasts without its heartbeat (renewed every quarter of it): a worker
 #: that dies loses its seeds to the others this long after.
 IMAGESEARCH_REDIS_LEASE_SECONDS = 60.0
+#: Seconds a finished search may wait in memory before its rows are written to a part file and it is
+#: acked (done) in Redis; also written at STAGE_ROWS rows. A worker that is killed redoes at most this
+#: much work; a part file is written at most this often.
+IMAGESEARCH_REDIS_FLUSH_SECONDS = 60.0
 #: This worker's name in a shared run (letters, digits, ``.``, ``_``, ``-``). Empty: ``<host>-<pid>``,
 #: remembered in JOBDIR so that a restarted worker takes its own leases back.
 IMAGESEARCH_WORKER = ""

@@ -33,9 +33,15 @@ class SandboxStats:
         self.quota_refused = 0
         self.daily_refused = 0
         self.faults: Counter[str] = Counter(dict.fromkeys(self.FAULT_KINDS, 0))
+        #: Wall-clock times (Unix seconds) of the first and the last call, for measuring a crawl's pace.
+        self.first_call_at: float | None = None
+        self.last_call_at: float | None = None
 
     def record_call(self, protocol: str, method: str, app_key: str) -> None:
         self.calls_total += 1
+        self.last_call_at = time.time()
+        if self.first_call_at is None:
+            self.first_call_at = self.last_call_at
         self.by_protocol[protocol] += 1
         if method:
             self.by_method[method] += 1
@@ -47,6 +53,7 @@ class SandboxStats:
             "calls": {
                 "total": self.calls_total, "by_method": dict(self.by_method), "by_app": dict(self.by_app),
                 "by_protocol": dict(self.by_protocol),
+                "first_at": self.first_call_at, "last_at": self.last_call_at,
             },
             "errors": dict(self.errors),
             "quota_refused": self.quota_refused,

@@ -198,3 +198,71 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
 __all__: Sequence[str] = (
     "SandboxProcess", "signed_params", "post", "get", "call", "onebound_search", "onebound_upload", "wait_until",
 )
+
+
+class RedisServer:
+    """``with RedisServer() as redis:`` runs Debian's ``redis-server`` on a free loopback port, with no
+    persistence, in a directory of its own; ``redis.url`` is its ``redis://127.0.0.1:PORT/0``;
+    stopped on exit. ``make install`` installs redis-server (as root; else it says how)."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.url = ""
+        self._dir = tempfile.TemporaryDirectory(prefix="redis-")
+
+    def start(self) -> RedisServer:
+        import shutil
+        import socket
+
+        import redis
+
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is not installed: make install installs it as root, "
+                               "else: sudo apt-get install redis-server")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self._dir.name, "--daemonize", "no", "--loglevel", "warning"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.02)
+        client.close()
+        return self
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._dir.cleanup()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()

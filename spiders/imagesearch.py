@@ -22,12 +22,14 @@ from urllib.parse import urlsplit
 from scrapy import Request, Spider, signals
 from scrapy.exceptions import CloseSpider, DontCloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.asyncio import sleep
 
 from items.scrapy_items import ProductHit, SeedSummary
 from pipeline.configuration import check_settings, list_setting, whole_number
 from pipeline.errors import (
     GATEWAY_FATAL_REASON,
     GATEWAY_UNREACHABLE_REASON,
+    SHARED_MISMATCH_REASON,
     STOP_MESSAGE_STAT,
     ConfigurationError,
     GatewayError,
@@ -44,6 +46,7 @@ from pipeline.progress import Workload
 from pipeline.redaction import Redactor
 from pipeline.run import DatasetRun
 from pipeline.seeds import Seed, category_id, is_category_id, resolve_seeds
+from pipeline.shared import POLL_SECONDS, SharedRunUnavailable
 
 if TYPE_CHECKING:
     from typing import Self
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     from twisted.python.failure import Failure
 
     from pipeline.gateways.base import ApiCall, Gateway
+    from pipeline.shared import SharedWorker
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +82,9 @@ class SearchJob:
     page_count: int | None = None
     pages_fetched: int = 0
     items_found: int = 0
+    #: A shared run's seed refused before any call (status, code, message): a search of its own in the
+    #: queue, so that exactly one worker writes its row.
+    rejection: tuple[str, str, str] | None = None
 
 
 class ImageSearchSpider(Spider):
@@ -155,7 +162,17 @@ class ImageSearchSpider(Spider):
         if self.skipped_files:
             stats.set_value("imagesearch/seeds/skipped_files", self.skipped_files)
         stats.set_value("imagesearch/endpoint_host", urlsplit(self.endpoint).netloc)
+        run = self.crawler.get_extension(DatasetRun)
+        shared = run.shared if run is not None else None
         jobs: list[SearchJob] = []
+        if shared is not None:
+            self._unsummarised = {}  # a shared run's worker answers for the seeds of the searches it leases
+            for seed in self.seeds:
+                self._join_shared_job(seed, jobs)
+            self.seeds_read = True
+            async for output in self._shared_start(shared, jobs):
+                yield output
+            return
         for seed in self.seeds:
             for output in self._guarded([seed], None, self._join_job(seed, jobs)):
                 yield output
@@ -205,6 +222,87 @@ class ImageSearchSpider(Spider):
         elif job.seeds:
             logger.info("seed %s has the same image as %s: searched once for both", seed.seed_id, job.seeds[0].seed_id)
         job.seeds.append(seed)
+
+    # -- a shared run's worker (pipeline.shared) ---------------------------------------------------
+
+    def _join_shared_job(self, seed: Seed, jobs: list[SearchJob]) -> None:
+        """``_join_job`` for a shared run: a seed refused before any call becomes a search of its own."""
+        rejection: tuple[str, str, str] | None = None
+        self._unsummarised[seed.seed_id] = seed  # for as long as _join_job may summarise it
+        try:
+            outputs = list(self._join_job(seed, jobs))
+        except Exception as exc:  # as _guarded: this seed fails, the others go on
+            logger.error("Preparing seed %s failed unexpectedly", seed.seed_id, exc_info=True)
+            self.crawler.stats.inc_value("imagesearch/errors/internal")
+            rejection = (FAILED, "internal_error", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_MSG])
+        else:
+            for output in outputs:  # not staged: the worker that leases its search writes its row
+                rejection = (REJECTED, str(output["error_code"]), str(output["error_msg"]))
+                self.crawler.stats.inc_value(f"imagesearch/seeds/{output['status']}", -1)
+        finally:
+            self._unsummarised.pop(seed.seed_id, None)
+        if rejection is not None:
+            job = SearchJob(f"seed:{seed.seed_id}", seed.cat, seeds=[seed], rejection=rejection)
+            self.jobs[job.job_id] = job
+            jobs.append(job)
+
+    async def _shared_start(self, shared: SharedWorker, jobs: list[SearchJob]) -> AsyncIterator[Any]:
+        """Register the run's searches (the first worker does), then lease one whenever the downloader has
+        room, until every search of the run is done, by whichever worker."""
+        try:
+            status, by = shared.register([(job.job_id, [seed.seed_id for seed in job.seeds]) for job in jobs])
+            if status == "committed":
+                logger.info("Run %s is already committed (by worker %s): this worker has nothing to do",
+                            shared.run_id, by)
+                return
+            if status == "mismatch":
+                self._shared_mismatch(shared)
+                return
+            for held in shared.held():  # a restarted worker's own leases, not yet expired
+                for output in self._take(shared, held):
+                    yield output
+            while not self._stopped:
+                engine = self.crawler.engine
+                if engine is not None and engine.needs_backout():
+                    await self.crawler.signals.wait_for(signals.scheduler_empty)
+                    continue
+                leased = shared.lease()
+                if leased is None:
+                    if shared.drained():
+                        return
+                    shared.idle()
+                    await sleep(POLL_SECONDS)
+                    continue
+                for output in self._take(shared, leased):
+                    yield output
+        except SharedRunUnavailable as exc:
+            shared.unavailable(exc)
+
+    def _take(self, shared: SharedWorker, job_id: str) -> Iterator[Any]:
+        """A leased search: its seeds are this worker's to answer for now."""
+        job = self.jobs.get(job_id)
+        if job is None:  # the fingerprint makes every worker's searches the same: not expected
+            logger.error("Run %s handed out a search this worker does not know: skipped", shared.run_id)
+            return
+        for seed in job.seeds:
+            self._unsummarised[seed.seed_id] = seed
+        shared.leased(job_id, [seed.seed_id for seed in job.seeds])
+        if job.rejection is not None:
+            yield from self._summarise(job.seeds, *job.rejection)
+            return
+        yield from self._guarded(job.seeds, job, self._begin(job))
+
+    def _shared_mismatch(self, shared: SharedWorker) -> None:
+        message = (f"the seeds of this worker are not those run {shared.run_id} was registered with by its first "
+                   "worker: give every worker of a run the same -a seeds (and -a cat), or another DATASET_RUN_ID")
+        logger.error("%s", message)
+        self.crawler.stats.set_value(STOP_MESSAGE_STAT, message)
+        self._stopped = True
+        raise CloseSpider(SHARED_MISMATCH_REASON)
+
+    def shared_seed_jobs(self) -> dict[str, str]:
+        """Each seed's search (for the committer of a shared run)."""
+        return {seed.seed_id: job.job_id for job in self.jobs.values() for seed in job.seeds}
 
     def _begin(self, job: SearchJob) -> Iterator[Any]:
         """The first call of a job: page 1 of the search, or the upload of an image.
@@ -442,6 +540,8 @@ class ImageSearchSpider(Spider):
         known = not_begun_searches = not_begun_seeds = first_calls = 0
         joined = 0
         for job in self.jobs.values():
+            if job.rejection is not None:
+                continue
             pages = self._planned_pages(job)
             if pages is not None:
                 planned.append(pages)

@@ -28,6 +28,8 @@ from pipeline.errors import (
     GATEWAY_FATAL_REASON,
     GATEWAY_UNREACHABLE_REASON,
     QUOTA_SPENT_REASON,
+    REDIS_UNAVAILABLE_REASON,
+    SHARED_MISMATCH_REASON,
     STOP_MESSAGE_STAT,
     ConfigurationError,
     RunLocked,
@@ -79,6 +81,8 @@ class Command(ScrapyCrawlCommand):
         run = crawler.get_extension(DatasetRun) if crawler._extensions is not None else None
         if run is not None and run.root is not None and run.written is not None:
             print("\n".join(summary_lines(run.root, run.written, run.report)))
+        if run is not None and run.shared is not None and run.shared.lines:
+            print("\n".join(run.shared.lines))
         if startup_errors:
             error = startup_errors[0]
             if isinstance(error, ConfigurationError):
@@ -108,12 +112,18 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = EXIT_STORAGE_FAILED
         elif (reason := crawler.stats.get_value("finish_reason")) == GATEWAY_FATAL_REASON:
             self.exitcode = EXIT_GATEWAY_FATAL
+        elif reason == SHARED_MISMATCH_REASON:
+            print(f"scrapy crawl {args[0]}: error: {crawler.stats.get_value(STOP_MESSAGE_STAT)}", file=sys.stderr)
+            self.exitcode = EXIT_CONFIGURATION
         elif reason == GATEWAY_UNREACHABLE_REASON:
             print(f"scrapy crawl {args[0]}: error: {crawler.stats.get_value(STOP_MESSAGE_STAT)}", file=sys.stderr)
             self.exitcode = EXIT_GATEWAY_UNREACHABLE
         elif reason not in (None, "finished"):
-            if reason == QUOTA_SPENT_REASON and (message := crawler.stats.get_value(STOP_MESSAGE_STAT)):
+            if reason in (QUOTA_SPENT_REASON, REDIS_UNAVAILABLE_REASON) and (
+                    message := crawler.stats.get_value(STOP_MESSAGE_STAT)):
                 advice = str(message)
+            elif run is not None and run.shared is not None:
+                advice = "the same command rejoins the run; the other workers take over its searches meanwhile"
             elif crawler.settings.get("JOBDIR"):
                 advice = "run the same command again to resume it"
             else:
