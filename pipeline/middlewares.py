@@ -24,6 +24,7 @@ from pipeline.gateways.actions import FATAL, RETRY, STOP, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway
 from pipeline.journal import REPLAYED_FLAG
 from pipeline.pacing import QuotaPacer, sleep_until
+from pipeline.shared import SharedRunUnavailable
 
 if TYPE_CHECKING:
     from typing import Self
@@ -144,7 +145,11 @@ class GatewayMiddleware:
             backed_off = await sleep_until(clock() + delay, clock, self.stopping)
         finally:
             self.unbooked -= 1
-        app = await self.pacer.wait_turn(self.stopping) if backed_off else None
+        try:
+            app = await self.pacer.wait_turn(self.stopping) if backed_off else None
+        except SharedRunUnavailable as exc:  # a shared run's Redis is gone: this worker stops, resumable
+            self._redis_gone(exc)
+            app = None
         sendable = app is not None
         if app is not None:
             request.meta[APP_META_KEY] = app  # the key it is booked on signs it
@@ -158,6 +163,17 @@ class GatewayMiddleware:
         stats.inc_value("imagesearch/calls")
         stats.inc_value(f"imagesearch/calls/{method}")
         return None
+
+    def _redis_gone(self, exc: SharedRunUnavailable) -> None:
+        self.stopped = True
+        from pipeline.run import DatasetRun
+
+        run = self.crawler.get_extension(DatasetRun)
+        if run is not None and run.shared is not None:
+            run.shared.unavailable(exc)
+        else:
+            logger.error("%s: the crawl stops", exc)
+            self.crawler.stats.set_value(STOP_MESSAGE_STAT, f"{exc}: the crawl stops")
 
     async def _first_answer(self, request: Request) -> None:
         """Return at once for the first call (its retries too) and after the gateway's first answer; wait in between."""

@@ -247,10 +247,11 @@ class QuotaPacer:
                 self.stats.set_value("pacing/wait_seconds", round(self.waited, 3))
                 if not await sleep_until(at, self.clock, stopping):
                     return None
-            # A ban that arrived while this call waited for its slot holds it too.
-            while (until := self.store.banned_until(key, self.clock())) > self.clock():
-                if not await sleep_until(until, self.clock, stopping):
-                    return None
+                # A ban that arrived while this call waited for its slot holds it too (a call that did
+                # not wait was booked with the bans as they are).
+                while (until := self.store.banned_until(key, self.clock())) > self.clock():
+                    if not await sleep_until(until, self.clock, stopping):
+                        return None
             return None if stopping() else index
         finally:
             self.waiting -= 1
@@ -258,7 +259,10 @@ class QuotaPacer:
     def ban_left(self) -> float:
         """Seconds until a call can go again for a quota ban (0 while any key of the pool is not banned)."""
         now = self.clock()
-        return min(max(0.0, self.store.banned_until(key, now) - now) for key, _ in self.slots)
+        try:
+            return min(max(0.0, self.store.banned_until(key, now) - now) for key, _ in self.slots)
+        except Exception:  # noqa: BLE001 - a shared store that is gone: its calls say so
+            return 0.0
 
     def projected_end(self, calls: int) -> float | None:
         """``clock()`` time at which the last of ``calls`` more calls may go under the quotas and any ban;
@@ -269,7 +273,10 @@ class QuotaPacer:
         now = self.clock()
         projected = getattr(self.store, "projected", None)
         if projected is not None:
-            end: float = projected(self.slots, now, self.margin, calls)
+            try:
+                end: float = projected(self.slots, now, self.margin, calls)
+            except Exception:  # noqa: BLE001 - a shared store that is gone: no ETA (its calls say why)
+                return None
             return end
         starts = [max(now, self.store.banned_until(key, now)) for key, _ in self.slots]
         return project_pool([[] for _ in self.slots], [quota for _, quota in self.slots], starts, self.margin,

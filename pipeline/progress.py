@@ -329,9 +329,8 @@ class CrawlProgress:
         if work.calls_needed == 0:
             eta = 0.0
         elif pacer is not None and pacer.quota is not None:
-            end = pacer.projected_end(new_calls)
-            assert end is not None
-            eta = max(0.0, end - pacer.clock()) + latency
+            end = pacer.projected_end(new_calls)  # None when a shared store cannot say
+            eta = None if end is None else max(0.0, end - pacer.clock()) + latency
         elif answered and calls:
             elapsed = max(1e-3, time.monotonic() - self.started)
             eta = work.calls_needed / (calls / elapsed)  # no quota: the pace so far is all there is

@@ -23,7 +23,12 @@ def settings_markdown(source: str | None = None) -> str:
         "Lists and dicts take JSON on the command line, e.g. `-s 'DATASET_FORMATS=[\"parquet\"]'`.",
     ]
     for node in ast.parse(source).body:
-        if not isinstance(node, ast.Assign) or not isinstance(node.targets[0], ast.Name):
+        # Plain and annotated assignments (``IMAGESEARCH_APP_KEYS: list[str] = []``) alike.
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            name, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value = node.target.id, node.value
+        else:
             continue
         first = node.lineno - 1
         doc: list[str] = []
@@ -31,18 +36,17 @@ def settings_markdown(source: str | None = None) -> str:
         while i >= 0 and lines[i].startswith("#:"):
             doc.insert(0, lines[i][2:].strip())
             i -= 1
-        # A section header just above (the comment between two rules) opens a new table.
         # A section header (a title between two rules) just above opens a new table.
         title = _SECTION_RE.match(lines[i - 1]) if i >= 2 and lines[i].startswith("# ---") else None
         header = title.group(1) if title and lines[i - 2].startswith("# ---") else None
         if header:
             out += ["", f"## {header}", "", "| setting | default | meaning |", "|---|---|---|"]
-        default = ast.get_source_segment(source, node.value) or ""
+        default = ast.get_source_segment(source, value) or ""
         default = " ".join(default.split()).replace("|", "\\|")
         if len(default) > 60:
             default = default[:57] + "..."
         meaning = " ".join(doc).replace("|", "\\|")
-        out.append(f"| `{node.targets[0].id}` | `{default}` | {meaning} |")
+        out.append(f"| `{name}` | `{default}` | {meaning} |")
     return "\n".join(out) + "\n"
 
 

@@ -79,14 +79,54 @@ def connect(url: str) -> redis.Redis:
     )
 
 
-_CLIENTS: dict[int, redis.Redis] = {}
+class SharedRedis:
+    """The crawl's one Redis client (shared by the quota store and the run), counting its round trips
+    (stat ``shared/redis_round_trips``); any Redis error, after the client's retries, becomes
+    SharedRunUnavailable."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = connect(url)
+        self.round_trips = 0
+
+    def script(self, source: str) -> Any:
+        return self.client.register_script(source)
+
+    def run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One script, one round trip (EVALSHA; redis-py loads it the first time)."""
+        self.round_trips += 1
+        try:
+            return script(keys=list(keys), args=list(args))
+        except redis.RedisError as exc:
+            raise unavailable(self.url, exc) from None
+
+    def command(self, method: str, *args: Any) -> Any:
+        self.round_trips += 1
+        try:
+            return getattr(self.client, method)(*args)
+        except redis.RedisError as exc:
+            raise unavailable(self.url, exc) from None
+
+    def pipeline(self, commands: Sequence[tuple[str, tuple[Any, ...]]], transaction: bool = False) -> list[Any]:
+        """Several commands in one round trip."""
+        self.round_trips += 1
+        try:
+            pipe = self.client.pipeline(transaction=transaction)
+            for method, args in commands:
+                getattr(pipe, method)(*args)
+            return list(pipe.execute())
+        except redis.RedisError as exc:
+            raise unavailable(self.url, exc) from None
 
 
-def client_for(crawler: Crawler) -> redis.Redis:
-    """The crawl's one Redis client (IMAGESEARCH_REDIS_URL), shared by the quota store and the run."""
+_CLIENTS: dict[int, SharedRedis] = {}
+
+
+def client_for(crawler: Crawler) -> SharedRedis:
+    """The crawl's one Redis client (IMAGESEARCH_REDIS_URL)."""
     client = _CLIENTS.get(id(crawler))
     if client is None:
-        client = _CLIENTS[id(crawler)] = connect(str(crawler.settings.get("IMAGESEARCH_REDIS_URL")))
+        client = _CLIENTS[id(crawler)] = SharedRedis(str(crawler.settings.get("IMAGESEARCH_REDIS_URL")))
     return client
 
 
@@ -160,27 +200,23 @@ class RedisQuotaStore:
     projected), over a pool of keys at once.
     """
 
-    def __init__(self, client: redis.Redis, url: str = "") -> None:
-        self.client = client
-        self.url = url
-        self._reserve = client.register_script(_RESERVE)
-        self._ban = client.register_script(_BAN)
-        self._banned = client.register_script(_BANNED)
-        self._schedule = client.register_script(_SCHEDULE)
+    def __init__(self, redis_: SharedRedis) -> None:
+        self.redis = redis_
+        self._reserve = redis_.script(_RESERVE)
+        self._ban = redis_.script(_BAN)
+        self._banned = redis_.script(_BANNED)
+        self._schedule = redis_.script(_SCHEDULE)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(client_for(crawler), str(crawler.settings.get("IMAGESEARCH_REDIS_URL")))
+        return cls(client_for(crawler))
 
     @staticmethod
     def _keys(key: str) -> list[str]:
         return [f"{PREFIX}:quota:{key}:booked", f"{PREFIX}:quota:{key}:ban"]
 
     def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return script(keys=keys, args=args)
-        except redis.RedisError as exc:
-            raise unavailable(self.url, exc) from None
+        return self.redis.run(script, keys, args)
 
     def reserve(self, slots: Sequence[Slot], now: float, margin: float) -> tuple[int, float]:
         keys = [name for key, _ in slots for name in self._keys(key)]
@@ -221,8 +257,9 @@ if not fp then
 end
 return {0, ''}
 """
-#: Lease the next search. KEYS: pending, leases, owner, done, lost. ARGV: worker, lease ms.
-#: Expired leases go back to the head of the queue first. Returns {job or '', its previous owner or ''}.
+#: Lease the next search. KEYS: pending, leases, owner, done, lost, jobs. ARGV: worker, lease ms.
+#: Expired leases go back to the head of the queue first. Returns {job or '', its previous owner or '',
+#: searches done, searches in all}.
 _LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -237,12 +274,12 @@ for _, job in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
 end
 local job = redis.call('LPOP', KEYS[1])
 while job and redis.call('HEXISTS', KEYS[4], job) == 1 do job = redis.call('LPOP', KEYS[1]) end
-if not job then return {'', ''} end
+if not job then return {'', '', redis.call('HLEN', KEYS[4]), redis.call('SCARD', KEYS[6])} end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), job)
 redis.call('HSET', KEYS[3], job, ARGV[1])
 local was = redis.call('HGET', KEYS[5], job) or ''
 redis.call('HDEL', KEYS[5], job)
-return {job, was}
+return {job, was, -1, -1}
 """
 #: Renew the worker's leases (and its commit lease). KEYS: leases, owner, committer. ARGV: worker, lease ms.
 #: Returns the searches it still holds.
@@ -307,32 +344,27 @@ def fingerprint(jobs: Iterable[tuple[str, Iterable[str]]]) -> str:
 class SharedQueue:
     """The Redis side of one shared run: its searches' queue and leases, who owns each, the commit lease."""
 
-    def __init__(self, client: redis.Redis, run_id: str, worker: str, lease_seconds: float, url: str = "") -> None:
-        self.client = client
-        self.url = url
+    def __init__(self, redis_: SharedRedis, run_id: str, worker: str, lease_seconds: float) -> None:
+        self.redis = redis_
         self.run_id = run_id
         self.worker = worker
         self.lease_ms = max(1, round(lease_seconds * 1000))
         base = f"{PREFIX}:run:{run_id}:"
         self.k = {name: base + name for name in (
             "fingerprint", "jobs", "pending", "leases", "owner", "done", "lost", "workers", "committer", "committed")}
-        self._register = client.register_script(_REGISTER)
-        self._lease = client.register_script(_LEASE)
-        self._renew = client.register_script(_RENEW)
-        self._ack = client.register_script(_ACK)
-        self._elect = client.register_script(_ELECT)
+        self._register = redis_.script(_REGISTER)
+        self._lease = redis_.script(_LEASE)
+        self._renew = redis_.script(_RENEW)
+        self._ack = redis_.script(_ACK)
+        self._elect = redis_.script(_ELECT)
+        #: (searches done, searches in all) as the last lease that found none free said.
+        self.last_progress = (0, 0)
 
     def _call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return script(keys=[self.k[name] for name in keys], args=list(args))
-        except redis.RedisError as exc:
-            raise unavailable(self.url, exc) from None
+        return self.redis.run(script, [self.k[name] for name in keys], args)
 
     def _redis(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self.client, method)(*args)
-        except redis.RedisError as exc:
-            raise unavailable(self.url, exc) from None
+        return self.redis.command(method, *args)
 
     def ping(self) -> None:
         self._redis("ping")
@@ -345,13 +377,16 @@ class SharedQueue:
 
     def lease(self) -> tuple[str | None, str]:
         """The next search to do (None when none is free now) and the worker that lost it, if any."""
-        job, was = self._call(self._lease, ("pending", "leases", "owner", "done", "lost"), [self.worker, self.lease_ms])
+        job, was, done, total = self._call(self._lease, ("pending", "leases", "owner", "done", "lost", "jobs"),
+                                           [self.worker, self.lease_ms])
+        if not job:
+            self.last_progress = (int(done), int(total))
         return (str(job) or None), str(was)
 
     def held(self) -> list[str]:
         """The searches this worker holds leases on (after a restart: its own, if they have not expired)."""
-        owners: dict[str, str] = self._redis("hgetall", self.k["owner"])
-        done = set(self._redis("hkeys", self.k["done"]))
+        owners, done_list = self.redis.pipeline([("hgetall", (self.k["owner"],)), ("hkeys", (self.k["done"],))])
+        done = set(done_list)
         return [job for job, who in owners.items() if who == self.worker and job not in done]
 
     def renew(self) -> list[str]:
@@ -367,17 +402,8 @@ class SharedQueue:
 
     def progress(self) -> tuple[int, int]:
         """``(searches done, searches in all)``."""
-        done, total = self._call_pipeline([("hlen", self.k["done"]), ("scard", self.k["jobs"])])
+        done, total = self.redis.pipeline([("hlen", (self.k["done"],)), ("scard", (self.k["jobs"],))])
         return int(done), int(total)
-
-    def _call_pipeline(self, commands: list[tuple[str, str]]) -> list[Any]:
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for method, key in commands:
-                getattr(pipe, method)(key)
-            return list(pipe.execute())
-        except redis.RedisError as exc:
-            raise unavailable(self.url, exc) from None
 
     def elect(self) -> tuple[str, str]:
         """Ask to commit: ``("you", "")``, ``("other", who)``, ``("committed", by)`` or ``("busy", "")``."""
@@ -395,15 +421,9 @@ class SharedQueue:
 
     def committed(self) -> None:
         """The run is committed: say so (late workers exit at once), and let its keys expire in a week."""
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.set(self.k["committed"], self.worker)
-            pipe.delete(self.k["committer"])
-            for key in self.k.values():
-                pipe.expire(key, COMMITTED_KEEP_SECONDS)
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise unavailable(self.url, exc) from None
+        self.redis.pipeline([("set", (self.k["committed"], self.worker)), ("delete", (self.k["committer"],)),
+                             *(("expire", (key, COMMITTED_KEEP_SECONDS)) for key in self.k.values())],
+                            transaction=True)
 
 
 # -- the worker ----------------------------------------------------------------------------------
@@ -412,8 +432,8 @@ class SharedQueue:
 SHARED_MARKER = "shared.json"
 #: Where each worker's parts go inside the run's staging.
 WORKERS_DIR = "workers"
-#: How often a worker with nothing to lease asks again.
-POLL_SECONDS = 0.25
+#: How often a worker with nothing to lease asks again (one round trip).
+POLL_SECONDS = 0.5
 
 
 class SharedWorker:
@@ -436,7 +456,8 @@ class SharedWorker:
         self.run_id = run_id
         self.lease_seconds = settings.getfloat("IMAGESEARCH_REDIS_LEASE_SECONDS")
         self.flush_seconds = settings.getfloat("IMAGESEARCH_REDIS_FLUSH_SECONDS")
-        self.queue = SharedQueue(client_for(crawler), run_id, worker, self.lease_seconds, self.url)
+        self.redis = client_for(crawler)
+        self.queue = SharedQueue(self.redis, run_id, worker, self.lease_seconds)
         self.parts = staging / WORKERS_DIR / worker
         #: Seeds of each leased search still without their seeds row.
         self._open: dict[str, set[str]] = {}
@@ -524,8 +545,8 @@ class SharedWorker:
             self._job_ready(job_id)
 
     def drained(self) -> bool:
-        """Every search of the run is done (by any worker)."""
-        self.done, self.total = self.queue.progress()
+        """Every search of the run is done (by any worker), as the last lease that found none free said."""
+        self.done, self.total = self.queue.last_progress
         return self.total > 0 and self.done >= self.total
 
     def idle(self) -> None:
@@ -571,10 +592,11 @@ class SharedWorker:
         """What this worker did, for the committer's manifest."""
         from pipeline.progress import error_count
 
+        self.crawler.stats.set_value("shared/redis_round_trips", self.redis.round_trips)
         stats = self.crawler.stats.get_stats()
         return {"calls": stats.get("imagesearch/calls", 0), "pages": stats.get("imagesearch/pages", 0),
                 "searches": stats.get("shared/acked", 0), "errors": error_count(stats),
-                "taken_over": stats.get("shared/taken_over", 0)}
+                "taken_over": stats.get("shared/taken_over", 0), "redis_round_trips": self.redis.round_trips}
 
     def finish(self, reason: str) -> bool:
         """The crawl ended: ack what is durable, then, if the run is done, ask to commit. True: commit it."""

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.pacing import InMemoryQuotaStore, Quota
-from pipeline.shared import RedisQuotaStore, SharedQueue, connect
+from pipeline.shared import RedisQuotaStore, SharedQueue, SharedRedis
 from sandbox.testing import RedisServer
 
 
@@ -20,10 +20,11 @@ def server() -> Iterator[RedisServer]:
 
 
 def test_the_redis_store_books_the_in_memory_schedule_over_a_pool(server: RedisServer) -> None:
-    client = connect(server.url)
+    shared_redis = SharedRedis(server.url)
+    client = shared_redis.client
     client.flushdb()
     slots = [("a", Quota(4, 30.0)), ("b", Quota(2, 30.0))]
-    shared, local = RedisQuotaStore(client), InMemoryQuotaStore()
+    shared, local = RedisQuotaStore(shared_redis), InMemoryQuotaStore()
     now = time.monotonic()
     booked = [shared.reserve(slots, now, 0.5) for _ in range(9)]
     expected = [local.reserve(slots, now, 0.5) for _ in range(9)]
@@ -33,7 +34,7 @@ def test_the_redis_store_books_the_in_memory_schedule_over_a_pool(server: RedisS
         assert at == pytest.approx(want, abs=0.2)
     assert shared.projected(slots, now, 0.5, 3) == pytest.approx(local.projected(slots, now, 0.5, 3), abs=0.2)
     # A ban one crawler meets holds every crawler of the Redis, for that key only.
-    other = RedisQuotaStore(connect(server.url))
+    other = RedisQuotaStore(SharedRedis(server.url))
     other.ban("b", time.monotonic(), 20.0)
     assert shared.banned_until("b", now) == pytest.approx(now + 20.0, abs=0.3)
     assert shared.banned_until("a", now) == 0.0
@@ -42,10 +43,10 @@ def test_the_redis_store_books_the_in_memory_schedule_over_a_pool(server: RedisS
 
 
 def test_the_queue_leases_each_search_once_and_takes_back_expired_leases(server: RedisServer) -> None:
-    client = connect(server.url)
-    client.flushdb()
-    one = SharedQueue(client, "r", "one", lease_seconds=0.3)
-    two = SharedQueue(connect(server.url), "r", "two", lease_seconds=60)
+    first = SharedRedis(server.url)
+    first.client.flushdb()
+    one = SharedQueue(first, "r", "one", lease_seconds=0.3)
+    two = SharedQueue(SharedRedis(server.url), "r", "two", lease_seconds=60)
     assert one.register("fp", ["a", "b", "c"]) == ("first", "")
     assert two.register("fp", ["a", "b", "c"]) == ("joined", "")
     assert two.register("other", ["x"]) == ("mismatch", "")
@@ -56,6 +57,7 @@ def test_the_queue_leases_each_search_once_and_takes_back_expired_leases(server:
     assert two.lease() == ("a", "one")
     assert two.lease() == ("c", "")
     assert two.lease() == (None, "")
+    assert two.last_progress == (0, 3)
     assert sorted(two.renew()) == ["a", "b", "c"]
     # One finishes "a" late: the first to say a search is done owns it.
     assert one.ack(["a"], {"calls": 1}) == (1, 3)
