@@ -263,3 +263,37 @@ def test_a_worker_whose_redis_goes_away_stops_resumable_with_one_line(
     assert not (tmp_path / "datasets" / "_manifests").exists()
     parts = list((tmp_path / "datasets" / "_staging" / "gone" / "workers").glob("*/seeds-*.parquet"))
     assert parts, output
+
+
+def test_a_restarted_worker_takes_its_own_leases_back_and_replays_its_journal(
+    tmp_path: Path, photos: Path, reference: tuple[Path, int], redis_server: RedisServer, port: int
+) -> None:
+    reference_dir, reference_calls = reference
+    with SandboxProcess(*_apps("10/1", port)) as sandbox:
+        dataset_dir = tmp_path / "datasets"
+        # No IMAGESEARCH_WORKER: the name is made up once and remembered in JOBDIR.
+        command = worker_command(photos, dataset_dir, sandbox, redis_server.url, "", "-s",
+                                 f"JOBDIR={tmp_path / 'job'}", quota="10/1")
+        worker = start_worker(command, tmp_path / "first.log")
+        deadline = time.monotonic() + 60
+        while sandbox.stats()["calls"]["total"] < 20:
+            assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
+            time.sleep(0.01)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        name = json.loads((tmp_path / "job" / "dataset_run.json").read_text())["worker"]
+        held = [job for job, who in redis_server.client().hgetall("imagesearch:run:shared-run:owner").items()
+                if who == name]
+        again = start_worker(command, tmp_path / "again.log")
+        code, output = finish(again, tmp_path / "again.log")
+        stats = sandbox.stats()
+    assert code == 0, output
+    assert_same_datasets(reference_dir, dataset_dir)
+    run = manifest(dataset_dir)
+    assert list(run["workers"]) == [name]  # type: ignore[call-overload]
+    worker_stats = run["workers"][name]  # type: ignore[index]
+    # Its own leases came back to it at once (nobody took them over), and the answers it had are replayed:
+    # only calls that were on the wire when it was killed are made twice.
+    assert held and worker_stats["taken_over"] == 0, (held, worker_stats)
+    assert run["calls"]["replayed"] > 0  # type: ignore[index]
+    assert reference_calls <= stats["calls"]["total"] <= reference_calls + 8, stats
