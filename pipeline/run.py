@@ -240,8 +240,8 @@ def snapshots_locked(root: Path) -> Iterator[None]:
 # -- staging -----------------------------------------------------------------------------------
 
 
-class StagedTable:
-    """One staged table: rows buffered, then written as row groups of one Parquet file."""
+class _StageBuffer:
+    """Rows of one staged table, buffered ``buffer_rows`` at a time, then written by ``_write``."""
 
     def __init__(self, path: Path, table: Table, buffer_rows: int) -> None:
         self.path = path
@@ -251,8 +251,6 @@ class StagedTable:
         self.rows: list[tuple[Any, ...]] = []
         self.rows_written = 0
         self.rejected = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = pq.ParquetWriter(path, table.arrow_schema, compression="zstd")
 
     def add(self, item: Any) -> None:
         self.rows.append(self.converter.row(item))
@@ -264,8 +262,23 @@ class StagedTable:
         if rows:
             batch, rejected = self.converter.to_batch(rows)
             self.rejected += rejected
-            self._writer.write_batch(batch)
+            self._write(batch)
             self.rows_written += batch.num_rows
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        raise NotImplementedError
+
+
+class StagedTable(_StageBuffer):
+    """One staged table: rows buffered, then written as row groups of one Parquet file."""
+
+    def __init__(self, path: Path, table: Table, buffer_rows: int) -> None:
+        super().__init__(path, table, buffer_rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(path, table.arrow_schema, compression="zstd")
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
 
     def close(self) -> None:
         try:
@@ -275,47 +288,29 @@ class StagedTable:
             self._writer.is_open = False  # one whose close failed is not closed again when it is collected
 
 
-class PartStage:
+class PartStage(_StageBuffer):
     """A staged table of a shared run's worker: each flush writes one whole Parquet part file
-    (``<table>-<NNNNN>.parquet``, written under a temporary name, fsynced, renamed), so what was flushed
-    survives the worker's death, a SIGKILL too. Numbering goes on after the parts already there (a
-    restarted worker keeps its earlier parts)."""
+    (``<table>-<NNNNN>.parquet`` in ``directory``, written under a temporary name, fsynced, renamed), so
+    what was flushed survives the worker's death, a SIGKILL too. Numbering goes on after the parts
+    already there (a restarted worker keeps its earlier parts)."""
 
     def __init__(self, directory: Path, table: Table, name: str, buffer_rows: int) -> None:
-        self.directory = directory
-        self.path = directory
-        self.table = table
+        super().__init__(directory, table, buffer_rows)
         self.name = name
-        self.buffer_rows = buffer_rows
-        self.converter = TableConverter(table)
-        self.rows: list[tuple[Any, ...]] = []
-        self.rows_written = 0
-        self.rejected = 0
         directory.mkdir(parents=True, exist_ok=True)
         numbers = [int(p.stem.rsplit("-", 1)[1]) for p in directory.glob(f"{name}-*.parquet")
                    if p.stem.rsplit("-", 1)[1].isdigit()]
         self._number = max(numbers, default=0)
 
-    def add(self, item: Any) -> None:
-        self.rows.append(self.converter.row(item))
-        if len(self.rows) >= self.buffer_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        rows, self.rows = self.rows, []
-        if not rows:
-            return
-        batch, rejected = self.converter.to_batch(rows)
-        self.rejected += rejected
+    def _write(self, batch: pa.RecordBatch) -> None:
         self._number += 1
-        path = self.directory / f"{self.name}-{self._number:05d}.parquet"
+        path = self.path / f"{self.name}-{self._number:05d}.parquet"
         temporary = path.with_name(f".{path.name}.tmp")
         pq.write_table(pa.Table.from_batches([batch], schema=self.table.arrow_schema), temporary, compression="zstd")
         with temporary.open("rb") as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
-        fsync_dir(self.directory)
-        self.rows_written += batch.num_rows
+        fsync_dir(self.path)
 
     def close(self) -> None:
         self.flush()
