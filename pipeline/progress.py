@@ -60,6 +60,8 @@ class Workload:
     estimated_calls: int
     #: Seeds whose search has not begun (their first page has not answered).
     seeds_not_begun: int
+    #: A shared run's searches done by all its workers, and in all (None: the crawl is on its own).
+    run_searches: tuple[int, int] | None = None
 
     @property
     def calls_needed(self) -> int:
@@ -87,6 +89,8 @@ class Snapshot:
     silent_seconds: float
     failed_attempts: int
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: A shared run's searches done by all its workers, and in all.
+    run_searches: tuple[int, int] | None = None
 
     @property
     def done(self) -> int:
@@ -126,7 +130,12 @@ def progress_line(snap: Snapshot, outage_after: float, ended: str | None = None)
     begun); quota 1000 per 3600 s; 8 calls waiting for their slot; errors 0; ETA 2026-12-02 19:40 UTC
     (in 41 min 10 s)``. ``ended``: the crawl's finish reason, for its last line."""
     outcomes = ", ".join(f"{snap.outcomes[s]:,} {s}" for s in STATUSES if snap.outcomes.get(s))
-    parts = [f"seeds {snap.done:,}/{snap.seeds:,} done" + (f" ({outcomes})" if outcomes else "")]
+    if snap.run_searches is not None:
+        done, total = snap.run_searches
+        parts = [f"shared run: {done:,}/{total:,} searches done by all workers; this worker's seeds {snap.done:,} done"
+                 + (f" ({outcomes})" if outcomes else "")]
+    else:
+        parts = [f"seeds {snap.done:,}/{snap.seeds:,} done" + (f" ({outcomes})" if outcomes else "")]
     calls = f"calls {snap.calls:,} spent"
     if snap.replayed:
         calls += f" (+{snap.replayed:,} replayed from JOBDIR)"
@@ -353,6 +362,7 @@ class CrawlProgress:
             eta_seconds=eta,
             silent_seconds=silent,
             failed_attempts=failed,
+            run_searches=work.run_searches,
         )
 
     def _record(self, snap: Snapshot) -> None:

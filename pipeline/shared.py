@@ -281,8 +281,8 @@ local was = redis.call('HGET', KEYS[5], job) or ''
 redis.call('HDEL', KEYS[5], job)
 return {job, was, -1, -1}
 """
-#: Renew the worker's leases (and its commit lease). KEYS: leases, owner, committer. ARGV: worker, lease ms.
-#: Returns the searches it still holds.
+#: Renew the worker's leases (and its commit lease). KEYS: leases, owner, committer, done, jobs.
+#: ARGV: worker, lease ms. Returns {the searches it still holds, searches done, in all, leased by anyone}.
 _RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -295,7 +295,7 @@ for i = 1, #owners, 2 do
   end
 end
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2])) end
-return held
+return {held, redis.call('HLEN', KEYS[4]), redis.call('SCARD', KEYS[5]), redis.call('ZCARD', KEYS[1])}
 """
 #: The searches a worker's rows are durable for. KEYS: leases, owner, done, jobs, workers.
 #: ARGV: worker, its stats (JSON), job ids. Returns {searches done, searches in all}.
@@ -359,6 +359,8 @@ class SharedQueue:
         self._elect = redis_.script(_ELECT)
         #: (searches done, searches in all) as the last lease that found none free said.
         self.last_progress = (0, 0)
+        #: (searches done, in all, leased by any worker) as the last heartbeat said.
+        self.last_leases = (0, 0, 0)
 
     def _call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return self.redis.run(script, [self.k[name] for name in keys], args)
@@ -390,9 +392,12 @@ class SharedQueue:
         return [job for job, who in owners.items() if who == self.worker and job not in done]
 
     def renew(self) -> list[str]:
-        """Renew this worker's leases (and its commit lease); the searches it still holds."""
-        return [str(job) for job in self._call(self._renew, ("leases", "owner", "committer"),
-                                               [self.worker, self.lease_ms])]
+        """Renew this worker's leases (and its commit lease); the searches it still holds. ``last_leases``
+        gets (searches done, in all, leased by any worker)."""
+        held, done, total, leased = self._call(self._renew, ("leases", "owner", "committer", "done", "jobs"),
+                                               [self.worker, self.lease_ms])
+        self.last_leases = (int(done), int(total), int(leased))
+        return [str(job) for job in held]
 
     def ack(self, job_ids: Sequence[str], stats: dict[str, Any]) -> tuple[int, int]:
         """Say these searches' rows are durable; ``(searches done, searches in all)``."""
@@ -544,10 +549,17 @@ class SharedWorker:
         if not seeds:
             self._job_ready(job_id)
 
+    def run_progress(self) -> tuple[int, int, int]:
+        """(searches of the run done, in all, that no worker has begun), as the last heartbeat said."""
+        done, total, leased = self.queue.last_leases
+        done, total = max(done, self.done), max(total, self.total)  # acks and leases may know better
+        return done, total, max(0, total - done - leased)
+
     def drained(self) -> bool:
         """Every search of the run is done (by any worker), as the last lease that found none free said."""
-        self.done, self.total = self.queue.last_progress
-        return self.total > 0 and self.done >= self.total
+        done, total = self.queue.last_progress
+        self.done, self.total = max(done, self.done), max(total, self.total)
+        return total > 0 and done >= total
 
     def idle(self) -> None:
         """Nothing to lease just now: ack what is ready, so the other workers see the run's end sooner."""

@@ -112,6 +112,8 @@ class ImageSearchSpider(Spider):
         self.endpoint = ""
         #: Every seed has been read and joined to its search (the progress's estimate is whole from then on).
         self.seeds_read = False
+        #: This crawl as a worker of a shared run (pipeline.shared), once start() knows.
+        self._shared: SharedWorker | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -163,7 +165,7 @@ class ImageSearchSpider(Spider):
             stats.set_value("imagesearch/seeds/skipped_files", self.skipped_files)
         stats.set_value("imagesearch/endpoint_host", urlsplit(self.endpoint).netloc)
         run = self.crawler.get_extension(DatasetRun)
-        shared = run.shared if run is not None else None
+        shared = self._shared = run.shared if run is not None else None
         jobs: list[SearchJob] = []
         if shared is not None:
             self._unsummarised = {}  # a shared run's worker answers for the seeds of the searches it leases
@@ -561,12 +563,22 @@ class ImageSearchSpider(Spider):
         not_begun_searches += unread
         not_begun_seeds += unread
         first_calls += unread if self.gateway.uploads_local_images else 0
+        run_searches = None
+        if self._shared is not None:
+            # The run's searches no worker has begun are this worker's to share: the ETA is the run's,
+            # on the quota every worker books from.
+            done, total, unleased = self._shared.run_progress()
+            run_searches = (done, total)
+            not_begun_searches += unleased
+            not_begun_seeds += unleased  # about one seed a search
+            first_calls += unleased if self.gateway.uploads_local_images else 0
         pages_each = sum(planned) / len(planned) if planned else self.max_pages
         return Workload(
             seeds=len(self.seeds),
             known_calls=known,
             estimated_calls=round(not_begun_searches * pages_each) + first_calls,
             seeds_not_begun=not_begun_seeds,
+            run_searches=run_searches,
         )
 
     # -- seed summaries --------------------------------------------------------------------------

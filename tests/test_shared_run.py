@@ -114,8 +114,10 @@ def test_three_workers_on_two_keys_make_the_single_runs_datasets_at_the_pooled_r
                    for i in range(3)]
         ends = [finish(process, tmp_path / f"w{i}.log") for i, process in enumerate(workers)]
         stats = sandbox.stats()
-    for code, output in ends:
+    for i, (code, output) in enumerate(ends):
         assert code == 0, output
+        # The progress of each worker is the run's, all workers together.
+        assert "searches done by all workers" in (tmp_path / f"w{i}.log").read_text(), output
     # Exactly one committed; the two others said who does.
     committers = [output for _, output in ends if "Datasets of run shared-run (complete)" in output]
     assert len(committers) == 1, [output[:300] for _, output in ends]
