@@ -85,6 +85,8 @@ class GatewayMiddleware:
         self.probe_retry_times = settings.getint("IMAGESEARCH_PROBE_RETRY_TIMES")
         #: Set when an answer said the day's calls are all used (what it said): the next call stops the crawl.
         self.day_used_up: str | None = None
+        #: Pool indexes of the app keys this crawl saw spend their calls for the day (set aside until it turns).
+        self.keys_spent: set[int] = set()
         # Until the gateway has answered once, one call goes out and the others wait for its answer:
         # a wrong secret, app key or endpoint then costs one call, not CONCURRENT_REQUESTS of them.
         self._probe_sent = False
@@ -248,7 +250,7 @@ class GatewayMiddleware:
         quota = None if REPLAYED_FLAG in response.flags else self.gateway.daily_quota(response)
         if quota is not None:
             self.crawler.stats.set_value("imagesearch/daily_quota", f"{quota.used}/{quota.limit}")
-        if quota is not None and quota.spent:
+        if quota is not None and quota.spent and not self._set_aside(request, str(quota)):
             # This answer may be the crawl's last: the crawl stops only if another call is due.
             self.day_used_up = str(quota)
         error = self.gateway.parse_error(response)
@@ -267,6 +269,10 @@ class GatewayMiddleware:
         self.crawler.stats.inc_value(f"imagesearch/errors/{error.code}")
         action = self.actions.action_for(error)
         if action == STOP:
+            if self._set_aside(request, self._limit(error, quota)):
+                again = request.copy()  # not sent on that key: the next free key takes it
+                again.dont_filter = True
+                return again
             self._stop(self._limit(error, quota))
             raise GatewayStopped(f"not answered: {error.describe()}")  # its seed stays unsearched, for the resume
         if action == RETRY:
@@ -276,6 +282,30 @@ class GatewayMiddleware:
         if action == FATAL:
             self.stopped = True
         return response
+
+    def _set_aside(self, request: Request, what: str) -> bool:
+        """The app key this call went on has spent its calls for the day. With a pool of keys, that key is set
+        aside until the day turns (for every worker of a shared Redis too) and True while another key of the
+        pool is not spent; False when the crawl must stop."""
+        apps = self.pacer.apps
+        if len(apps) < 2:
+            return False
+        now = datetime.now(UTC)
+        resets = self.gateway.quota_resets_at(now)
+        seconds = max(0.0, (resets - now).total_seconds())
+        index = request.meta.get(APP_META_KEY, 0)
+        try:
+            if not self.pacer.set_aside(index, seconds):
+                return False
+        except SharedRunUnavailable as exc:
+            self._redis_gone(exc)
+            return False
+        if index not in self.keys_spent:
+            self.keys_spent.add(index)
+            self.crawler.stats.set_value("pacing/keys_spent_today", len(self.keys_spent))
+            logger.warning("App %s has spent its calls for the day (%s): its calls go to the pool's other keys "
+                           "until %s UTC", apps[index].label, what, f"{resets:%Y-%m-%d %H:%M}")
+        return True
 
     def _limit(self, error: GatewayError, quota: DailyQuota | None) -> str:
         name = self.gateway.limit_name(error)

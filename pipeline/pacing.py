@@ -282,6 +282,14 @@ class QuotaPacer:
         return project_pool([[] for _ in self.slots], [quota for _, quota in self.slots], starts, self.margin,
                             calls, now)
 
+    def set_aside(self, index: int, seconds: float) -> bool:
+        """App key ``index`` has spent its day: no call on it for ``seconds`` (until the day turns). True while
+        another key of the pool is not set aside (a shared store knows what other crawlers set aside)."""
+        now = self.clock()
+        self.store.ban(self.slots[index][0], now, seconds)
+        horizon = now + seconds - 60.0  # set aside: banned until about the day's turn
+        return any(self.store.banned_until(key, now) < horizon for key, _ in self.slots)
+
     def ban(self, seconds: float, index: int = 0) -> None:
         """The gateway said the quota of app key ``index`` is spent: hold its calls for ``seconds``."""
         self.stats.inc_value("pacing/quota_errors")

@@ -137,7 +137,7 @@ class Accounts:
 
     def admit(self, app: AppConfig) -> Refusal | None:
         """Count a call against the app's window and day, or say why it is refused (a refusal costs nothing)."""
-        if self.daily.used(app) >= self.config.daily_max:
+        if self.daily.used(app) >= self.daily_max(app):
             self.stats.daily_refused += 1
             return Refusal(daily=True)
         wait = self.window.wait(app)
@@ -147,6 +147,10 @@ class Accounts:
         self.window.charge(app)
         self.daily.charge(app)
         return None
+
+    def daily_max(self, app: AppConfig) -> int:
+        """The calls ``app`` may make in a day: its own limit, else the sandbox's --daily-max."""
+        return app.daily if app.daily is not None else self.config.daily_max
 
     def used_today(self, app: AppConfig) -> int:
         return self.daily.used(app)

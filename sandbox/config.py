@@ -26,15 +26,22 @@ class AppConfig:
     secret: str
     calls: int = DEFAULT_QUOTA_CALLS
     seconds: float = DEFAULT_QUOTA_SECONDS
+    #: Calls this app may make in a day (None: the sandbox's --daily-max).
+    daily: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> AppConfig:
-        """Parse ``KEY:SECRET[:CALLS/SECONDS]``, e.g. ``test:test:5/2``."""
+        """Parse ``KEY:SECRET[:CALLS/SECONDS[:DAILY]]``, e.g. ``test:test:5/2`` or ``test:test:5/2:100``."""
         parts = text.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ValueError(f"expected KEY:SECRET[:CALLS/SECONDS], got {text!r}")
+        if len(parts) not in (2, 3, 4) or not parts[0] or not parts[1]:
+            raise ValueError(f"expected KEY:SECRET[:CALLS/SECONDS[:DAILY]], got {text!r}")
         if len(parts) == 2:
             return cls(parts[0], parts[1])
+        daily = None
+        if len(parts) == 4:
+            if not parts[3].isdigit() or int(parts[3]) < 1:
+                raise ValueError(f"expected a daily limit of 1 or more calls, got {parts[3]!r}")
+            daily = int(parts[3])
         calls_text, slash, seconds_text = parts[2].partition("/")
         try:
             calls, seconds = int(calls_text), float(seconds_text)
@@ -46,7 +53,7 @@ class AppConfig:
             raise ValueError(
                 f"expected a quota CALLS/SECONDS with CALLS >= 1 and a finite SECONDS > 0, got {parts[2]!r}"
             )
-        return cls(parts[0], parts[1], calls, seconds)
+        return cls(parts[0], parts[1], calls, seconds, daily)
 
 
 @dataclass(frozen=True)
@@ -249,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--app",
         action="append",
         type=_app,
-        metavar="KEY:SECRET[:CALLS/SECONDS]",
-        help="register an app (repeatable); replaces the default test:test:1000/3600",
+        metavar="KEY:SECRET[:CALLS/SECONDS[:DAILY]]",
+        help="register an app (repeatable), with its quota and its own daily limit (else --daily-max); "
+        "replaces the default test:test:1000/3600",
     )
     parser.add_argument(
         "--deny",

@@ -135,7 +135,7 @@ class OneboundProtocol:
         }
 
     def _api_info(self, app: AppConfig | None) -> str:
-        return str(ApiInfo(self.accounts.used_today(app), self.config.daily_max)) if app is not None else ""
+        return str(ApiInfo(self.accounts.used_today(app), self.accounts.daily_max(app))) if app is not None else ""
 
     def error_answer(self, error: OneboundError, app: AppConfig | None = None, started: float = 0.0) -> Answer:
         self.accounts.stats.errors[error.code] += 1

@@ -260,7 +260,7 @@ class TopProtocol:
         if refusal is not None and refusal.daily:
             raise TopError(
                 "daily_quota_exceeded",
-                f"This app's call quota for today is used up ({self.config.daily_max} calls)",
+                f"This app's call quota for today is used up ({self.accounts.daily_max(app)} calls)",
             )
         if refusal is not None:
             raise TopError("quota_exceeded", ban_message(refusal.wait or 1))
