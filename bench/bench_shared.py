@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=80)
     parser.add_argument("--quota", default="10/2", help="each key's quota, CALLS/SECONDS (default 10/2)")
     parser.add_argument("--margin", type=float, default=0.5)
+    parser.add_argument("--workers", default="1,2,4", help="worker counts to run (default 1,2,4)")
+    parser.add_argument("--keys", default="1,2", help="app key counts to run (default 1,2; at most 2)")
     args = parser.parse_args()
     quota = Quota.parse(args.quota)
     print(f"# bench_shared: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -91,8 +93,8 @@ def main() -> None:
         photos = work / "photos"
         write_seed_photos(photos, args.seeds)
         rows = [run_case(photos, args.seeds, 0, 1, quota, args.margin, work)]  # the baseline: no Redis
-        for keys in (1, 2):
-            for workers in (1, 2, 4):
+        for keys in (int(k) for k in args.keys.split(",")):
+            for workers in (int(w) for w in args.workers.split(",")):
                 rows.append(run_case(photos, args.seeds, workers, keys, quota, args.margin, work))
     print("| workers | keys | calls | span after 1st call | calls/s after the burst | ideal (sum of quotas) | "
           "ideal with margin | of ideal | Redis round trips / call | wall |")
