@@ -37,15 +37,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
-
 from pipeline.pacing import project_pool
 
 if TYPE_CHECKING:
     from typing import Self
 
+    import redis
     from scrapy.crawler import Crawler
 
     from pipeline.pacing import Slot
@@ -71,7 +68,13 @@ def redis_host(url: str) -> str:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for ``url`` that retries a dropped connection a few times (within seconds) before giving up."""
+    """A client for ``url`` that retries a dropped connection a few times (within seconds) before giving up.
+
+    redis-py is imported here, not with this module: a crawl without IMAGESEARCH_REDIS_URL never loads it."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
     return redis.Redis.from_url(
         url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), 4),
@@ -85,9 +88,12 @@ class SharedRedis:
     SharedRunUnavailable."""
 
     def __init__(self, url: str) -> None:
+        import redis
+
         self.url = url
         self.client = connect(url)
         self.round_trips = 0
+        self._errors = redis.RedisError
 
     def script(self, source: str) -> Any:
         return self.client.register_script(source)
@@ -97,14 +103,14 @@ class SharedRedis:
         self.round_trips += 1
         try:
             return script(keys=list(keys), args=list(args))
-        except redis.RedisError as exc:
+        except self._errors as exc:
             raise unavailable(self.url, exc) from None
 
     def command(self, method: str, *args: Any) -> Any:
         self.round_trips += 1
         try:
             return getattr(self.client, method)(*args)
-        except redis.RedisError as exc:
+        except self._errors as exc:
             raise unavailable(self.url, exc) from None
 
     def pipeline(self, commands: Sequence[tuple[str, tuple[Any, ...]]], transaction: bool = False) -> list[Any]:
@@ -115,7 +121,7 @@ class SharedRedis:
             for method, args in commands:
                 getattr(pipe, method)(*args)
             return list(pipe.execute())
-        except redis.RedisError as exc:
+        except self._errors as exc:
             raise unavailable(self.url, exc) from None
 
 
