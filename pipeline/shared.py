@@ -94,27 +94,40 @@ class SharedRedis:
         self.client = connect(url)
         self.round_trips = 0
         self._errors = redis.RedisError
+        #: Set by the first call that failed after its retries: the worker is stopping, and every later
+        #: call fails at once (each would block the crawl for seconds of retries).
+        self.down: SharedRunUnavailable | None = None
+
+    def _failed(self, exc: Exception) -> SharedRunUnavailable:
+        self.down = unavailable(self.url, exc)
+        return self.down
 
     def script(self, source: str) -> Any:
         return self.client.register_script(source)
 
     def run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """One script, one round trip (EVALSHA; redis-py loads it the first time)."""
+        if self.down is not None:
+            raise self.down
         self.round_trips += 1
         try:
             return script(keys=list(keys), args=list(args))
         except self._errors as exc:
-            raise unavailable(self.url, exc) from None
+            raise self._failed(exc) from None
 
     def command(self, method: str, *args: Any) -> Any:
+        if self.down is not None:
+            raise self.down
         self.round_trips += 1
         try:
             return getattr(self.client, method)(*args)
         except self._errors as exc:
-            raise unavailable(self.url, exc) from None
+            raise self._failed(exc) from None
 
     def pipeline(self, commands: Sequence[tuple[str, tuple[Any, ...]]], transaction: bool = False) -> list[Any]:
         """Several commands in one round trip."""
+        if self.down is not None:
+            raise self.down
         self.round_trips += 1
         try:
             pipe = self.client.pipeline(transaction=transaction)
@@ -122,7 +135,7 @@ class SharedRedis:
                 getattr(pipe, method)(*args)
             return list(pipe.execute())
         except self._errors as exc:
-            raise unavailable(self.url, exc) from None
+            raise self._failed(exc) from None
 
 
 _CLIENTS: dict[int, SharedRedis] = {}

@@ -194,7 +194,7 @@ def test_a_killed_worker_loses_its_seeds_to_the_others_and_nothing_is_lost(
 def test_two_crawls_of_their_own_on_one_key_stay_within_its_quota_together(
     tmp_path: Path, photos: Path, redis_server: RedisServer
 ) -> None:
-    calls, seconds = 8, 4
+    calls, seconds = 16, 2
     with SandboxProcess("--app", f"test:test:{calls}/{seconds}") as sandbox:
         commands = []
         for name in ("one", "two"):
@@ -214,7 +214,7 @@ def test_two_crawls_of_their_own_on_one_key_stay_within_its_quota_together(
         seeds = load_dataset(tmp_path / name)["seeds"]
         assert len(seeds) == SEEDS and seeds["status"].eq("ok").all()
     assert stats["calls"]["total"] == 2 * SEEDS and stats["quota_refused"] == 0, stats
-    # Alone, each would be done in ceil(32 / 8) - 1 = 3 windows; together they needed 7.
+    # Alone, each would be done one window after its first call; together they needed three.
     span = stats["calls"]["last_at"] - stats["calls"]["first_at"]
     assert span >= (math.ceil(2 * SEEDS / calls) - 1) * seconds - 0.05, span
 
@@ -243,12 +243,12 @@ def test_a_worker_with_other_seeds_than_its_run_is_refused(tmp_path: Path, photo
 def test_a_worker_whose_redis_goes_away_stops_resumable_with_one_line(
     tmp_path: Path, photos: Path, redis_server: RedisServer
 ) -> None:
-    with SandboxProcess("--app", "test:test:4/2") as sandbox:
+    with SandboxProcess("--app", "test:test:4/1") as sandbox:
         command = [
             sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={photos}", "-a", "pages=1",
             "-s", f"DATASET_DIR={tmp_path / 'datasets'}", "-s", f"IMAGESEARCH_ENDPOINT={sandbox.endpoint}",
             "-s", f"IMAGESEARCH_REDIS_URL={redis_server.url}", "-s", "DATASET_RUN_ID=gone",
-            "-s", "IMAGESEARCH_QUOTA=4/2", "-s", "IMAGESEARCH_REDIS_LEASE_SECONDS=2",
+            "-s", "IMAGESEARCH_QUOTA=4/1", "-s", "IMAGESEARCH_REDIS_LEASE_SECONDS=2",
             "-s", "IMAGESEARCH_REDIS_FLUSH_SECONDS=0.5",
         ]
         worker = start_worker(command, tmp_path / "w.log")
