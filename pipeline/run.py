@@ -912,6 +912,7 @@ class DatasetRun:
                 self.release()
                 raise RunStorageFailed(storage_message(exc, self.shared.parts)) from None
             self.shared.stages = self._staged
+            self.shared.manifest = manifest_path(self.root, self.run.run_id)
             return
         # A part of this run killed before its commit left staged rows: this crawl stages them all again.
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -1064,14 +1065,21 @@ class DatasetRun:
             return
         for name, staged in self._staged.items():
             self.crawler.stats.set_value(f"dataset/staged/{name}", staged.rows_written)
+        if self.shared.run_done and self.jobdir and self.failure is None:
+            forget_finished_run(self.jobdir)  # its journal is of a run that is done: the next start is a new run
         if not commits or self.failure is not None:
             return
         lock = run_lock(self.root, self.run.run_id)
         lock.acquire(wait=True)  # one committer at a time, whatever Redis says of leases
         try:
             status, who = self.shared.queue.elect()
-            if status == "committed":
-                self.shared.lines.append(f"Run {self.run.run_id} is committed (by worker {who})")
+            if status == "committed" or self.shared.committed_on_disk():
+                # Committed already (Redis may not have heard of it, if it was down just then): never again,
+                # from parts that the commit removed.
+                self.shared.lines.append(f"Run {self.run.run_id} is committed (by worker {who or 'another'})")
+                self.shared.queue.committed()
+                if self.jobdir:
+                    forget_finished_run(self.jobdir)
                 return
             if (self.staging / COMMIT_RECORD).exists():  # a committer died half-way: finish its commit
                 finish_interrupted_commits(self.root)

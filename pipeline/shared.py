@@ -496,6 +496,19 @@ class SharedWorker:
         self._heartbeat: Any = None
         #: What the crawl's last lines say of this worker's part (for the crawl command).
         self.lines: list[str] = []
+        #: The run is done (committed, or being committed by another worker), as the worker's end found it.
+        self.run_done = False
+        #: The run's manifest on disk, there once the run is committed (set by DatasetRun).
+        self.manifest: Path | None = None
+
+    def committed_on_disk(self) -> bool:
+        """The run is committed complete in DATASET_DIR (whatever Redis says: its keys expire)."""
+        if self.manifest is None or not self.manifest.is_file():
+            return False
+        try:
+            return json.loads(self.manifest.read_text(encoding="utf-8")).get("complete") is True
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def start_heartbeat(self) -> None:
         from twisted.internet import task
@@ -656,4 +669,6 @@ class SharedWorker:
                     "finish them, and the last commits")
         logger.info("%s", line)
         self.lines.append(f"{line} (worker {self.worker} made {self.summary()['calls']} calls)")
+        #: The run is done (committed, or being committed by another worker): this worker's part is over.
+        self.run_done = status in ("committed", "other")
         return False

@@ -251,6 +251,9 @@ class ImageSearchSpider(Spider):
     async def _shared_start(self, shared: SharedWorker, jobs: list[SearchJob]) -> AsyncIterator[Any]:
         """Register the run's searches (the first worker does), then lease one whenever the downloader has
         room, until every search of the run is done, by whichever worker."""
+        if shared.committed_on_disk():
+            logger.info("Run %s is already committed in DATASET_DIR: this worker has nothing to do", shared.run_id)
+            return
         try:
             status, by = shared.register([(job.job_id, [seed.seed_id for seed in job.seeds]) for job in jobs])
             if status == "committed":
