@@ -193,6 +193,9 @@ def test_a_killed_worker_loses_its_seeds_to_the_others_and_nothing_is_lost(
         taken = sum(int(w.get("taken_over", 0)) for w in workers_block.values())  # type: ignore[union-attr]
         assert held and taken >= 1, (held, workers_block)
         assert reference_calls <= stats["calls"]["total"] <= reference_calls + 2 * len(held) + 8, (stats, held)
+        # The run is done: every worker that saw it end cleared its JOBDIR (the next start is a new run).
+        for i in (1, 2):
+            assert not (tmp_path / f"job{i}" / "dataset_run.json").exists(), i
         # The killed worker, started again with its JOBDIR, finds the run committed and exits 0.
         again = start_worker(commands[0], tmp_path / "again.log")
         code, output = finish(again, tmp_path / "again.log")
