@@ -67,7 +67,7 @@ class FaultConfig:
     drop: float = 0.0
     remote: float = 0.0
     seed: int = 0
-    #: An outage: every call is dropped from ``outage_after`` seconds after the sandbox starts, for
+    #: An outage: every call is dropped from ``outage_after`` seconds after the sandbox's first call, for
     #: ``outage_seconds`` seconds (0: none).
     outage_after: float = 0.0
     outage_seconds: float = 0.0
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-remote", type=_rate, default=0.0, metavar="RATE", help="transient error_response")
     parser.add_argument(
         "--fault-outage", type=_outage, metavar="AFTER:SECONDS",
-        help="drop every call from AFTER seconds after the start, for SECONDS seconds (an outage)",
+        help="drop every call from AFTER seconds after the first call, for SECONDS seconds (an outage)",
     )
     parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault dice (default 0)")
     parser.add_argument(

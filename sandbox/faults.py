@@ -36,7 +36,9 @@ class FaultInjector:
     def __init__(self, config: FaultConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.clock = clock
-        self.started = clock()
+        #: When the first call came: an outage is timed from it, not from the sandbox's start (which
+        #: would make it depend on how long the crawl took to start).
+        self.first_call: float | None = None
         self._rng = random.Random(config.seed)
         self._rates = {
             "5xx": config.http_5xx,
@@ -46,6 +48,8 @@ class FaultInjector:
         }
 
     def draw(self) -> FaultDecision:
+        if self.first_call is None:
+            self.first_call = self.clock()
         # Always the same number of draws per call, so one rate does not shift another's sequence.
         slow = self._rng.random() < self.config.slow
         hits = [kind for kind in FAILURE_KINDS if self._rng.random() < self._rates[kind]]
@@ -55,8 +59,9 @@ class FaultInjector:
         return FaultDecision(failure=hits[0] if hits else None, slow=slow, variant=variant)
 
     def in_outage(self) -> bool:
-        """Within the configured outage (``--fault-outage AFTER:SECONDS``): every call is dropped."""
-        if not self.config.outage_seconds:
+        """Within the configured outage (``--fault-outage AFTER:SECONDS``, timed from the first call): every
+        call is dropped."""
+        if not self.config.outage_seconds or self.first_call is None:
             return False
-        since = self.clock() - self.started - self.config.outage_after
+        since = self.clock() - self.first_call - self.config.outage_after
         return 0 <= since < self.config.outage_seconds

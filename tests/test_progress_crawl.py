@@ -16,7 +16,7 @@ from sandbox.testing import SandboxProcess
 
 QUOTA_CALLS, QUOTA_SECONDS, MARGIN = 8, 2, 0.5
 SEEDS, PAGES = 30, 2
-#: The sandbox drops every call for OUTAGE seconds, OUTAGE_AFTER seconds after it starts.
+#: The sandbox drops every call for OUTAGE seconds, OUTAGE_AFTER seconds after its first call.
 OUTAGE_AFTER, OUTAGE = 6, 6
 #: How far an ETA given after the outage may be from the real end, in seconds: the line's times
 #: are whole seconds (1 s each way), plus a second for the answers' latency and the crawl's
