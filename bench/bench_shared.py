@@ -67,7 +67,7 @@ def run_case(photos: Path, seeds: int, workers: int, keys: int, quota: Quota, ma
     calls = stats["calls"]["total"]
     burst = quota.calls * keys
     span = stats["calls"]["last_at"] - stats["calls"]["first_at"]
-    rate = (calls - burst) / span if span > 0 else float("nan")
+    rate = (calls - burst) / span if span > 0 and calls > burst else float("nan")  # nan: all in the burst
     ideal = quota.rate * keys
     trips = sum(int(w.get("redis_round_trips", 0)) for w in manifest.get("workers", {}).values())
     assert stats["quota_refused"] == 0, stats
