@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
@@ -38,7 +39,8 @@ def wants_sandbox(endpoint: str | None) -> bool:
 
 
 class SecretRedaction:
-    """Masks the gateway's app key and secret (``***``) in every log line of the crawl, at every level.
+    """Masks the gateway's app keys and secrets, and a Redis URL's password (``***``), in every log line of
+    the crawl, at every level.
 
     The secrets should never reach a log line in the first place (the download handler signs a copy
     of each call that nothing else sees); this is the net under that, for text that names a request
@@ -51,7 +53,11 @@ class SecretRedaction:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        extension = cls(Redactor(load_gateway(crawler).secrets()))
+        secrets = load_gateway(crawler).secrets()
+        # A shared run's Redis URL may carry a password: it is masked like the app secrets.
+        if (password := urlsplit(str(crawler.settings.get("IMAGESEARCH_REDIS_URL") or "")).password) is not None:
+            secrets = (*secrets, password)
+        extension = cls(Redactor(secrets))
         crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
         return extension
 

@@ -40,3 +40,24 @@ def test_a_log_line_its_arguments_and_its_traceback_are_masked() -> None:
 def test_short_secrets_are_masked_too_but_not_the_sandboxs_public_test_credentials() -> None:
     assert Redactor(["k3y!"]).redact("secret=k3y%21") == f"secret={MASK}"
     assert Redactor(["test"]).redact("tests/test_redaction.py") == "tests/test_redaction.py"
+
+
+def test_a_redis_urls_password_is_masked_like_the_app_secret() -> None:
+    import logging
+
+    from scrapy.utils.test import get_crawler
+
+    from pipeline.extensions import SecretRedaction
+
+    handler = logging.StreamHandler()
+    logging.getLogger().addHandler(handler)
+    try:
+        crawler = get_crawler(settings_dict={"IMAGESEARCH_REDIS_URL": "redis://:pw-8f3k2j@127.0.0.1:6379/0"})
+        extension = SecretRedaction.from_crawler(crawler)
+        filters = [log_filter for installed, log_filter in extension.installed if installed is handler]
+        assert filters
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "connecting to %s", ("redis://:pw-8f3k2j@h",), None)
+        assert filters[0].filter(record) and "pw-8f3k2j" not in record.getMessage()
+        extension.engine_stopped()
+    finally:
+        logging.getLogger().removeHandler(handler)
