@@ -94,10 +94,10 @@ def project_pool(booked: Sequence[Sequence[float]], quotas: Sequence[Quota | Non
                  margin: float, calls: int, now: float) -> float:
     """When the last of ``calls`` more calls could go, given each key's booked slots (their times, in
     order), quota and earliest start (``now`` or its ban's end): the schedule ``reserve`` would give
-    them, each call on the key free first. ``now`` if ``calls`` is 0."""
+    them, each call on the key free first; with ``calls`` 0, the last slot booked already (or ``now``)."""
     windows = [deque(times[-quota.calls:] if quota else (), maxlen=quota.calls if quota else 1)
                for times, quota in zip(booked, quotas, strict=True)]
-    last = now
+    last = max([now, *(window[-1] for window in windows if window)])  # slots booked already come first
     for _ in range(calls):
         best, best_at = 0, math.inf
         for index, (window, quota, start) in enumerate(zip(windows, quotas, starts, strict=True)):

@@ -140,3 +140,13 @@ def test_a_crawl_on_a_terminal_draws_a_live_bar_with_the_log_above_it(tmp_path: 
     # On a terminal the bar replaces the plain lines; the last one is still logged, at the end.
     plain = [line for line in out.splitlines() if "[pipeline.progress] INFO: Progress after" in line]
     assert len(plain) == 1 and "the crawl ended (finished)" in plain[0], plain
+
+
+def test_with_no_call_left_to_book_the_projection_is_the_last_slot_booked() -> None:
+    quota = Quota(2, 10.0)
+    store, slots = InMemoryQuotaStore(), [("k", quota)]
+    for _ in range(3):
+        store.reserve(slots, 0.0, 0.0)
+    # The third call waits for its slot at 10 s: the crawl cannot end before it, with nothing more to book.
+    assert store.projected(slots, 0.0, 0.0, 0) == 10.0
+    assert project_slots([0.0, 0.0, 10.0], quota, 0.0, 0.0, 0) == 10.0
