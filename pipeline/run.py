@@ -443,17 +443,16 @@ def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], bat
     return sorted(files, key=lambda f: f["path"])
 
 
-def merge_worker_parts(staging: Path, owners: dict[str, str], seed_jobs: dict[str, str]) -> dict[str, int]:
+def merge_worker_parts(staging: Path, owners: dict[str, str], seed_jobs: dict[str, str]) -> None:
     """A shared run's staged tables, from every worker's parts (``staging/workers/<worker>/``): for each seed,
     the rows of the worker that owns its search (``owners``: search -> worker; ``seed_jobs``: seed ->
     search), each hit once (a worker that redid a search after a restart staged it twice). Written where
-    a single crawl stages them, for ``commit_staged``; the rows of each table."""
+    a single crawl stages them, for ``commit_staged``."""
     with _database(staging) as con:
         con.execute("CREATE TEMP TABLE owner (seed_id VARCHAR, worker VARCHAR)")
         pairs = [(seed, owners[job]) for seed, job in seed_jobs.items() if job in owners]
         if pairs:
             con.executemany("INSERT INTO owner VALUES (?, ?)", pairs)
-        rows: dict[str, int] = {}
         for name, table in _STAGED.items():
             parts = sorted(str(p) for p in (staging / WORKERS_DIR).glob(f"*/{name}-*.parquet"))
             target = staging / f"{name}.parquet"
@@ -471,8 +470,6 @@ def merge_worker_parts(staging: Path, owners: dict[str, str], seed_jobs: dict[st
                         writer.write_batch(_conform(batch, table))
             finally:
                 writer.close()
-            rows[name] = pq.ParquetFile(target).metadata.num_rows
-    return rows
 
 
 def build_runs_row(out: Path, run: RunInfo, formats: list[str], compression: str, complete: bool,
@@ -1110,8 +1107,9 @@ class DatasetRun:
             seed_jobs: dict[str, str] = spider_seeds() if spider_seeds is not None else {}
             stats, workers = self._shared_stats(stats)
             merge_worker_parts(self.staging, self.shared.queue.owners(), seed_jobs)
+            statuses = seed_statuses(self.staging)
             for status in ("ok", "rejected", "failed", "unfinished"):
-                stats[f"imagesearch/seeds/{status}"] = seed_statuses(self.staging).get(status, 0)
+                stats[f"imagesearch/seeds/{status}"] = statuses.get(status, 0)
         self.written = commit_staged(self.root, self.run, self.formats, self.batch_items, self.compression, reason,
                                      stats, self.started_at, on_record=recorded,
                                      csv_dialect=self.csv_dialect, workers=workers)
