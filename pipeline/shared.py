@@ -376,10 +376,9 @@ class SharedQueue:
         self._renew = redis_.script(_RENEW)
         self._ack = redis_.script(_ACK)
         self._elect = redis_.script(_ELECT)
-        #: (searches done, searches in all) as the last lease that found none free said.
-        self.last_progress = (0, 0)
-        #: (searches done, in all, leased by any worker) as the last heartbeat said.
-        self.last_leases = (0, 0, 0)
+        #: The run's searches done (by any worker) and in all, as Redis last said (a lease that found none
+        #: free, a heartbeat, an ack), and how many were leased at the last heartbeat.
+        self.done = self.total = self.leased = 0
 
     def _call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return self.redis.run(script, [self.k[name] for name in keys], args)
@@ -401,7 +400,7 @@ class SharedQueue:
         job, was, done, total = self._call(self._lease, ("pending", "leases", "owner", "done", "lost", "jobs"),
                                            [self.worker, self.lease_ms])
         if not job:
-            self.last_progress = (int(done), int(total))
+            self._saw(done, total)
         return (str(job) or None), str(was)
 
     def held(self) -> list[str]:
@@ -411,22 +410,22 @@ class SharedQueue:
         return [job for job, who in owners.items() if who == self.worker and job not in done]
 
     def renew(self) -> list[str]:
-        """Renew this worker's leases (and its commit lease); the searches it still holds. ``last_leases``
-        gets (searches done, in all, leased by any worker)."""
+        """Renew this worker's leases (and its commit lease); the searches it still holds."""
         held, done, total, leased = self._call(self._renew, ("leases", "owner", "committer", "done", "jobs"),
                                                [self.worker, self.lease_ms])
-        self.last_leases = (int(done), int(total), int(leased))
+        self._saw(done, total)
+        self.leased = int(leased)
         return [str(job) for job in held]
+
+    def _saw(self, done: Any, total: Any) -> None:
+        # Searches done only grow: the largest count heard is the latest.
+        self.done, self.total = max(self.done, int(done)), max(self.total, int(total))
 
     def ack(self, job_ids: Sequence[str], stats: dict[str, Any]) -> tuple[int, int]:
         """Say these searches' rows are durable; ``(searches done, searches in all)``."""
         done, total = self._call(self._ack, ("leases", "owner", "done", "jobs", "workers"),
                                  [self.worker, json.dumps(stats, sort_keys=True), *job_ids])
-        return int(done), int(total)
-
-    def progress(self) -> tuple[int, int]:
-        """``(searches done, searches in all)``."""
-        done, total = self.redis.pipeline([("hlen", (self.k["done"],)), ("scard", (self.k["jobs"],))])
+        self._saw(done, total)
         return int(done), int(total)
 
     def elect(self) -> tuple[str, str]:
@@ -491,8 +490,6 @@ class SharedWorker:
         self._ready_since: float | None = None
         self._lost_said: set[str] = set()
         self.stages: dict[str, Any] = {}
-        #: Searches done of the run, and in all, as Redis last said.
-        self.done, self.total = 0, 0
         self._heartbeat: Any = None
         #: What the crawl's last lines say of this worker's part (for the crawl command).
         self.lines: list[str] = []
@@ -582,16 +579,13 @@ class SharedWorker:
             self._job_ready(job_id)
 
     def run_progress(self) -> tuple[int, int, int]:
-        """(searches of the run done, in all, that no worker has begun), as the last heartbeat said."""
-        done, total, leased = self.queue.last_leases
-        done, total = max(done, self.done), max(total, self.total)  # acks and leases may know better
-        return done, total, max(0, total - done - leased)
+        """(searches of the run done, in all, that no worker has begun), as Redis last said."""
+        queue = self.queue
+        return queue.done, queue.total, max(0, queue.total - queue.done - queue.leased)
 
     def drained(self) -> bool:
-        """Every search of the run is done (by any worker), as the last lease that found none free said."""
-        done, total = self.queue.last_progress
-        self.done, self.total = max(done, self.done), max(total, self.total)
-        return total > 0 and done >= total
+        """Every search of the run is done (by any worker), as Redis last said (a lease that found none free)."""
+        return self.queue.total > 0 and self.queue.done >= self.queue.total
 
     def idle(self) -> None:
         """Nothing to lease just now: ack what is ready, so the other workers see the run's end sooner."""
@@ -630,7 +624,7 @@ class SharedWorker:
             return
         self.crawler.stats.inc_value("shared/flushes")
         self.crawler.stats.inc_value("shared/acked", len(ready))
-        self.done, self.total = self.queue.ack(ready, self.summary())
+        self.queue.ack(ready, self.summary())
 
     def summary(self) -> dict[str, Any]:
         """What this worker did, for the committer's manifest."""
@@ -665,8 +659,9 @@ class SharedWorker:
         elif status == "other":
             line = f"Run {self.run_id}: every search is done; worker {who} commits it"
         else:
-            line = (f"Run {self.run_id}: {self.total - self.done} searches are not done yet: the other workers "
-                    "finish them, and the last commits")
+            left = self.queue.total - self.queue.done
+            line = (f"Run {self.run_id}: {left} searches are not done yet: the other workers finish them, and the "
+                    "last commits")
         logger.info("%s", line)
         self.lines.append(f"{line} (worker {self.worker} made {self.summary()['calls']} calls)")
         #: The run is done (committed, or being committed by another worker): this worker's part is over.

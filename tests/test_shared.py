@@ -57,7 +57,7 @@ def test_the_queue_leases_each_search_once_and_takes_back_expired_leases(server:
     assert two.lease() == ("a", "one")
     assert two.lease() == ("c", "")
     assert two.lease() == (None, "")
-    assert two.last_progress == (0, 3)
+    assert (two.done, two.total) == (0, 3)
     assert sorted(two.renew()) == ["a", "b", "c"]
     # One finishes "a" late: the first to say a search is done owns it.
     assert one.ack(["a"], {"calls": 1}) == (1, 3)
