@@ -203,9 +203,15 @@ class ImageSearchSpider(Spider):
 
     def _join_job(self, seed: Seed, jobs: list[SearchJob]) -> Iterator[Any]:
         """Attach ``seed`` to the job of its content (a new one if none), or yield its rejection."""
+        refused = self._attach(seed, jobs)
+        if refused is not None:
+            yield from self._summarise([seed], REJECTED, *refused)
+
+    def _attach(self, seed: Seed, jobs: list[SearchJob]) -> tuple[str, str] | None:
+        """Attach ``seed`` to the job of its content (a new one if none); else why it is refused before any
+        call (code, message)."""
         if seed.rejection is not None:
-            yield from self._summarise([seed], REJECTED, *seed.rejection)
-            return
+            return seed.rejection
         sha256 = None
         if seed.url is not None:
             content_key = seed.url
@@ -214,8 +220,7 @@ class ImageSearchSpider(Spider):
             try:
                 sha256 = content_key = sha256_hex(read_image_file(seed.path))
             except ImageRejected as rejection:
-                yield from self._summarise([seed], REJECTED, rejection.reason, rejection.detail)
-                return
+                return rejection.reason, rejection.detail
         job_id = f"{content_key}|{seed.cat or ''}"
         job = self.jobs.get(job_id)
         if job is None:
@@ -224,25 +229,22 @@ class ImageSearchSpider(Spider):
         elif job.seeds:
             logger.info("seed %s has the same image as %s: searched once for both", seed.seed_id, job.seeds[0].seed_id)
         job.seeds.append(seed)
+        return None
 
     # -- a shared run's worker (pipeline.shared) ---------------------------------------------------
 
     def _join_shared_job(self, seed: Seed, jobs: list[SearchJob]) -> None:
         """``_join_job`` for a shared run: a seed refused before any call becomes a search of its own."""
         rejection: tuple[str, str, str] | None = None
-        self._unsummarised[seed.seed_id] = seed  # for as long as _join_job may summarise it
         try:
-            outputs = list(self._join_job(seed, jobs))
+            refused = self._attach(seed, jobs)
         except Exception as exc:  # as _guarded: this seed fails, the others go on
             logger.error("Preparing seed %s failed unexpectedly", seed.seed_id, exc_info=True)
             self.crawler.stats.inc_value("imagesearch/errors/internal")
             rejection = (FAILED, "internal_error", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_MSG])
         else:
-            for output in outputs:  # not staged: the worker that leases its search writes its row
-                rejection = (REJECTED, str(output["error_code"]), str(output["error_msg"]))
-                self.crawler.stats.inc_value(f"imagesearch/seeds/{output['status']}", -1)
-        finally:
-            self._unsummarised.pop(seed.seed_id, None)
+            if refused is not None:  # not summarised here: the worker that leases its search writes its row
+                rejection = (REJECTED, *refused)
         if rejection is not None:
             job = SearchJob(f"seed:{seed.seed_id}", seed.cat, seeds=[seed], rejection=rejection)
             self.jobs[job.job_id] = job
