@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -257,3 +258,23 @@ def write_seed_photos(directory: str | Path, count: int, size: int = 128, first:
         written.append(path)
     assert len(set(written)) == count, f"only {len(set(written))} distinct photos for {count} seeds"
     return written
+
+
+def free_port() -> int:
+    """A loopback TCP port free just now (for sandboxes that must come back on the same one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def photos_fixture(count: int) -> Any:
+    """A module-scoped ``photos`` fixture: a directory of ``count`` seed photos (``write_seed_photos``)."""
+
+    @pytest.fixture(scope="module")
+    def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        directory = tmp_path_factory.mktemp("photos")
+        write_seed_photos(directory, count)
+        return directory
+
+    return photos
+

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from datasets import load_dataset, run_crawl, write_seed_photos
+from datasets import load_dataset, photos_fixture, run_crawl
 
 from sandbox.testing import SandboxProcess
 
@@ -14,11 +13,7 @@ SEEDS = 12
 SECRETS = {"IMAGESEARCH_APP_SECRET_ALPHA": "alpha-secret", "IMAGESEARCH_APP_SECRET_BETA": "beta-secret"}
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("photos")
-    write_seed_photos(directory, SEEDS)
-    return directory
+photos = photos_fixture(SEEDS)
 
 
 def test_a_key_that_spends_its_day_is_set_aside_and_the_pool_carries_on(tmp_path: Path, photos: Path) -> None:

@@ -8,11 +8,9 @@ default import mode (neither directory is a package).
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
-import pytest
-from datasets import assert_same_datasets, load_dataset, run_crawl, write_seed_photos
+from datasets import assert_same_datasets, free_port, load_dataset, photos_fixture, run_crawl, write_seed_photos
 
 from sandbox.testing import SandboxProcess
 
@@ -35,23 +33,13 @@ FAST = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("photos")
-    write_seed_photos(directory, SEEDS)
-    return directory
+photos = photos_fixture(SEEDS)
 
 
 def test_faulty_gateway_gives_every_seed_and_the_same_datasets(tmp_path: Path, photos: Path) -> None:
     # Both sandboxes listen on the same port, one after the other: listings carry picture URLs
     # on the sandbox's own host, and those must not differ between the two datasets.
-    port = str(_free_port())
+    port = str(free_port())
     with SandboxProcess(*SANDBOX_PAGES, "--port", port) as clean_sandbox:
         clean = run_crawl(str(photos), *FAST, dataset_dir=tmp_path / "clean", endpoint=clean_sandbox.endpoint)
         assert clean.returncode == 0, clean.tail()

@@ -8,25 +8,18 @@ resolve, a wrong path on the sandbox, a web server that answers HTML, and a sand
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from datasets import CrawlRun, load_dataset, run_crawl, write_seed_photos
+from datasets import CrawlRun, free_port, load_dataset, run_crawl, write_seed_photos
 
 from sandbox.testing import SandboxProcess
 
 EXIT_GATEWAY_UNREACHABLE = 7
 FAST = ("-s", "IMAGESEARCH_QUOTA=", "-s", "IMAGESEARCH_RETRY_BACKOFF=0.05", "-s", "DATASET_FORMATS=parquet")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -50,7 +43,7 @@ def _assert_unreachable(result: CrawlRun, tmp_path: Path, jobdir: Path) -> None:
 def test_nobody_listening_exits_7_and_the_same_command_finishes_once_the_gateway_is_up(
     tmp_path: Path, photos: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     jobdir = tmp_path / "job"
     options = (*FAST, "-s", f"JOBDIR={jobdir}")
     endpoint = f"http://127.0.0.1:{port}/router/rest"

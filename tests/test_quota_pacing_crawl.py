@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from datasets import load_dataset, run_crawl, stop_when, write_seed_photos
+from datasets import load_dataset, photos_fixture, run_crawl, stop_when
 
 from sandbox.testing import SandboxProcess
 
@@ -21,11 +21,7 @@ WINDOWS = -(-SEEDS // QUOTA_CALLS)
 ONE_PAGE = ("-a", "pages=1", "-s", "DATASET_FORMATS=parquet")
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("photos")
-    write_seed_photos(directory, SEEDS)
-    return directory
+photos = photos_fixture(SEEDS)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from datasets import REPO, assert_same_datasets, load_dataset, run_crawl, write_seed_photos
+from datasets import REPO, assert_same_datasets, free_port, load_dataset, photos_fixture, run_crawl
 
 from sandbox.testing import RedisServer, SandboxProcess
 
@@ -29,11 +28,7 @@ KEYS = {"alpha-key": "alpha-secret", "beta-key": "beta-secret"}
 SECRETS_ENV = {"IMAGESEARCH_APP_SECRET_ALPHA_KEY": "alpha-secret", "IMAGESEARCH_APP_SECRET_BETA_KEY": "beta-secret"}
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("photos")
-    write_seed_photos(directory, SEEDS)
-    return directory
+photos = photos_fixture(SEEDS)
 
 
 @pytest.fixture
@@ -45,9 +40,7 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def port() -> int:
     """One port for every sandbox of this module, one after the other: listings' pic_url name it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture(scope="module")
