@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections.abc import Callable
 from typing import Any, cast
@@ -91,7 +93,18 @@ def _coercer(type_: pa.DataType) -> Callable[[Any], Any]:
         return normalize_bool
     if pa.types.is_timestamp(type_):
         return normalize_timestamp
+    if pa.types.is_floating(type_):
+        return _float
     return _text
+
+
+def _float(value: Any) -> float | None:
+    """A finite number as a float, else None (a stray NaN or text would fail the Arrow column)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _text(value: Any) -> str | None:

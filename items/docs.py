@@ -11,8 +11,10 @@ from items.schema import HITS, SNAPSHOTS, TABLES, Table
 
 logger = logging.getLogger(__name__)
 
-_DUCKDB_TYPES = {pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN"}
-_PANDAS_TYPES = {pa.int64(): "Int64", pa.int32(): "Int32", pa.string(): "string", pa.bool_(): "boolean"}
+_DUCKDB_TYPES = {pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN",
+                 pa.float64(): "DOUBLE"}
+_PANDAS_TYPES = {pa.int64(): "Int64", pa.int32(): "Int32", pa.string(): "string", pa.bool_(): "boolean",
+                 pa.float64(): "Float64"}
 
 
 def duckdb_type(type_: pa.DataType) -> str:
@@ -49,7 +51,8 @@ def duckdb_read_csv(table: Table, path: str | list[str], partitioned: bool = Tru
             f"    columns = {duckdb_csv_columns(table)})")
 
 
-_POLARS_TYPES = {pa.int64(): "pl.Int64", pa.int32(): "pl.Int32", pa.string(): "pl.String", pa.bool_(): "pl.Boolean"}
+_POLARS_TYPES = {pa.int64(): "pl.Int64", pa.int32(): "pl.Int32", pa.string(): "pl.String", pa.bool_(): "pl.Boolean",
+                 pa.float64(): "pl.Float64"}
 
 
 def polars_type(type_: pa.DataType) -> str:
@@ -73,7 +76,8 @@ def polars_read_csv(table: Table, path: str, partitioned: bool = True) -> str:
             '.drop("path"))')
 
 
-_SPARK_TYPES = {pa.int64(): "BIGINT", pa.int32(): "INT", pa.string(): "STRING", pa.bool_(): "BOOLEAN"}
+_SPARK_TYPES = {pa.int64(): "BIGINT", pa.int32(): "INT", pa.string(): "STRING", pa.bool_(): "BOOLEAN",
+                pa.float64(): "DOUBLE"}
 
 
 def spark_schema(table: Table) -> str:

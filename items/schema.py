@@ -76,11 +76,12 @@ _LISTING: tuple[Column, ...] = (
     Column("price_raw", pa.string(), "Price exactly as the API returned it.", repeats=True),
     Column(
         "coupon_price", PRICE_TYPE,
-        "Price after a coupon in yuan, when the price the API returned is one ('券后 29.9'); null otherwise.",
+        "Price after a coupon in yuan: the price the API returned when it is one ('券后 29.9'), or the gateway's "
+        "own price after coupon when a coupon lowers the price (aliyun's PriceAfterCoupon); null otherwise.",
     ),
     Column(
         "promotion_price", PRICE_TYPE,
-        "Promotional price in yuan, where the gateway gives one (onebound does); null otherwise (top).",
+        "Promotional price in yuan, where the gateway gives one (onebound does); null otherwise (top, aliyun).",
     ),
     Column(
         "sales",
@@ -114,6 +115,9 @@ _MATCH: tuple[Column, ...] = (
     Column("position", pa.int32(), "1-based rank over all pages of the seed's search.", repeats=True),
     Column("cat", pa.string(), "Category id the search was restricted to; null for none.", repeats=True,
            identifier=True),
+    Column("score", pa.float64(),
+           "How similar the gateway found the product to the seed (aliyun's RankScore, higher is closer); null "
+           "where the gateway gives none (top, onebound)."),
 )
 
 PRODUCTS = Table(

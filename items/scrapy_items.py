@@ -20,6 +20,8 @@ class ProductHit(scrapy.Item):
     promotion_price = scrapy.Field()
     sales = scrapy.Field()
     num_iid = scrapy.Field()
+    #: How similar the gateway found the product (aliyun's RankScore); the others give none.
+    score = scrapy.Field()
     detail_url = scrapy.Field()
     seller_nick = scrapy.Field()
     is_tmall = scrapy.Field()
@@ -35,6 +37,7 @@ class ProductHit(scrapy.Item):
     price_min = scrapy.Field()
     price_max = scrapy.Field()
     price_raw = scrapy.Field()
+    #: Also given by a gateway with its own price after coupon (aliyun's PriceAfterCoupon).
     coupon_price = scrapy.Field()
     sales_kind = scrapy.Field()
     sales_raw = scrapy.Field()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigurationError
-from pipeline.gateways.base import Credentials
+from pipeline.gateways.base import Credentials, quota_setting
 from pipeline.pacing import Quota
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _secrets_file(settings: BaseSettings) -> dict[str, str]:
 
 def app_pool(settings: BaseSettings) -> tuple[App, ...]:
     """The crawl's app keys, in the order given; ConfigurationError (naming no key or secret) if one cannot be used."""
-    spec = settings.get("IMAGESEARCH_QUOTA")
+    spec = quota_setting(settings)
     default_quota = Quota.parse(spec) if spec else None
     single = Credentials(str(settings.get("IMAGESEARCH_APP_KEY") or ""),
                          str(settings.get("IMAGESEARCH_APP_SECRET") or ""))

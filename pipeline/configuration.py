@@ -50,7 +50,6 @@ SECONDS_SETTINGS: dict[str, float] = {
     "IMAGESEARCH_RETRY_BACKOFF": 0.0,
     "IMAGESEARCH_RETRY_BACKOFF_MAX": 0.0,
     "IMAGESEARCH_THROTTLE_DEFAULT_WAIT": 0.0,
-    "IMAGESEARCH_QUOTA_MARGIN": 0.0,
     "IMAGESEARCH_OUTAGE_WARNING": 0.0,
     "IMAGESEARCH_REDIS_LEASE_SECONDS": 1.0,
     "IMAGESEARCH_REDIS_FLUSH_SECONDS": 0.0,
@@ -251,7 +250,7 @@ def check_appended_feeds(settings: BaseSettings) -> None:
 def check_settings(settings: BaseSettings) -> None:
     """Check INT_SETTINGS, SECONDS_SETTINGS and the structured settings; raise the first ConfigurationError."""
     from exporters.layout import safe_component, safe_date
-    from pipeline.gateways.base import gateway_class
+    from pipeline.gateways.base import gateway_class, quota_margin_setting, quota_setting
     from pipeline.pacing import Quota
 
     for name, minimum in INT_SETTINGS.items():
@@ -267,8 +266,9 @@ def check_settings(settings: BaseSettings) -> None:
         check_credential(name, settings.get(name))
     check_dataset_dir(settings)
     check_appended_feeds(settings)
-    if quota := settings.get("IMAGESEARCH_QUOTA"):
+    if quota := quota_setting(settings):
         _check("IMAGESEARCH_QUOTA", quota, Quota.parse)
+    seconds("IMAGESEARCH_QUOTA_MARGIN", quota_margin_setting(settings), 0.0)
     from pipeline.apps import app_pool
 
     for app in app_pool(settings):

@@ -66,7 +66,8 @@ class GatewayMiddleware:
       run it again; with JOBDIR the same command then resumes it. The stat
       ``imagesearch/daily_quota`` keeps the last count an answer gave.
 
-    HTTP errors, timeouts and dropped connections stay with Scrapy's RetryMiddleware (with our backoff).
+    HTTP errors, timeouts and dropped connections stay with Scrapy's RetryMiddleware (with our backoff),
+    except the statuses whose body is the gateway's error answer (``Gateway.error_statuses``, aliyun's).
     """
 
     def __init__(self, crawler: Crawler, gateway: Gateway, actions: ErrorActions) -> None:
@@ -243,7 +244,7 @@ class GatewayMiddleware:
     def process_response(self, request: Request, response: Response) -> Request | Response:
         if request.meta.get(METHOD_META_KEY) is None:
             return response
-        if response.status != 200:
+        if response.status != 200 and response.status not in self.gateway.error_statuses:
             self._no_answer(f"HTTP {response.status}")
             return response
         # A replayed answer's count is of the day it was received on.

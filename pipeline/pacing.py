@@ -213,6 +213,7 @@ class QuotaPacer:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         from pipeline.apps import app_pool
+        from pipeline.gateways.base import quota_margin_setting
 
         settings = crawler.settings
         apps = app_pool(settings)
@@ -221,7 +222,7 @@ class QuotaPacer:
             store_path = "pipeline.shared.RedisQuotaStore"  # every worker of the Redis sees the same quota
         store_cls = load_object(store_path)
         store = store_cls.from_crawler(crawler) if hasattr(store_cls, "from_crawler") else store_cls()
-        pacer = cls(crawler, apps, store, settings.getfloat("IMAGESEARCH_QUOTA_MARGIN"),
+        pacer = cls(crawler, apps, store, float(quota_margin_setting(settings)),
                     scope=str(settings.get("IMAGESEARCH_GATEWAY") or "top"))
         if (quota := pacer.quota) is not None:
             crawler.stats.set_value("pacing/quota", f"{quota.calls}/{quota.seconds:g}")

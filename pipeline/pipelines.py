@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -127,7 +128,10 @@ class NormalizePipeline(_StatsPipeline):
         if sales_count is None and sales_raw and sales_raw.strip():
             self.stats.inc_value("dataset/unparsed/sales")
         item["price_min"], item["price_max"], item["price_raw"] = price_min, price_max, price_raw
+        if (given := get("coupon_price")) is not None:  # the gateway's own (aliyun's PriceAfterCoupon)
+            coupon_price = normalize_price(given)[0]
         item["coupon_price"], item["sales_kind"] = coupon_price, sales_kind(sales)
+        item["score"] = _score(get("score"))
         promotion = get("promotion_price")
         item["promotion_price"] = None if promotion is None else normalize_price(promotion)[0]
         item["sales"], item["sales_raw"] = sales_count, sales_raw
@@ -150,3 +154,12 @@ class NormalizePipeline(_StatsPipeline):
         for name in ("total_results", "pages_fetched", "items_found"):
             item[name] = normalize_count(item.get(name))
         item["run_id"], item["run_started_at"] = self.run_id, self.run_started_at
+
+
+def _score(value: Any) -> float | None:
+    """A gateway's similarity score as a float; None when absent or not a finite number."""
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return None
+    return score if math.isfinite(score) else None

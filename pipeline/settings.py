@@ -36,17 +36,19 @@ COOKIES_ENABLED = False
 # ---------------------------------------------------------------------------------------------
 # Gateway (spider, signing, errors)
 # ---------------------------------------------------------------------------------------------
-#: Which API to speak: ``top`` (the TOP router, the article's ``taobao.image.search``) or ``onebound``
-#: (Onebound's ``item_search_img``, the route a user can buy today; see README "Choosing a gateway"),
-#: or the import path of a pipeline.gateways.base.Gateway class.
+#: Which API to speak: ``top`` (the TOP router, the article's ``taobao.image.search``), ``onebound``
+#: (Onebound's ``item_search_img``), ``aliyun`` (Alibaba Cloud Image Search, Taobao-Union edition, the
+#: official route; see README "Choosing a gateway"), or the import path of a pipeline.gateways.base.Gateway class.
 IMAGESEARCH_GATEWAY = os.environ.get("IMAGESEARCH_GATEWAY", "top")
 #: ``sandbox`` (default) starts the embedded sandbox, which speaks every gateway, on a free loopback
 #: port; otherwise the gateway's URL: for top the router URL (``https://eco.taobao.com/router/rest``),
-#: for onebound the base URL (``https://api-gw.onebound.cn``).
+#: for onebound the base URL (``https://api-gw.onebound.cn``), for aliyun the region's endpoint
+#: (``https://imagesearch.cn-shanghai.aliyuncs.com``).
 IMAGESEARCH_ENDPOINT = os.environ.get("IMAGESEARCH_ENDPOINT", "sandbox")
-#: Your app key (env IMAGESEARCH_APP_KEY); the embedded sandbox knows ``test``.
+#: Your app key (env IMAGESEARCH_APP_KEY), for aliyun the AccessKey ID; the embedded sandbox knows ``test``.
 IMAGESEARCH_APP_KEY = os.environ.get("IMAGESEARCH_APP_KEY", "test")
-#: Your app secret (env IMAGESEARCH_APP_SECRET). Used only to sign calls; never logged or exported.
+#: Your app secret (env IMAGESEARCH_APP_SECRET), for aliyun the AccessKey secret. Used only to sign calls;
+#: never logged or exported.
 IMAGESEARCH_APP_SECRET = os.environ.get("IMAGESEARCH_APP_SECRET", "test")
 #: A pool of app keys to spread the calls over, each with its own quota: ``KEY[:CALLS/SECONDS]``
 #: separated by commas (IMAGESEARCH_QUOTA when no quota is given). Each call goes to the key whose next
@@ -62,6 +64,25 @@ IMAGESEARCH_SIGN_METHOD = os.environ.get("IMAGESEARCH_SIGN_METHOD", "md5")
 IMAGESEARCH_ONEBOUND_CACHE = "no"
 #: onebound: the language of titles, ``cn``, ``en`` or ``ru``.
 IMAGESEARCH_ONEBOUND_LANG = "cn"
+#: aliyun: results per page (``Num``, 1 to 20); pages are ``Start`` windows of it, up to Start 499.
+IMAGESEARCH_ALIYUN_NUM = 20
+#: aliyun: the result fields asked for (``Fields``); ItemId is always asked for, and PicUrl, ReservePrice,
+#: Title, Url and ZkFinalPrice always come. Empty: those the datasets' columns need.
+IMAGESEARCH_ALIYUN_FIELDS: list[str] = []
+#: aliyun: let the service find the product in the photo (``Crop``); False searches the whole picture.
+IMAGESEARCH_ALIYUN_CROP = True
+#: aliyun: the product's box in every photo, ``x1,x2,y1,y2`` pixels (``Region``; it overrides Crop). Empty: none.
+IMAGESEARCH_ALIYUN_REGION = ""
+#: aliyun: your Taobao-Union PID, ``mm_<account>_<site>_<adzone>`` (``Pid``; the service's SDK samples
+#: mark it required, the sandbox does not). Empty: not sent.
+IMAGESEARCH_ALIYUN_PID = os.environ.get("IMAGESEARCH_ALIYUN_PID", "")
+#: aliyun: your Taobao-Union channel id (``RelationId``). Empty: not sent.
+IMAGESEARCH_ALIYUN_RELATION_ID = ""
+#: aliyun: only Tmall (``1`` or ``tmall``) or only Taobao (``0`` or ``taobao``) sellers (``UserType``). Empty: both.
+IMAGESEARCH_ALIYUN_USER_TYPE = ""
+#: aliyun: ``v3`` signs each call with Alibaba Cloud's V3 signature (ACS3-HMAC-SHA256, what its SDK sends);
+#: ``v2`` with the older RPC signature (HMAC-SHA1, SignatureVersion 1.0).
+IMAGESEARCH_ALIYUN_SIGNATURE = "v3"
 #: Most result pages fetched per seed image (``-a pages=N`` overrides it per crawl).
 IMAGESEARCH_PAGES = 5
 #: Results per page assumed when page 1 comes back empty; otherwise page 1's item count is the page size.
@@ -74,7 +95,8 @@ IMAGESEARCH_MAX_IMAGE_PIXELS = 89_478_485
 #: image URL is downloaded by the crawl (no call) and sent like a local photo.
 IMAGESEARCH_CDN_HOSTS = ["*.alicdn.com", "*.tbcdn.cn", "*.taobaocdn.com"]
 #: Your changes to the gateway's table of actions per error (a dict, or JSON with -s), merged over it;
-#: a value of None removes a key. Keys are "code" or "code:glob" ("*" for any code), the glob matched
+#: a value of None removes a key. Keys are "code" or "code:glob", the code itself a glob or not ("*" for any
+#: code, "Throttling*" for aliyun's throttling codes), the glob matched
 #: against the sub_code, or the msg ignoring case; the most specific matching key wins. Actions: fatal
 #: (stop the crawl, exit 3), retry, throttle (wait out the ban), seed_error (record it on the seed, go
 #: on), stop (the day's quota is spent: stop cleanly, exit 4, resumable). Each gateway's own table is
@@ -196,11 +218,13 @@ REPORT_PAGE_SEEDS = 50
 # Long crawls (pacing, faults, resume)
 # ---------------------------------------------------------------------------------------------
 #: Gateway quota as CALLS/SECONDS per app key; calls are paced so the crawl never meets the quota
-#: error (the article: 1000 calls an hour). Empty disables pacing.
-IMAGESEARCH_QUOTA = "1000/3600"
+#: error. None: the gateway's own, 1000/3600 for top and onebound (the article: 1000 calls an hour),
+#: 5/1 for aliyun (the product's default 5 searches a second). Empty disables pacing.
+IMAGESEARCH_QUOTA: str | None = None
 #: Seconds added to the quota window: the gateway counts a call when it processes it, which under
 #: load comes later than we sent it (bench/bench_quota.py: 0.25 s met quota errors, 1.0 s none).
-IMAGESEARCH_QUOTA_MARGIN = 1.0
+#: None: the gateway's own, 1.0 for top and onebound, 0.2 for aliyun (its window is a second).
+IMAGESEARCH_QUOTA_MARGIN: float | None = None
 #: Where pacing state lives (import path of a pipeline.pacing.QuotaStore); in memory for one crawler.
 IMAGESEARCH_QUOTA_STORE = "pipeline.pacing.InMemoryQuotaStore"
 #: ``redis://[:password@]host:port/db``: this crawl is a worker of a shared run (README "Many workers,

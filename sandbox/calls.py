@@ -28,14 +28,23 @@ class Call:
     host: str = "127.0.0.1"
     #: Set when the body was over the size limit and dropped unread.
     body_too_large: bool = False
+    #: The HTTP method, the headers (lower-cased names, repeated values joined by ","), the query string's
+    #: pairs as sent and the raw body: what a signature over the request itself (aliyun's V3) covers.
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    query_pairs: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
 class Answer:
-    """An answer's body and content type (HTTP 200, as the platforms answer errors too)."""
+    """An answer's body and content type; HTTP 200, as TOP and Onebound answer errors too, unless ``status``
+    says otherwise (aliyun's errors come with their HTTP status), with any ``headers`` of its own."""
 
     body: bytes
     content_type: bytes = JSON_TYPE
+    status: int = 200
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def json_bytes(payload: Any) -> bytes:

@@ -112,12 +112,17 @@ class SandboxConfig:
     daily_max: int = 10_000
     #: Length of the sandbox's day in seconds; 86400 (a day starting at 00:00 China time), or shorter in tests.
     day_seconds: float = 86_400.0
+    #: Searches per second an AccessKey may make on the aliyun protocol (the product's default is 5);
+    #: more are refused with Throttling.User, beside each app's own CALLS/SECONDS quota.
+    aliyun_qps: int = 5
 
     def __post_init__(self) -> None:
         if self.codes not in CODE_TABLES:
             raise ValueError(f"codes must be one of {', '.join(CODE_TABLES)}, got {self.codes!r}")
         if self.page_size < 1 or self.max_results < 0:
             raise ValueError("page_size must be >= 1 and max_results >= 0")
+        if self.aliyun_qps < 1:
+            raise ValueError("aliyun_qps must be >= 1")
         if self.daily_max < 1 or not math.isfinite(self.day_seconds) or self.day_seconds <= 0:
             raise ValueError("daily_max must be >= 1 and day_seconds a finite number > 0")
         if not self.apps:
@@ -150,6 +155,7 @@ class SandboxConfig:
             catalog=ns.catalog,
             daily_max=ns.daily_max,
             day_seconds=ns.day_seconds,
+            aliyun_qps=ns.aliyun_qps,
             faults=FaultConfig(
                 http_5xx=ns.fault_5xx,
                 slow=ns.fault_slow,
@@ -247,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m sandbox`` argument parser (also used by :meth:`SandboxConfig.from_args`)."""
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
-        description="An image-search sandbox over HTTP: TOP's taobao.image.search (GET/POST /router/rest) and "
-        "Onebound's item_search_img (GET /taobao/item_search_img/, POST /taobao/upload_img/).",
+        description="An image-search sandbox over HTTP: TOP's taobao.image.search (GET/POST /router/rest), "
+        "Onebound's item_search_img (GET /taobao/item_search_img/, POST /taobao/upload_img/) and Alibaba Cloud "
+        "Image Search's SearchByPic/SearchByUrl (POST /).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8731, help="TCP port, 0 for any free port (default 8731)")
@@ -276,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--day-seconds", type=_positive_seconds, default=86_400.0, metavar="S",
         help="length of the sandbox's day in seconds (default 86400, from 00:00 China time)",
+    )
+    parser.add_argument(
+        "--aliyun-qps", type=_positive_int, default=5, metavar="N",
+        help="searches per second an AccessKey may make on the aliyun protocol at / (default 5, the product's)",
     )
     parser.add_argument(
         "--catalog", type=Path, metavar="FILE.jsonl", help="serve this catalogue instead of the built-in one"

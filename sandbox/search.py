@@ -208,6 +208,10 @@ class VisualIndex:
 
     def rank(self, query: np.ndarray, cat: str | None = None) -> np.ndarray:
         """Catalogue indices of the (cat-filtered) products, most similar first, ties by num_iid."""
+        return self.scored(query, cat)[0]
+
+    def scored(self, query: np.ndarray, cat: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``rank``'s indices and, for each, its similarity to the query (cosine, rounded to 6 places)."""
         scores = self.features @ query
         # Rounding makes near-identical scores true ties, so ties break by num_iid, not float noise.
         scores = np.round(scores, 6)
@@ -216,10 +220,10 @@ class VisualIndex:
         else:
             mask = self._cat_masks.get(cat)
             if mask is None:
-                return np.empty(0, dtype=np.int64)
+                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
             candidates = np.flatnonzero(mask)
         order = np.lexsort((self._tiebreak[candidates], -scores[candidates]))
-        return candidates[order]
+        return candidates[order], scores[candidates[order]]
 
     def count(self, cat: str | None = None) -> int:
         if cat is None:

@@ -1,7 +1,8 @@
 """The sandbox over HTTP: twisted.web resources for each protocol's paths, images and /_sandbox, and listen().
 
 ``/router/rest`` speaks TOP (sandbox.top), ``/taobao/item_search_img/`` and ``/taobao/upload_img/``
-speak Onebound (sandbox.onebound); both search one catalogue and count one set of app accounts.
+speak Onebound (sandbox.onebound), ``/`` speaks Alibaba Cloud Image Search's RPC (sandbox.aliyun); all
+search one catalogue and count one set of app accounts.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from pipeline.gateways.aliyun.wire import PATH as ALIYUN_PATH
 from pipeline.gateways.onebound.wire import SEARCH_PATH, UPLOAD_PATH
 from pipeline.gateways.top.wire import ROUTER_PATH
 from sandbox.accounts import Accounts
+from sandbox.aliyun import AliyunProtocol
 from sandbox.calls import JSON_TYPE, Answer, Call, json_bytes
 from sandbox.config import SandboxConfig
 from sandbox.faults import FaultDecision, FaultInjector
@@ -87,7 +90,13 @@ def _call(request: Request, path: str) -> Call:
         body = request.content.read()
     content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
     fields, files = _form(content_type, body) if body else ({}, {})
-    return Call(path, {**query, **fields}, frozenset(query), files, _served_host(request), too_large)
+    headers = {
+        name.decode("latin-1").lower(): ",".join(v.decode("latin-1") for v in values)
+        for name, values in request.requestHeaders.getAllRawHeaders()
+    }
+    pairs = tuple(parse_qsl(urlsplit(request.uri.decode("latin-1")).query, keep_blank_values=True))
+    return Call(path, {**query, **fields}, frozenset(query), files, _served_host(request), too_large,
+                method=request.method.decode("latin-1"), headers=headers, query_pairs=pairs, body=body)
 
 
 def _served_host(request: Request) -> str:
@@ -204,7 +213,8 @@ class _Tracked:
 
 
 class ApiProtocol(typing.Protocol):
-    """What an API path needs of its protocol (sandbox.top.TopProtocol, sandbox.onebound.OneboundProtocol)."""
+    """What an API path needs of its protocol (sandbox.top.TopProtocol, sandbox.onebound.OneboundProtocol,
+    sandbox.aliyun.AliyunProtocol)."""
 
     def record(self, call: Call) -> None: ...
 
@@ -285,7 +295,10 @@ class ApiResource(Resource):
     def _write(self, answer: Answer, request: Request, tracked: _Tracked) -> None:
         if tracked.gone:
             return
-        # HTTP 200 for error answers too, like the platforms.
+        # HTTP 200 for error answers too, like TOP and Onebound; aliyun's carry their status.
+        request.setResponseCode(answer.status)
+        for name, value in answer.headers:
+            request.setHeader(name, value)
         request.setHeader(b"content-type", answer.content_type)
         request.write(answer.body)
         request.finish()
@@ -415,7 +428,10 @@ def build_site(config: SandboxConfig, reactor: Any) -> tuple[Site, Accounts]:
     faults = FaultInjector(config.faults)
     top = TopProtocol(config, backend, accounts, ImageFetcher(reactor, config.fetch_timeout))
     onebound = OneboundProtocol(config, backend, accounts)
+    aliyun = AliyunProtocol(config, backend, accounts, ImageFetcher(reactor, config.fetch_timeout))
     root = Resource()
+    # Alibaba Cloud's RPC style: every action is a POST (or GET) of the endpoint's root.
+    root.putChild(b"", ApiResource(ALIYUN_PATH, aliyun, faults, accounts, reactor))
     router = Resource()
     router.putChild(b"rest", ApiResource(ROUTER_PATH, top, faults, accounts, reactor))
     root.putChild(b"router", router)

@@ -456,13 +456,17 @@ class ImageSearchSpider(Spider):
             yield from self._summarise(job.seeds, OK, job=job)
 
     def _has_more_pages(self, job: SearchJob, page: int, items_on_page: int) -> bool:
-        """Up to max_pages, and while this page had hits: below the page count when the gateway gives
-        one, else while this page was full and page x page_size < total_results."""
-        if page >= self.max_pages or not items_on_page:
+        """Up to max_pages (and the gateway's last page), and while this page had hits: below the page
+        count when the gateway gives one, else while this page was full and page x page_size <
+        total_results (or, when the answer gives no total, while the pages are full)."""
+        last = self.gateway.last_page
+        if page >= self.max_pages or (last is not None and page >= last) or not items_on_page:
             return False
         if job.page_count is not None:
             return page < job.page_count
-        return items_on_page >= job.page_size and page * job.page_size < (job.total_results or 0)
+        if items_on_page < job.page_size:
+            return False
+        return job.total_results is None or page * job.page_size < job.total_results
 
     def _gateway_error(self, job: SearchJob, error: GatewayError, response: Response) -> Iterator[Any]:
         """An error answer the middlewares passed on: fatal stops the crawl, anything else fails the job."""
@@ -529,9 +533,9 @@ class ImageSearchSpider(Spider):
             pages = job.page_count
         elif job.total_results is not None and job.page_size:
             pages = -(-job.total_results // job.page_size)
-        else:
-            pages = job.pages_fetched
-        return max(job.pages_fetched, min(self.max_pages, pages))
+        else:  # no total (aliyun): one page more while every page so far was full
+            pages = job.pages_fetched + (job.items_found >= job.pages_fetched * job.page_size > 0)
+        return max(job.pages_fetched, min(self.max_pages, self.gateway.last_page or self.max_pages, pages))
 
     def _first_calls(self, seed: Seed) -> int:
         """Calls before a search's page 1: the upload, for a gateway that uploads pictures first."""

@@ -447,10 +447,9 @@ def test_calls_equal_the_pages_required(
     ],
 )
 def test_more_pages_rule(page: int, items_on_page: int, page_size: int, total: int, max_pages: int, more: bool) -> None:
-    from spiders.imagesearch import ImageSearchSpider, SearchJob
+    from spiders.imagesearch import SearchJob
 
-    spider = ImageSearchSpider(seeds="x")
-    spider.max_pages = max_pages
+    spider = _paging_spider(max_pages)
     job = SearchJob("j", None, page_size=page_size, total_results=total)
     assert spider._has_more_pages(job, page, items_on_page) is more
 
@@ -467,11 +466,43 @@ def test_more_pages_rule(page: int, items_on_page: int, page_size: int, total: i
 )
 def test_a_gateways_page_count_rules_the_paging(page: int, items_on_page: int, page_count: int, max_pages: int,
                                                 more: bool) -> None:
-    from spiders.imagesearch import ImageSearchSpider, SearchJob
+    from spiders.imagesearch import SearchJob
+
+    spider = _paging_spider(max_pages)
+    job = SearchJob("j", None, page_size=20, total_results=None, page_count=page_count)
+    assert spider._has_more_pages(job, page, items_on_page) is more
+
+
+def _paging_spider(max_pages: int, gateway: str = "top") -> Any:
+    """A spider with only what the paging rule reads: its pages and its gateway."""
+    from pipeline.gateways.aliyun.gateway import AliyunGateway
+    from pipeline.gateways.base import Credentials
+    from pipeline.gateways.top.gateway import TopGateway
+    from spiders.imagesearch import ImageSearchSpider
 
     spider = ImageSearchSpider(seeds="x")
     spider.max_pages = max_pages
-    job = SearchJob("j", None, page_size=20, total_results=None, page_count=page_count)
+    spider.gateway = (AliyunGateway if gateway == "aliyun" else TopGateway)(Credentials("k", "s"))
+    return spider
+
+
+@pytest.mark.parametrize(
+    "page, items_on_page, max_pages, more",
+    [
+        (1, 20, 5, True),     # no total: a full page asks for the next
+        (2, 19, 5, False),    # a short page is the last
+        (3, 20, 3, False),    # pages=3
+        (25, 20, 30, False),  # Start 480 is the last window of 20 that starts by 499
+        (24, 20, 30, True),
+    ],
+)
+def test_without_a_total_the_pages_go_on_while_full_up_to_the_gateways_last(
+    page: int, items_on_page: int, max_pages: int, more: bool,
+) -> None:
+    from spiders.imagesearch import SearchJob
+
+    spider = _paging_spider(max_pages, "aliyun")
+    job = SearchJob("j", None, page_size=20, total_results=None)
     assert spider._has_more_pages(job, page, items_on_page) is more
 
 

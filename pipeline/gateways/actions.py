@@ -28,6 +28,10 @@ STOP = "stop"
 ACTIONS: tuple[str, ...] = (FATAL, RETRY, THROTTLE, SEED_ERROR, STOP)
 
 
+def _is_glob(text: str) -> bool:
+    return "*" in text or "?" in text or "[" in text
+
+
 @dataclass(frozen=True)
 class _Rule:
     key: str
@@ -36,10 +40,12 @@ class _Rule:
     action: str
 
     @property
-    def specificity(self) -> tuple[int, int, int]:
-        """Exact code before ``*``; with a sub_code glob before without; longer literal globs first."""
+    def specificity(self) -> tuple[int, int, int, int]:
+        """An exact code before a code glob (``Throttling*``) before ``*``, longer code globs first; then
+        with a sub_code glob before without, longer literal globs first."""
         literal = len((self.sub_code_glob or "").replace("*", "").replace("?", ""))
-        return (self.code != "*", self.sub_code_glob is not None, literal)
+        code_literal = len(self.code.replace("*", "").replace("?", ""))
+        return (not _is_glob(self.code), code_literal, self.sub_code_glob is not None, literal)
 
     def matches(self, error: GatewayError) -> bool:
         """Same code (or ``*``), and the glob, if any, matches the sub_code, or the msg ignoring case.
@@ -47,7 +53,7 @@ class _Rule:
         The msg matters where a gateway sends a bare code: real TOP's 21 "Missing Method" and the
         article's 21 "image format not supported" can only be told apart by their text.
         """
-        if self.code != "*" and self.code != error.code:
+        if self.code != error.code and not (_is_glob(self.code) and fnmatchcase(error.code, self.code)):
             return False
         glob = self.sub_code_glob
         return glob is None or fnmatchcase(error.sub_code, glob) or fnmatchcase(error.msg.lower(), glob.lower())

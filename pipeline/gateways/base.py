@@ -46,6 +46,7 @@ IMAGE_META_KEY = "imagesearch_image"
 GATEWAYS: dict[str, str] = {
     "top": "pipeline.gateways.top.gateway.TopGateway",
     "onebound": "pipeline.gateways.onebound.gateway.OneboundGateway",
+    "aliyun": "pipeline.gateways.aliyun.gateway.AliyunGateway",
 }
 
 
@@ -94,11 +95,12 @@ class SearchPage:
     """One page of search results: the hits in our field names (values as the gateway sent them), and its totals.
 
     ``page_size`` and ``page_count`` are given when the answer says them; otherwise the spider
-    takes page 1's number of hits as the page size.
+    takes page 1's number of hits as the page size. ``total_results`` is None when the answer
+    gives no total (aliyun): the search then goes on while its pages are full.
     """
 
     items: list[dict[str, Any]]
-    total_results: int
+    total_results: int | None
     page_size: int | None = None
     page_count: int | None = None
 
@@ -134,7 +136,8 @@ class Credentials:
 #: Our hit fields, the ones ``SearchPage.items`` may hold: the listing as the gateway describes it,
 #: values as sent (the item pipelines normalise them). A gateway maps its own fields onto these.
 HIT_FIELDS: tuple[str, ...] = (
-    "title", "pic_url", "price", "promotion_price", "sales", "num_iid", "detail_url", "seller_nick", "is_tmall",
+    "title", "pic_url", "price", "promotion_price", "coupon_price", "sales", "num_iid", "detail_url", "seller_nick",
+    "is_tmall", "score",
 )
 
 
@@ -156,6 +159,13 @@ class Gateway(ABC):
     #: (IMAGESEARCH_CDN_HOSTS) are searched as they are by every gateway; any other picture, a local
     #: file or an image URL the crawl downloads, is prepared as a JPEG first.
     uploads_local_images: ClassVar[bool] = False
+    #: HTTP statuses whose body is the gateway's own error answer (aliyun's 4xx/5xx with a Code); any
+    #: other status than 200 is no answer (Scrapy's RetryMiddleware retries a 5xx).
+    error_statuses: ClassVar[frozenset[int]] = frozenset()
+    #: IMAGESEARCH_QUOTA and IMAGESEARCH_QUOTA_MARGIN when they are not set: the article's 1000 calls an
+    #: hour, with a second of margin (bench/bench_quota.py).
+    default_quota: ClassVar[str] = "1000/3600"
+    default_quota_margin: ClassVar[float] = 1.0
 
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
@@ -226,6 +236,11 @@ class Gateway(ABC):
         """The strings no log line may show: every key and secret the crawl may sign with."""
         pool = tuple(text for credentials in self.pool for text in (credentials.key, credentials.secret))
         return (self.credentials.key, self.credentials.secret, *pool)
+
+    @property
+    def last_page(self) -> int | None:
+        """The last page number the API can serve (aliyun's Start ends at 499); None when it sets no end."""
+        return None
 
     def sandbox_endpoint(self, base_url: str) -> str:
         """IMAGESEARCH_ENDPOINT for the embedded sandbox listening at ``base_url`` (``http://host:port``)."""
@@ -314,6 +329,22 @@ def gateway_class(name: str) -> type[Gateway]:
     if not (isinstance(cls, type) and issubclass(cls, Gateway)):
         raise ConfigurationError(f"IMAGESEARCH_GATEWAY={name!r} is not a pipeline.gateways.base.Gateway")
     return cls
+
+
+def quota_setting(settings: BaseSettings) -> str:
+    """IMAGESEARCH_QUOTA, or the gateway's own default when it is not set (``""``: calls are not paced)."""
+    value = settings.get("IMAGESEARCH_QUOTA")
+    if value is None:
+        return gateway_class(settings.get("IMAGESEARCH_GATEWAY") or "top").default_quota
+    return str(value).strip()
+
+
+def quota_margin_setting(settings: BaseSettings) -> Any:
+    """IMAGESEARCH_QUOTA_MARGIN, or the gateway's own default when it is not set."""
+    value = settings.get("IMAGESEARCH_QUOTA_MARGIN")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return gateway_class(settings.get("IMAGESEARCH_GATEWAY") or "top").default_quota_margin
+    return value
 
 
 def load_gateway(crawler: Crawler) -> Gateway:
