@@ -92,7 +92,8 @@ _LISTING: tuple[Column, ...] = (
     Column(
         "sales_kind", pa.string(),
         "What sales counts, from the API's words: monthly (月销), paid (人付款), received (人收货), "
-        "total (已售, 累计) or unknown (a bare number); null when no sales were given.",
+        "total (已售, 累计) or unknown (a bare number); aliyun's Volume is monthly (its last 30 days); null when "
+        "no sales were given.",
         repeats=True,
     ),
     Column("sales_raw", pa.string(), "Sales exactly as the API returned it.", repeats=True),

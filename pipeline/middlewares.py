@@ -352,7 +352,7 @@ class GatewayMiddleware:
         wait = self.throttle_default_wait if seconds is None else seconds
         self.pacer.ban(wait, request.meta.get(APP_META_KEY, 0))
         self.crawler.stats.inc_value("imagesearch/throttled")
-        logger.info("Gateway call limit reached (%s): pausing calls for %.0f s", self._limit(error, None), wait)
+        logger.info("Gateway call limit reached (%s): pausing calls for %.3g s", self._limit(error, None), wait)
         again = request.copy()
         again.meta[THROTTLED_META_KEY] = times
         again.dont_filter = True

@@ -130,7 +130,7 @@ class NormalizePipeline(_StatsPipeline):
         item["price_min"], item["price_max"], item["price_raw"] = price_min, price_max, price_raw
         if (given := get("coupon_price")) is not None:  # the gateway's own (aliyun's PriceAfterCoupon)
             coupon_price = normalize_price(given)[0]
-        item["coupon_price"], item["sales_kind"] = coupon_price, sales_kind(sales)
+        item["coupon_price"], item["sales_kind"] = coupon_price, get("sales_kind") or sales_kind(sales)
         item["score"] = _score(get("score"))
         promotion = get("promotion_price")
         item["promotion_price"] = None if promotion is None else normalize_price(promotion)[0]

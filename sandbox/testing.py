@@ -186,6 +186,32 @@ def onebound_upload(
         return json_object(response)
 
 
+def aliyun_post(url: str, action: str, params: Mapping[str, str], key: str = "test", secret: str = "test",
+                date: str | None = None, nonce: str | None = None, timeout: float = 30.0,
+                ) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """``POST {url}/`` of an Image Search action with the V3 signature (``date`` and ``nonce`` given or
+    fresh): the HTTP status, the answer's headers (lower-cased names) and its parsed JSON, errors too."""
+    from urllib.error import HTTPError
+
+    from pipeline.gateways.aliyun import signing
+    from pipeline.gateways.aliyun.wire import API_VERSION as ALIYUN_VERSION
+
+    body = urllib.parse.urlencode(params).encode("utf-8")
+    headers = {
+        "host": urllib.parse.urlsplit(url).netloc, "content-type": "application/x-www-form-urlencoded",
+        "x-acs-action": action, "x-acs-version": ALIYUN_VERSION, "x-acs-date": date or signing.timestamp(),
+        "x-acs-signature-nonce": nonce or signing.nonce(), "x-acs-content-sha256": signing.sha256_hex(body),
+    }
+    headers["authorization"] = signing.v3_authorization("POST", "/", [], headers, key, secret)
+    request = urllib.request.Request(url.rstrip("/") + "/", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, json_object(response)
+    except HTTPError as error:
+        with error:
+            return error.code, {k.lower(): v for k, v in error.headers.items()}, json.loads(error.read())
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -196,7 +222,8 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
 
 
 __all__: Sequence[str] = (
-    "SandboxProcess", "signed_params", "post", "get", "call", "onebound_search", "onebound_upload", "wait_until",
+    "SandboxProcess", "signed_params", "post", "get", "call", "onebound_search", "onebound_upload", "aliyun_post",
+    "wait_until",
 )
 
 

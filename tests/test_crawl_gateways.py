@@ -1,8 +1,8 @@
 """Whole crawls through each gateway against one sandbox: the same datasets, the calls they need, the secret kept.
 
 Every test runs the real ``scrapy crawl imagesearch`` in a subprocess against a sandbox subprocess
-on loopback; the sandbox speaks TOP at /router/rest and Onebound at /taobao/... on one port, with
-one catalogue and one set of app accounts.
+on loopback; the sandbox speaks TOP at /router/rest, Onebound at /taobao/... and Alibaba Cloud Image
+Search at / on one port, with one catalogue and one set of app accounts.
 """
 
 from __future__ import annotations
@@ -23,8 +23,13 @@ from pipeline.journal import JOURNAL_FILE
 from sandbox.testing import SandboxProcess
 
 KEY, SECRET = "ob-live-key-7f3a9c", "S3cr3t+/=value-9d2e"
-#: The gateway-specific columns: TOP has no promotional price.
-GATEWAY_COLUMNS = ("promotion_price",)
+#: The gateway-specific columns, per table: TOP has no promotional price, only aliyun gives a price after
+#: coupon and a score, and aliyun's answers give no total.
+GATEWAY_COLUMNS = {"products": ("promotion_price", "coupon_price"), "matches": ("score",),
+                   "seeds": ("total_results",)}
+#: And aliyun's sales are a number of the last 30 days, where the others give words ("1.2万人付款"): the
+#: same count, other raw text and kind.
+ALIYUN_COLUMNS = ("sales_raw", "sales_kind")
 PAGES = 3
 PAGE_SIZE = 10
 
@@ -69,28 +74,39 @@ def _env() -> dict[str, str]:
 
 def crawl(sandbox: SandboxProcess, gateway: str, seeds: str, out: Path, *options: str):  # type: ignore[no-untyped-def]
     endpoint = sandbox.endpoint if gateway == "top" else sandbox.url
-    return run_crawl(seeds, "-a", f"pages={PAGES}", "-s", f"IMAGESEARCH_GATEWAY={gateway}", *options,
-                     dataset_dir=out, endpoint=endpoint, env=_env())
+    # aliyun's page size is the client's Num: the sandbox's TOP and Onebound page size here.
+    return run_crawl(seeds, "-a", f"pages={PAGES}", "-s", f"IMAGESEARCH_GATEWAY={gateway}",
+                     "-s", f"IMAGESEARCH_ALIYUN_NUM={PAGE_SIZE}", *options, dataset_dir=out, endpoint=endpoint,
+                     env=_env())
 
 
-def test_top_and_onebound_give_the_same_datasets_with_the_calls_each_needs(
+def test_top_onebound_and_aliyun_give_the_same_datasets_with_the_calls_each_needs(
     sandbox: SandboxProcess, seeds: str, tmp_path: Path,
 ) -> None:
     calls: dict[str, dict[str, int]] = {}
-    for gateway in ("top", "onebound"):
+    refused: dict[str, int] = {}
+    for gateway in ("top", "onebound", "aliyun"):
         sandbox.reset()
         run = crawl(sandbox, gateway, seeds, tmp_path / gateway)
         assert run.returncode == 0, run.tail()
         calls[gateway] = sandbox.stats()["calls"]["by_method"]
+        refused[gateway] = sandbox.stats()["quota_refused"]
         assert run.manifest()["gateway"] == gateway
         assert run.manifest()["endpoint_host"] == sandbox.url.removeprefix("http://")
-    top, onebound = load_dataset(tmp_path / "top"), load_dataset(tmp_path / "onebound")
-    for loaded in (top, onebound):
-        loaded["products"] = loaded["products"].drop(columns=list(GATEWAY_COLUMNS))
-    problems = diff_datasets(top, onebound)
-    assert not problems, "\n\n".join(problems)
+    loaded = {gateway: load_dataset(tmp_path / gateway) for gateway in ("top", "onebound", "aliyun")}
+    aliyun_matches, aliyun_seeds = loaded["aliyun"]["matches"], loaded["aliyun"]["seeds"]
+    for tables in loaded.values():
+        for table, columns in GATEWAY_COLUMNS.items():
+            tables[table] = tables[table].drop(columns=list(columns))
+    assert set(loaded["aliyun"]["products"]["sales_kind"].dropna()) == {"monthly"}
+    problems = diff_datasets(loaded["top"], loaded["onebound"])
+    assert not problems, "top and onebound differ:\n\n" + "\n\n".join(problems)
+    for tables in (loaded["top"], loaded["aliyun"]):
+        tables["products"] = tables["products"].drop(columns=list(ALIYUN_COLUMNS))
+    problems = diff_datasets(loaded["top"], loaded["aliyun"])
+    assert not problems, "top and aliyun differ:\n\n" + "\n\n".join(problems)
 
-    seeds_table = top["seeds"]
+    seeds_table = load_dataset(tmp_path / "top")["seeds"]
     assert sorted(seeds_table["status"]) == ["ok"] * 8 + ["rejected"]
     assert seeds_table["sha256"].notna().sum() == 8  # URL seeds too: the crawl downloads them
     searched = seeds_table[seeds_table["status"] == "ok"].drop_duplicates("sha256")
@@ -101,7 +117,16 @@ def test_top_and_onebound_give_the_same_datasets_with_the_calls_each_needs(
     # Onebound searches picture URLs only: every distinct picture is uploaded once.
     assert calls["top"] == {"taobao.image.search": pages}
     assert calls["onebound"] == {"item_search_img": pages, "upload_img": 7}
+    # aliyun takes the pictures as Base64 too; its answers have no total, and its pages stop at the
+    # first one that is not full (25 results: 10, 10, 5), so it needs no call more than the others.
+    assert calls["aliyun"] == {"SearchByPic": pages}
+    assert refused == {"top": 0, "onebound": 0, "aliyun": 0}
     assert onebound_promotions(tmp_path / "onebound") > 0
+    # What only aliyun gives: the score of every match, best first within a seed's pages.
+    assert aliyun_matches["score"].notna().all() and aliyun_seeds["total_results"].isna().all()
+    for _, hits in aliyun_matches.sort_values("position").groupby("seed_id"):
+        assert hits["score"].is_monotonic_decreasing
+    assert loaded["top"]["matches"].columns.tolist() == aliyun_matches.drop(columns=["score"]).columns.tolist()
 
 
 def onebound_promotions(dataset_dir: Path) -> int:

@@ -134,10 +134,11 @@ class Credentials:
 
 
 #: Our hit fields, the ones ``SearchPage.items`` may hold: the listing as the gateway describes it,
-#: values as sent (the item pipelines normalise them). A gateway maps its own fields onto these.
+#: values as sent (the item pipelines normalise them). A gateway maps its own fields onto these;
+#: ``sales_kind`` and ``coupon_price`` only when its API says them apart from the text of sales and price.
 HIT_FIELDS: tuple[str, ...] = (
-    "title", "pic_url", "price", "promotion_price", "coupon_price", "sales", "num_iid", "detail_url", "seller_nick",
-    "is_tmall", "score",
+    "title", "pic_url", "price", "promotion_price", "coupon_price", "sales", "sales_kind", "num_iid", "detail_url",
+    "seller_nick", "is_tmall", "score",
 )
 
 

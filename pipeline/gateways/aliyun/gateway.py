@@ -334,6 +334,8 @@ class AliyunGateway(Gateway):
             "detail_url": result.get("Url"), "price": price, "sales": result.get("Volume"),
             "seller_nick": result.get("Nick") or result.get("ShopTitle"),
         }
+        if result.get("Volume") is not None:
+            hit["sales_kind"] = "monthly"  # Taobao-Union's Volume: the sales of the last 30 days, a bare number
         if (user_type := result.get("UserType")) is not None:
             hit["is_tmall"] = str(user_type).strip() == str(TMALL)
         coupon, single = _number(result.get("PriceAfterCoupon")), _number(price)
