@@ -161,7 +161,8 @@ def test_an_answer_maps_onto_our_hit_fields_with_the_rank_score() -> None:
     gateway = AliyunGateway(Credentials("k", "s"), AliyunOptions(num=2))
     page = gateway.parse_search(_response({"RequestId": "R", "Success": True, "Code": 0, "Message": "success", "Data": {
         "Auctions": [
-            {"RankScore": 0.93, "Result": {"ItemId": "652345678901", "Title": "连衣裙", "PicUrl": "//img.alicdn.com/a.jpg",
+            {"RankScore": 0.93, "Result": {"ItemId": "652345678901", "Title": "连衣裙",
+                                           "PicUrl": "//img.alicdn.com/a.jpg",
                                            "Url": "https://detail.tmall.com/item.htm?id=652345678901",
                                            "ZkFinalPrice": "79.00", "ReservePrice": "99.00",
                                            "PriceAfterCoupon": "69.00", "Volume": 1200, "Nick": "店", "UserType": 1}},
