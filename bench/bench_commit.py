@@ -68,6 +68,7 @@ def stage(staging: Path, n_hits: int, pic_url: str = "https://img.alicdn.com/img
                 "page": pa.array(1 + (i % HITS_PER_SEED) // 20, pa.int32()),
                 "position": pa.array(i % HITS_PER_SEED + 1, pa.int32()),
                 "cat": pa.array([None if s % 3 else "50015374" for s in seed], pa.string()),
+                "score": pa.nulls(len(i), pa.float64()),
                 "title": pa.array([f"夏季新款 纯棉 T恤 短袖 男女同款 宽松 {n}" for n in num_iid]),
                 "pic_url": pa.array([pic_url.format(n) for n in num_iid]),
                 "detail_url": pa.array([f"https://item.taobao.com/item.htm?id={n}" for n in num_iid]),

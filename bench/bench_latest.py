@@ -64,6 +64,7 @@ def stage(root: Path, day: int, products: int, rng: np.random.Generator) -> RunI
         "page": pa.array(1 + (i % HITS_PER_SEED) // 20, pa.int32()),
         "position": pa.array(i % HITS_PER_SEED + 1, pa.int32()),
         "cat": pa.nulls(products, pa.string()),
+        "score": pa.nulls(products, pa.float64()),
         "title": pa.array([f"夏季新款 纯棉 T恤 短袖 男女同款 宽松 {n}" for n in num_iid]),
         "pic_url": pa.array([f"https://img.alicdn.com/imgextra/i4/{n}.jpg" for n in num_iid]),
         "detail_url": pa.array([f"https://item.taobao.com/item.htm?id={n}" for n in num_iid]),

@@ -345,6 +345,9 @@ class ImageSearchSpider(Spider):
             yield from self._summarise(job.seeds, REJECTED, rejection.reason, rejection.detail, job)
             return
         job.sha256 = prepared.sha256
+        if problem := self.gateway.picture_problem(prepared.size):  # a call the gateway would refuse
+            yield from self._summarise(job.seeds, REJECTED, *problem, job)
+            return
         del prepared, data
         image = ImageRef(path, job.sha256, self.max_image_side, self.max_image_pixels)
         if self.gateway.uploads_local_images:

@@ -98,12 +98,13 @@ def broken_picture_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
 
 @pytest.mark.parametrize("signature", ["v3", "v2"])
-def test_a_picture_the_service_cannot_take_fails_its_seed_only(
+def test_a_picture_the_service_cannot_take_fails_its_seed_only_and_one_it_would_refuse_costs_no_call(
     broken_picture_host: str, tmp_path: Path, signature: str,
 ) -> None:
     root = tmp_path / "seeds"
     good = write_seed_photos(root, 3)
-    # Too small for the service (its sides are 100 to 4096 pixels), though Pillow reads it well.
+    # Too small for the service (its sides are 100 to 4096 pixels), though Pillow reads it well: no call
+    # is spent on it.
     Image.new("RGB", (80, 60), (30, 120, 200)).save(root / "thumbnail.jpg", "JPEG")
     # A URL on a host taken for the platform's CDN is searched as it is (SearchByUrl): the service
     # downloads it and finds no picture.
@@ -113,12 +114,12 @@ def test_a_picture_the_service_cannot_take_fails_its_seed_only(
                      "-s", f"IMAGESEARCH_ALIYUN_SIGNATURE={signature}")
         by_method = sb.stats()["calls"]["by_method"]
     assert run.returncode == 0, run.tail()
-    assert by_method == {"SearchByPic": 4, "SearchByUrl": 1}  # each refusal is one call: not retried
+    assert by_method == {"SearchByPic": 3, "SearchByUrl": 1}  # the refused URL is one call: not retried
     seeds_table = load_dataset(tmp_path / "out")["seeds"].set_index("source")
     assert list(seeds_table.loc[[str(p) for p in good], "status"]) == ["ok"] * 3
     thumbnail = seeds_table.loc[str(root / "thumbnail.jpg")]
-    assert (thumbnail["status"], thumbnail["error_code"]) == ("failed", "UnsupportedPicPixels")
-    assert "80x60" in thumbnail["error_msg"]
+    assert (thumbnail["status"], thumbnail["error_code"]) == ("rejected", "image_too_small")
+    assert "80x60" in thumbnail["error_msg"] and "UnsupportedPicPixels" in thumbnail["error_msg"]
     broken = seeds_table.loc[broken_picture_host]
     assert (broken["status"], broken["error_code"]) == ("failed", "InvalidPicFormat")
     assert "Traceback" not in run.stderr

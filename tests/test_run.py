@@ -7,6 +7,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -193,9 +194,15 @@ def test_a_second_crawl_on_the_same_jobdir_or_run_id_is_refused_and_the_first_fi
         while not list((out / "_staging").glob("*/hits.parquet")):  # the first crawl holds its locks
             assert first.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.02)
-        # The second crawl uses another app key: any call it made would show in the sandbox's stats.
-        second = run_crawl(str(seeds), *OPTIONS, "-s", setting, dataset_dir=out, endpoint=gateway.endpoint,
-                           env={"IMAGESEARCH_APP_KEY": "other", "IMAGESEARCH_APP_SECRET": "other"})
+        # The first crawl is stopped (SIGSTOP) while the second starts: on a loaded machine a second
+        # crawl's start-up outlasted the first crawl's whole run. It holds its locks all the same.
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            # The second crawl uses another app key: any call it made would show in the sandbox's stats.
+            second = run_crawl(str(seeds), *OPTIONS, "-s", setting, dataset_dir=out, endpoint=gateway.endpoint,
+                               env={"IMAGESEARCH_APP_KEY": "other", "IMAGESEARCH_APP_SECRET": "other"})
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         assert first.poll() is None, "the first crawl ended before the second met it"
         assert second.returncode == 5, second.tail()
         line = second.stderr.strip().splitlines()[-1]

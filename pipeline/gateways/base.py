@@ -238,6 +238,11 @@ class Gateway(ABC):
         pool = tuple(text for credentials in self.pool for text in (credentials.key, credentials.secret))
         return (self.credentials.key, self.credentials.secret, *pool)
 
+    def picture_problem(self, size: tuple[int, int]) -> tuple[str, str] | None:
+        """``(reason, detail)`` when the gateway is known to refuse a picture of this size (the JPEG the crawl
+        sends, in pixels): the seed is rejected before any call is spent on it. None: it may be sent."""
+        return None
+
     @property
     def last_page(self) -> int | None:
         """The last page number the API can serve (aliyun's Start ends at 499); None when it sets no end."""

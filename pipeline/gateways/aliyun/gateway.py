@@ -40,7 +40,9 @@ from pipeline.gateways.aliyun.wire import (
     INTERNAL_ERROR,
     INVALID_PARAMETER,
     MAX_NUM,
+    MAX_SIDE,
     MAX_START,
+    MIN_SIDE,
     MISSING_PARAMETER,
     NONCE_USED,
     NUM_PARAM,
@@ -217,6 +219,16 @@ class AliyunGateway(Gateway):
     @classmethod
     def check_settings(cls, settings: BaseSettings) -> None:
         AliyunOptions.from_settings(settings)
+
+    def picture_problem(self, size: tuple[int, int]) -> tuple[str, str] | None:
+        width, height = size
+        if min(width, height) < MIN_SIDE:
+            return "image_too_small", (f"{width}x{height} pixels: Image Search takes sides of {MIN_SIDE} to "
+                                       f"{MAX_SIDE} pixels (UnsupportedPicPixels); not sent")
+        if max(width, height) > MAX_SIDE:
+            return "image_too_large", (f"{width}x{height} pixels: Image Search takes sides of {MIN_SIDE} to "
+                                       f"{MAX_SIDE} pixels: lower IMAGESEARCH_MAX_IMAGE_SIDE; not sent")
+        return None
 
     @property
     def last_page(self) -> int:
