@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from typing import Any, cast
@@ -17,6 +16,7 @@ from items.scrapy_items import ProductHit, SeedSummary, item_kind
 from pipeline.normalize import (
     normalize_bool,
     normalize_count,
+    normalize_float,
     normalize_price,
     normalize_text,
     normalize_timestamp,
@@ -93,17 +93,8 @@ def _coercer(type_: pa.DataType) -> Callable[[Any], Any]:
     if pa.types.is_timestamp(type_):
         return normalize_timestamp
     if pa.types.is_floating(type_):
-        return _float
+        return normalize_float
     return _text
-
-
-def _float(value: Any) -> float | None:
-    """A finite number as a float, else None (a stray NaN or text would fail the Arrow column)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _text(value: Any) -> str | None:

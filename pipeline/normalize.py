@@ -196,6 +196,17 @@ def normalize_count(raw: Any) -> int | None:
     return _to_int(raw, minimum=0)
 
 
+def normalize_float(raw: Any) -> float | None:
+    """A finite float from a number or numeric text (a gateway's similarity score); None otherwise."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _is_loopback(host: str) -> bool:
     host = host.lower()
     if host == "localhost" or host.endswith(".localhost"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from pipeline.normalize import (
     clean_title,
     normalize_bool,
     normalize_count,
+    normalize_float,
     normalize_num_iid,
     normalize_price,
     normalize_sales,
@@ -131,7 +131,7 @@ class NormalizePipeline(_StatsPipeline):
         if (given := get("coupon_price")) is not None:  # the gateway's own (aliyun's PriceAfterCoupon)
             coupon_price = normalize_price(given)[0]
         item["coupon_price"], item["sales_kind"] = coupon_price, get("sales_kind") or sales_kind(sales)
-        item["score"] = _score(get("score"))
+        item["score"] = normalize_float(get("score"))
         promotion = get("promotion_price")
         item["promotion_price"] = None if promotion is None else normalize_price(promotion)[0]
         item["sales"], item["sales_raw"] = sales_count, sales_raw
@@ -154,12 +154,3 @@ class NormalizePipeline(_StatsPipeline):
         for name in ("total_results", "pages_fetched", "items_found"):
             item[name] = normalize_count(item.get(name))
         item["run_id"], item["run_started_at"] = self.run_id, self.run_started_at
-
-
-def _score(value: Any) -> float | None:
-    """A gateway's similarity score as a float; None when absent or not a finite number."""
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        return None
-    return score if math.isfinite(score) else None
