@@ -276,12 +276,19 @@ class GatewayMiddleware:
                 return again
             self._stop(self._limit(error, quota))
             raise GatewayStopped(f"not answered: {error.describe()}")  # its seed stays unsearched, for the resume
+        resend: Request | None = None
         if action == RETRY:
-            return self._retry(request, error) or response
-        if action == THROTTLE:
-            return self._throttle(request, error) or response
-        if action == FATAL:
+            resend = self._retry(request, error)
+        elif action == THROTTLE:
+            resend = self._throttle(request, error)
+        elif action == FATAL:
             self.stopped = True
+        if resend is not None:
+            return resend
+        if response.status != 200:
+            # The gateway's own answer, handled: Scrapy's RetryMiddleware must not send it again for its 5xx
+            # status (its retry budget is spent, or its action is not to retry). It goes on to the spider.
+            request.meta["dont_retry"] = True
         return response
 
     def _set_aside(self, request: Request, what: str) -> bool:
@@ -352,7 +359,7 @@ class GatewayMiddleware:
         wait = self.throttle_default_wait if seconds is None else seconds
         self.pacer.ban(wait, request.meta.get(APP_META_KEY, 0))
         self.crawler.stats.inc_value("imagesearch/throttled")
-        logger.info("Gateway call limit reached (%s): pausing calls for %.3g s", self._limit(error, None), wait)
+        logger.info("Gateway call limit reached (%s): pausing calls for %.1f s", self._limit(error, None), wait)
         again = request.copy()
         again.meta[THROTTLED_META_KEY] = times
         again.dont_filter = True

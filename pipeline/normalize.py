@@ -149,6 +149,8 @@ SALES_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("paid", ("付款",)),
     ("total", ("已售", "已卖", "累计", "总销", "销量")),
 )
+#: The words ``sales_kind`` gives (beside ``unknown``).
+SALES_KIND_NAMES: frozenset[str] = frozenset({*(kind for kind, _words in SALES_KINDS), "unknown"})
 
 
 def sales_kind(raw: Any) -> str | None:

@@ -11,6 +11,7 @@ from scrapy.exceptions import DropItem
 from exporters.layout import new_run_id
 from items.scrapy_items import ProductHit, SeedSummary, item_kind
 from pipeline.normalize import (
+    SALES_KIND_NAMES,
     clean_title,
     normalize_bool,
     normalize_count,
@@ -130,7 +131,9 @@ class NormalizePipeline(_StatsPipeline):
         item["price_min"], item["price_max"], item["price_raw"] = price_min, price_max, price_raw
         if (given := get("coupon_price")) is not None:  # the gateway's own (aliyun's PriceAfterCoupon)
             coupon_price = normalize_price(given)[0]
-        item["coupon_price"], item["sales_kind"] = coupon_price, get("sales_kind") or sales_kind(sales)
+        given_kind = get("sales_kind")  # a gateway's own word (aliyun's monthly), if it is one of ours
+        kind = given_kind if given_kind in SALES_KIND_NAMES and sales_count is not None else sales_kind(sales)
+        item["coupon_price"], item["sales_kind"] = coupon_price, kind
         item["score"] = normalize_float(get("score"))
         promotion = get("promotion_price")
         item["promotion_price"] = None if promotion is None else normalize_price(promotion)[0]

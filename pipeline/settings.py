@@ -97,7 +97,8 @@ IMAGESEARCH_CDN_HOSTS = ["*.alicdn.com", "*.tbcdn.cn", "*.taobaocdn.com"]
 #: Your changes to the gateway's table of actions per error (a dict, or JSON with -s), merged over it;
 #: a value of None removes a key. Keys are "code" or "code:glob", the code itself a glob or not ("*" for any
 #: code, "Throttling*" for aliyun's throttling codes), the glob matched
-#: against the sub_code, or the msg ignoring case; the most specific matching key wins. Actions: fatal
+#: against the sub_code, or the msg ignoring case; the most specific matching key wins (an exact code before
+#: a code glob, the longer glob first, before "*"; then with a sub_code glob before without). Actions: fatal
 #: (stop the crawl, exit 3), retry, throttle (wait out the ban), seed_error (record it on the seed, go
 #: on), stop (the day's quota is spent: stop cleanly, exit 4, resumable). Each gateway's own table is
 #: in its package (pipeline/gateways/<name>/gateway.py) and in README "Errors".

@@ -39,6 +39,7 @@ from pipeline.gateways.aliyun.signing import (
     V2_METHOD,
     V2_VERSION,
     V3_ALGORITHM,
+    V3_REQUIRED_HEADERS,
     Authorization,
     parse_timestamp,
     same,
@@ -79,6 +80,7 @@ from pipeline.gateways.aliyun.wire import (
     TIMESTAMP_EXPIRED,
     TIMESTAMP_FORMAT,
     TMALL,
+    UNSUPPORTED_PIXELS,
     VERSION_NOT_FOUND,
 )
 from pipeline.normalize import normalize_sales
@@ -300,8 +302,7 @@ class AliyunProtocol:
             raise AliyunError(INCOMPLETE_SIGNATURE, f"The request signature does not conform to Aliyun standards: "
                               f"expected {V3_ALGORITHM} Credential=...,SignedHeaders=...,Signature=...")
         headers = call.headers
-        for name in ("host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
-                     CONTENT_SHA256_HEADER):
+        for name in V3_REQUIRED_HEADERS:
             if name not in authorization.signed_headers or not headers.get(name):
                 raise AliyunError(INCOMPLETE_SIGNATURE,
                                   f"The request signature does not conform to Aliyun standards: {name} is not signed.")
@@ -404,7 +405,7 @@ class AliyunProtocol:
             raise AliyunError(INVALID_PICTURE, f"The picture cannot be decoded: {exc}.") from None
         width, height = img.size
         if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-            raise AliyunError("UnsupportedPicPixels", f"The specified pixels is not supported: {width}x{height}, "
+            raise AliyunError(UNSUPPORTED_PIXELS, f"The specified pixels is not supported: {width}x{height}, "
                               f"each side must be {MIN_SIDE} to {MAX_SIDE}.")
         indices, scores = self.backend.index.scored(image_features(img), cat)
         products = self.backend.catalog.products

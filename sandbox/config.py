@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.gateways.aliyun.wire import DEFAULT_QPS
+
 logger = logging.getLogger(__name__)
 
 CODE_TABLES: tuple[str, ...] = ("article", "top")
@@ -114,7 +116,7 @@ class SandboxConfig:
     day_seconds: float = 86_400.0
     #: Searches per second an AccessKey may make on the aliyun protocol (the product's default is 5);
     #: more are refused with Throttling.User, beside each app's own CALLS/SECONDS quota.
-    aliyun_qps: int = 5
+    aliyun_qps: int = DEFAULT_QPS
 
     def __post_init__(self) -> None:
         if self.codes not in CODE_TABLES:
@@ -285,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="length of the sandbox's day in seconds (default 86400, from 00:00 China time)",
     )
     parser.add_argument(
-        "--aliyun-qps", type=_positive_int, default=5, metavar="N",
+        "--aliyun-qps", type=_positive_int, default=DEFAULT_QPS, metavar="N",
         help="searches per second an AccessKey may make on the aliyun protocol at / (default 5, the product's)",
     )
     parser.add_argument(

@@ -345,7 +345,7 @@ class ImageSearchSpider(Spider):
             yield from self._summarise(job.seeds, REJECTED, rejection.reason, rejection.detail, job)
             return
         job.sha256 = prepared.sha256
-        if problem := self.gateway.picture_problem(prepared.size):  # a call the gateway would refuse
+        if problem := self.gateway.picture_problem(prepared.original_size, prepared.size):  # it would be refused
             yield from self._summarise(job.seeds, REJECTED, *problem, job)
             return
         del prepared, data

@@ -123,3 +123,19 @@ def test_a_picture_the_service_cannot_take_fails_its_seed_only_and_one_it_would_
     broken = seeds_table.loc[broken_picture_host]
     assert (broken["status"], broken["error_code"]) == ("failed", "InvalidPicFormat")
     assert "Traceback" not in run.stderr
+
+
+def test_an_error_answer_with_a_5xx_status_is_sent_no_more_often_than_its_action_says(
+    photos: Path, tmp_path: Path,
+) -> None:
+    # Every call meets a server error (503 ServiceUnavailable or 500 InternalError); a user's table says
+    # such a seed is failed at once: no retry of ours, nor of Scrapy's RetryMiddleware for the 5xx status.
+    actions = '{"ServiceUnavailable": "seed_error", "InternalError*": "seed_error"}'
+    with SandboxProcess("--app", f"{KEY}:{SECRET}", "--fault-remote", "1.0") as sb:
+        run = _crawl(sb, photos, tmp_path / "out", "-s", f"IMAGESEARCH_ERROR_ACTIONS={actions}")
+        stats = sb.stats()
+    assert run.returncode == 0, run.tail()
+    assert stats["calls"]["total"] == SEEDS == stats["faults"]["remote"]
+    seeds = load_dataset(tmp_path / "out")["seeds"]
+    assert set(seeds["status"]) == {"failed"} and set(seeds["error_code"]) <= {"ServiceUnavailable", "InternalError"}
+    assert "retry/count" not in run.stats

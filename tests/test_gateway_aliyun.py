@@ -128,6 +128,22 @@ def test_pages_are_start_num_windows_and_end_at_start_499(tmp_path: Any) -> None
         gateway.build_search(photo, 51, None)
 
 
+@pytest.mark.parametrize("original, sent, reason", [
+    ((300, 300), (300, 300), None),
+    ((80, 60), (80, 60), "image_too_small"),
+    ((2000, 150), (1024, 77), "image_unsupported"),  # a panorama our own scaling would make too thin
+    ((4000, 4000), (4000, 4000), None),
+])
+def test_a_picture_the_service_would_refuse_is_said_before_any_call(original: tuple[int, int], sent: tuple[int, int],
+                                                                     reason: str | None) -> None:
+    problem = AliyunGateway(Credentials("k", "s")).picture_problem(original, sent)
+    assert (problem[0] if problem else None) == reason
+    if problem:
+        assert f"{original[0]}x{original[1]}" in problem[1] and "not sent" in problem[1]
+    if reason == "image_unsupported":
+        assert "IMAGESEARCH_MAX_IMAGE_SIDE" in problem[1]
+
+
 @pytest.mark.parametrize("name, value, says", [
     ("IMAGESEARCH_ALIYUN_NUM", "21", "1 to 20"),
     ("IMAGESEARCH_ALIYUN_NUM", "ten", "1 to 20"),
@@ -175,8 +191,9 @@ def test_an_answer_maps_onto_our_hit_fields_with_the_rank_score() -> None:
                      "detail_url": "https://detail.tmall.com/item.htm?id=652345678901", "price": "79.00",
                      "sales": 1200, "sales_kind": "monthly", "seller_nick": "店", "is_tmall": True,
                      "coupon_price": "69.00", "score": 0.93}
-    # No discount: the list price is the price; a coupon that lowers nothing is no coupon price.
-    assert second == {"num_iid": "5", "price": "10.00", "seller_nick": "小店", "is_tmall": False, "score": 0.5}
+    # No discount: the list price is the price; a coupon that lowers nothing is no coupon price; a shop's
+    # title is no seller's nick.
+    assert second == {"num_iid": "5", "price": "10.00", "is_tmall": False, "score": 0.5}
 
 
 @pytest.mark.parametrize("status, body, headers, code, action, ban", [

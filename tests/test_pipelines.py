@@ -122,6 +122,18 @@ def test_numbers_from_a_number_typed_gateway(chain: Chain) -> None:
     assert item["is_tmall"] is False
 
 
+def test_what_a_gateway_says_beside_price_and_sales_is_kept_when_it_is_one_of_ours(chain: Chain) -> None:
+    # aliyun's answer: a number of the last 30 days' sales, its price after coupon, the match's score.
+    item = chain(hit(price="79.00", sales=1200, sales_kind="monthly", coupon_price="69.00", score="0.93"))
+    assert (item["sales"], item["sales_kind"], item["sales_raw"]) == (1200, "monthly", "1200")
+    assert (item["price_min"], item["coupon_price"], item["score"]) == (Decimal("79.00"), Decimal("69.00"), 0.93)
+    # A word that is not one of sales_kind's is not written: the kind comes from the sales, as for any gateway.
+    assert chain(hit(sales="338人付款", sales_kind="weekly"))["sales_kind"] == "paid"
+    # No sales, no kind of sales.
+    assert chain(hit(sales="", sales_kind="monthly"))["sales_kind"] is None
+    assert chain(hit(score=float("inf")))["score"] is None and chain(hit())["score"] is None
+
+
 @pytest.mark.parametrize("bad", [None, "", "abc", 0, -1, 1.5, True, str(2**63)])
 def test_a_hit_without_a_usable_num_iid_is_dropped_quietly_and_counted(chain: Chain, bad: Any) -> None:
     with pytest.raises(DropItem) as info:

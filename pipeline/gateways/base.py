@@ -133,13 +133,14 @@ class Credentials:
         return cls(str(settings.get("IMAGESEARCH_APP_KEY") or ""), str(settings.get("IMAGESEARCH_APP_SECRET") or ""))
 
 
-#: Our hit fields, the ones ``SearchPage.items`` may hold: the listing as the gateway describes it,
-#: values as sent (the item pipelines normalise them). A gateway maps its own fields onto these;
-#: ``sales_kind`` and ``coupon_price`` only when its API says them apart from the text of sales and price.
-HIT_FIELDS: tuple[str, ...] = (
-    "title", "pic_url", "price", "promotion_price", "coupon_price", "sales", "sales_kind", "num_iid", "detail_url",
-    "seller_nick", "is_tmall", "score",
+#: The listing as a gateway describes it, in our field names (values as sent: the item pipelines
+#: normalise them). TOP's items use these very names; a gateway maps its own fields onto them.
+LISTING_FIELDS: tuple[str, ...] = (
+    "title", "pic_url", "price", "promotion_price", "sales", "num_iid", "detail_url", "seller_nick", "is_tmall",
 )
+#: Every field ``SearchPage.items`` may hold: the listing's, and what a gateway says beside the text of
+#: sales and price (aliyun: its price after coupon, that its sales are monthly, the match's score).
+HIT_FIELDS: tuple[str, ...] = (*LISTING_FIELDS, "coupon_price", "sales_kind", "score")
 
 
 class Gateway(ABC):
@@ -238,9 +239,10 @@ class Gateway(ABC):
         pool = tuple(text for credentials in self.pool for text in (credentials.key, credentials.secret))
         return (self.credentials.key, self.credentials.secret, *pool)
 
-    def picture_problem(self, size: tuple[int, int]) -> tuple[str, str] | None:
-        """``(reason, detail)`` when the gateway is known to refuse a picture of this size (the JPEG the crawl
-        sends, in pixels): the seed is rejected before any call is spent on it. None: it may be sent."""
+    def picture_problem(self, original: tuple[int, int], sent: tuple[int, int]) -> tuple[str, str] | None:
+        """``(reason, detail)`` when the gateway is known to refuse this picture (its ``original`` size, and the
+        size of the JPEG the crawl sends, in pixels): the seed is rejected before any call is spent on it.
+        None: it may be sent."""
         return None
 
     @property

@@ -9,7 +9,6 @@ goes on while its pages are full, up to ``Start`` 499.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,7 +57,6 @@ from pipeline.gateways.aliyun.wire import (
     SERVICE_UNAVAILABLE,
     SIGNATURE_MISMATCH,
     START_PARAM,
-    STATUS,
     TIMESTAMP_EXPIRED,
     TIMESTAMP_FORMAT,
     TMALL,
@@ -66,6 +64,7 @@ from pipeline.gateways.aliyun.wire import (
 )
 from pipeline.gateways.base import METHOD_META_KEY, ApiCall, Credentials, Gateway, SearchPage
 from pipeline.images import ImageRef
+from pipeline.normalize import normalize_float
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -103,6 +102,8 @@ ERROR_ACTIONS: Mapping[str, str] = {
 }
 FIX_HINTS: Mapping[str, str] = {
     ACCESS_KEY_NOT_FOUND: "Alibaba Cloud does not know this AccessKey ID: check IMAGESEARCH_APP_KEY",
+    "InvalidAccessKeyId.Inactive": "this AccessKey is disabled: enable it in the RAM console, or set "
+                                   "IMAGESEARCH_APP_KEY to an active one",
     SIGNATURE_MISMATCH: "check IMAGESEARCH_APP_SECRET (the AccessKey secret of IMAGESEARCH_APP_KEY)",
     INCOMPLETE_SIGNATURE: "check IMAGESEARCH_APP_KEY, IMAGESEARCH_APP_SECRET and IMAGESEARCH_ALIYUN_SIGNATURE",
     TIMESTAMP_EXPIRED: "check this machine's clock (Alibaba Cloud allows 15 minutes of skew)",
@@ -184,14 +185,6 @@ class AliyunOptions:
                    relation_id, user_type, signature)
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 class AliyunGateway(Gateway):
     """Speaks Image Search's Taobao-Union edition: RPC form posts, Alibaba Cloud's signature, JSON answers."""
 
@@ -201,7 +194,11 @@ class AliyunGateway(Gateway):
     fix_hints: ClassVar[Mapping[str, str]] = FIX_HINTS
     credential_codes = frozenset({ACCESS_KEY_NOT_FOUND, "InvalidAccessKeyId.Inactive", SIGNATURE_MISMATCH,
                                   INCOMPLETE_SIGNATURE})
-    error_statuses: ClassVar[frozenset[int]] = frozenset({*STATUS.values(), 409})
+    # Alibaba Cloud answers its errors with these statuses and {RequestId, Code, Message}: 400 (parameters,
+    # signature, Throttling.User), 403 (permission, Image Search's DeniedRequest), 404 (an unknown AccessKey or
+    # action), 409 (Image Search's InstanceStatusError), 429 (throttling, where a gateway answers so), 500
+    # and 503 (InternalError, ServiceUnavailable).
+    error_statuses: ClassVar[frozenset[int]] = frozenset({400, 403, 404, 409, 429, 500, 503})
     # The product's default limit is 5 searches a second (its API reference); a call counts when it
     # arrives, so a fifth of a second of margin is enough here (an hour's window needs more).
     default_quota = "5/1"
@@ -220,14 +217,13 @@ class AliyunGateway(Gateway):
     def check_settings(cls, settings: BaseSettings) -> None:
         AliyunOptions.from_settings(settings)
 
-    def picture_problem(self, size: tuple[int, int]) -> tuple[str, str] | None:
-        width, height = size
-        if min(width, height) < MIN_SIDE:
-            return "image_too_small", (f"{width}x{height} pixels: Image Search takes sides of {MIN_SIDE} to "
-                                       f"{MAX_SIDE} pixels (UnsupportedPicPixels); not sent")
-        if max(width, height) > MAX_SIDE:
-            return "image_too_large", (f"{width}x{height} pixels: Image Search takes sides of {MIN_SIDE} to "
-                                       f"{MAX_SIDE} pixels: lower IMAGESEARCH_MAX_IMAGE_SIDE; not sent")
+    def picture_problem(self, original: tuple[int, int], sent: tuple[int, int]) -> tuple[str, str] | None:
+        takes = f"Image Search takes sides of {MIN_SIDE} to {MAX_SIDE} pixels (UnsupportedPicPixels); not sent"
+        if min(original) < MIN_SIDE:
+            return "image_too_small", f"{original[0]}x{original[1]} pixels: {takes}"
+        if min(sent) < MIN_SIDE or max(sent) > MAX_SIDE:  # our own scaling to IMAGESEARCH_MAX_IMAGE_SIDE made it so
+            return "image_unsupported", (f"{original[0]}x{original[1]} pixels, sent as {sent[0]}x{sent[1]} for "
+                                         f"IMAGESEARCH_MAX_IMAGE_SIDE: {takes}; change that setting for it")
         return None
 
     @property
@@ -333,8 +329,8 @@ class AliyunGateway(Gateway):
         """One auction in our hit fields. ZkFinalPrice (the price after the listing's discount) is the price,
         ReservePrice (the list price) its fallback; PriceAfterCoupon is the coupon price when a coupon lowers
         it; Volume (sales of the last 30 days) the sales; UserType 1 a Tmall shop; RankScore the score.
-        ShortTitle, SubTitle, SellerId, Provcity, category names, coupon details and commissions have no
-        column (README "aliyun")."""
+        ShortTitle, SubTitle, ShopTitle, SellerId, Provcity, category names, coupon details and commissions
+        have no column (README "Alibaba Cloud Image Search")."""
         result = auction.get("Result")
         if not isinstance(result, dict):
             result = {}
@@ -344,16 +340,16 @@ class AliyunGateway(Gateway):
         hit: dict[str, Any] = {
             "num_iid": result.get("ItemId"), "title": result.get("Title"), "pic_url": result.get("PicUrl"),
             "detail_url": result.get("Url"), "price": price, "sales": result.get("Volume"),
-            "seller_nick": result.get("Nick") or result.get("ShopTitle"),
+            "seller_nick": result.get("Nick"),
         }
-        if result.get("Volume") is not None:
+        if normalize_float(result.get("Volume")) is not None:
             hit["sales_kind"] = "monthly"  # Taobao-Union's Volume: the sales of the last 30 days, a bare number
         if (user_type := result.get("UserType")) is not None:
             hit["is_tmall"] = str(user_type).strip() == str(TMALL)
-        coupon, single = _number(result.get("PriceAfterCoupon")), _number(price)
+        coupon, single = normalize_float(result.get("PriceAfterCoupon")), normalize_float(price)
         if coupon is not None and (single is None or coupon < single):
             hit["coupon_price"] = result.get("PriceAfterCoupon")
-        hit["score"] = _number(auction.get("RankScore"))
+        hit["score"] = normalize_float(auction.get("RankScore"))
         return {name: value for name, value in hit.items() if value is not None}
 
     def parse_upload(self, response: Response) -> str:

@@ -41,12 +41,9 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 MAX_SKEW_SECONDS = 900.0
 #: The body's hash in a V3 request (``x-acs-content-sha256``).
 CONTENT_SHA256_HEADER = "x-acs-content-sha256"
-#: The V3 headers every request carries, beside ``host`` (and ``content-type`` when there is a body).
-V3_HEADERS: tuple[str, ...] = ("x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
-                               CONTENT_SHA256_HEADER)
-#: The V2 common parameters (Signature itself aside).
-V2_PARAMS: tuple[str, ...] = ("Action", "Version", "Format", "AccessKeyId", "SignatureMethod", "SignatureVersion",
-                              "SignatureNonce", "Timestamp")
+#: The headers a V3 request must sign (the server refuses one that leaves any out).
+V3_REQUIRED_HEADERS: tuple[str, ...] = ("host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
+                                        CONTENT_SHA256_HEADER)
 _AUTHORIZATION_RE = re.compile(
     r"^(?P<algorithm>\S+)\s+Credential=(?P<key>[^,\s]*),\s*SignedHeaders=(?P<headers>[^,\s]*),\s*"
     r"Signature=(?P<signature>[0-9A-Fa-f]+)\s*$"

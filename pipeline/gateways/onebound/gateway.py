@@ -11,7 +11,7 @@ from scrapy import FormRequest, Request
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import HIT_FIELDS, ApiCall, Credentials, DailyQuota, Gateway, SearchPage, count
+from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Credentials, DailyQuota, Gateway, SearchPage, count
 from pipeline.gateways.onebound.wire import (
     BAN_SECONDS_RE,
     BUSY_CODE,
@@ -182,7 +182,7 @@ class OneboundGateway(Gateway):
     def _hit(raw: dict[str, Any]) -> dict[str, Any]:
         """One Onebound item in our hit fields. ``orginal_price`` (sic), ``seller_id``, ``area`` and
         ``post_fee`` have no column; ``is_tmall`` comes from the item page's host."""
-        hit = {name: raw[name] for name in HIT_FIELDS if name in raw}
+        hit = {name: raw[name] for name in LISTING_FIELDS if name in raw}
         hit.setdefault("is_tmall", _tmall(raw.get("detail_url")))
         return hit
 

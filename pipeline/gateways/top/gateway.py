@@ -12,7 +12,7 @@ from scrapy import FormRequest
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import HIT_FIELDS, ApiCall, Credentials, Gateway, SearchPage, count
+from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Credentials, Gateway, SearchPage, count
 from pipeline.gateways.top.signing import SIGN_METHODS, sign, top_timestamp
 from pipeline.gateways.top.wire import (
     API_LIMIT_SUB_CODE,
@@ -203,7 +203,8 @@ class TopGateway(Gateway):
         if not isinstance(items, list):
             raise MalformedResponse("items is neither a list nor {item: [...]}")
         # TOP's hit fields are ours, under the same names.
-        hits = [{name: item[name] for name in HIT_FIELDS if name in item} for item in items if isinstance(item, dict)]
+        hits = [{name: item[name] for name in LISTING_FIELDS if name in item} for item in items
+                if isinstance(item, dict)]
         return SearchPage(hits, count(envelope.get("total_results"), default=len(hits)))
 
     def parse_upload(self, response: Response) -> str:
