@@ -68,10 +68,11 @@ def test_progress_lines_grow_give_an_eta_near_the_end_and_say_when_the_gateway_i
     assert sandbox_stats["faults"]["drop"] > 0, sandbox_stats  # the outage happened, during the crawl
 
     lines = [m for m in map(_LINE.search, result.stderr.splitlines()) if m]
-    assert len(lines) >= 20, result.tail()
     final = lines[-1]
     assert final["ended"] == "finished", final.group(0)
     end = _seconds(final["elapsed"])
+    # A line a second (PROGRESS_INTERVAL=1), some skipped when the machine is busy: at least one in two.
+    assert len(lines) >= max(10, end / 2), result.tail()
     assert end >= 20, f"the crawl took {end} s: too short to say anything of an ETA"
 
     # Counts only grow, and end at every seed done and every call spent.

@@ -97,7 +97,9 @@ def test_three_workers_on_two_keys_make_the_single_runs_datasets_at_the_pooled_r
     tmp_path: Path, photos: Path, reference: tuple[Path, int], redis_server: RedisServer, port: int
 ) -> None:
     reference_dir, reference_calls = reference
-    calls, seconds, margin = 8, 12.0, 0.3  # per key; the margin is 2.5% of the window
+    # Per key; the margin is 3.75% of the window. (0.3 s of a 12 s window met quota refusals in fresh-clone
+    # runs where three workers' bursts reached the sandbox more than 0.3 s after their slots.)
+    calls, seconds, margin = 8, 16.0, 0.6
     with SandboxProcess(*_apps(f"{calls}/{seconds:g}", port)) as sandbox:
         dataset_dir = tmp_path / "datasets"
         options = ("-s", f"IMAGESEARCH_QUOTA_MARGIN={margin}", "-s", "IMAGESEARCH_REDIS_LEASE_SECONDS=5",
