@@ -71,12 +71,17 @@ class QuotaLedger:
 
     def wait(self, app: AppConfig) -> int | None:
         """None when a call may be accepted now, else the whole seconds (>= 1) until the window frees one."""
+        left = self.free_in(app)
+        return None if left is None else max(1, math.ceil(left))
+
+    def free_in(self, app: AppConfig) -> float | None:
+        """None when a call may be accepted now, else the seconds until the window frees one."""
         now = self._clock()
         window = self._accepted[app.key]
         while window and window[0] <= now - app.seconds:
             window.popleft()
         if len(window) >= app.calls:
-            return max(1, math.ceil(window[0] + app.seconds - now))
+            return window[0] + app.seconds - now
         return None
 
     def charge(self, app: AppConfig) -> None:

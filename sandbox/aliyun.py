@@ -360,10 +360,10 @@ class AliyunProtocol:
     def _admit(self, app: AppConfig) -> None:
         """The AccessKey's searches per second, then its app's quota and day; a refusal costs nothing."""
         qps = replace(app, calls=self.config.aliyun_qps, seconds=1.0)
-        if self._qps.wait(qps) is not None:
+        if (left := self._qps.free_in(qps)) is not None:
             self.accounts.stats.quota_refused += 1
             raise AliyunError(THROTTLING_USER, "Request was denied due to user flow control.",
-                              retry_after_ms=self._qps_wait_ms(qps))
+                              retry_after_ms=max(1, math.ceil(left * 1000)))
         refusal = self.accounts.admit(app)
         if refusal is not None and refusal.daily:
             raise AliyunError(QUOTA_EXHAUSTED, f"This account's calls for today are used up "
@@ -372,10 +372,6 @@ class AliyunProtocol:
             raise AliyunError(THROTTLING_USER, "Request was denied due to user flow control.",
                               retry_after_ms=(refusal.wait or 1) * 1000)
         self._qps.charge(qps)
-
-    def _qps_wait_ms(self, qps: AppConfig) -> int:
-        window = self._qps._accepted[qps.key]
-        return max(1, math.ceil((window[0] + 1.0 - self._clock()) * 1000)) if window else 1
 
     # -- the search ------------------------------------------------------------------------------
 

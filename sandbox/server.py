@@ -82,7 +82,8 @@ def _form(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, byt
 
 def _call(request: Request, path: str) -> Call:
     """The call a request makes to an API path: query string and body, the body winning on a name in both."""
-    query = dict(reversed(parse_qsl(urlsplit(request.uri.decode("latin-1")).query, keep_blank_values=True)))
+    pairs = tuple(parse_qsl(urlsplit(request.uri.decode("latin-1")).query, keep_blank_values=True))
+    query = dict(reversed(pairs))
     too_large = bool(getattr(request, "body_too_large", False))
     body = b""
     if not too_large and request.content is not None:
@@ -94,7 +95,6 @@ def _call(request: Request, path: str) -> Call:
         name.decode("latin-1").lower(): ",".join(v.decode("latin-1") for v in values)
         for name, values in request.requestHeaders.getAllRawHeaders()
     }
-    pairs = tuple(parse_qsl(urlsplit(request.uri.decode("latin-1")).query, keep_blank_values=True))
     return Call(path, {**query, **fields}, frozenset(query), files, _served_host(request), too_large,
                 method=request.method.decode("latin-1"), headers=headers, query_pairs=pairs, body=body)
 
