@@ -126,12 +126,15 @@ def test_three_workers_on_two_keys_make_the_single_runs_datasets_at_the_pooled_r
     assert stats["quota_refused"] == 0, stats
     assert set(stats["calls"]["by_app"]) == set(KEYS), stats
     # The pooled rate: the first window is a burst of both keys' quota; after it, one window per
-    # 2 x 8 calls. The last call may not come later than 5% after the ideal.
+    # 2 x 8 calls. The span is not timed to a percent here (a loaded 2-core CI box added 3.05 s to a
+    # 60 s ideal: 3 x 0.6 s margin plus scheduling); what the test asserts is structural: no window is
+    # lost (a lost window would add 20 s, a single key's pace 80 s) and none is skipped (no refusals,
+    # and never faster than the ideal). bench/bench_shared.py measures how close to the ideal it runs.
     pooled = calls * len(KEYS)
     ideal = (math.ceil(reference_calls / pooled) - 1) * seconds
     span = stats["calls"]["last_at"] - stats["calls"]["first_at"]
     assert ideal <= span + 0.05, (span, ideal)
-    assert span <= 1.05 * ideal, (span, ideal)
+    assert span < ideal + seconds / 4, (span, ideal)
     run = manifest(dataset_dir)
     workers_block = run["workers"]
     assert isinstance(workers_block, dict) and set(workers_block) == {"w0", "w1", "w2"}
