@@ -44,6 +44,10 @@ INT_SETTINGS: dict[str, int] = {
     "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
     "REPORT_TOP_MATCHES": 1,
     "REPORT_PAGE_SEEDS": 1,
+    "IMAGESEARCH_SERVE_PORT": 0,
+    "IMAGESEARCH_SERVE_PAGES": 1,
+    "IMAGESEARCH_SERVE_MAX_PAGES": 1,
+    "IMAGESEARCH_SERVE_MAX_UPLOAD_BYTES": 1,
 }
 #: Settings in seconds and their least value.
 SECONDS_SETTINGS: dict[str, float] = {
@@ -55,6 +59,8 @@ SECONDS_SETTINGS: dict[str, float] = {
     "IMAGESEARCH_REDIS_FLUSH_SECONDS": 0.0,
     "DOWNLOAD_TIMEOUT": 0.001,
     "DOWNLOAD_DELAY": 0.0,
+    "IMAGESEARCH_SERVE_CACHE_TTL": 0.0,
+    "IMAGESEARCH_SERVE_MAX_WAIT": 0.0,
 }
 #: Settings that name a class by its import path.
 IMPORT_PATH_SETTINGS: tuple[str, ...] = ("IMAGESEARCH_QUOTA_STORE", "IMAGESEARCH_DOWNLOAD_HANDLER")

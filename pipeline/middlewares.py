@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: Request meta key counting how often a request was re-sent after a quota answer.
 THROTTLED_META_KEY = "imagesearch_throttled"
+#: Request meta key of a one-item list the middleware adds 1 to for every attempt of the call it sends
+#: (retries and re-sends carry the same list): what one search cost, for the search service.
+CALLS_COUNTER_META_KEY = "imagesearch_calls_counter"
 #: How often the calls held back until the gateway's first answer look whether it came.
 _FIRST_ANSWER_POLL_SECONDS = 0.05
 #: Request meta flag of the first call (and its retries), which goes before the gateway has answered.
@@ -86,6 +89,11 @@ class GatewayMiddleware:
         self.probe_retry_times = settings.getint("IMAGESEARCH_PROBE_RETRY_TIMES")
         #: Set when an answer said the day's calls are all used (what it said): the next call stops the crawl.
         self.day_used_up: str | None = None
+        #: The code of the fatal answer that stopped the calls, if one did.
+        self.fatal: str | None = None
+        #: For a long-running spider (a ``serves`` attribute, the search service): when the day's quota is
+        #: spent, calls are refused until this time (UTC) instead of the crawl being closed.
+        self.resumes_at: datetime | None = None
         #: Pool indexes of the app keys this crawl saw spend their calls for the day (set aside until it turns).
         self.keys_spent: set[int] = set()
         # Until the gateway has answered once, one call goes out and the others wait for its answer:
@@ -124,6 +132,9 @@ class GatewayMiddleware:
         documents for code that may run before the crawl starts.
         """
         engine = self.crawler._engine
+        if self.resumes_at is not None and datetime.now(UTC) >= self.resumes_at:
+            logger.info("The gateway's quota day has turned: calls go again")
+            self.resumes_at, self.day_used_up, self.stopped = None, None, False
         return self.stopped or self.day_used_up is not None or (engine is not None and not engine.running)
 
     def backoff_delay(self, retry_times: int) -> float:
@@ -165,6 +176,8 @@ class GatewayMiddleware:
         stats = self.crawler.stats
         stats.inc_value("imagesearch/calls")
         stats.inc_value(f"imagesearch/calls/{method}")
+        if (counter := request.meta.get(CALLS_COUNTER_META_KEY)) is not None:
+            counter[0] += 1
         return None
 
     def _redis_gone(self, exc: SharedRunUnavailable) -> None:
@@ -235,6 +248,8 @@ class GatewayMiddleware:
             stats = self.crawler.stats
             stats.inc_value("imagesearch/calls", -1)
             stats.inc_value(f"imagesearch/calls/{method}", -1)
+            if (counter := request.meta.get(CALLS_COUNTER_META_KEY)) is not None:
+                counter[0] -= 1
             if request.meta.get(_PROBE_META_KEY) and not self._answered:
                 self._probe_sent = False
             return None
@@ -283,6 +298,7 @@ class GatewayMiddleware:
             resend = self._throttle(request, error)
         elif action == FATAL:
             self.stopped = True
+            self.fatal = error.code
         if resend is not None:
             return resend
         if response.status != 200:
@@ -326,6 +342,12 @@ class GatewayMiddleware:
         self.stopped = True
         now = datetime.now(UTC)
         resets = self.gateway.quota_resets_at(now)
+        if getattr(self.crawler.spider, "serves", False):
+            # The search service keeps serving what its cache holds, and calls again when the day turns.
+            self.resumes_at = resets
+            logger.error("The gateway's quota for the day is spent (%s): no call until %s UTC", what,
+                         f"{resets:%Y-%m-%d %H:%M}")
+            return
         minutes = max(0, int((resets - now).total_seconds() // 60))
         day_starts = self.gateway.quota_day_starts
         if job_dir(self.crawler.settings):

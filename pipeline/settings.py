@@ -216,6 +216,33 @@ REPORT_TOP_MATCHES = 8
 REPORT_PAGE_SEEDS = 50
 
 # ---------------------------------------------------------------------------------------------
+# Search service (scrapy serve)
+# ---------------------------------------------------------------------------------------------
+#: Address ``scrapy serve`` listens on. 127.0.0.1 serves this machine only; 0.0.0.0 every interface (put
+#: it behind a reverse proxy with TLS: the service has no authentication of its own).
+IMAGESEARCH_SERVE_HOST = "127.0.0.1"
+#: Port ``scrapy serve`` listens on (0: any free port; the log line "Search service at ..." says which).
+IMAGESEARCH_SERVE_PORT = 6810
+#: Result pages a search fetches when the caller gives no ``pages``.
+IMAGESEARCH_SERVE_PAGES = 1
+#: The most pages a caller may ask for in one search (each uncached page is a call).
+IMAGESEARCH_SERVE_MAX_PAGES = 5
+#: Seconds a page of results stays in the cache (a repeated photo, category and page cost no call); 0
+#: turns the cache off. The cache is a file under IMAGESEARCH_SERVE_CACHE_DIR, or Redis with
+#: IMAGESEARCH_REDIS_URL; either survives a restart.
+IMAGESEARCH_SERVE_CACHE_TTL = 86400.0
+#: Where the service's cache file lives (without IMAGESEARCH_REDIS_URL).
+IMAGESEARCH_SERVE_CACHE_DIR = "data/serve-cache"
+#: Seconds a search may wait for its call's quota slot (or a ban's end); longer, and the caller gets 429
+#: with Retry-After instead of a hung connection. Crawls and services on the same Redis share the quota.
+IMAGESEARCH_SERVE_MAX_WAIT = 10.0
+#: Largest photo a caller may send, in bytes (413 over it).
+IMAGESEARCH_SERVE_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+#: Download a caller's image URL that is not on the platform's CDN (IMAGESEARCH_CDN_HOSTS) and search
+#: the picture; False: such URLs get 400 (a public service may not want to fetch URLs its callers choose).
+IMAGESEARCH_SERVE_DOWNLOAD_URLS = True
+
+# ---------------------------------------------------------------------------------------------
 # Long crawls (pacing, faults, resume)
 # ---------------------------------------------------------------------------------------------
 #: Gateway quota as CALLS/SECONDS per app key; calls are paced so the crawl never meets the quota

@@ -1,0 +1,446 @@
+"""The search service's core: a photo in, the normalised, deduplicated matches out, through the crawl's own parts.
+
+Each gateway call is the Scrapy request the crawl would send (``Gateway.build_search`` /
+``build_upload`` / ``to_request``), downloaded with ``ExecutionEngine.download_async``: the
+downloader middlewares (``GatewayMiddleware``: pacing on the shared quota, backoff, retries, the
+error table, call stats) and the signing download handler all apply, as in a crawl. Answers are
+read by ``Gateway.parse_search`` and their hits go through the crawl's ``ValidatePipeline`` and
+``NormalizePipeline``. What is the service's own: the cache (pipeline.serve.cache), one call at a
+time per (image, category, page) however many callers ask for it at once, and refusing a call
+with 429 when its quota slot (or a ban) is further away than IMAGESEARCH_SERVE_MAX_WAIT.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import math
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from scrapy import Request
+from scrapy.exceptions import DropItem
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.defer import Deferred
+
+from items.schema import MATCHES, PRODUCTS
+from items.scrapy_items import ProductHit
+from pipeline.errors import GatewayError, GatewayStopped, ImageRejected, MalformedResponse
+from pipeline.gateways.actions import FATAL, SEED_ERROR, STOP, THROTTLE, ErrorActions
+from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY
+from pipeline.images import ImageRef, is_platform_cdn, prepare_image
+from pipeline.middlewares import CALLS_COUNTER_META_KEY, GatewayMiddleware
+from pipeline.pipelines import NormalizePipeline, ValidatePipeline
+from pipeline.redaction import Redactor
+from pipeline.seeds import category_id, is_category_id
+from pipeline.serve.cache import open_cache
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+    from pipeline.gateways.base import ApiCall, Gateway, SearchPage
+
+logger = logging.getLogger(__name__)
+
+#: The columns of a match in the service's answer: the products table's listing, then page, position, score.
+MATCH_COLUMNS: tuple[str, ...] = (
+    *(c.name for c in PRODUCTS.columns if c.name not in ("first_seed_id", "run_id", "run_started_at")),
+    *(c.name for c in MATCHES.columns if c.name in ("page", "position", "score")),
+)
+_MAX_MESSAGE = 300
+
+
+class ServiceError(Exception):
+    """A search the service answers with an error: HTTP ``status``, a ``code`` and one line of ``message``."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message[:_MAX_MESSAGE]
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.retry_after is not None:
+            body["retry_after"] = self.retry_seconds
+        return body
+
+    @property
+    def retry_seconds(self) -> int:
+        return max(1, math.ceil(self.retry_after or 0))
+
+
+@dataclass
+class Photo:
+    """What a caller sent: the image's bytes, or a URL."""
+
+    data: bytes | None = None
+    url: str | None = None
+
+
+@dataclass
+class Metrics:
+    """What /metrics and /healthz report (counted since the service started)."""
+
+    searches: Counter[str] = field(default_factory=Counter)  # by HTTP status
+    errors: Counter[str] = field(default_factory=Counter)  # by code
+    cache_hits: int = 0
+    cache_misses: int = 0
+    calls: int = 0
+    shared_calls: int = 0  # pages another caller's call answered while it was in flight
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+class SearchService:
+    """Searches by photo for callers of the HTTP API (pipeline.serve.web), on one open crawler."""
+
+    def __init__(self, crawler: Crawler, gateway: Gateway, endpoint: str) -> None:
+        self.crawler = crawler
+        self.gateway = gateway
+        self.endpoint = endpoint
+        settings = crawler.settings
+        self.max_image_side = settings.getint("IMAGESEARCH_MAX_IMAGE_SIDE")
+        self.max_image_pixels = settings.getint("IMAGESEARCH_MAX_IMAGE_PIXELS")
+        self.cdn_hosts = settings.getlist("IMAGESEARCH_CDN_HOSTS")
+        self.default_page_size = settings.getint("IMAGESEARCH_PAGE_SIZE")
+        self.default_pages = settings.getint("IMAGESEARCH_SERVE_PAGES")
+        self.max_pages = settings.getint("IMAGESEARCH_SERVE_MAX_PAGES")
+        self.max_wait = settings.getfloat("IMAGESEARCH_SERVE_MAX_WAIT")
+        self.max_upload = settings.getint("IMAGESEARCH_SERVE_MAX_UPLOAD_BYTES")
+        self.download_urls = settings.getbool("IMAGESEARCH_SERVE_DOWNLOAD_URLS")
+        self.actions = ErrorActions.from_settings(settings, gateway.error_actions)
+        self.redactor = Redactor(gateway.secrets())
+        self.cache = open_cache(settings)
+        self.metrics = Metrics()
+        self.validate = ValidatePipeline(crawler.stats)
+        self.normalize = NormalizePipeline(crawler.stats, "serve")
+        middleware = crawler.get_downloader_middleware(GatewayMiddleware)
+        if middleware is None:
+            raise RuntimeError("the search service needs pipeline.middlewares.GatewayMiddleware in "
+                               "DOWNLOADER_MIDDLEWARES: it paces and signs the calls")
+        self.middleware = middleware
+        #: Pages being fetched now, by cache key: a second caller of the same page waits for that call.
+        self._in_flight: dict[str, list[Deferred[dict[str, Any]]]] = {}
+        self._spool = Path(tempfile.mkdtemp(prefix="imagesearch-serve-"))
+        # What the cached answers depend on besides the image, category and page.
+        self.endpoint_host = urlsplit(endpoint).netloc or endpoint
+        self._scope = f"{gateway.name}|{self.endpoint_host}|side:{self.max_image_side}"
+
+    def close(self) -> None:
+        self.cache.close()
+        for path in self._spool.glob("*"):
+            path.unlink(missing_ok=True)
+        self._spool.rmdir()
+
+    # -- the caller's input --------------------------------------------------------------------
+
+    def parse_cat(self, raw: Any) -> str | None:
+        cat = category_id(None if raw is None else str(raw))
+        if cat is not None and not is_category_id(cat):
+            raise ServiceError(400, "bad_cat", f"cat={str(raw)[:40]!r} is not a category id: give digits 0-9")
+        return cat
+
+    def parse_pages(self, raw: Any) -> int:
+        if raw is None or raw == "":
+            return self.default_pages
+        try:
+            pages = int(str(raw))
+        except ValueError:
+            pages = 0
+        if not 1 <= pages <= self.max_pages:
+            raise ServiceError(400, "bad_pages", f"pages={str(raw)[:20]!r}: give a whole number from 1 to "
+                                                 f"{self.max_pages} (IMAGESEARCH_SERVE_MAX_PAGES)")
+        return pages
+
+    def decode_base64(self, text: Any) -> bytes:
+        if not isinstance(text, str):
+            raise ServiceError(400, "bad_request", "image_base64 must be a string of Base64")
+        if text.startswith("data:") and "," in text:
+            text = text.split(",", 1)[1]  # a data: URL, as a browser's FileReader gives
+        if len(text) > self.max_upload * 4 // 3 + 4:
+            raise ServiceError(413, "image_too_large_bytes", f"the image is over {self.max_upload} bytes "
+                                                             "(IMAGESEARCH_SERVE_MAX_UPLOAD_BYTES)")
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ServiceError(400, "bad_base64", "image_base64 is not valid Base64") from None
+
+    # -- a search --------------------------------------------------------------------------------
+
+    async def search(self, photo: Photo, cat: str | None, pages: int) -> dict[str, Any]:
+        """The answer to one POST /search; ServiceError for what is answered with an error."""
+        started = time.monotonic()
+        calls = [0]
+        image_data: str | ImageRef
+        sha256: str | None = None
+        path: Path | None = None
+        try:
+            if photo.url is not None:
+                url = photo.url.strip()
+                if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                    raise ServiceError(400, "bad_url", "url must be an http(s) URL of an image")
+                if is_platform_cdn(url, self.cdn_hosts):
+                    image_data, content_key = url, f"url:{url}"
+                elif not self.download_urls:
+                    raise ServiceError(400, "url_not_allowed", "only URLs of the platform's CDN "
+                                       "(IMAGESEARCH_CDN_HOSTS) are searched here: send the image itself")
+                else:
+                    photo = Photo(data=await self._download(url))
+            if photo.data is not None:
+                sha256, path = self._prepare(photo.data)
+                image_data = ImageRef(path, sha256, self.max_image_side, self.max_image_pixels)
+                content_key = f"sha256:{sha256}"
+                if self.gateway.uploads_local_images:
+                    image_data = await self._upload(image_data, content_key, calls)
+            rows: list[dict[str, Any]] = []
+            cached = 0
+            total: int | None = None
+            fetched = 0
+            page_size = 0
+            for page in range(1, pages + 1):
+                entry, from_cache = await self._page(image_data, content_key, cat, page, calls)
+                cached += from_cache
+                fetched += 1
+                if page == 1:
+                    total = entry["total_results"]
+                    page_size = entry["page_size"] or len(entry["items"]) or self.default_page_size
+                rows += entry["items"]
+                if not self._has_more(entry, page, page_size, pages):
+                    break
+        finally:
+            if path is not None:
+                path.unlink(missing_ok=True)
+        matches = self._dedupe(rows)
+        return {
+            "sha256": sha256, "cat": cat, "gateway": self.gateway.name, "total_results": total,
+            "pages_fetched": fetched, "pages_cached": cached, "calls": calls[0], "matches": matches,
+            "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+
+    def _prepare(self, data: bytes) -> tuple[str, Path]:
+        if len(data) > self.max_upload:
+            raise ServiceError(413, "image_too_large_bytes", f"the image is {len(data)} bytes, over "
+                               f"{self.max_upload} (IMAGESEARCH_SERVE_MAX_UPLOAD_BYTES)")
+        try:
+            prepared = prepare_image(data, self.max_image_side, self.max_image_pixels)
+        except ImageRejected as rejection:
+            status = 413 if rejection.reason == "image_too_large" else 422
+            raise ServiceError(status, rejection.reason, rejection.detail) from None
+        if problem := self.gateway.picture_problem(prepared.original_size, prepared.size):
+            raise ServiceError(422, *problem)
+        # The call reads its picture from a file as it leaves (ImageRef), as a crawl's calls do.
+        handle, name = tempfile.mkstemp(dir=self._spool, prefix=prepared.sha256[:16])
+        with open(handle, "wb") as out:
+            out.write(data)
+        return prepared.sha256, Path(name)
+
+    async def _download(self, url: str) -> bytes:
+        request = Request(url, dont_filter=True, meta={"download_maxsize": self.max_upload, "dont_redirect": False})
+        try:
+            response = await self._engine().download_async(request)
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch the caller's URL is the caller's to see
+            raise ServiceError(422, "image_unreachable", f"{type(exc).__name__} fetching {url}: {exc}") from None
+        if response.status != 200:
+            raise ServiceError(422, "image_unreachable", f"HTTP {response.status} from {url}")
+        body: bytes = response.body
+        return body
+
+    def _engine(self) -> Any:
+        engine = self.crawler.engine
+        if engine is None or not engine.running:
+            raise ServiceError(503, "shutting_down", "the service is shutting down", retry_after=5)
+        return engine
+
+    def _has_more(self, entry: dict[str, Any], page: int, page_size: int, pages: int) -> bool:
+        """The crawl's paging rule (ImageSearchSpider._has_more_pages) on the cached page."""
+        items = len(entry["items"])
+        last = self.gateway.last_page
+        if page >= pages or (last is not None and page >= last) or not items:
+            return False
+        if entry["page_count"] is not None:
+            return bool(page < entry["page_count"])
+        if items < page_size:
+            return False
+        return entry["total_results"] is None or page * page_size < entry["total_results"]
+
+    @staticmethod
+    def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One row per num_iid, at its best position (rows come in page order)."""
+        seen: set[int] = set()
+        out = []
+        for row in rows:
+            if row["num_iid"] not in seen:
+                seen.add(row["num_iid"])
+                out.append(row)
+        return out
+
+    # -- pages: the cache, then the gateway -------------------------------------------------------
+
+    async def _page(self, image_data: str | ImageRef, content_key: str, cat: str | None, page: int,
+                    calls: list[int]) -> tuple[dict[str, Any], bool]:
+        key = f"{self._scope}|{content_key}|cat:{cat or ''}|page:{page}"
+        entry = self.cache.get(key)
+        if entry is not None:
+            self.metrics.cache_hits += 1
+            return entry, True
+        waiting = self._in_flight.get(key)
+        if waiting is not None:  # the same page is being fetched for another caller: its answer is ours
+            self.metrics.shared_calls += 1
+            mine: Deferred[dict[str, Any]] = Deferred()
+            waiting.append(mine)
+            return await maybe_deferred_to_future(mine), True
+        self.metrics.cache_misses += 1
+        self._in_flight[key] = []
+        try:
+            entry = await self._fetch_page(image_data, cat, page, calls)
+        except BaseException as exc:
+            for other in self._in_flight.pop(key):
+                other.errback(exc)
+            raise
+        self.cache.put(key, entry)
+        for other in self._in_flight.pop(key):
+            other.callback(entry)
+        return entry, False
+
+    async def _fetch_page(self, image_data: str | ImageRef, cat: str | None, page: int,
+                          calls: list[int]) -> dict[str, Any]:
+        response = await self._call(self.gateway.build_search(image_data, page, cat), calls)
+        try:
+            result = self.gateway.parse_search(response)
+        except GatewayError as error:
+            raise self._gateway_error(error, response) from None
+        crawled_at = datetime.now(UTC)
+        page_size = result.page_size or len(result.items) or self.default_page_size
+        return {
+            "total_results": result.total_results, "page_size": result.page_size, "page_count": result.page_count,
+            "items": await self._rows(result, page, page_size, cat, crawled_at),
+        }
+
+    async def _rows(self, result: SearchPage, page: int, page_size: int, cat: str | None,
+                    crawled_at: datetime) -> list[dict[str, Any]]:
+        rows = []
+        for rank, raw in enumerate(result.items, start=1):
+            hit = ProductHit({name: raw[name] for name in HIT_FIELDS if name in raw})
+            hit.update(seed_id="serve", seed_rank=0, page=page, position=(page - 1) * page_size + rank, cat=cat,
+                       crawled_at=crawled_at)
+            try:
+                hit = await self.validate.process_item(hit)
+            except DropItem:
+                continue
+            hit = await self.normalize.process_item(hit)
+            rows.append({name: _json_value(hit.get(name)) for name in MATCH_COLUMNS})
+        return rows
+
+    async def _upload(self, image: ImageRef, content_key: str, calls: list[int]) -> str:
+        """The uploaded picture's reference, for a gateway that uploads first (cached like a page)."""
+        key = f"{self._scope}|{content_key}|upload"
+        entry = self.cache.get(key)
+        if entry is not None:
+            self.metrics.cache_hits += 1
+            return str(entry["image"])
+        self.metrics.cache_misses += 1
+        response = await self._call(self.gateway.build_upload(image), calls)
+        try:
+            reference = self.gateway.parse_upload(response)
+        except GatewayError as error:
+            raise self._gateway_error(error, response) from None
+        self.cache.put(key, {"image": reference})
+        return reference
+
+    def quota_wait(self, calls: int = 1) -> float:
+        """Seconds until ``calls`` more calls could go, under the shared quota and any ban."""
+        pacer = self.middleware.pacer
+        end = pacer.projected_end(calls + self.middleware.unbooked)
+        if end is None:
+            return pacer.ban_left()
+        return max(0.0, end - pacer.clock())
+
+    def quota_left(self) -> int | None:
+        """Calls that could go right now without waiting (None without a quota)."""
+        pacer = self.middleware.pacer
+        quota = pacer.quota
+        if quota is None:
+            return None
+        low, high = 0, quota.calls
+        while low < high:  # the most calls whose last could go now
+            middle = (low + high + 1) // 2
+            if self.quota_wait(middle) <= 0.001:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    async def _call(self, call: ApiCall, calls: list[int]) -> Response:
+        wait = self.quota_wait()
+        if wait > self.max_wait:
+            raise ServiceError(429, "quota_wait", f"the next call may go in {wait:.1f} s, over "
+                               f"IMAGESEARCH_SERVE_MAX_WAIT={self.max_wait:g} s: try again later",
+                               retry_after=max(1.0, wait - self.max_wait))
+        request = self.gateway.to_request(call, self.endpoint, dont_filter=True,
+                                          meta={CALLS_COUNTER_META_KEY: calls})
+        before = calls[0]
+        try:
+            # The middleware books the call's quota slot as soon as it sees it, so the next caller's
+            # quota_wait counts it.
+            response: Response = await self._engine().download_async(request)
+        except GatewayStopped:
+            raise self._stopped() from None
+        except ImageRejected as rejection:
+            raise ServiceError(422, rejection.reason, rejection.detail) from None
+        except ServiceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the retries are spent: the gateway did not answer
+            message = self.redactor.redact(f"{type(exc).__name__}: {exc}")
+            raise ServiceError(502, "gateway_unreachable", f"the gateway did not answer ({message})") from None
+        finally:
+            self.metrics.calls += calls[0] - before
+        if response.status != 200 and response.status not in self.gateway.error_statuses:
+            raise ServiceError(502, f"http_{response.status}", f"the gateway answered HTTP {response.status}")
+        return response
+
+    def _stopped(self) -> ServiceError:
+        """A call refused because the gateway takes no more (a fatal answer, the day's quota spent)."""
+        middleware = self.middleware
+        if middleware.resumes_at is not None:
+            seconds = max(1.0, (middleware.resumes_at - datetime.now(UTC)).total_seconds())
+            return ServiceError(503, "quota_spent", f"the gateway's quota for the day is spent: calls go again at "
+                                f"{middleware.resumes_at:%Y-%m-%d %H:%M} UTC", retry_after=seconds)
+        if middleware.fatal is not None:
+            return ServiceError(503, middleware.fatal, "the service stopped calling the gateway after a fatal "
+                                "answer (see its log): fix the settings and restart it")
+        return ServiceError(503, "shutting_down", "the service is shutting down", retry_after=5)
+
+    def _gateway_error(self, error: GatewayError, response: Response) -> ServiceError:
+        """An error answer the middleware passed on, per the error table."""
+        description = self.redactor.redact(error.describe())
+        if isinstance(error, MalformedResponse):
+            return ServiceError(502, error.code, f"the gateway's answer is not its format: {description}")
+        action = self.actions.action_for(error)
+        if action == FATAL:
+            method = str(response.meta.get(METHOD_META_KEY, "the call"))
+            logger.error("%s", self.redactor.redact(self.gateway.fatal_message(error, method)))
+            return ServiceError(502, error.code, description)
+        if action == SEED_ERROR:  # the gateway refused this picture or search
+            return ServiceError(422, error.code, description)
+        if action in (THROTTLE, STOP):  # the throttle budget is spent
+            return ServiceError(503, error.code, description, retry_after=self.quota_wait() or 1.0)
+        return ServiceError(502, error.code, description)  # retries spent
