@@ -40,9 +40,17 @@ logger = logging.getLogger(__name__)
 
 #: Request meta key counting how often a request was re-sent after a quota answer.
 THROTTLED_META_KEY = "imagesearch_throttled"
-#: Request meta key of a one-item list the middleware adds 1 to for every attempt of the call it sends
-#: (retries and re-sends carry the same list): what one search cost, for the search service.
-CALLS_COUNTER_META_KEY = "imagesearch_calls_counter"
+#: Request meta key of a CallTicket (retries and re-sends carry the same one), for the search service.
+CALL_TICKET_META_KEY = "imagesearch_call_ticket"
+
+
+class CallTicket:
+    """What the middleware tells the caller of a call: whether it holds a quota slot yet, and how many
+    attempts of it were sent (what one search cost)."""
+
+    def __init__(self) -> None:
+        self.booked = False
+        self.calls = 0
 #: How often the calls held back until the gateway's first answer look whether it came.
 _FIRST_ANSWER_POLL_SECONDS = 0.05
 #: Request meta flag of the first call (and its retries), which goes before the gateway has answered.
@@ -159,7 +167,10 @@ class GatewayMiddleware:
             backed_off = await sleep_until(clock() + delay, clock, self.stopping)
         finally:
             self.unbooked -= 1
+        ticket = request.meta.get(CALL_TICKET_META_KEY)
         try:
+            if ticket is not None and backed_off:
+                ticket.booked = True  # wait_turn books its slot as soon as it is awaited, before any wait
             app = await self.pacer.wait_turn(self.stopping) if backed_off else None
         except SharedRunUnavailable as exc:  # a shared run's Redis is gone: this worker stops, resumable
             self._redis_gone(exc)
@@ -176,8 +187,8 @@ class GatewayMiddleware:
         stats = self.crawler.stats
         stats.inc_value("imagesearch/calls")
         stats.inc_value(f"imagesearch/calls/{method}")
-        if (counter := request.meta.get(CALLS_COUNTER_META_KEY)) is not None:
-            counter[0] += 1
+        if ticket is not None:
+            ticket.calls += 1
         return None
 
     def _redis_gone(self, exc: SharedRunUnavailable) -> None:
@@ -248,8 +259,8 @@ class GatewayMiddleware:
             stats = self.crawler.stats
             stats.inc_value("imagesearch/calls", -1)
             stats.inc_value(f"imagesearch/calls/{method}", -1)
-            if (counter := request.meta.get(CALLS_COUNTER_META_KEY)) is not None:
-                counter[0] -= 1
+            if (ticket := request.meta.get(CALL_TICKET_META_KEY)) is not None:
+                ticket.calls -= 1
             if request.meta.get(_PROBE_META_KEY) and not self._answered:
                 self._probe_sent = False
             return None

@@ -91,7 +91,8 @@ class ImageSearchSpider(Spider):
     name = "imagesearch"
 
     def __init__(self, seeds: str = "", pages: str | None = None, cat: str | None = None, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - {"name"})
+        # scrapyd adds -a _job=<job id> to every crawl it runs.
+        unknown = sorted(set(kwargs) - {"name", "_job"})
         if unknown:
             # A misspelt -a (page=2 for pages=2) would otherwise be ignored, and the crawl spend calls it
             # was told not to.

@@ -198,3 +198,27 @@ def test_a_wrong_secret_is_a_502_with_the_gateways_code_and_never_the_secret(
     for text in (json.dumps(first), json.dumps(after), health.decode(), log):
         assert SECRET not in text
     assert "Traceback" not in log
+
+
+def test_a_spent_daily_quota_is_503_with_retry_after_and_the_cache_still_answers(
+    photos: list[Path], tmp_path: Path,
+) -> None:
+    with SandboxProcess("--app", "test:test:1000/3600:1") as daily, ServeProcess(
+        daily.endpoint, "-s", "IMAGESEARCH_QUOTA=", cache_dir=tmp_path,
+    ) as service:
+        status, _, first = service.post_photo(photos[10].read_bytes())
+        assert status == 200 and first["calls"] == 1, first
+        status, headers, spent = service.post_photo(photos[11].read_bytes())
+        assert status == 503 and spent["error"] == "quota_spent", spent
+        assert int(headers["Retry-After"]) >= 1
+        status, _, again = service.post_photo(photos[10].read_bytes())  # from the cache: still served
+        assert status == 200 and again["calls"] == 0
+        _, _, health = service.request("GET", "/healthz")
+        assert json.loads(health)["status"] == "quota_spent"
+        # Calls stop at the first refusal: the second photo's call was the only one refused.
+        status, _, later = service.post_photo(photos[12].read_bytes())
+        assert status == 503 and later["error"] == "quota_spent"
+        stats = daily.stats()
+        log = service.text()
+    assert stats["calls"]["total"] <= 2, stats
+    assert "Traceback" not in log

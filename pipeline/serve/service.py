@@ -37,7 +37,7 @@ from pipeline.errors import GatewayError, GatewayStopped, ImageRejected, Malform
 from pipeline.gateways.actions import FATAL, SEED_ERROR, STOP, THROTTLE, ErrorActions
 from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY
 from pipeline.images import ImageRef, is_platform_cdn, prepare_image
-from pipeline.middlewares import CALLS_COUNTER_META_KEY, GatewayMiddleware
+from pipeline.middlewares import CALL_TICKET_META_KEY, CallTicket, GatewayMiddleware
 from pipeline.pipelines import NormalizePipeline, ValidatePipeline
 from pipeline.redaction import Redactor
 from pipeline.seeds import category_id, is_category_id
@@ -141,9 +141,13 @@ class SearchService:
         #: Pages being fetched now, by cache key: a second caller of the same page waits for that call.
         self._in_flight: dict[str, list[Deferred[dict[str, Any]]]] = {}
         self._spool = Path(tempfile.mkdtemp(prefix="imagesearch-serve-"))
+        #: The calls sent and not yet answered.
+        self._tickets: set[CallTicket] = set()
         # What the cached answers depend on besides the image, category and page.
         self.endpoint_host = urlsplit(endpoint).netloc or endpoint
-        self._scope = f"{gateway.name}|{self.endpoint_host}|side:{self.max_image_side}"
+        # (the page size decides what page n holds: IMAGESEARCH_PAGE_SIZE, aliyun's IMAGESEARCH_ALIYUN_NUM).
+        sizes = f"{settings.get('IMAGESEARCH_PAGE_SIZE')}/{settings.get('IMAGESEARCH_ALIYUN_NUM')}"
+        self._scope = f"{gateway.name}|{self.endpoint_host}|side:{self.max_image_side}|size:{sizes}"
 
     def close(self) -> None:
         self.cache.close()
@@ -369,7 +373,9 @@ class SearchService:
     def quota_wait(self, calls: int = 1) -> float:
         """Seconds until ``calls`` more calls could go, under the shared quota and any ban."""
         pacer = self.middleware.pacer
-        end = pacer.projected_end(calls + self.middleware.unbooked)
+        # The service's calls not yet booked (between its check and the middleware) hold no slot yet.
+        unbooked = sum(not ticket.booked for ticket in self._tickets)
+        end = pacer.projected_end(calls + unbooked)
         if end is None:
             return pacer.ban_left()
         return max(0.0, end - pacer.clock())
@@ -395,12 +401,10 @@ class SearchService:
             raise ServiceError(429, "quota_wait", f"the next call may go in {wait:.1f} s, over "
                                f"IMAGESEARCH_SERVE_MAX_WAIT={self.max_wait:g} s: try again later",
                                retry_after=max(1.0, wait - self.max_wait))
-        request = self.gateway.to_request(call, self.endpoint, dont_filter=True,
-                                          meta={CALLS_COUNTER_META_KEY: calls})
-        before = calls[0]
+        ticket = CallTicket()
+        request = self.gateway.to_request(call, self.endpoint, dont_filter=True, meta={CALL_TICKET_META_KEY: ticket})
+        self._tickets.add(ticket)
         try:
-            # The middleware books the call's quota slot as soon as it sees it, so the next caller's
-            # quota_wait counts it.
             response: Response = await self._engine().download_async(request)
         except GatewayStopped:
             raise self._stopped() from None
@@ -412,7 +416,9 @@ class SearchService:
             message = self.redactor.redact(f"{type(exc).__name__}: {exc}")
             raise ServiceError(502, "gateway_unreachable", f"the gateway did not answer ({message})") from None
         finally:
-            self.metrics.calls += calls[0] - before
+            self._tickets.discard(ticket)
+            calls[0] += ticket.calls
+            self.metrics.calls += ticket.calls
         if response.status != 200 and response.status not in self.gateway.error_statuses:
             raise ServiceError(502, f"http_{response.status}", f"the gateway answered HTTP {response.status}")
         return response

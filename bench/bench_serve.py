@@ -1,0 +1,177 @@
+"""Benchmark: what ``scrapy serve`` adds to a search's latency over calling the gateway directly.
+
+Run: ``.venv/bin/python bench/bench_serve.py [--requests 64] [--clients 1,8,32]``. A sandbox subprocess
+is the gateway; ``scrapy serve`` (unpaced: ``IMAGESEARCH_QUOTA=``) runs against it. For each number of
+concurrent clients it times, over loopback HTTP with keep-alive:
+
+- the baseline: signed ``taobao.image.search`` calls straight to the sandbox, a new photo each;
+- uncached: ``POST /search`` of photos the service has not seen (one gateway call each);
+- cached: ``POST /search`` of the same photos again (no call).
+
+and prints p50/p95 of each, and the service's added latency (service minus baseline, same percentile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sandbox.catalog import builtin_catalog
+from sandbox.testing import SandboxProcess, signed_params
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def photos(count: int, first: int, size: int = 320) -> list[bytes]:
+    """``count`` distinct JPEG photos of catalogue products (cropped, so none is a catalogue picture as is)."""
+    catalog = builtin_catalog()
+    out = []
+    for k in range(count):
+        img = catalog.products[(first + 7 * k) % len(catalog)].image().convert("RGB")
+        w, h = img.size
+        img = img.crop((w // 30, h // 40, w - w // 30, h - h // 25)).resize((size, size))
+        buffer = io.BytesIO()
+        img.save(buffer, "JPEG", quality=85)
+        out.append(buffer.getvalue())
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def timed(clients: int, work: list[Any], one: Any) -> list[float]:
+    """Run ``one(connection, item)`` for every item on ``clients`` threads, each with its own connection."""
+    import threading
+
+    local = threading.local()
+
+    def run(item: Any) -> float:
+        if not hasattr(local, "connection"):
+            local.connection = one.connect()
+        t0 = time.perf_counter()
+        one(local.connection, item)
+        return (time.perf_counter() - t0) * 1000
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(run, work))
+
+
+class Direct:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=60)
+
+    def __call__(self, connection: http.client.HTTPConnection, photo: bytes) -> None:
+        params = signed_params("taobao.image.search", app_key="bench", secret="bench",
+                               image_data=base64.b64encode(photo).decode(), page="1")
+        connection.request("POST", "/router/rest", urllib.parse.urlencode(params),
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+        answer = json.loads(connection.getresponse().read())
+        assert "image_search_response" in answer, answer
+
+
+class Service(Direct):
+    def __call__(self, connection: http.client.HTTPConnection, photo: bytes) -> None:
+        boundary = uuid.uuid4().hex
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="p.jpg"\r\n'
+                "Content-Type: image/jpeg\r\n\r\n").encode() + photo + f"\r\n--{boundary}--\r\n".encode()
+        connection.request("POST", "/search", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 200 and answer["matches"], answer
+
+
+def start_service(endpoint: str, cache_dir: str, log: Any) -> tuple[subprocess.Popen[bytes], int]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESEARCH_")}
+    env.update(IMAGESEARCH_APP_KEY="bench", IMAGESEARCH_APP_SECRET="bench")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scrapy", "serve", "-s", f"IMAGESEARCH_SERVE_PORT={port}", "-s", "IMAGESEARCH_QUOTA=",
+         "-s", f"IMAGESEARCH_ENDPOINT={endpoint}", "-s", f"IMAGESEARCH_SERVE_CACHE_DIR={cache_dir}",
+         "-s", "CONCURRENT_REQUESTS=32", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=32", "-s", "LOG_LEVEL=WARNING"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return process, port
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"scrapy serve did not start (exit {process.poll()})")
+        time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=64, help="searches per measurement")
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.clients.split(",")]
+    print(f"machine: {platform.platform()} | python {platform.python_version()} | cpus {os.cpu_count()} | "
+          f"{platform.processor() or platform.machine()}")
+    n = args.requests
+    pool = photos(n * len(levels) * 2 + 8, first=3)
+    print(f"photos: {len(pool)} distinct 320x320 JPEGs (~{sum(map(len, pool)) // len(pool) // 1000} KB each)")
+    rows = []
+    with SandboxProcess("--app", f"bench:bench:{len(pool) * 4}/3600") as sandbox, \
+            tempfile.TemporaryDirectory() as cache_dir, tempfile.TemporaryFile() as log:
+        host, port = sandbox.url.split("//")[1].split(":")
+        process, service_port = start_service(sandbox.endpoint, cache_dir, log)
+        try:
+            direct, service = Direct(host, int(port)), Service("127.0.0.1", service_port)
+            timed(1, pool[-8:-4], direct)  # warm both up
+            timed(1, pool[-4:], service)
+            for index, clients in enumerate(levels):
+                baseline_set = pool[2 * index * n:(2 * index + 1) * n]
+                service_set = pool[(2 * index + 1) * n:(2 * index + 2) * n]
+                baseline = timed(clients, baseline_set, direct)
+                uncached = timed(clients, service_set, service)
+                cached = timed(clients, service_set, service)
+                rows.append((clients, baseline, uncached, cached))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        calls = sandbox.stats()["calls"]["total"]
+    print(f"sandbox calls: {calls} (baseline + uncached searches + warm-up; cached searches make none)")
+    print("| clients | gateway direct p50 / p95 | service uncached p50 / p95 | added p50 / p95 | "
+          "service cached p50 / p95 |")
+    print("|---|---|---|---|---|")
+    for clients, baseline, uncached, cached in rows:
+        b50, b95 = percentile(baseline, 0.5), percentile(baseline, 0.95)
+        u50, u95 = percentile(uncached, 0.5), percentile(uncached, 0.95)
+        c50, c95 = percentile(cached, 0.5), percentile(cached, 0.95)
+        print(f"| {clients} | {b50:.1f} / {b95:.1f} ms | {u50:.1f} / {u95:.1f} ms | "
+              f"{u50 - b50:+.1f} / {u95 - b95:+.1f} ms | {c50:.1f} / {c95:.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()
