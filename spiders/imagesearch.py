@@ -460,17 +460,9 @@ class ImageSearchSpider(Spider):
             yield from self._summarise(job.seeds, OK, job=job)
 
     def _has_more_pages(self, job: SearchJob, page: int, items_on_page: int) -> bool:
-        """Up to max_pages (and the gateway's last page), and while this page had hits: below the page
-        count when the gateway gives one, else while this page was full and page x page_size <
-        total_results (or, when the answer gives no total, while the pages are full)."""
-        last = self.gateway.last_page
-        if page >= self.max_pages or (last is not None and page >= last) or not items_on_page:
-            return False
-        if job.page_count is not None:
-            return page < job.page_count
-        if items_on_page < job.page_size:
-            return False
-        return job.total_results is None or page * job.page_size < job.total_results
+        """The paging rule (Gateway.has_more_pages, shared with ``scrapy serve``) for this job."""
+        return self.gateway.has_more_pages(page, items_on_page, max_pages=self.max_pages, page_size=job.page_size,
+                                           page_count=job.page_count, total_results=job.total_results)
 
     def _gateway_error(self, job: SearchJob, error: GatewayError, response: Response) -> Iterator[Any]:
         """An error answer the middlewares passed on: fatal stops the crawl, anything else fails the job."""

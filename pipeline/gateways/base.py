@@ -250,6 +250,21 @@ class Gateway(ABC):
         """The last page number the API can serve (aliyun's Start ends at 499); None when it sets no end."""
         return None
 
+    def has_more_pages(self, page: int, items_on_page: int, *, max_pages: int, page_size: int,
+                       page_count: int | None, total_results: int | None) -> bool:
+        """Whether a search has a page after ``page``, which held ``items_on_page`` hits: the paging rule of
+        the crawl and of ``scrapy serve`` alike. Up to ``max_pages`` (and the gateway's last page), and while
+        this page had hits: below the page count when the answer gives one, else while this page was full
+        and page x page_size < total_results (or, when the answer gives no total, while the pages are full)."""
+        last = self.last_page
+        if page >= max_pages or (last is not None and page >= last) or not items_on_page:
+            return False
+        if page_count is not None:
+            return page < page_count
+        if items_on_page < page_size:
+            return False
+        return total_results is None or page * page_size < total_results
+
     def sandbox_endpoint(self, base_url: str) -> str:
         """IMAGESEARCH_ENDPOINT for the embedded sandbox listening at ``base_url`` (``http://host:port``)."""
         return base_url

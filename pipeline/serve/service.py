@@ -33,6 +33,7 @@ from twisted.internet.defer import Deferred
 
 from items.schema import MATCHES, PRODUCTS
 from items.scrapy_items import ProductHit
+from pipeline.configuration import list_setting
 from pipeline.errors import GatewayError, GatewayStopped, ImageRejected, MalformedResponse
 from pipeline.gateways.actions import FATAL, SEED_ERROR, STOP, THROTTLE, ErrorActions
 from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY
@@ -120,7 +121,7 @@ class SearchService:
         settings = crawler.settings
         self.max_image_side = settings.getint("IMAGESEARCH_MAX_IMAGE_SIDE")
         self.max_image_pixels = settings.getint("IMAGESEARCH_MAX_IMAGE_PIXELS")
-        self.cdn_hosts = settings.getlist("IMAGESEARCH_CDN_HOSTS")
+        self.cdn_hosts = list_setting(settings, "IMAGESEARCH_CDN_HOSTS")
         self.default_page_size = settings.getint("IMAGESEARCH_PAGE_SIZE")
         self.default_pages = settings.getint("IMAGESEARCH_SERVE_PAGES")
         self.max_pages = settings.getint("IMAGESEARCH_SERVE_MAX_PAGES")
@@ -275,16 +276,9 @@ class SearchService:
         return engine
 
     def _has_more(self, entry: dict[str, Any], page: int, page_size: int, pages: int) -> bool:
-        """The crawl's paging rule (ImageSearchSpider._has_more_pages) on the cached page."""
-        items = len(entry["items"])
-        last = self.gateway.last_page
-        if page >= pages or (last is not None and page >= last) or not items:
-            return False
-        if entry["page_count"] is not None:
-            return bool(page < entry["page_count"])
-        if items < page_size:
-            return False
-        return entry["total_results"] is None or page * page_size < entry["total_results"]
+        """The crawl's paging rule (Gateway.has_more_pages) on the cached page."""
+        return self.gateway.has_more_pages(page, len(entry["items"]), max_pages=pages, page_size=page_size,
+                                           page_count=entry["page_count"], total_results=entry["total_results"])
 
     @staticmethod
     def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
