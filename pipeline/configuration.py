@@ -61,6 +61,7 @@ SECONDS_SETTINGS: dict[str, float] = {
     "DOWNLOAD_DELAY": 0.0,
     "IMAGESEARCH_SERVE_CACHE_TTL": 0.0,
     "IMAGESEARCH_SERVE_MAX_WAIT": 0.0,
+    "IMAGESEARCH_SERVE_TIMEOUT": 1.0,
 }
 #: Settings that name a class by its import path.
 IMPORT_PATH_SETTINGS: tuple[str, ...] = ("IMAGESEARCH_QUOTA_STORE", "IMAGESEARCH_DOWNLOAD_HANDLER")

@@ -45,12 +45,20 @@ CALL_TICKET_META_KEY = "imagesearch_call_ticket"
 
 
 class CallTicket:
-    """What the middleware tells the caller of a call: whether it holds a quota slot yet, and how many
-    attempts of it were sent (what one search cost)."""
+    """A call of the search service (``scrapy serve``) and what the middleware tells its caller: whether
+    it holds a quota slot yet, how many attempts of it were sent (what one search cost), and, when the
+    middleware gave it up, why (``refusal``). ``deadline`` (on the pacer's clock) is when its caller
+    stops waiting: no attempt waits, backs off or is re-sent past it."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None = None) -> None:
         self.booked = False
         self.calls = 0
+        self.deadline = deadline
+        #: "timeout": its time ran out before an answer; "redis": the quota's Redis did not answer.
+        self.refusal: str | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
 #: How often the calls held back until the gateway's first answer look whether it came.
 _FIRST_ANSWER_POLL_SECONDS = 0.05
 #: Request meta flag of the first call (and its retries), which goes before the gateway has answered.
@@ -156,6 +164,11 @@ class GatewayMiddleware:
             return None
         delay = self.backoff_delay(request.meta.get("retry_times", 0))
         clock = self.pacer.clock
+        ticket: CallTicket | None = request.meta.get(CALL_TICKET_META_KEY)
+        stopping = self.stopping
+        if ticket is not None and ticket.deadline is not None:
+            def stopping() -> bool:  # the service's caller stops waiting at its deadline
+                return self.stopping() or ticket.expired(clock())
         self.unbooked += 1
         try:
             await self._first_answer(request)
@@ -164,17 +177,22 @@ class GatewayMiddleware:
                 # wrong endpoint or a dead network is said in seconds (the crawl stops, resumable).
                 retries = request.meta.get("max_retry_times", self.crawler.settings.getint("RETRY_TIMES"))
                 request.meta["max_retry_times"] = min(retries, self.probe_retry_times)
-            backed_off = await sleep_until(clock() + delay, clock, self.stopping)
+            backed_off = await sleep_until(clock() + delay, clock, stopping)
         finally:
             self.unbooked -= 1
-        ticket = request.meta.get(CALL_TICKET_META_KEY)
         try:
             if ticket is not None and backed_off:
                 ticket.booked = True  # wait_turn books its slot as soon as it is awaited, before any wait
-            app = await self.pacer.wait_turn(self.stopping) if backed_off else None
+            app = await self.pacer.wait_turn(stopping) if backed_off else None
         except SharedRunUnavailable as exc:  # a shared run's Redis is gone: this worker stops, resumable
-            self._redis_gone(exc)
+            if ticket is None:
+                self._redis_gone(exc)
+            else:  # the service fails this call only: the next may find Redis back
+                logger.error("%s: this search fails", exc)
+                ticket.refusal = "redis"
             app = None
+        if ticket is not None and app is None and ticket.refusal is None and ticket.expired(clock()):
+            ticket.refusal = "timeout"
         sendable = app is not None
         if app is not None:
             request.meta[APP_META_KEY] = app  # the key it is booked on signs it
@@ -189,6 +207,10 @@ class GatewayMiddleware:
         stats.inc_value(f"imagesearch/calls/{method}")
         if ticket is not None:
             ticket.calls += 1
+            if ticket.deadline is not None:  # its answer is not awaited past the caller's deadline
+                left = max(1.0, ticket.deadline - clock())
+                timeout = request.meta.get("download_timeout", self.crawler.settings.getfloat("DOWNLOAD_TIMEOUT"))
+                request.meta["download_timeout"] = min(float(timeout), left)
         return None
 
     def _redis_gone(self, exc: SharedRunUnavailable) -> None:
@@ -393,6 +415,9 @@ class GatewayMiddleware:
         self.pacer.ban(wait, request.meta.get(APP_META_KEY, 0))
         self.crawler.stats.inc_value("imagesearch/throttled")
         logger.info("Gateway call limit reached (%s): pausing calls for %.1f s", self._limit(error, None), wait)
+        ticket: CallTicket | None = request.meta.get(CALL_TICKET_META_KEY)
+        if ticket is not None and ticket.expired(self.pacer.clock() + wait):
+            return None  # its caller would be gone before the ban ends: told when to come back instead
         again = request.copy()
         again.meta[THROTTLED_META_KEY] = times
         again.dont_filter = True

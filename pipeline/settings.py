@@ -236,10 +236,15 @@ IMAGESEARCH_SERVE_CACHE_DIR = "data/serve-cache"
 #: Seconds a search may wait for its call's quota slot (or a ban's end); longer, and the caller gets 429
 #: with Retry-After instead of a hung connection. Crawls and services on the same Redis share the quota.
 IMAGESEARCH_SERVE_MAX_WAIT = 10.0
+#: Seconds a search may take in all, retries and bans included; past it the caller gets 504 (no answer
+#: in time) or 429 (a ban longer than that), with Retry-After, and no more is sent for it.
+IMAGESEARCH_SERVE_TIMEOUT = 30.0
 #: Largest photo a caller may send, in bytes (413 over it).
 IMAGESEARCH_SERVE_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 #: Download a caller's image URL that is not on the platform's CDN (IMAGESEARCH_CDN_HOSTS) and search
 #: the picture; False: such URLs get 400 (a public service may not want to fetch URLs its callers choose).
+#: Only hosts with public addresses are fetched (and the gateway endpoint's own host, whose pictures the
+#: sandbox serves): never loopback, private or link-local ones, redirects included.
 IMAGESEARCH_SERVE_DOWNLOAD_URLS = True
 
 # ---------------------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ class SharedRedis:
     (stat ``shared/redis_round_trips``); any Redis error, after the client's retries, becomes
     SharedRunUnavailable."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, recover_after: float | None = None) -> None:
         import redis
 
         self.url = url
@@ -95,20 +95,31 @@ class SharedRedis:
         self.round_trips = 0
         self._errors = redis.RedisError
         #: Set by the first call that failed after its retries: the worker is stopping, and every later
-        #: call fails at once (each would block the crawl for seconds of retries).
+        #: call fails at once (each would block the crawl for seconds of retries). With ``recover_after``
+        #: (``scrapy serve``, which lives on), only for that many seconds; then Redis is tried again.
         self.down: SharedRunUnavailable | None = None
+        self.recover_after = recover_after
+        self._down_at = 0.0
 
     def _failed(self, exc: Exception) -> SharedRunUnavailable:
         self.down = unavailable(self.url, exc)
+        self._down_at = time.monotonic()
         return self.down
+
+    def _check(self) -> None:
+        if self.down is None:
+            return
+        if self.recover_after is not None and time.monotonic() - self._down_at >= self.recover_after:
+            self.down = None
+            return
+        raise self.down
 
     def script(self, source: str) -> Any:
         return self.client.register_script(source)
 
     def run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """One script, one round trip (EVALSHA; redis-py loads it the first time)."""
-        if self.down is not None:
-            raise self.down
+        self._check()
         self.round_trips += 1
         try:
             return script(keys=list(keys), args=list(args))
@@ -116,8 +127,7 @@ class SharedRedis:
             raise self._failed(exc) from None
 
     def command(self, method: str, *args: Any) -> Any:
-        if self.down is not None:
-            raise self.down
+        self._check()
         self.round_trips += 1
         try:
             return getattr(self.client, method)(*args)
@@ -126,8 +136,7 @@ class SharedRedis:
 
     def pipeline(self, commands: Sequence[tuple[str, tuple[Any, ...]]], transaction: bool = False) -> list[Any]:
         """Several commands in one round trip."""
-        if self.down is not None:
-            raise self.down
+        self._check()
         self.round_trips += 1
         try:
             pipe = self.client.pipeline(transaction=transaction)
@@ -145,7 +154,10 @@ def client_for(crawler: Crawler) -> SharedRedis:
     """The crawl's one Redis client (IMAGESEARCH_REDIS_URL)."""
     client = _CLIENTS.get(id(crawler))
     if client is None:
-        client = _CLIENTS[id(crawler)] = SharedRedis(str(crawler.settings.get("IMAGESEARCH_REDIS_URL")))
+        # The search service outlives a Redis outage: it tries again after a few seconds.
+        recover_after = 5.0 if getattr(crawler.spider, "serves", False) else None
+        client = _CLIENTS[id(crawler)] = SharedRedis(str(crawler.settings.get("IMAGESEARCH_REDIS_URL")),
+                                                     recover_after)
     return client
 
 

@@ -230,12 +230,13 @@ __all__: Sequence[str] = (
 class RedisServer:
     """``with RedisServer() as redis:`` runs Debian's ``redis-server`` on a free loopback port, with no
     persistence, in a directory of its own; ``redis.url`` is its ``redis://127.0.0.1:PORT/0``;
-    stopped on exit. ``make install`` installs redis-server (as root; else it says how)."""
+    stopped on exit. ``make install`` installs redis-server (as root; else it says how). ``port``: that
+    port instead of a free one (to start a Redis again where a stopped one was)."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
+    def __init__(self, timeout: float = 10.0, port: int = 0) -> None:
         self.timeout = timeout
         self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        self.port = port
         self.url = ""
         self._dir = tempfile.TemporaryDirectory(prefix="redis-")
 
@@ -249,9 +250,10 @@ class RedisServer:
         if server is None:
             raise RuntimeError("redis-server is not installed: make install installs it as root, "
                                "else: sudo apt-get install redis-server")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        if not self.port:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
         # Never under libfaketime (make test-clock): it cannot start redis-server's allocator. Redis then
         # keeps the real time while its clients' clocks are moved, which the shared run is built for:
         # leases and quota windows are timed by Redis' clock alone.

@@ -29,7 +29,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def sandbox() -> Any:
-    with SandboxProcess() as running:
+    # 27 results: page 2 holds 7 of them, and their positions run on from page 1's 20 (21-27), as the crawl's.
+    with SandboxProcess("--max-results", "27") as running:
         yield running
 
 
@@ -74,6 +75,7 @@ def test_a_photo_gives_the_products_the_crawl_gives_and_again_costs_no_call(
     # Positions are the matches table's: 1..n over both pages, the best one kept per product.
     matches = load_dataset(tmp_path / "datasets")["matches"].groupby("num_iid")["position"].min().sort_index()
     assert list(served["position"]) == list(matches)
+    assert sorted(served["position"]) == list(range(1, len(served) + 1)) and len(served) == 27
 
     # The same photo again: answered from the cache, no call reaches the gateway.
     before = calls(sandbox)
@@ -119,7 +121,13 @@ def test_each_bad_input_gets_its_4xx_as_one_line_of_json(service: ServeProcess, 
     cases.append((400, "bad_json", service.request("POST", "/search", b"{not json", "application/json")))
     cases.append((400, "no_image", service.post_json({"cat": "123"})))
     cases.append((400, "bad_base64", service.post_json({"image_base64": "%%%"})))
+    cases.append((400, "bad_json", service.request("POST", "/search", b"[" * 100_000, "application/json")))
     cases.append((400, "bad_url", service.post_json({"url": "file:///etc/passwd"})))
+    # Not fetched for a caller: this machine's other services, a private network, a cloud's metadata.
+    cases.append((400, "url_not_allowed", service.post_json({"url": "http://127.0.0.1:6800/listjobs.json"})))
+    cases.append((400, "url_not_allowed", service.post_json({"url": "http://10.1.2.3/photo.jpg"})))
+    cases.append((400, "url_not_allowed", service.post_json({"url": "http://169.254.169.254/latest/meta-data/"})))
+    cases.append((400, "url_not_allowed", service.post_json({"url": "http://[::1]:22/x.jpg"})))
     cases.append((400, "bad_request", service.post_json({"photo": "x"})))
     cases.append((415, "unsupported_media_type", service.request("POST", "/search", b"x", "text/plain")))
     cases.append((405, "method_not_allowed", service.request("GET", "/search")))

@@ -45,6 +45,9 @@ class Command(ScrapyCommand):
         errors: list[BaseException] = []
         _watch_startup_errors(self.crawler_process.crawl(crawler), errors)
         self.crawler_process.start()
+        spider = crawler.spider
+        if not errors and (startup := getattr(spider, "startup_error", None)) is not None:
+            errors.append(startup)
         if errors:
             error = errors[0]
             if isinstance(error, ConfigurationError):

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pipeline.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -34,7 +36,10 @@ class AnswerCache(Protocol):
 
 
 class DiskCache:
-    """SQLite in WAL mode, one row per key; expired rows are skipped on read and purged at open."""
+    """SQLite in WAL mode, one row per key; expired rows are skipped on read, and purged at open and
+    every PURGE_EVERY stores."""
+
+    PURGE_EVERY = 1000
 
     def __init__(self, path: Path, ttl: float, clock: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +52,11 @@ class DiskCache:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, stored_at REAL NOT NULL, "
                          "value TEXT NOT NULL)")
-        self._db.execute("DELETE FROM answers WHERE stored_at < ?", (self.clock() - ttl,))
+        self._stored = 0
+        self.purge()
+
+    def purge(self) -> None:
+        self._db.execute("DELETE FROM answers WHERE stored_at < ?", (self.clock() - self.ttl,))
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT stored_at, value FROM answers WHERE key = ?", (key,)).fetchone()
@@ -59,6 +68,9 @@ class DiskCache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._db.execute("INSERT OR REPLACE INTO answers (key, stored_at, value) VALUES (?, ?, ?)",
                          (key, self.clock(), json.dumps(value, ensure_ascii=False, separators=(",", ":"))))
+        self._stored += 1
+        if self._stored % self.PURGE_EVERY == 0:
+            self.purge()
 
     def close(self) -> None:
         self._db.close()
@@ -109,4 +121,9 @@ def open_cache(settings: BaseSettings) -> AnswerCache:
         import redis
 
         return RedisCache(redis.Redis.from_url(str(url), socket_timeout=5.0, socket_connect_timeout=5.0), ttl)
-    return DiskCache(Path(settings.get("IMAGESEARCH_SERVE_CACHE_DIR")) / "answers.sqlite3", ttl)
+    path = Path(settings.get("IMAGESEARCH_SERVE_CACHE_DIR")) / "answers.sqlite3"
+    try:
+        return DiskCache(path, ttl)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigurationError(f"IMAGESEARCH_SERVE_CACHE_DIR: cannot open the cache file {path} "
+                                 f"({type(exc).__name__}: {exc}): give a writable directory") from None

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import logging
 import math
+import socket
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -30,6 +33,7 @@ from scrapy import Request
 from scrapy.exceptions import DropItem
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
 
 from items.schema import MATCHES, PRODUCTS
 from items.scrapy_items import ProductHit
@@ -58,6 +62,8 @@ MATCH_COLUMNS: tuple[str, ...] = (
     *(c.name for c in MATCHES.columns if c.name in ("page", "position", "score")),
 )
 _MAX_MESSAGE = 300
+#: Redirects followed when downloading a caller's image URL.
+_MAX_REDIRECTS = 3
 
 
 class ServiceError(Exception):
@@ -90,6 +96,14 @@ class Photo:
 
 
 @dataclass
+class Budget:
+    """One search's spending: the calls it cost, and the pacer-clock time its caller stops waiting."""
+
+    deadline: float
+    calls: int = 0
+
+
+@dataclass
 class Metrics:
     """What /metrics and /healthz report (counted since the service started)."""
 
@@ -99,6 +113,7 @@ class Metrics:
     cache_misses: int = 0
     calls: int = 0
     shared_calls: int = 0  # pages another caller's call answered while it was in flight
+    cache_errors: int = 0  # reads and stores the cache failed (each read counted as a miss too)
 
 
 def _json_value(value: Any) -> Any:
@@ -126,6 +141,7 @@ class SearchService:
         self.default_pages = settings.getint("IMAGESEARCH_SERVE_PAGES")
         self.max_pages = settings.getint("IMAGESEARCH_SERVE_MAX_PAGES")
         self.max_wait = settings.getfloat("IMAGESEARCH_SERVE_MAX_WAIT")
+        self.timeout = settings.getfloat("IMAGESEARCH_SERVE_TIMEOUT")
         self.max_upload = settings.getint("IMAGESEARCH_SERVE_MAX_UPLOAD_BYTES")
         self.download_urls = settings.getbool("IMAGESEARCH_SERVE_DOWNLOAD_URLS")
         self.actions = ErrorActions.from_settings(settings, gateway.error_actions)
@@ -139,16 +155,19 @@ class SearchService:
             raise RuntimeError("the search service needs pipeline.middlewares.GatewayMiddleware in "
                                "DOWNLOADER_MIDDLEWARES: it paces and signs the calls")
         self.middleware = middleware
-        #: Pages being fetched now, by cache key: a second caller of the same page waits for that call.
+        #: Calls being made now, by cache key: a second caller of the same page waits for that call.
         self._in_flight: dict[str, list[Deferred[dict[str, Any]]]] = {}
         self._spool = Path(tempfile.mkdtemp(prefix="imagesearch-serve-"))
+        self._cache_warned_at: float | None = None
         #: The calls sent and not yet answered.
         self._tickets: set[CallTicket] = set()
-        # What the cached answers depend on besides the image, category and page.
-        self.endpoint_host = urlsplit(endpoint).netloc or endpoint
-        # (the page size decides what page n holds: IMAGESEARCH_PAGE_SIZE, aliyun's IMAGESEARCH_ALIYUN_NUM).
-        sizes = f"{settings.get('IMAGESEARCH_PAGE_SIZE')}/{settings.get('IMAGESEARCH_ALIYUN_NUM')}"
-        self._scope = f"{gateway.name}|{self.endpoint_host}|side:{self.max_image_side}|size:{sizes}"
+        parts = urlsplit(endpoint)
+        # host[:port], never a user:password@ the endpoint may carry.
+        self.endpoint_host = (f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or "") or endpoint
+        # A cached answer is an equal call's (ApiCall.key: method, parameters, the picture's identity) to
+        # the same gateway and host.
+        self._scope = f"{gateway.name}|{self.endpoint_host}"
+        self._endpoint_address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
     def close(self) -> None:
         self.cache.close()
@@ -194,7 +213,7 @@ class SearchService:
     async def search(self, photo: Photo, cat: str | None, pages: int) -> dict[str, Any]:
         """The answer to one POST /search; ServiceError for what is answered with an error."""
         started = time.monotonic()
-        calls = [0]
+        budget = Budget(deadline=self.middleware.pacer.clock() + self.timeout)
         image_data: str | ImageRef
         sha256: str | None = None
         path: Path | None = None
@@ -204,30 +223,29 @@ class SearchService:
                 if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
                     raise ServiceError(400, "bad_url", "url must be an http(s) URL of an image")
                 if is_platform_cdn(url, self.cdn_hosts):
-                    image_data, content_key = url, f"url:{url}"
+                    image_data = url
                 elif not self.download_urls:
                     raise ServiceError(400, "url_not_allowed", "only URLs of the platform's CDN "
                                        "(IMAGESEARCH_CDN_HOSTS) are searched here: send the image itself")
                 else:
-                    photo = Photo(data=await self._download(url))
+                    photo = Photo(data=await self._download(url, budget))
             if photo.data is not None:
                 sha256, path = self._prepare(photo.data)
                 image_data = ImageRef(path, sha256, self.max_image_side, self.max_image_pixels)
-                content_key = f"sha256:{sha256}"
                 if self.gateway.uploads_local_images:
-                    image_data = await self._upload(image_data, content_key, calls)
+                    image_data = await self._upload(image_data, budget)
             rows: list[dict[str, Any]] = []
             cached = 0
             total: int | None = None
             fetched = 0
             page_size = 0
             for page in range(1, pages + 1):
-                entry, from_cache = await self._page(image_data, content_key, cat, page, calls)
+                entry, from_cache = await self._page(image_data, cat, page, page_size, budget)
                 cached += from_cache
                 fetched += 1
                 if page == 1:
                     total = entry["total_results"]
-                    page_size = entry["page_size"] or len(entry["items"]) or self.default_page_size
+                    page_size = entry["page_size"] or entry["hits"] or self.default_page_size
                 rows += entry["items"]
                 if not self._has_more(entry, page, page_size, pages):
                     break
@@ -237,7 +255,7 @@ class SearchService:
         matches = self._dedupe(rows)
         return {
             "sha256": sha256, "cat": cat, "gateway": self.gateway.name, "total_results": total,
-            "pages_fetched": fetched, "pages_cached": cached, "calls": calls[0], "matches": matches,
+            "pages_fetched": fetched, "pages_cached": cached, "calls": budget.calls, "matches": matches,
             "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
         }
 
@@ -258,16 +276,52 @@ class SearchService:
             out.write(data)
         return prepared.sha256, Path(name)
 
-    async def _download(self, url: str) -> bytes:
-        request = Request(url, dont_filter=True, meta={"download_maxsize": self.max_upload, "dont_redirect": False})
+    async def _download(self, url: str, budget: Budget) -> bytes:
+        """The picture at a caller's URL: only from public addresses (or the endpoint's host), redirects
+        followed by hand so that each hop is checked, one retry, within the search's time; unsigned."""
+        left = budget.deadline - self.middleware.pacer.clock()
+        for _ in range(_MAX_REDIRECTS + 1):
+            await self._check_address(url)
+            request = Request(url, dont_filter=True, meta={
+                "download_maxsize": self.max_upload, "dont_redirect": True, "dont_merge_cookies": True,
+                "handle_httpstatus_list": [301, 302, 303, 307, 308], "max_retry_times": 1,
+                "download_timeout": max(1.0, min(left, self.crawler.settings.getfloat("DOWNLOAD_TIMEOUT")))})
+            try:
+                response = await self._engine().download_async(request)
+            except ServiceError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure to fetch the caller's URL is the caller's to see
+                raise ServiceError(422, "image_unreachable", f"{type(exc).__name__} fetching {url}: {exc}") from None
+            location = response.headers.get(b"Location")
+            if response.status in (301, 302, 303, 307, 308) and location:
+                url = response.urljoin(location.decode("latin-1"))
+                continue
+            if response.status != 200:
+                raise ServiceError(422, "image_unreachable", f"HTTP {response.status} from {url}")
+            body: bytes = response.body
+            return body
+        raise ServiceError(422, "image_unreachable", f"more than {_MAX_REDIRECTS} redirects from {url}")
+
+    async def _check_address(self, url: str) -> None:
+        """ServiceError unless ``url`` is http(s) on a host whose every address is public, or the endpoint's host."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ServiceError(400, "bad_url", "url must be an http(s) URL of an image")
         try:
-            response = await self._engine().download_async(request)
-        except Exception as exc:  # noqa: BLE001 - any failure to fetch the caller's URL is the caller's to see
-            raise ServiceError(422, "image_unreachable", f"{type(exc).__name__} fetching {url}: {exc}") from None
-        if response.status != 200:
-            raise ServiceError(422, "image_unreachable", f"HTTP {response.status} from {url}")
-        body: bytes = response.body
-        return body
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ServiceError(400, "bad_url", "url has a port that is not a number") from None
+        if (parts.hostname, port) == self._endpoint_address:
+            return
+        try:
+            found = await maybe_deferred_to_future(deferToThread(socket.getaddrinfo, parts.hostname, port,
+                                                                 type=socket.SOCK_STREAM))
+        except OSError as exc:
+            raise ServiceError(422, "image_unreachable", f"{parts.hostname} does not resolve ({exc})") from None
+        for *_, address in found:
+            if not ipaddress.ip_address(str(address[0]).split("%")[0]).is_global:
+                raise ServiceError(400, "url_not_allowed", f"{parts.hostname} is not a public address: only public "
+                                   "image URLs are fetched (or send the image itself)")
 
     def _engine(self) -> Any:
         engine = self.crawler.engine
@@ -277,7 +331,7 @@ class SearchService:
 
     def _has_more(self, entry: dict[str, Any], page: int, page_size: int, pages: int) -> bool:
         """The crawl's paging rule (Gateway.has_more_pages) on the cached page."""
-        return self.gateway.has_more_pages(page, len(entry["items"]), max_pages=pages, page_size=page_size,
+        return self.gateway.has_more_pages(page, entry["hits"], max_pages=pages, page_size=page_size,
                                            page_count=entry["page_count"], total_results=entry["total_results"])
 
     @staticmethod
@@ -293,15 +347,37 @@ class SearchService:
 
     # -- pages: the cache, then the gateway -------------------------------------------------------
 
-    async def _page(self, image_data: str | ImageRef, content_key: str, cat: str | None, page: int,
-                    calls: list[int]) -> tuple[dict[str, Any], bool]:
-        key = f"{self._scope}|{content_key}|cat:{cat or ''}|page:{page}"
-        entry = self.cache.get(key)
+    async def _page(self, image_data: str | ImageRef, cat: str | None, page: int, page_size: int,
+                    budget: Budget) -> tuple[dict[str, Any], bool]:
+        """Page ``page`` of the search, from the cache or a call; positions run on from page 1's ``page_size``
+        (0 for page 1 itself: its own length), as in the crawl's matches table."""
+        call = self.gateway.build_search(image_data, page, cat)
+
+        async def fetch() -> dict[str, Any]:
+            response = await self._call(call, budget)
+            try:
+                result = self.gateway.parse_search(response)
+            except GatewayError as error:
+                raise self._gateway_error(error, response) from None
+            size = page_size or result.page_size or len(result.items) or self.default_page_size
+            return {
+                "total_results": result.total_results, "page_size": result.page_size,
+                "page_count": result.page_count, "hits": len(result.items),  # before validation, as the crawl counts
+                "items": await self._rows(result, page, size, cat, datetime.now(UTC)),
+            }
+
+        return await self._once(call, fetch)
+
+    async def _once(self, call: ApiCall, fetch: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[dict[str, Any], bool]:
+        """``call``'s answer from the cache (True), else fetched (False): once, however many callers ask
+        for it at the same moment (they share the one call's answer, or its error)."""
+        key = f"{self._scope}|{call.key}"
+        entry = self._cached(key)
         if entry is not None:
             self.metrics.cache_hits += 1
             return entry, True
         waiting = self._in_flight.get(key)
-        if waiting is not None:  # the same page is being fetched for another caller: its answer is ours
+        if waiting is not None:  # the same call is being made for another caller: its answer is ours
             self.metrics.shared_calls += 1
             mine: Deferred[dict[str, Any]] = Deferred()
             waiting.append(mine)
@@ -309,29 +385,34 @@ class SearchService:
         self.metrics.cache_misses += 1
         self._in_flight[key] = []
         try:
-            entry = await self._fetch_page(image_data, cat, page, calls)
+            entry = await fetch()
         except BaseException as exc:
             for other in self._in_flight.pop(key):
                 other.errback(exc)
             raise
-        self.cache.put(key, entry)
         for other in self._in_flight.pop(key):
             other.callback(entry)
+        try:
+            self.cache.put(key, entry)
+        except Exception as exc:  # noqa: BLE001 - an answer not kept costs a call later, not this search
+            self._cache_failed("keep", exc)
         return entry, False
 
-    async def _fetch_page(self, image_data: str | ImageRef, cat: str | None, page: int,
-                          calls: list[int]) -> dict[str, Any]:
-        response = await self._call(self.gateway.build_search(image_data, page, cat), calls)
+    def _cached(self, key: str) -> dict[str, Any] | None:
         try:
-            result = self.gateway.parse_search(response)
-        except GatewayError as error:
-            raise self._gateway_error(error, response) from None
-        crawled_at = datetime.now(UTC)
-        page_size = result.page_size or len(result.items) or self.default_page_size
-        return {
-            "total_results": result.total_results, "page_size": result.page_size, "page_count": result.page_count,
-            "items": await self._rows(result, page, page_size, cat, crawled_at),
-        }
+            return self.cache.get(key)
+        except Exception as exc:  # noqa: BLE001 - a cache that does not answer is a miss
+            self._cache_failed("read", exc)
+            return None
+
+    def _cache_failed(self, what: str, exc: Exception) -> None:
+        """A warning, at most one a minute, while the cache (Redis, the SQLite file) fails."""
+        self.metrics.cache_errors += 1
+        now = time.monotonic()
+        if self._cache_warned_at is None or now - self._cache_warned_at >= 60:
+            self._cache_warned_at = now
+            logger.warning("The answer cache could not %s an answer (%s: %s): searching on without it",
+                           what, type(exc).__name__, self.redactor.redact(str(exc))[:200])
 
     async def _rows(self, result: SearchPage, page: int, page_size: int, cat: str | None,
                     crawled_at: datetime) -> list[dict[str, Any]]:
@@ -348,21 +429,19 @@ class SearchService:
             rows.append({name: _json_value(hit.get(name)) for name in MATCH_COLUMNS})
         return rows
 
-    async def _upload(self, image: ImageRef, content_key: str, calls: list[int]) -> str:
-        """The uploaded picture's reference, for a gateway that uploads first (cached like a page)."""
-        key = f"{self._scope}|{content_key}|upload"
-        entry = self.cache.get(key)
-        if entry is not None:
-            self.metrics.cache_hits += 1
-            return str(entry["image"])
-        self.metrics.cache_misses += 1
-        response = await self._call(self.gateway.build_upload(image), calls)
-        try:
-            reference = self.gateway.parse_upload(response)
-        except GatewayError as error:
-            raise self._gateway_error(error, response) from None
-        self.cache.put(key, {"image": reference})
-        return reference
+    async def _upload(self, image: ImageRef, budget: Budget) -> str:
+        """The uploaded picture's reference, for a gateway that uploads first (cached, and shared, like a page)."""
+        call = self.gateway.build_upload(image)
+
+        async def fetch() -> dict[str, Any]:
+            response = await self._call(call, budget)
+            try:
+                return {"image": self.gateway.parse_upload(response)}
+            except GatewayError as error:
+                raise self._gateway_error(error, response) from None
+
+        entry, _ = await self._once(call, fetch)
+        return str(entry["image"])
 
     def quota_wait(self, calls: int = 1) -> float:
         """Seconds until ``calls`` more calls could go, under the shared quota and any ban."""
@@ -389,33 +468,50 @@ class SearchService:
                 high = middle - 1
         return low
 
-    async def _call(self, call: ApiCall, calls: list[int]) -> Response:
+    async def _call(self, call: ApiCall, budget: Budget) -> Response:
         wait = self.quota_wait()
-        if wait > self.max_wait:
-            raise ServiceError(429, "quota_wait", f"the next call may go in {wait:.1f} s, over "
-                               f"IMAGESEARCH_SERVE_MAX_WAIT={self.max_wait:g} s: try again later",
-                               retry_after=max(1.0, wait - self.max_wait))
-        ticket = CallTicket()
+        left = budget.deadline - self.middleware.pacer.clock()
+        if wait > min(self.max_wait, left):
+            limit = (f"IMAGESEARCH_SERVE_MAX_WAIT={self.max_wait:g} s" if wait > self.max_wait
+                     else f"the {left:.1f} s left of IMAGESEARCH_SERVE_TIMEOUT={self.timeout:g} s")
+            raise ServiceError(429, "quota_wait", f"the next call may go in {wait:.1f} s, over {limit}: "
+                               "try again later", retry_after=max(1.0, wait - self.max_wait))
+        ticket = CallTicket(deadline=budget.deadline)
         request = self.gateway.to_request(call, self.endpoint, dont_filter=True, meta={CALL_TICKET_META_KEY: ticket})
         self._tickets.add(ticket)
         try:
             response: Response = await self._engine().download_async(request)
         except GatewayStopped:
-            raise self._stopped() from None
+            raise self._refused(ticket) from None
         except ImageRejected as rejection:
             raise ServiceError(422, rejection.reason, rejection.detail) from None
         except ServiceError:
             raise
         except Exception as exc:  # noqa: BLE001 - the retries are spent: the gateway did not answer
+            if ticket.expired(self.middleware.pacer.clock()):
+                raise self._timed_out() from None
             message = self.redactor.redact(f"{type(exc).__name__}: {exc}")
             raise ServiceError(502, "gateway_unreachable", f"the gateway did not answer ({message})") from None
         finally:
             self._tickets.discard(ticket)
-            calls[0] += ticket.calls
+            budget.calls += ticket.calls
             self.metrics.calls += ticket.calls
         if response.status != 200 and response.status not in self.gateway.error_statuses:
             raise ServiceError(502, f"http_{response.status}", f"the gateway answered HTTP {response.status}")
         return response
+
+    def _timed_out(self) -> ServiceError:
+        return ServiceError(504, "gateway_timeout", f"no answer from the gateway within IMAGESEARCH_SERVE_TIMEOUT="
+                            f"{self.timeout:g} s: try again later", retry_after=5)
+
+    def _refused(self, ticket: CallTicket) -> ServiceError:
+        """A call the middleware did not send (or not again): why, for its caller."""
+        if ticket.refusal == "timeout":
+            return self._timed_out()
+        if ticket.refusal == "redis":
+            return ServiceError(503, "redis_unavailable", "the quota store (IMAGESEARCH_REDIS_URL) did not answer: "
+                                "try again later", retry_after=5)
+        return self._stopped()
 
     def _stopped(self) -> ServiceError:
         """A call refused because the gateway takes no more (a fatal answer, the day's quota spent)."""
@@ -441,6 +537,6 @@ class SearchService:
             return ServiceError(502, error.code, description)
         if action == SEED_ERROR:  # the gateway refused this picture or search
             return ServiceError(422, error.code, description)
-        if action in (THROTTLE, STOP):  # the throttle budget is spent
-            return ServiceError(503, error.code, description, retry_after=self.quota_wait() or 1.0)
+        if action in (THROTTLE, STOP):  # banned for longer than its caller waits, or the throttle budget is spent
+            return ServiceError(429, error.code, description, retry_after=max(1.0, self.quota_wait()))
         return ServiceError(502, error.code, description)  # retries spent

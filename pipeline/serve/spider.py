@@ -53,6 +53,8 @@ class ServeSpider(Spider):
         super().__init__(**kwargs)
         self.service: SearchService | None = None
         self.port: IListeningPort | None = None
+        #: What kept the service from starting (scrapy serve then says it in one line and exits non-zero).
+        self.startup_error: Exception | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
@@ -86,8 +88,12 @@ class ServeSpider(Spider):
     async def start(self) -> AsyncIterator[Any]:
         from pipeline.serve.service import SearchService
 
-        endpoint = resolve_endpoint(self.crawler, self.gateway)
-        self.service = SearchService(self.crawler, self.gateway, endpoint)
+        try:
+            endpoint = resolve_endpoint(self.crawler, self.gateway)
+            self.service = SearchService(self.crawler, self.gateway, endpoint)
+        except Exception as exc:  # noqa: BLE001 - said by scrapy serve in one line; the spider then closes
+            self.startup_error = exc
+            return
         assert self.port is not None
         address = self.port.getHost()
         shown = f"[{address.host}]" if ":" in address.host else address.host  # type: ignore[attr-defined]
@@ -98,7 +104,8 @@ class ServeSpider(Spider):
             yield output
 
     def spider_idle(self) -> None:
-        raise DontCloseSpider
+        if self.startup_error is None:
+            raise DontCloseSpider
 
     def spider_closed(self, reason: str) -> None:
         if self.port is not None:

@@ -171,9 +171,16 @@ class SearchResource(ServiceResource):
                 request.write(_json(request, error.status, error.body(), retry))
                 request.finish()
 
+        def last_resort(failure: Failure) -> None:
+            logger.error("POST /search: answering failed", exc_info=failure.value)
+            if not finished[0]:  # never a connection left open
+                body = {"error": "internal_error", "message": "the service failed on this search (see its log)"}
+                request.write(_json(request, 500, body))
+                request.finish()
+
         deferred = deferred_from_coro(service.search(photo, cat, pages))
         deferred.addCallbacks(answer, failed)
-        deferred.addErrback(lambda failure: logger.error("POST /search: answering failed", exc_info=failure.value))
+        deferred.addErrback(last_resort)
         return NOT_DONE_YET
 
     def _input(self, request: Request, service: SearchService) -> tuple[Photo, str | None, int]:
@@ -184,7 +191,7 @@ class SearchResource(ServiceResource):
         if kind == "application/json":
             try:
                 body = json.loads((request.content.read() if request.content is not None else b"") or b"null")
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
                 raise ServiceError(400, "bad_json", "the body is not JSON") from None
             if not isinstance(body, dict):
                 raise ServiceError(400, "bad_request", 'give a JSON object: {"url": ...} or {"image_base64": ...}')
@@ -238,7 +245,7 @@ def health_of(service: SearchService) -> dict[str, Any]:
         "quota": f"{quota.calls}/{quota.seconds:g}" if quota else None,
         "quota_left": service.quota_left(), "quota_wait_seconds": round(service.quota_wait(), 3),
         "calls": metrics.calls,
-        "cache": {"hits": metrics.cache_hits, "misses": metrics.cache_misses,
+        "cache": {"hits": metrics.cache_hits, "misses": metrics.cache_misses, "errors": metrics.cache_errors,
                   "hit_rate": round(metrics.cache_hits / looked_up, 4) if looked_up else None},
         "searches": dict(metrics.searches), "errors": dict(metrics.errors),
     }
@@ -272,6 +279,9 @@ class ServiceCollector:
         yield CounterMetricFamily("imagesearch_serve_shared_pages",
                                   "Pages answered by another caller's call for the same page, in flight.",
                                   value=metrics.shared_calls)
+        yield CounterMetricFamily("imagesearch_serve_cache_errors",
+                                  "Cache reads and stores that failed (Redis or the cache file did not answer).",
+                                  value=metrics.cache_errors)
         yield CounterMetricFamily("imagesearch_gateway_calls", "Gateway calls sent (retries included).",
                                   value=metrics.calls)
         left = service.quota_left()
