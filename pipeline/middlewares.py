@@ -185,10 +185,8 @@ class GatewayMiddleware:
                 ticket.booked = True  # wait_turn books its slot as soon as it is awaited, before any wait
             app = await self.pacer.wait_turn(stopping) if backed_off else None
         except SharedRunUnavailable as exc:  # a shared run's Redis is gone: this worker stops, resumable
-            if ticket is None:
-                self._redis_gone(exc)
-            else:  # the service fails this call only: the next may find Redis back
-                logger.error("%s: this search fails", exc)
+            self._redis_gone(exc)
+            if ticket is not None:
                 ticket.refusal = "redis"
             app = None
         if ticket is not None and app is None and ticket.refusal is None and ticket.expired(clock()):
@@ -214,6 +212,9 @@ class GatewayMiddleware:
         return None
 
     def _redis_gone(self, exc: SharedRunUnavailable) -> None:
+        if getattr(self.crawler.spider, "serves", False):  # the service fails this call only; Redis may come back
+            logger.error("%s: this search fails", exc)
+            return
         self.stopped = True
         from pipeline.run import DatasetRun
 

@@ -128,6 +128,7 @@ def test_each_bad_input_gets_its_4xx_as_one_line_of_json(service: ServeProcess, 
     cases.append((400, "url_not_allowed", service.post_json({"url": "http://10.1.2.3/photo.jpg"})))
     cases.append((400, "url_not_allowed", service.post_json({"url": "http://169.254.169.254/latest/meta-data/"})))
     cases.append((400, "url_not_allowed", service.post_json({"url": "http://[::1]:22/x.jpg"})))
+    cases.append((400, "url_not_allowed", service.post_json({"url": "http://localhost:6379/x.jpg"})))  # resolved
     cases.append((400, "bad_request", service.post_json({"photo": "x"})))
     cases.append((415, "unsupported_media_type", service.request("POST", "/search", b"x", "text/plain")))
     cases.append((405, "method_not_allowed", service.request("GET", "/search")))
