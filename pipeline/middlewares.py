@@ -136,6 +136,11 @@ class GatewayMiddleware:
         crawler.signals.connect(middleware.crawl_stopping, signal=crawl_stopping)
         return middleware
 
+    @property
+    def serving(self) -> bool:
+        """The spider is the search service (``serves``), which lives on past what stops a crawl."""
+        return bool(getattr(self.crawler.spider, "serves", False))
+
     def crawl_stopping(self) -> None:
         self.stopped = True
 
@@ -212,7 +217,7 @@ class GatewayMiddleware:
         return None
 
     def _redis_gone(self, exc: SharedRunUnavailable) -> None:
-        if getattr(self.crawler.spider, "serves", False):  # the service fails this call only; Redis may come back
+        if self.serving:  # the service fails this call only; Redis may come back
             logger.error("%s: this search fails", exc)
             return
         self.stopped = True
@@ -376,7 +381,7 @@ class GatewayMiddleware:
         self.stopped = True
         now = datetime.now(UTC)
         resets = self.gateway.quota_resets_at(now)
-        if getattr(self.crawler.spider, "serves", False):
+        if self.serving:
             # The search service keeps serving what its cache holds, and calls again when the day turns.
             self.resumes_at = resets
             logger.error("The gateway's quota for the day is spent (%s): no call until %s UTC", what,

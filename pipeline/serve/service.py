@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from scrapy import Request
 from scrapy.exceptions import DropItem
@@ -116,6 +116,11 @@ class Metrics:
     cache_errors: int = 0  # reads and stores the cache failed (each read counted as a miss too)
 
 
+def _host_port(parts: SplitResult) -> tuple[str | None, int]:
+    """(hostname, port) of an http(s) URL, the scheme's port when it names none; ValueError for a bad port."""
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
@@ -167,7 +172,7 @@ class SearchService:
         # A cached answer is an equal call's (ApiCall.key: method, parameters, the picture's identity) to
         # the same gateway and host.
         self._scope = f"{gateway.name}|{self.endpoint_host}"
-        self._endpoint_address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        self._endpoint_address = _host_port(parts)
 
     def close(self) -> None:
         self.cache.close()
@@ -279,9 +284,9 @@ class SearchService:
     async def _download(self, url: str, budget: Budget) -> bytes:
         """The picture at a caller's URL: only from public addresses (or the endpoint's host), redirects
         followed by hand so that each hop is checked, one retry, within the search's time; unsigned."""
-        left = budget.deadline - self.middleware.pacer.clock()
         for _ in range(_MAX_REDIRECTS + 1):
             await self._check_address(url)
+            left = budget.deadline - self.middleware.pacer.clock()
             request = Request(url, dont_filter=True, meta={
                 "download_maxsize": self.max_upload, "dont_redirect": True, "dont_merge_cookies": True,
                 "handle_httpstatus_list": [301, 302, 303, 307, 308], "max_retry_times": 1,
@@ -308,10 +313,10 @@ class SearchService:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ServiceError(400, "bad_url", "url must be an http(s) URL of an image")
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            hostname, port = _host_port(parts)
         except ValueError:
             raise ServiceError(400, "bad_url", "url has a port that is not a number") from None
-        if (parts.hostname, port) == self._endpoint_address:
+        if (hostname, port) == self._endpoint_address:
             return
         try:
             found = await maybe_deferred_to_future(deferToThread(socket.getaddrinfo, parts.hostname, port,

@@ -57,6 +57,10 @@ def _json(request: Request, status: int, body: dict[str, Any], retry_after: int 
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
+def _internal_error() -> ServiceError:
+    return ServiceError(500, "internal_error", "the service failed on this search (see its log)")
+
+
 class LimitedRequest(Request):
     """A request whose body is dropped, not buffered, once its length is over the service's limit."""
 
@@ -162,7 +166,7 @@ class SearchResource(ServiceResource):
             error = failure.value
             if not isinstance(error, ServiceError):
                 logger.error("POST /search failed unexpectedly", exc_info=failure.value)
-                error = ServiceError(500, "internal_error", "the service failed on this search (see its log)")
+                error = _internal_error()
             service.metrics.searches[str(error.status)] += 1
             service.metrics.errors[error.code] += 1
             logger.info("POST /search %d %s: %s", error.status, error.code, error.message)
@@ -174,8 +178,7 @@ class SearchResource(ServiceResource):
         def last_resort(failure: Failure) -> None:
             logger.error("POST /search: answering failed", exc_info=failure.value)
             if not finished[0]:  # never a connection left open
-                body = {"error": "internal_error", "message": "the service failed on this search (see its log)"}
-                request.write(_json(request, 500, body))
+                request.write(_json(request, 500, _internal_error().body()))
                 request.finish()
 
         deferred = deferred_from_coro(service.search(photo, cat, pages))
