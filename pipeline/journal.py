@@ -22,7 +22,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.http import TextResponse
 from scrapy.utils.job import job_dir
 
-from pipeline.errors import ConfigurationError, GatewayStopped
+from pipeline.errors import ConfigurationError, GatewayStopped, RunStorageFailed
 from pipeline.gateways.base import CALL_KEY_META_KEY, METHOD_META_KEY, load_gateway
 from pipeline.run import fail_run, storage_message
 
@@ -159,7 +159,10 @@ class GatewayJournalMiddleware:
                     f"({name}) this one cannot match to its calls: resuming would pay again for every answer in "
                     f"it. Finish that run with the version that started it, or remove {earlier} to start over"
                 )
-        journal = PageJournal(Path(directory) / JOURNAL_FILE)
+        try:
+            journal = PageJournal(Path(directory) / JOURNAL_FILE)
+        except OSError as exc:  # a full disk, say: exit 6 before any call, as for the run's other files
+            raise RunStorageFailed(storage_message(exc, Path(directory) / JOURNAL_FILE)) from None
         if len(journal):
             logger.info(
                 "Resuming from %s: %d gateway answers already saved will not be asked again", directory, len(journal)

@@ -163,7 +163,8 @@ def remember(jobdir: str | Path, run: RunInfo, worker: str | None = None) -> Non
     state = {"run_id": run.run_id, "started_at": run.started_at.isoformat(), "dt": run.dt}
     if worker:
         state["worker"] = worker
-    atomic_write_bytes(Path(jobdir) / RUN_STATE_FILE, json.dumps(state).encode("utf-8"))
+    if _remembered(str(jobdir)) != state:  # a resumed run writes nothing (a full disk may have room for no more)
+        atomic_write_bytes(Path(jobdir) / RUN_STATE_FILE, json.dumps(state).encode("utf-8"))
 
 
 def forget_finished_run(jobdir: str | Path) -> None:

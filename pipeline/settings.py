@@ -141,11 +141,14 @@ IMAGESEARCH_DOWNLOAD_HANDLER = "scrapy.core.downloader.handlers.http11.HTTP11Dow
 #: SecretRedaction masks the app key and secret in every log line; EmbeddedSandbox starts the
 #: sandbox when IMAGESEARCH_ENDPOINT is "sandbox" (or empty); CrawlProgress shows the crawl's
 #: progress (PROGRESS_*), in place of Scrapy's LogStats ("Crawled N pages (at M pages/min)").
+#: Scrapy's SpiderState is off: the spider keeps no ``spider.state``, and its write into JOBDIR at the
+#: very end (after the commit) was the one JOBDIR write a full disk could fail once the run was committed.
 EXTENSIONS = {
     "pipeline.extensions.SecretRedaction": 0,
     "pipeline.extensions.EmbeddedSandbox": 100,
     "pipeline.progress.CrawlProgress": 400,
     "scrapy.extensions.logstats.LogStats": None,
+    "scrapy.extensions.spiderstate.SpiderState": None,
 }
 #: Our ``crawl`` command: one-line errors and exit codes (2: bad arguments, 3: the gateway refused us).
 COMMANDS_MODULE = "pipeline.commands"
@@ -278,3 +281,8 @@ IMAGESEARCH_WORKER = ""
 #: With JOBDIR, gateway answers are journaled there and a restarted crawl resumes from them;
 #: Scrapy's disk request queue is off, since the crawl rebuilds its requests from the seeds.
 SCHEDULER = "pipeline.journal.JournalScheduler"
+#: Every gateway call is sent with ``dont_filter`` (a call is never a duplicate: retries and pages are
+#: distinct calls), so Scrapy's fingerprint filter has nothing to do; its JOBDIR file (requests.seen)
+#: would be one more write a full disk could fail. With JOBDIR, only the lock, the run's identity and
+#: the journal are written there, all before the commit.
+DUPEFILTER_CLASS = "scrapy.dupefilters.BaseDupeFilter"

@@ -281,6 +281,7 @@ def test_a_full_disk_under_jobdir_stops_the_crawl_keeps_jobdir_and_the_same_comm
         assert failed.returncode == 6, failed.tail()
         line = failed.stderr.strip().splitlines()[-1]
         assert f"cannot write {jobdir / JOURNAL_FILE}: No space left on device" in line, line
+        assert "Traceback" not in failed.stderr and not list(out.glob("_manifests/*"))
         assert "'imagesearch/seeds/failed'" not in failed.stderr, "a journal that cannot be written fails no seed"
         assert not list(_visible(out)) and (jobdir / "dataset_run.json").exists()
         saved = (jobdir / JOURNAL_FILE).read_bytes().count(b"\n")
@@ -292,6 +293,37 @@ def test_a_full_disk_under_jobdir_stops_the_crawl_keeps_jobdir_and_the_same_comm
         # Answers journaled before the disk filled are not asked again.
         assert gateway.stats()["calls"]["total"] - before == CALLS - saved
         assert again.stats["journal/replayed"] == saved
+    assert_same_datasets(reference, out)
+
+
+@pytest.mark.parametrize("inodes", [4, 5, 6])
+def test_a_jobdir_out_of_inodes_either_fails_committing_nothing_or_commits_once_and_exits_0(
+    gateway: SandboxProcess, seeds: Path, reference: Path, tmp_path: Path, inodes: int,
+) -> None:
+    """JOBDIR on a filesystem with room for ``inodes`` files and directories (its root and JOBDIR among
+    them): too few for the lock, the run's identity and the journal, or just enough. Whichever, a crawl
+    that exits non-zero has committed nothing, and one that exits 0 has committed the run once; neither
+    prints a traceback, and with room again the same command ends with the undisturbed run's datasets,
+    no answer paid for twice."""
+    out = tmp_path / "datasets"
+    with small_disk(tmp_path / "disk", "8m", inodes=inodes) as disk:
+        jobdir = disk / "job"
+        before = gateway.stats()["calls"]["total"]
+        first = run_crawl(str(seeds), *OPTIONS, "-s", f"JOBDIR={jobdir}", dataset_dir=out, endpoint=gateway.endpoint)
+        assert "Traceback" not in first.stderr and " ERROR: Error caught on signal handler" not in first.stderr
+        if first.returncode != 0:
+            assert first.returncode == 6, first.tail()
+            line = first.stderr.strip().splitlines()[-1]
+            assert "No space left on device" in line and "nothing was done" in line, line
+            assert not list(out.glob("_manifests/*")) and not _visible(out)
+            subprocess.run(["mount", "-o", "remount,nr_inodes=100000", str(disk)], check=True)
+            again = run_crawl(str(seeds), *OPTIONS, "-s", f"JOBDIR={jobdir}", dataset_dir=out,
+                              endpoint=gateway.endpoint)
+            assert again.returncode == 0, again.tail()
+        manifests = [json.loads(m.read_text(encoding="utf-8")) for m in out.glob("_manifests/*.json")]
+        assert [m["complete"] for m in manifests] == [True]
+        assert gateway.stats()["calls"]["total"] - before == CALLS
+        assert sorted(p.name for p in jobdir.iterdir()) == ["crawl.lock"], "a finished run leaves JOBDIR clear"
     assert_same_datasets(reference, out)
 
 
