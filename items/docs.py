@@ -32,8 +32,9 @@ def duckdb_csv_columns(table: Table) -> str:
 
 
 #: The dialect DuckDB's read_csv should be told rather than sniff: a header-only file (an empty run's)
-#: tells the sniffer nothing, and it then refuses a later file with a quote inside a field.
-DUCKDB_CSV_DIALECT = "delim = ',', quote = '\"', escape = '\"'"
+#: tells the sniffer nothing, and it then refuses a later file with a quote inside a field. Quoted
+#: fields are never null: ``""`` is an empty text, an empty unquoted field a null, as in Parquet.
+DUCKDB_CSV_DIALECT = "delim = ',', quote = '\"', escape = '\"', allow_quoted_nulls = false"
 
 
 def sql_paths(path: str | list[str]) -> str:
@@ -90,6 +91,26 @@ def spark_schema(table: Table) -> str:
     return ", ".join(f"{c.name} {spark_type(c.type)}" for c in table.columns)
 
 
+def arrow_type_source(type_: pa.DataType) -> str:
+    """A column's Arrow type as pyarrow source (``pa.decimal128(14, 2)``)."""
+    if pa.types.is_decimal(type_):
+        return f"pa.decimal128({type_.precision}, {type_.scale})"
+    if pa.types.is_timestamp(type_):
+        return f'pa.timestamp("{type_.unit}", tz="{type_.tz}")' if type_.tz else f'pa.timestamp("{type_.unit}")'
+    return {pa.int64(): "pa.int64()", pa.int32(): "pa.int32()", pa.string(): "pa.string()",
+            pa.bool_(): "pa.bool_()", pa.float64(): "pa.float64()"}[type_]
+
+
+def pyarrow_read_csv(table: Table, path: str) -> str:
+    """``pyarrow.csv.read_csv(...)`` of one of *table*'s CSV files, as Python source: the Parquet types
+    exactly, ``""`` an empty text and an empty field null; ``.to_pandas(types_mapper=pd.ArrowDtype)``
+    makes it the pandas frame that keeps both."""
+    types = "{" + ", ".join(f'"{c.name}": {arrow_type_source(c.type)}' for c in table.columns) + "}"
+    return (f'pyarrow.csv.read_csv("{path}", convert_options=pyarrow.csv.ConvertOptions(\n'
+            f"    column_types={types},\n"
+            "    strings_can_be_null=True, quoted_strings_can_be_null=False))")
+
+
 def pandas_read_csv_kwargs(table: Table) -> dict[str, object]:
     """``pandas.read_csv`` keyword arguments that read *table*'s CSV with nullable exact types.
 
@@ -102,6 +123,8 @@ def pandas_read_csv_kwargs(table: Table) -> dict[str, object]:
 
 def render_table(table: Table, partitioned: bool = True) -> str:
     csv_glob = f"data/datasets/csv/{table.name}/" + ("**/*.csv" if partitioned else "*.csv")
+    csv_file = csv_glob.replace("**/*.csv", "dt=2026-11-25/20261125T101500Z-3fa2c1-00001.csv").replace(
+        "*.csv", f"{table.name}.csv")
     lines = [
         f"## `{table.name}`",
         "",
@@ -123,9 +146,14 @@ def render_table(table: Table, partitioned: bool = True) -> str:
         "```",
         "",
         "```python",
+        "# pandas: both \"\" and an empty field become <NA> (its parser drops the quotes before na_values apply)",
         f"pandas.read_csv(path, **{pandas_read_csv_kwargs(table)!r})",
+        "# pyarrow (.to_pandas(types_mapper=pandas.ArrowDtype) for pandas): exact types, \"\" apart from null",
+        f"{pyarrow_read_csv(table, csv_file)}",
+        "# polars: \"\" is an empty text and an empty field null by default",
         f"{polars_read_csv(table, csv_glob, partitioned)}",
-        "# Spark (pyspark 4.3 checked once: without multiLine and escape it splits titles that hold a newline)",
+        "# Spark (pyspark 4.3 checked once: without multiLine and escape it splits titles that hold a newline;",
+        "# by its docs a quoted \"\" reads as emptyValue, \"\" by default, and an empty field as null: not run here)",
         f"spark.read.options(header=True, multiLine=True, escape='\"').schema(\"{spark_schema(table)}\")"
         f".csv(\"{csv_glob.rsplit('/', 2 if partitioned else 1)[0]}\")",
         "```",
@@ -167,8 +195,11 @@ DATASET_DIR/_manifests/<run_id>.json                                  # written 
   `pyarrow.dataset.dataset(path, partitioning="hive")` or `pandas.read_parquet(path)`.
 - CSV (`CSV_DIALECT=standard`, the default): UTF-8 without BOM, header row of the column names in
   the order below, fields quoted when needed, a quote inside a field doubled (RFC 4180; a field may
-  hold a newline); null is an empty field (so CSV cannot tell an empty text from null: every reader
-  gives null); decimals plain text with two places (`39.50`); booleans
+  hold a newline); null is an empty field and an empty text a quoted one (`""`), so the readers that
+  can keep them apart give back exactly the Parquet values: DuckDB with `allow_quoted_nulls = false`
+  (in the calls below), pyarrow with `quoted_strings_can_be_null=False`, polars and Spark by default;
+  `pandas.read_csv` gives null for both (read through pyarrow, below, to keep `""`); decimals plain
+  text with two places (`39.50`); booleans
   `true`/`false`; timestamps ISO 8601 UTC with microseconds (`2026-11-25T10:15:00.123456Z`).
   `CSV_DIALECT=excel` is for opening the files in Excel: a UTF-8 BOM, `num_iid` and `cat` as
   `="652345678901"`, a `'` before any text starting with `=`, `+`, `-`, `@`, tab or CR, timestamps
