@@ -37,8 +37,12 @@ $(BIN)/uv: uv.lock
 # Exactly what uv.lock holds (hash-checked, every transitive dependency, the developers' tools of
 # pyproject.toml's dependency groups included) and the project itself, editable. --locked refuses
 # a uv.lock that no longer matches pyproject.toml: run `make lock` after changing a dependency.
-$(VENV)/.installed: pyproject.toml uv.lock $(BIN)/uv
-	$(UV) sync --locked --quiet
+# --compile-bytecode: every test that runs `scrapy crawl` starts a Python that imports Scrapy,
+# Twisted, pyarrow and pandas; without .pyc files (uv writes none by default, and
+# PYTHONDONTWRITEBYTECODE keeps Python from writing them) each start compiles them again:
+# 1.9 s a start instead of 0.8 s, over 100 starts in `make test`.
+$(VENV)/.installed: pyproject.toml uv.lock $(BIN)/uv Makefile
+	$(UV) sync --locked --quiet --compile-bytecode
 	touch $@
 
 # Re-resolve uv.lock to the newest versions pyproject.toml's ranges admit, for every platform and
@@ -52,8 +56,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# --durations=15: the slowest tests, so that a slow one is seen when it lands. compileall: the
+# project's own .pyc too, for the `scrapy crawl` processes the tests start (see --compile-bytecode).
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --cov --cov-report=term:skip-covered
+	$(BIN)/python -m compileall -q pipeline spiders items exporters sandbox
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 --cov --cov-report=term:skip-covered
 
 # The suite a year and a month ahead, in a time zone 14 hours from UTC (needs libfaketime:
 # apt-get install faketime). Run it before a change lands; `make test` cannot move the clock.
@@ -71,4 +78,4 @@ sandbox: install
 	$(BIN)/python -m sandbox
 
 clean:
-	rm -rf $(VENV) data/datasets .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) data/datasets data/serve-cache .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

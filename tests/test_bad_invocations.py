@@ -37,6 +37,8 @@ def _assert_refused_in_one_line(result: CrawlRun, sandbox: SandboxProcess, *frag
     assert len(errors) == 1, result.tail()
     last = result.stderr.rstrip("\n").splitlines()[-1]
     assert last == errors[0] and last.startswith(PREFIX), result.tail()
+    # Nothing of Scrapy's start-up banner ("Scrapy 2.19.0 started", its versions) before it.
+    assert "[scrapy.utils.log]" not in result.stderr and "'Twisted':" not in result.stderr, result.tail()
     for fragment in fragments:
         assert fragment in last, result.tail()
     assert "Traceback" not in result.stderr

@@ -13,17 +13,15 @@ gateway never answered (refused, DNS, 404, answers not in its format): nothing c
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
-from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
 from exporters.layout import INCOMPLETE_DIR
+from pipeline.commands.startup import HeldBanner, watch_startup_errors
 from pipeline.errors import (
     GATEWAY_FATAL_REASON,
     GATEWAY_UNREACHABLE_REASON,
@@ -56,8 +54,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Command(ScrapyCrawlCommand):
+    banner: HeldBanner | None = None
+
     def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
         super().process_options(args, opts)
+        self.banner = HeldBanner.install()  # before Scrapy logs it: a start-up error is then the only line
         assert self.settings is not None
         # Checked here, before Scrapy configures its logging with it (a traceback otherwise).
         level = self.settings.get("LOG_LEVEL")
@@ -76,8 +77,12 @@ class Command(ScrapyCrawlCommand):
         assert self.crawler_process
         crawler = self._create_crawler(args[0])
         startup_errors: list[BaseException] = []
-        _watch_startup_errors(self.crawler_process.crawl(crawler, **opts.spargs), startup_errors)
+        if self.banner is not None:
+            self.banner.watch(crawler)
+        watch_startup_errors(self.crawler_process.crawl(crawler, **opts.spargs), startup_errors)
         self.crawler_process.start()
+        if self.banner is not None:
+            self.banner.end(bool(startup_errors), crawler.settings.get("LOG_LEVEL"))
         run = crawler.get_extension(DatasetRun) if crawler._extensions is not None else None
         if run is not None and run.root is not None and run.written is not None:
             print("\n".join(summary_lines(run.root, run.written, run.report)))
@@ -132,31 +137,3 @@ class Command(ScrapyCrawlCommand):
                           "add -s JOBDIR=DIR to make a crawl resumable")
             print(f"scrapy crawl {args[0]}: the crawl stopped before it finished ({reason}): {advice}", file=sys.stderr)
             self.exitcode = EXIT_STOPPED
-
-
-def _watch_startup_errors(crawl: Any, found: list[BaseException]) -> None:
-    """Take an exception that kept the crawl from starting out of its outcome into ``found``.
-
-    A ConfigurationError is the user's to fix and says how in its message; anything else (a
-    Scrapy setting of the wrong type, say) is reported in one line too, with its traceback
-    logged at DEBUG for whoever needs to see where it came from.
-    """
-
-    def keep(exc: BaseException) -> None:
-        found.append(exc)
-        if not isinstance(exc, ConfigurationError | RunLocked | RunStorageFailed):
-            logger.debug("The crawl could not start", exc_info=exc)
-
-    def on_failure(failure: Failure) -> None:
-        if failure.value is not None:
-            keep(failure.value)
-
-    if isinstance(crawl, Deferred):
-        crawl.addErrback(on_failure)
-    elif isinstance(crawl, asyncio.Future):
-        def on_done(task: asyncio.Future[Any]) -> None:
-            exc = None if task.cancelled() else task.exception()  # retrieved: asyncio will not print it
-            if exc is not None:
-                keep(exc)
-
-        crawl.add_done_callback(on_done)

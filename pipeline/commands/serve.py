@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from pipeline.commands.crawl import EXIT_BOOTSTRAP_FAILED, EXIT_CONFIGURATION, _watch_startup_errors
+from pipeline.commands.crawl import EXIT_BOOTSTRAP_FAILED, EXIT_CONFIGURATION
+from pipeline.commands.startup import HeldBanner, watch_startup_errors
 from pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 
 class Command(ScrapyCommand):
     requires_project = True
+    banner: HeldBanner | None = None
+
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        self.banner = HeldBanner.install()  # before Scrapy logs it: a start-up error is then the only line
 
     def syntax(self) -> str:
         return "[-s IMAGESEARCH_SERVE_PORT=6810] [-s NAME=VALUE ...]"
@@ -43,11 +49,15 @@ class Command(ScrapyCommand):
         assert self.crawler_process is not None
         crawler = self.crawler_process.create_crawler(ServeSpider)
         errors: list[BaseException] = []
-        _watch_startup_errors(self.crawler_process.crawl(crawler), errors)
+        if self.banner is not None:
+            self.banner.watch(crawler)
+        watch_startup_errors(self.crawler_process.crawl(crawler), errors)
         self.crawler_process.start()
         spider = crawler.spider
         if not errors and (startup := getattr(spider, "startup_error", None)) is not None:
             errors.append(startup)
+        if self.banner is not None:
+            self.banner.end(bool(errors), crawler.settings.get("LOG_LEVEL"))
         if errors:
             error = errors[0]
             if isinstance(error, ConfigurationError):
