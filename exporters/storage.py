@@ -67,11 +67,14 @@ class AtomicFileFeedStorage(FileFeedStorage):
     def __init__(self, uri: str, *, feed_options: dict[str, Any] | None = None):
         super().__init__(uri, feed_options=feed_options)
         self._tmp: Path | None = None
+        #: True once opened to add to a file that was there (``-o`` on an existing file).
+        self.appended = False
 
     def open(self, spider: Spider) -> IO[bytes]:
         path = Path(self.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.write_mode == "ab" and path.exists():
+            self.appended = True
             return path.open("ab")
         self._tmp = temp_path(path)
         return self._tmp.open("wb")

@@ -8,9 +8,10 @@ import importlib
 import io
 import logging
 import math
+import threading
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -63,12 +64,22 @@ class ImageRef:
     (pipeline/handlers.py), so a crawl of thousands of seeds holds no picture while calls wait for
     their quota slot. A file that changed since the seed was read (other bytes, other content) is
     refused rather than searched in its place.
+
+    ``ImageRef.checked(prepared, ...)`` is the other kind: a picture prepared already, held in
+    memory, which the call sends as it is. The search service checks a caller's photo by preparing
+    it (in a thread), and that one decode is the picture its calls send.
     """
 
-    path: Path
+    path: Path | None
     sha256: str
     max_side: int
     max_pixels: int
+    prepared: PreparedImage | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def checked(cls, prepared: PreparedImage, max_side: int, max_pixels: int) -> ImageRef:
+        """The reference of a picture ``prepare_image`` made with these bounds: sent as it is."""
+        return cls(None, prepared.sha256, max_side, max_pixels, prepared)
 
     @property
     def identity(self) -> str:
@@ -77,13 +88,17 @@ class ImageRef:
 
     def prepare(self) -> PreparedImage:
         """The picture to send; ImageRejected if it cannot be read or is no longer the one the seed was."""
+        if self.prepared is not None:
+            return self.prepared
+        assert self.path is not None, "an ImageRef has a path or its prepared picture"
         data = read_image_file(self.path)
         if sha256_hex(data) != self.sha256:
             raise ImageRejected("image_changed", f"{self.path} changed while the crawl ran: run again to search it")
         return prepare_image(data, self.max_side, self.max_pixels)
 
     def __repr__(self) -> str:
-        return f"ImageRef({str(self.path)!r}, sha256={self.sha256[:12]}...)"
+        where = "checked" if self.path is None else repr(str(self.path))
+        return f"ImageRef({where}, sha256={self.sha256[:12]}...)"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -100,6 +115,23 @@ def read_image_file(path: Path) -> bytes:
         raise ImageRejected("unreadable_file", f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+_PILLOW_LIMIT = threading.Lock()
+# Pillow warns of a picture over Image.MAX_IMAGE_PIXELS, which is never below IMAGESEARCH_MAX_IMAGE_PIXELS
+# (_allow_pillow): such a picture is refused with image_too_large, which says it better. Filtered once here,
+# not with warnings.catch_warnings around each decode: that swaps the process's filters and is not
+# thread-safe, and the search service decodes in threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def _allow_pillow(max_pixels: int) -> None:
+    """Pillow's own bomb check (twice Image.MAX_IMAGE_PIXELS, process-wide) never refuses what
+    ``max_pixels`` allows: it is raised to it when lower, and never lowered, since other threads
+    (the search service's) may be decoding under it. Our own check refuses at ``max_pixels``."""
+    with _PILLOW_LIMIT:
+        if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+
+
 def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_485) -> PreparedImage:
     """Decode ``data`` and re-encode it as what the gateway should see; raises ImageRejected.
 
@@ -114,27 +146,23 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
     digest = sha256_hex(data)
     if not data:
         raise ImageRejected("unreadable_image", "empty file (0 bytes)")
-    limit = Image.MAX_IMAGE_PIXELS
+    _allow_pillow(max_pixels)
     try:
-        # Pillow's own bomb check follows the setting (it refuses at twice its limit, before ours can).
-        Image.MAX_IMAGE_PIXELS = max_pixels
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below says it better
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-                if width * height > max_pixels:
-                    raise ImageRejected(
-                        "image_too_large",
-                        f"{width}x{height} is {width * height} pixels, over IMAGESEARCH_MAX_IMAGE_PIXELS={max_pixels}",
-                    )
-                img.seek(0)  # animated GIF/WebP/APNG: the first frame
-                if max(width, height) > max_side:
-                    # A JPEG decodes at 1/2, 1/4 or 1/8 scale, the smallest still >= max_side: a 24 MP
-                    # photo costs a few MB to prepare, not 72. Other formats decode whole.
-                    scale = max_side / max(width, height)
-                    img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
-                img.load()
-                rgb = to_rgb(ImageOps.exif_transpose(img))
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageRejected(
+                    "image_too_large",
+                    f"{width}x{height} is {width * height} pixels, over IMAGESEARCH_MAX_IMAGE_PIXELS={max_pixels}",
+                )
+            img.seek(0)  # animated GIF/WebP/APNG: the first frame
+            if max(width, height) > max_side:
+                # A JPEG decodes at 1/2, 1/4 or 1/8 scale, the smallest still >= max_side: a 24 MP
+                # photo costs a few MB to prepare, not 72. Other formats decode whole.
+                scale = max_side / max(width, height)
+                img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
+            img.load()
+            rgb = to_rgb(ImageOps.exif_transpose(img))
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
@@ -143,8 +171,6 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
         raise ImageRejected("unreadable_image", "not an image in a format Pillow can decode") from None
     except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise anything (NotImplementedError for odd DDS, ...)
         raise ImageRejected("unreadable_image", f"cannot decode image: {type(exc).__name__}: {exc}") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     out = io.BytesIO()

@@ -147,6 +147,8 @@ EXTENSIONS = {
     "pipeline.extensions.SecretRedaction": 0,
     "pipeline.extensions.EmbeddedSandbox": 100,
     "pipeline.progress.CrawlProgress": 400,
+    # With -o/-O/FEEDS: out.parquet.manifest.json beside each local feed file (run id, rows, complete).
+    "pipeline.feedmanifest.FeedManifest": 600,
     "scrapy.extensions.logstats.LogStats": None,
     "scrapy.extensions.spiderstate.SpiderState": None,
 }

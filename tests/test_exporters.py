@@ -726,6 +726,15 @@ def test_user_feeds_of_the_real_spider_write_the_hits_the_dataset_is_built_from(
         assert list(got.columns) == HITS.column_names
         assert sorted(zip(got["seed_id"], got["num_iid"], got["position"], strict=True)) == expected
     assert not (tmp_path / "datasets").exists()
+    # Each feed file has its manifest beside it: which run wrote it, its rows, and that the run finished.
+    (run_id,) = from_parquet["run_id"].unique()
+    for fmt, got in (("parquet", from_parquet), ("csv", from_csv)):
+        manifest = json.loads(Path(f"{out}.{fmt}.manifest.json").read_text(encoding="utf-8"))
+        assert manifest["path"] == f"{out}.{fmt}" and manifest["format"] == fmt and manifest["table"] == "hits"
+        assert manifest["run_id"] == run_id and manifest["rows"] == len(got) > 0
+        assert manifest["complete"] is True and manifest["finish_reason"] == "finished"
+        assert manifest["appended"] is False and manifest["bytes"] == Path(f"{out}.{fmt}").stat().st_size
+        assert manifest["calls"]["spent"] > 0 and manifest["gateway"] == "top"
 
 
 def test_appending_with_dash_o(tmp_path: Path) -> None:
@@ -737,10 +746,16 @@ def test_appending_with_dash_o(tmp_path: Path) -> None:
     )
     crawl(tmp_path, command=(*one_seed, "-o", f"{out}.csv", "-o", f"{out}.parquet"))
     first = pd.read_csv(f"{out}.csv")
+    assert json.loads(Path(f"{out}.csv.manifest.json").read_text(encoding="utf-8"))["appended"] is False  # new
     crawl(tmp_path, command=(*one_seed, "-o", f"{out}.csv"))
     both = pd.read_csv(f"{out}.csv")
     assert len(both) == 2 * len(first) and (both.columns == first.columns).all()
     assert both["run_id"].nunique() == 2  # the second header was not written as a row
+    # The manifest says what this crawl added: its run, its rows, appended.
+    manifest = json.loads(Path(f"{out}.csv.manifest.json").read_text(encoding="utf-8"))
+    assert manifest["appended"] is True and manifest["rows"] == len(first)
+    assert manifest["run_id"] == both["run_id"].iloc[-1] != both["run_id"].iloc[0]
+    parquet_manifest = Path(f"{out}.parquet.manifest.json").read_text(encoding="utf-8")
     refused = crawl(tmp_path, ok=False, command=(*one_seed, "-o", f"{out}.parquet"))
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1] == (
@@ -749,3 +764,4 @@ def test_appending_with_dash_o(tmp_path: Path) -> None:
         "or a new file name (the parquet, csv dataset layout keeps every run apart by itself)"
     )
     assert pq.read_table(f"{out}.parquet").num_rows == len(first)
+    assert Path(f"{out}.parquet.manifest.json").read_text(encoding="utf-8") == parquet_manifest  # refused: untouched

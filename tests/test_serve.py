@@ -105,6 +105,13 @@ def write_png(width: int, height: int, mode: str = "RGB") -> bytes:
     return out.getvalue()
 
 
+def gradient_png(width: int, height: int) -> bytes:
+    """A PNG of ``width`` x ``height`` that compresses to a few hundred KB whatever its size."""
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((width, height)).convert("RGB").save(out, "PNG")
+    return out.getvalue()
+
+
 def test_each_bad_input_gets_its_4xx_as_one_line_of_json(service: ServeProcess, sandbox: SandboxProcess) -> None:
     before = calls(sandbox)
     cases: list[tuple[int, str, tuple[int, dict[str, str], bytes]]] = []
@@ -143,6 +150,9 @@ def test_each_bad_input_gets_its_4xx_as_one_line_of_json(service: ServeProcess, 
 
 
 def test_health_and_metrics_say_calls_cache_and_quota(service: ServeProcess) -> None:
+    photo = write_png(210, 190)
+    for _ in range(2):  # a call, then a cache hit: the counts below hold whichever tests ran before
+        assert service.post_photo(photo)[0] == 200
     status, _, raw = service.request("GET", "/healthz")
     health = json.loads(raw)
     assert status == 200 and health["status"] == "ok" and health["gateway"] == "top", health
@@ -155,6 +165,28 @@ def test_health_and_metrics_say_calls_cache_and_quota(service: ServeProcess) -> 
     assert values["imagesearch_serve_cache_hits_total"] == health["cache"]["hits"] > 0
     assert values['imagesearch_serve_searches_total{status="200"}'] >= 1
     assert values["imagesearch_serve_up"] == 1
+    assert values["imagesearch_serve_searches_in_progress"] == health["searches_in_progress"] == 0
+    assert values["imagesearch_serve_photos_decoded_total"] >= 2
+    assert values["imagesearch_serve_decode_seconds_total"] > 0
+
+
+def test_a_large_photo_being_decoded_never_stalls_the_other_callers(service: ServeProcess) -> None:
+    # 36 Mpx: its decode takes a while. Searched once, it is in the cache: the second search of it is a
+    # decode and nothing else (no call), so only while the decode runs is that search in progress.
+    large = gradient_png(6000, 6000)
+    assert service.post_photo(large)[0] == 200
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(service.post_photo, large)
+        seen: list[int] = []
+        while not pending.done():
+            health = json.loads(service.request("GET", "/healthz")[2])
+            if not pending.done():  # answered while the large search was still pending
+                seen.append(health["searches_in_progress"])
+        status, _, result = pending.result()
+    assert status == 200 and result["calls"] == 0 and result["pages_cached"] == 1, result
+    # The service answered other callers while that photo was being decoded (in a thread): with the
+    # decode on the reactor thread, no request is answered until it is done, and by then it is over.
+    assert 1 in seen, seen
 
 
 def test_the_cache_survives_a_restart(sandbox: SandboxProcess, photos: list[Path], tmp_path: Path) -> None:

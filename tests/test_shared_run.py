@@ -117,7 +117,9 @@ def test_three_workers_on_two_keys_make_the_single_runs_datasets_at_the_pooled_r
     # Exactly one committed; the two others said who does.
     committers = [output for _, output in ends if "Datasets of run shared-run (complete)" in output]
     assert len(committers) == 1, [output[:300] for _, output in ends]
-    assert sum("every search is done; worker w" in output for _, output in ends) == 2
+    # (A worker that ends after the commit, as on a loaded machine, says it was committed, and by whom.)
+    assert sum("every search is done; worker w" in output or "is committed (by worker w" in output
+               for _, output in ends) == 2, [output[-600:] for _, output in ends]
     seeds = load_dataset(dataset_dir)["seeds"]
     assert len(seeds) == SEEDS and seeds["status"].eq("ok").all(), seeds.to_string()
     assert_same_datasets(reference_dir, dataset_dir)

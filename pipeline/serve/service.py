@@ -18,14 +18,12 @@ import ipaddress
 import logging
 import math
 import socket
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -114,6 +112,9 @@ class Metrics:
     calls: int = 0
     shared_calls: int = 0  # pages another caller's call answered while it was in flight
     cache_errors: int = 0  # reads and stores the cache failed (each read counted as a miss too)
+    in_progress: int = 0  # searches begun and not yet answered
+    photos_decoded: int = 0  # callers' photos decoded and checked (once each, in a thread)
+    decode_seconds: float = 0.0  # their decoding's time, in all
 
 
 def _host_port(parts: SplitResult) -> tuple[str | None, int]:
@@ -162,7 +163,6 @@ class SearchService:
         self.middleware = middleware
         #: Calls being made now, by cache key: a second caller of the same page waits for that call.
         self._in_flight: dict[str, list[Deferred[dict[str, Any]]]] = {}
-        self._spool = Path(tempfile.mkdtemp(prefix="imagesearch-serve-"))
         self._cache_warned_at: float | None = None
         #: The calls sent and not yet answered.
         self._tickets: set[CallTicket] = set()
@@ -176,9 +176,6 @@ class SearchService:
 
     def close(self) -> None:
         self.cache.close()
-        for path in self._spool.glob("*"):
-            path.unlink(missing_ok=True)
-        self._spool.rmdir()
 
     # -- the caller's input --------------------------------------------------------------------
 
@@ -217,46 +214,48 @@ class SearchService:
 
     async def search(self, photo: Photo, cat: str | None, pages: int) -> dict[str, Any]:
         """The answer to one POST /search; ServiceError for what is answered with an error."""
+        self.metrics.in_progress += 1
+        try:
+            return await self._search(photo, cat, pages)
+        finally:
+            self.metrics.in_progress -= 1
+
+    async def _search(self, photo: Photo, cat: str | None, pages: int) -> dict[str, Any]:
         started = time.monotonic()
         budget = Budget(deadline=self.middleware.pacer.clock() + self.timeout)
         image_data: str | ImageRef
         sha256: str | None = None
-        path: Path | None = None
-        try:
-            if photo.url is not None:
-                url = photo.url.strip()
-                if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-                    raise ServiceError(400, "bad_url", "url must be an http(s) URL of an image")
-                if is_platform_cdn(url, self.cdn_hosts):
-                    image_data = url
-                elif not self.download_urls:
-                    raise ServiceError(400, "url_not_allowed", "only URLs of the platform's CDN "
-                                       "(IMAGESEARCH_CDN_HOSTS) are searched here: send the image itself")
-                else:
-                    photo = Photo(data=await self._download(url, budget))
-            if photo.data is not None:
-                sha256, path = self._prepare(photo.data)
-                image_data = ImageRef(path, sha256, self.max_image_side, self.max_image_pixels)
-                if self.gateway.uploads_local_images:
-                    image_data = await self._upload(image_data, budget)
-            rows: list[dict[str, Any]] = []
-            cached = 0
-            total: int | None = None
-            fetched = 0
-            page_size = 0
-            for page in range(1, pages + 1):
-                entry, from_cache = await self._page(image_data, cat, page, page_size, budget)
-                cached += from_cache
-                fetched += 1
-                if page == 1:
-                    total = entry["total_results"]
-                    page_size = entry["page_size"] or entry["hits"] or self.default_page_size
-                rows += entry["items"]
-                if not self._has_more(entry, page, page_size, pages):
-                    break
-        finally:
-            if path is not None:
-                path.unlink(missing_ok=True)
+        if photo.url is not None:
+            url = photo.url.strip()
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                raise ServiceError(400, "bad_url", "url must be an http(s) URL of an image")
+            if is_platform_cdn(url, self.cdn_hosts):
+                image_data = url
+            elif not self.download_urls:
+                raise ServiceError(400, "url_not_allowed", "only URLs of the platform's CDN "
+                                   "(IMAGESEARCH_CDN_HOSTS) are searched here: send the image itself")
+            else:
+                photo = Photo(data=await self._download(url, budget))
+        if photo.data is not None:
+            image = await self._prepare(photo.data)
+            sha256, image_data = image.sha256, image
+            if self.gateway.uploads_local_images:
+                image_data = await self._upload(image_data, budget)
+        rows: list[dict[str, Any]] = []
+        cached = 0
+        total: int | None = None
+        fetched = 0
+        page_size = 0
+        for page in range(1, pages + 1):
+            entry, from_cache = await self._page(image_data, cat, page, page_size, budget)
+            cached += from_cache
+            fetched += 1
+            if page == 1:
+                total = entry["total_results"]
+                page_size = entry["page_size"] or entry["hits"] or self.default_page_size
+            rows += entry["items"]
+            if not self._has_more(entry, page, page_size, pages):
+                break
         matches = self._dedupe(rows)
         return {
             "sha256": sha256, "cat": cat, "gateway": self.gateway.name, "total_results": total,
@@ -264,22 +263,25 @@ class SearchService:
             "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
         }
 
-    def _prepare(self, data: bytes) -> tuple[str, Path]:
+    async def _prepare(self, data: bytes) -> ImageRef:
+        """The caller's photo decoded once, checked and re-encoded, in a thread of the reactor's pool (one
+        large photo never stalls the other callers' searches): the picture its calls send as it is."""
         if len(data) > self.max_upload:
             raise ServiceError(413, "image_too_large_bytes", f"the image is {len(data)} bytes, over "
                                f"{self.max_upload} (IMAGESEARCH_SERVE_MAX_UPLOAD_BYTES)")
+        began = time.monotonic()
         try:
-            prepared = prepare_image(data, self.max_image_side, self.max_image_pixels)
+            prepared = await maybe_deferred_to_future(
+                deferToThread(prepare_image, data, self.max_image_side, self.max_image_pixels))
         except ImageRejected as rejection:
             status = 413 if rejection.reason == "image_too_large" else 422
             raise ServiceError(status, rejection.reason, rejection.detail) from None
+        finally:
+            self.metrics.photos_decoded += 1
+            self.metrics.decode_seconds += time.monotonic() - began
         if problem := self.gateway.picture_problem(prepared.original_size, prepared.size):
             raise ServiceError(422, *problem)
-        # The call reads its picture from a file as it leaves (ImageRef), as a crawl's calls do.
-        handle, name = tempfile.mkstemp(dir=self._spool, prefix=prepared.sha256[:16])
-        with open(handle, "wb") as out:
-            out.write(data)
-        return prepared.sha256, Path(name)
+        return ImageRef.checked(prepared, self.max_image_side, self.max_image_pixels)
 
     async def _download(self, url: str, budget: Budget) -> bytes:
         """The picture at a caller's URL: only from public addresses (or the endpoint's host), redirects

@@ -250,7 +250,8 @@ def health_of(service: SearchService) -> dict[str, Any]:
         "calls": metrics.calls,
         "cache": {"hits": metrics.cache_hits, "misses": metrics.cache_misses, "errors": metrics.cache_errors,
                   "hit_rate": round(metrics.cache_hits / looked_up, 4) if looked_up else None},
-        "searches": dict(metrics.searches), "errors": dict(metrics.errors),
+        "searches": dict(metrics.searches), "searches_in_progress": metrics.in_progress,
+        "errors": dict(metrics.errors),
     }
 
 
@@ -275,6 +276,13 @@ class ServiceCollector:
         for code, count in sorted(metrics.errors.items()):
             errors.add_metric([code], count)
         yield errors
+        yield GaugeMetricFamily("imagesearch_serve_searches_in_progress", "Searches begun and not yet answered.",
+                                value=metrics.in_progress)
+        yield CounterMetricFamily("imagesearch_serve_photos_decoded",
+                                  "Callers' photos decoded and checked (each once, off the reactor thread).",
+                                  value=metrics.photos_decoded)
+        yield CounterMetricFamily("imagesearch_serve_decode_seconds", "Time spent decoding callers' photos.",
+                                  value=metrics.decode_seconds)
         yield CounterMetricFamily("imagesearch_serve_cache_hits", "Pages answered from the cache.",
                                   value=metrics.cache_hits)
         yield CounterMetricFamily("imagesearch_serve_cache_misses", "Pages the cache did not hold.",
