@@ -46,11 +46,8 @@ class PreparedImage:
     jpeg: bytes
     sha256: str
     original_size: tuple[int, int]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        with Image.open(io.BytesIO(self.jpeg)) as img:
-            return img.size
+    #: The JPEG's own size (after orientation and the cap on its longest side).
+    size: tuple[int, int]
 
     def base64(self) -> str:
         return base64.b64encode(self.jpeg).decode("ascii")
@@ -162,7 +159,15 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
                 scale = max_side / max(width, height)
                 img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
             img.load()
-            rgb = to_rgb(ImageOps.exif_transpose(img))
+            # In place, and to_rgb keeps an RGB picture as it is: no copy of the pixels is made for nothing
+            # (the JPEG is encoded before the with block closes the image).
+            ImageOps.exif_transpose(img, in_place=True)
+            rgb = to_rgb(img)
+            if max(rgb.size) > max_side:
+                rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            out = io.BytesIO()
+            rgb.save(out, "JPEG", quality=JPEG_QUALITY)
+            size = rgb.size
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
@@ -171,15 +176,12 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
         raise ImageRejected("unreadable_image", "not an image in a format Pillow can decode") from None
     except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise anything (NotImplementedError for odd DDS, ...)
         raise ImageRejected("unreadable_image", f"cannot decode image: {type(exc).__name__}: {exc}") from None
-    if max(rgb.size) > max_side:
-        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    rgb.save(out, "JPEG", quality=JPEG_QUALITY)
-    return PreparedImage(out.getvalue(), digest, (width, height))
+    return PreparedImage(out.getvalue(), digest, (width, height), size)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """An RGB copy of ``img``: deep modes scaled to 8 bits, transparency flattened onto white."""
+    """``img`` in RGB (``img`` itself when it is RGB already): deep modes scaled to 8 bits, transparency
+    flattened onto white."""
     if img.mode.startswith("I;16"):
         # 16 bits a sample: 65535 is white, whatever the picture's own range.
         values = np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
@@ -198,7 +200,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, _WHITE)
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def is_platform_cdn(url: str, host_patterns: Iterable[str]) -> bool:

@@ -32,7 +32,8 @@ def test_bench_export_reports_ours_against_scrapys_csv_feed_with_memory() -> Non
     ("bench_sandbox.py", ("--requests", "20", "--warmup", "2"), "HTTP search over loopback"),
     ("bench_quota.py", ("--seeds", "30", "--quota", "20/2"), "target (paced: span"),
     ("bench_shared.py", ("--seeds", "16", "--quota", "20/1", "--workers", "2", "--keys", "2"), "| 2 | 2 | 16 |"),
-    ("bench_serve.py", ("--requests", "4", "--clients", "1,2"), "| 2 | "),
+    ("bench_serve.py", ("--requests", "4", "--clients", "1,2", "--layout", "pinned,remote"),
+     "goal: added p50 at 1 client "),
 ])
 def test_the_other_benchmarks_run(script: str, args: tuple[str, ...], expected: str) -> None:
     assert expected in bench(script, *args)

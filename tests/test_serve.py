@@ -138,6 +138,12 @@ def test_each_bad_input_gets_its_4xx_as_one_line_of_json(service: ServeProcess, 
     cases.append((400, "url_not_allowed", service.post_json({"url": "http://localhost:6379/x.jpg"})))  # resolved
     cases.append((400, "bad_request", service.post_json({"photo": "x"})))
     cases.append((415, "unsupported_media_type", service.request("POST", "/search", b"x", "text/plain")))
+    cases.append((400, "bad_multipart", service.request("POST", "/search", b"x", "multipart/form-data")))
+    cases.append((400, "bad_multipart", service.request("POST", "/search", b"--b\r\nno headers, no end",
+                                                        "multipart/form-data; boundary=b")))
+    cases.append((400, "no_image", service.request("POST", "/search", b"--b\r\nContent-Disposition: form-data; "
+                                                   b'name="cat"\r\n\r\n123\r\n--b--\r\n',
+                                                   "multipart/form-data; boundary=b")))
     cases.append((405, "method_not_allowed", service.request("GET", "/search")))
     cases.append((404, "not_found", service.request("GET", "/nothing/here")))
     for status, code, (got, headers, body) in cases:

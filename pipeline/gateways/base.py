@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from scrapy.http import TextResponse
 from scrapy.utils.misc import build_from_crawler, load_object
@@ -75,6 +76,21 @@ class ApiCall:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+_QUOTED_AS_IS = re.compile(r"[A-Za-z0-9_.~+/=-]*")
+
+
+def form_quote(string: str | bytes, safe: str | Iterable[int] = "", encoding: str | None = None,
+               errors: str | None = None) -> str:
+    """``urllib.parse.quote_plus``, as ``urlencode(..., quote_via=form_quote)`` calls it, with a fast way for
+    Base64: a picture's hundreds of KB take three ``str.replace`` instead of quote's Python loop over each
+    byte (about 5 ms per 100 KB on the reactor thread, twice a TOP call). Same output for every input."""
+    if isinstance(string, str) and not safe and _QUOTED_AS_IS.fullmatch(string):
+        return string.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    if isinstance(string, bytes):
+        return quote_plus(string, safe)
+    return quote_plus(string, safe, encoding, errors)
+
+
 def with_image(request: Request) -> Request:
     """The request with its picture in the form body (prepared now, from its file), if it carries one.
 
@@ -84,7 +100,7 @@ def with_image(request: Request) -> Request:
     if image is None:
         return request
     param, ref = image
-    encoded = urlencode({param: ref.prepare().base64()}).encode("ascii")
+    encoded = urlencode({param: ref.prepare().base64()}, quote_via=form_quote).encode("ascii")
     headers = request.headers.copy()
     headers.setdefault(b"Content-Type", b"application/x-www-form-urlencoded")
     return request.replace(body=request.body + b"&" + encoded if request.body else encoded, headers=headers)

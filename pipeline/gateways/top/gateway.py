@@ -12,7 +12,7 @@ from scrapy import FormRequest
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Credentials, Gateway, SearchPage, count
+from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Credentials, Gateway, SearchPage, count, form_quote
 from pipeline.gateways.top.signing import SIGN_METHODS, sign, top_timestamp
 from pipeline.gateways.top.wire import (
     API_LIMIT_SUB_CODE,
@@ -165,7 +165,7 @@ class TopGateway(Gateway):
         params = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
         credentials = self.credentials_for(request)
         signed = signed_params(params, credentials.key, credentials.secret, self.sign_method)
-        return request.replace(body=urlencode(signed).encode("utf-8"))
+        return request.replace(body=urlencode(signed, quote_via=form_quote).encode("utf-8"))
 
     # -- answers ---------------------------------------------------------------------------------
 
