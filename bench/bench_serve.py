@@ -32,6 +32,7 @@ import base64
 import http.client
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -55,9 +56,12 @@ REPO = Path(__file__).resolve().parent.parent
 def photos(count: int, first: int, size: int = 320) -> list[bytes]:
     """``count`` distinct JPEG photos of catalogue products (cropped, so none is a catalogue picture as is)."""
     catalog = builtin_catalog()
+    step = next(s for s in range(7, len(catalog)) if math.gcd(s, len(catalog)) == 1)  # every product once
+    if count > len(catalog):
+        raise SystemExit(f"{count} photos asked for, the catalogue has {len(catalog)} products")
     out = []
     for k in range(count):
-        img = catalog.products[(first + 7 * k) % len(catalog)].image().convert("RGB")
+        img = catalog.products[(first + step * k) % len(catalog)].image().convert("RGB")
         w, h = img.size
         img = img.crop((w // 30, h // 40, w - w // 30, h - h // 25)).resize((size, size))
         buffer = io.BytesIO()
