@@ -52,9 +52,11 @@ lock: $(BIN)/uv
 	$(UV) lock --upgrade
 	$(MAKE) install
 
+# lint-imports: the import layers and no import cycle (pyproject.toml's [tool.importlinter], docs/architecture.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo --no-cache
 
 # --durations=15: the slowest tests, so that a slow one is seen when it lands. compileall: the
 # project's own .pyc too, for the `scrapy crawl` processes the tests start (see --compile-bytecode).

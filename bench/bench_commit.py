@@ -4,10 +4,10 @@
     .venv/bin/python bench/bench_commit.py --hits 100000      # quicker
 
 Stages ``--hits`` hits (100 a seed, ~1 in 4 a product another seed found too; realistic titles,
-prices and URLs) as a crawl stages them (``hits.parquet`` and ``seeds.parquet``, pipeline/run.py),
+prices and URLs) as a crawl stages them (``hits.parquet`` and ``seeds.parquet``, pipeline/runs/),
 then times, each in its own process so its peak RSS (``os.wait4``) is its own alone:
 
-- ``ours``: ``pipeline.run.build_tables``, what a commit does before its renames: products (one
+- ``ours``: ``pipeline.runs.tables.build_tables``, what a commit does before its renames: products (one
   row per num_iid: first seed given, then best position), matches and seeds, written as the
   project's Parquet and CSV files (DATASET_FORMATS=parquet,csv) and, in a second case, Parquet only;
 - ``duckdb``: DuckDB alone running the same products dedupe over the same file into one
@@ -109,7 +109,8 @@ def stage(staging: Path, n_hits: int, pic_url: str = "https://img.alicdn.com/img
 def run_case(case: str, staging: Path, out: Path, file_rows: int) -> dict[str, Any]:
     """One case, in this process: its rows written."""
     if case.startswith("ours"):
-        from pipeline.run import RunInfo, build_tables
+        from pipeline.runs.identity import RunInfo
+        from pipeline.runs.tables import build_tables
 
         formats = ["parquet"] if case == "ours-parquet" else ["parquet", "csv"]
         run = RunInfo("20261130T040000Z-bench", datetime(2026, 11, 30, 4, 0, tzinfo=UTC), "2026-11-30")
@@ -121,7 +122,7 @@ def run_case(case: str, staging: Path, out: Path, file_rows: int) -> dict[str, A
         return rows
     import duckdb
 
-    from pipeline.run import _TABLE_QUERIES, COMMIT_MEMORY_LIMIT
+    from pipeline.runs.tables import COMMIT_MEMORY_LIMIT, TABLE_QUERIES
 
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{COMMIT_MEMORY_LIMIT}'")
@@ -129,11 +130,11 @@ def run_case(case: str, staging: Path, out: Path, file_rows: int) -> dict[str, A
     con.execute("SET preserve_insertion_order = false")
     out.mkdir(parents=True, exist_ok=True)
     staged = {"hits": str(staging / "hits.parquet"), "seeds": str(staging / "seeds.parquet")}
-    tables = ["products"] if case == "duckdb" else list(_TABLE_QUERIES)
+    tables = ["products"] if case == "duckdb" else list(TABLE_QUERIES)
     formats = ["parquet"] if case == "duckdb" else ["parquet", "csv"]
     rows = {}
     for name in tables:
-        query = _TABLE_QUERIES[name].replace("$hits", f"'{staged['hits']}'").replace("$seeds", f"'{staged['seeds']}'")
+        query = TABLE_QUERIES[name].replace("$hits", f"'{staged['hits']}'").replace("$seeds", f"'{staged['seeds']}'")
         for fmt in formats:
             options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER"
             con.execute(f"COPY ({query}) TO '{out / f'{name}.{fmt}'}' ({options})")
@@ -170,7 +171,7 @@ def main() -> None:
         import duckdb
         import pyarrow
 
-        import pipeline.run  # noqa: F401
+        import pipeline.runs.tables  # noqa: F401
 
         started = time.perf_counter()
         rows = run_case(args.case, args.staging, args.out, args.file_rows)

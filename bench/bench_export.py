@@ -9,7 +9,7 @@ is reported. The spider yields ProductHit items with the messy values gateways s
 section 2), built on the fly so the generator itself holds no memory.
 
 - ``ours``: the project settings: validate and normalize pipelines, every hit and seed staged
-  (pipeline/run.py), then the commit building the three tables (products deduplicated by
+  (pipeline/runs/), then the commit building the three tables (products deduplicated by
   num_iid, matches, seeds) from the staged rows with DuckDB, in BOTH Parquet and CSV, manifest.
 - ``baseline``: the same items through Scrapy's own CsvItemExporter via FEEDS, no pipelines.
 - ``engine``: the same items through Scrapy with no pipelines and no feeds: the cost every case

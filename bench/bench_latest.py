@@ -6,7 +6,7 @@
 Simulates ``--days`` daily runs into one DATASET_DIR (Parquet only): each day a run finds
 ``--products`` products drawn from a catalogue twice that size (so some come and go, and every one
 is seen again on some later day), with prices and sales that move. Each run is staged as a crawl
-stages it and committed by the crawl's own ``pipeline.run.commit_staged``. At checkpoints, before
+stages it and committed by the crawl's own ``pipeline.runs.commit.commit_staged``. At checkpoints, before
 that day's commit, it times ``build_latest`` both ways on the same staged run (into a scratch
 directory, one process, imports excluded):
 
@@ -37,7 +37,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from items.schema import HITS, STAGED_SEEDS  # noqa: E402 - after the path is set
-from pipeline.run import RunInfo, build_latest, commit_staged, snapshots_locked, staging_dir  # noqa: E402
+from pipeline.runs.commit import commit_staged  # noqa: E402
+from pipeline.runs.identity import RunInfo, staging_dir  # noqa: E402
+from pipeline.runs.latest import build_latest  # noqa: E402
+from pipeline.runs.locks import snapshots_locked  # noqa: E402
 
 FIRST_DAY = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
 HITS_PER_SEED = 100

@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.pacing import Quota  # noqa: E402
+from pipeline.pacing.apps import Quota  # noqa: E402
 from sandbox.testing import SandboxProcess  # noqa: E402
 from tests.datasets import run_crawl, write_seed_photos  # noqa: E402
 

@@ -3,11 +3,11 @@
     .venv/bin/python bench/bench_report.py                 # 5,000 seeds of 100 matches each
     .venv/bin/python bench/bench_report.py --seeds 200     # quicker
 
-Builds a synthetic committed run (bench_commit.stage: 100 hits a seed, then pipeline.run.commit_staged),
+Builds a synthetic committed run (bench_commit.stage: 100 hits a seed, then pipeline.runs.commit.commit_staged),
 with a real photo per seed (a 480 px JPEG on disk) and its listings' pictures served by a local HTTP
 server, then:
 
-- writes its report (pipeline.report.write_report, REPORT_PAGE_SEEDS=50 as by default) and gives
+- writes its report (pipeline.monitor.report.write_report, REPORT_PAGE_SEEDS=50 as by default) and gives
   the file's size and the seconds it took;
 - opens it from disk in Debian's Chromium (Playwright, headless): first contentful paint,
   DOMContentLoaded and load (from the page's own performance timeline), the JS heap, the first
@@ -76,7 +76,8 @@ class _Pictures(BaseHTTPRequestHandler):
 
 def build_run(root: Path, seeds: int, photos: Path, pictures: str) -> str:
     """A committed run of ``seeds`` seeds (photos under ``photos``): its run id."""
-    from pipeline.run import RunInfo, commit_staged, staging_dir
+    from pipeline.runs.commit import commit_staged
+    from pipeline.runs.identity import RunInfo, staging_dir
 
     run_id = "20261130T040000Z-bench"
     run = RunInfo(run_id, datetime(2026, 11, 30, 4, 0, tzinfo=UTC), "2026-11-30")
@@ -132,7 +133,7 @@ def main() -> None:
     import duckdb
     from playwright.sync_api import sync_playwright
 
-    from pipeline.report import _thumbnail, vega_bundle, write_report
+    from pipeline.monitor.report import _thumbnail, vega_bundle, write_report
 
     print(f"machine: {platform.platform()} | Python {platform.python_version()} | {os.cpu_count()} CPUs | "
           f"duckdb {duckdb.__version__}")

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from pipeline.pacing import Quota  # noqa: E402
+from pipeline.pacing.apps import Quota  # noqa: E402
 from sandbox.testing import RedisServer, SandboxProcess  # noqa: E402
 from tests.datasets import write_seed_photos  # noqa: E402
 

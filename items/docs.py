@@ -186,7 +186,7 @@ DATASET_DIR/_manifests/<run_id>.json                                  # written 
   position), `matches` and `seeds` from them there, and moves the files into the tree, each by an
   atomic rename, just before its manifest; so no reader ever meets a half-written file. A commit
   cut short by a kill is finished by the next crawl in the same DATASET_DIR (or
-  `python -m pipeline.run DATASET_DIR`). A scheduled import should take the files a manifest
+  `python -m pipeline.runs DATASET_DIR`). A scheduled import should take the files a manifest
   lists, from manifests with `"complete": true`; a run without a manifest is still running, or
   was stopped and will be resumed (`-s JOBDIR=...`). A run stopped without JOBDIR is committed as
   it is, with `"complete": false`.

@@ -1,8 +1,12 @@
-"""Exceptions of the image-search crawl: bad command lines, refused seeds, and gateway error answers."""
+"""Exceptions of the image-search crawl: bad command lines, refused seeds, and gateway error answers; the
+finish reasons and the stats that say how a crawl ended."""
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
+from typing import Any
 
 from scrapy.exceptions import IgnoreRequest
 
@@ -25,6 +29,22 @@ SHARED_MISMATCH_REASON = "shared_run_mismatch"
 #: A Scrapy signal (no arguments) a component sends when it stops the crawl early: every gateway call
 #: still waiting gives up.
 crawl_stopping = object()
+#: A Scrapy signal the DatasetRun sends once its run is committed, with ``root`` (DATASET_DIR) and ``run_id``:
+#: a receiver may answer with the path of what it wrote from it (the run's report).
+run_committed = object()
+
+
+def error_count(stats: dict[str, Any]) -> int:
+    """Error answers of the gateway (``imagesearch/errors/*``) and attempts it never answered."""
+    answers = sum(value for key, value in stats.items()
+                  if key.startswith("imagesearch/errors/") and isinstance(value, int))
+    return answers + int(stats.get("imagesearch/attempts_failed", 0))
+
+
+def storage_message(exc: OSError, path: Path) -> str:
+    """One line naming the path a write failed on and why (``No space left on device``)."""
+    why = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"cannot write {exc.filename or path}: {why}"
 
 
 class ConfigurationError(Exception):

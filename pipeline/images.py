@@ -58,7 +58,7 @@ class ImageRef:
     """A seed image as a call carries it until it is sent: where its bytes are, not the bytes.
 
     The picture a call sends is prepared (``prepare_image``) from the file when the call leaves
-    (pipeline/handlers.py), so a crawl of thousands of seeds holds no picture while calls wait for
+    (pipeline/components/handlers.py), so a crawl of thousands of seeds holds no picture while calls wait for
     their quota slot. A file that changed since the seed was read (other bytes, other content) is
     refused rather than searched in its place.
 

@@ -127,14 +127,14 @@ RETRY_TIMES = 8
 #: GatewayJournalMiddleware (resume) and GatewayMiddleware (pacing, backoff, error actions, call stats).
 DOWNLOADER_MIDDLEWARES = {
     # First: with JOBDIR, answers already journaled are served from JOBDIR, new ones journaled.
-    "pipeline.journal.GatewayJournalMiddleware": 50,
-    "pipeline.middlewares.GatewayMiddleware": 560,
+    "pipeline.components.journal.GatewayJournalMiddleware": 50,
+    "pipeline.components.middlewares.GatewayMiddleware": 560,
 }
 #: Gateway calls are signed by this download handler as they are sent (a fresh timestamp and
 #: signature for every attempt), and the signed copy goes nowhere but the network.
 DOWNLOAD_HANDLERS = {
-    "http": "pipeline.handlers.GatewayDownloadHandler",
-    "https": "pipeline.handlers.GatewayDownloadHandler",
+    "http": "pipeline.components.handlers.GatewayDownloadHandler",
+    "https": "pipeline.components.handlers.GatewayDownloadHandler",
 }
 #: The download handler that does the downloading for GatewayDownloadHandler (Scrapy's HTTP/1.1 one).
 IMAGESEARCH_DOWNLOAD_HANDLER = "scrapy.core.downloader.handlers.http11.HTTP11DownloadHandler"
@@ -144,11 +144,13 @@ IMAGESEARCH_DOWNLOAD_HANDLER = "scrapy.core.downloader.handlers.http11.HTTP11Dow
 #: Scrapy's SpiderState is off: the spider keeps no ``spider.state``, and its write into JOBDIR at the
 #: very end (after the commit) was the one JOBDIR write a full disk could fail once the run was committed.
 EXTENSIONS = {
-    "pipeline.extensions.SecretRedaction": 0,
-    "pipeline.extensions.EmbeddedSandbox": 100,
-    "pipeline.progress.CrawlProgress": 400,
+    "pipeline.components.extensions.SecretRedaction": 0,
+    "pipeline.components.extensions.EmbeddedSandbox": 100,
+    "pipeline.monitor.progress.CrawlProgress": 400,
+    # The run's report, written once the run is committed (REPORT_ENABLED).
+    "pipeline.monitor.runreport.RunReport": 500,
     # With -o/-O/FEEDS: out.parquet.manifest.json beside each local feed file (run id, rows, complete).
-    "pipeline.feedmanifest.FeedManifest": 600,
+    "pipeline.components.feedmanifest.FeedManifest": 600,
     "scrapy.extensions.logstats.LogStats": None,
     "scrapy.extensions.spiderstate.SpiderState": None,
 }
@@ -182,13 +184,13 @@ DATASET_RUN_DATE = None
 PARQUET_ROW_GROUP_SIZE = 10_000
 #: Parquet compression codec (zstd, snappy, gzip, none).
 PARQUET_COMPRESSION = "zstd"
-#: DatasetAddon resolves the run id and enables pipeline.run.DatasetRun, which stages every hit and
+#: DatasetAddon resolves the run id and enables pipeline.components.datasetrun.DatasetRun, which stages every hit and
 #: seed and, when the crawl ends, builds products, matches and seeds and commits them (unless
 #: -o/-O/FEEDS are given: then those feeds get the hits and seeds as they come).
-ADDONS = {"pipeline.run.DatasetAddon": 0}
+ADDONS = {"pipeline.components.datasetrun.DatasetAddon": 0}
 ITEM_PIPELINES = {
-    "pipeline.pipelines.ValidatePipeline": 100,
-    "pipeline.pipelines.NormalizePipeline": 200,
+    "pipeline.components.pipelines.ValidatePipeline": 100,
+    "pipeline.components.pipelines.NormalizePipeline": 200,
 }
 #: Exporters for feeds of your own: -O out.parquet writes the hits table (or item_export_kwargs table).
 FEED_EXPORTERS = {
@@ -263,8 +265,8 @@ IMAGESEARCH_QUOTA: str | None = None
 #: load comes later than we sent it (bench/bench_quota.py: 0.25 s met quota errors, 1.0 s none).
 #: None: the gateway's own, 1.0 for top and onebound, 0.2 for aliyun (its window is a second).
 IMAGESEARCH_QUOTA_MARGIN: float | None = None
-#: Where pacing state lives (import path of a pipeline.pacing.QuotaStore); in memory for one crawler.
-IMAGESEARCH_QUOTA_STORE = "pipeline.pacing.InMemoryQuotaStore"
+#: Where pacing state lives (import path of a pipeline.pacing.quota.QuotaStore); in memory for one crawler.
+IMAGESEARCH_QUOTA_STORE = "pipeline.pacing.quota.InMemoryQuotaStore"
 #: ``redis://[:password@]host:port/db``: this crawl is a worker of a shared run (README "Many workers,
 #: one run"): the seeds are handed out through Redis to every crawl started with the same DATASET_RUN_ID,
 #: the quota of each app key is shared by every crawl of this Redis, and one worker commits the run.
@@ -282,7 +284,7 @@ IMAGESEARCH_REDIS_FLUSH_SECONDS = 60.0
 IMAGESEARCH_WORKER = ""
 #: With JOBDIR, gateway answers are journaled there and a restarted crawl resumes from them;
 #: Scrapy's disk request queue is off, since the crawl rebuilds its requests from the seeds.
-SCHEDULER = "pipeline.journal.JournalScheduler"
+SCHEDULER = "pipeline.components.journal.JournalScheduler"
 #: Every gateway call is sent with ``dont_filter`` (a call is never a duplicate: retries and pages are
 #: distinct calls), so Scrapy's fingerprint filter has nothing to do; its JOBDIR file (requests.seen)
 #: would be one more write a full disk could fail. With JOBDIR, only the lock, the run's identity and

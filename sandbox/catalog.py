@@ -21,6 +21,14 @@ from pipeline.gateways.top.wire import ITEM_FIELDS as TOP_ITEM_FIELDS
 
 logger = logging.getLogger(__name__)
 
+#: Image formats ``image_data`` may carry; anything else is "image format not supported".
+ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF"})
+#: Decompression-bomb guard: images with more pixels than this are refused.  Decoding runs on the
+#: reactor thread and only JPEG can be decoded at reduced scale (``draft``), so a PNG or lossless
+#: WebP near this size costs a full decode; 16 MP still takes a ~12 MP phone photo (catalogue
+#: images are 256 px) while 40 MP held every other request back for over a second.
+MAX_PIXELS = 16_000_000
+
 #: A product's listing fields: those of one ``taobao.image.search`` hit (the other protocols map them).
 ITEM_FIELDS = TOP_ITEM_FIELDS
 
@@ -429,9 +437,6 @@ def _check_num_iid(value: Any) -> str | None:
 def _check_image_file(image_path: Path) -> str | None:
     """None when ``image_path`` is a file whose header is an accepted, reasonably sized image, else why not.
     Only the header is read: the pixels are decoded once, when the index is built."""
-    # Imported here: sandbox.search imports this module.
-    from sandbox.search import ACCEPTED_FORMATS, MAX_PIXELS
-
     if not image_path.is_file():
         return "is not a file"
     try:

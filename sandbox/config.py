@@ -251,6 +251,27 @@ def _port(text: str) -> int:
     return value
 
 
+def _add_fault_options(parser: argparse.ArgumentParser) -> None:
+    """The faults the sandbox injects (each a rate of the calls, or an outage), and their dice."""
+    parser.add_argument("--fault-5xx", type=_rate, default=0.0, metavar="RATE", help="answer HTTP 500/502/503")
+    parser.add_argument(
+        "--fault-slow", type=_rate, default=0.0, metavar="RATE", help="hold the response back --slow-seconds"
+    )
+    parser.add_argument(
+        "--slow-seconds", type=_seconds, default=5.0, metavar="S", help="delay of a slow fault (default 5)"
+    )
+    parser.add_argument(
+        "--fault-garbage", type=_rate, default=0.0, metavar="RATE", help="200 with truncated JSON or HTML"
+    )
+    parser.add_argument("--fault-drop", type=_rate, default=0.0, metavar="RATE", help="abort the connection mid-body")
+    parser.add_argument("--fault-remote", type=_rate, default=0.0, metavar="RATE", help="transient error_response")
+    parser.add_argument(
+        "--fault-outage", type=_outage, metavar="AFTER:SECONDS",
+        help="drop every call from AFTER seconds after the first call, for SECONDS seconds (an outage)",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault dice (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m sandbox`` argument parser (also used by :meth:`SandboxConfig.from_args`)."""
     parser = argparse.ArgumentParser(
@@ -293,23 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--catalog", type=Path, metavar="FILE.jsonl", help="serve this catalogue instead of the built-in one"
     )
-    parser.add_argument("--fault-5xx", type=_rate, default=0.0, metavar="RATE", help="answer HTTP 500/502/503")
-    parser.add_argument(
-        "--fault-slow", type=_rate, default=0.0, metavar="RATE", help="hold the response back --slow-seconds"
-    )
-    parser.add_argument(
-        "--slow-seconds", type=_seconds, default=5.0, metavar="S", help="delay of a slow fault (default 5)"
-    )
-    parser.add_argument(
-        "--fault-garbage", type=_rate, default=0.0, metavar="RATE", help="200 with truncated JSON or HTML"
-    )
-    parser.add_argument("--fault-drop", type=_rate, default=0.0, metavar="RATE", help="abort the connection mid-body")
-    parser.add_argument("--fault-remote", type=_rate, default=0.0, metavar="RATE", help="transient error_response")
-    parser.add_argument(
-        "--fault-outage", type=_outage, metavar="AFTER:SECONDS",
-        help="drop every call from AFTER seconds after the first call, for SECONDS seconds (an outage)",
-    )
-    parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault dice (default 0)")
+    _add_fault_options(parser)
     parser.add_argument(
         "--log-level",
         default="WARNING",

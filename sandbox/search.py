@@ -13,17 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sandbox.catalog import Catalog
+from sandbox.catalog import ACCEPTED_FORMATS, MAX_PIXELS, Catalog
 
 logger = logging.getLogger(__name__)
 
-#: Image formats ``image_data`` may carry; anything else is "image format not supported".
-ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF"})
-#: Decompression-bomb guard: images with more pixels than this are refused.  Decoding runs on the
-#: reactor thread and only JPEG can be decoded at reduced scale (``draft``), so a PNG or lossless
-#: WebP near this size costs a full decode; 16 MP still takes a ~12 MP phone photo (catalogue
-#: images are 256 px) while 40 MP held every other request back for over a second.
-MAX_PIXELS = 16_000_000
 #: Side of the square every image is reduced to before features are taken.
 WORK_SIZE = 64
 

@@ -13,7 +13,6 @@ import logging
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,10 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.asyncio import sleep
 
 from items.scrapy_items import ProductHit, SeedSummary
-from pipeline.configuration import check_settings, list_setting, whole_number
+from pipeline.components.checks import check_settings
+from pipeline.components.datasetrun import DatasetRun
+from pipeline.components.extensions import resolve_endpoint
+from pipeline.configuration import list_setting, whole_number
 from pipeline.errors import (
     GATEWAY_FATAL_REASON,
     GATEWAY_UNREACHABLE_REASON,
@@ -38,15 +40,15 @@ from pipeline.errors import (
     MalformedResponse,
     crawl_stopping,
 )
-from pipeline.extensions import resolve_endpoint
 from pipeline.gateways.actions import FATAL, ErrorActions
 from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY, load_gateway
 from pipeline.images import ImageRef, is_platform_cdn, prepare_image, read_image_file, sha256_hex
-from pipeline.progress import Workload
+from pipeline.monitor.progress import Workload
 from pipeline.redaction import Redactor
-from pipeline.run import DatasetRun
 from pipeline.seeds import Seed, category_id, is_category_id, resolve_seeds
-from pipeline.shared import POLL_SECONDS, SharedRunUnavailable
+from pipeline.shared.client import SharedRunUnavailable
+from pipeline.shared.worker import POLL_SECONDS
+from spiders.jobs import FAILED, OK, REJECTED, UNFINISHED, SearchJob, check_arguments, seed_summary
 
 if TYPE_CHECKING:
     from typing import Self
@@ -56,50 +58,20 @@ if TYPE_CHECKING:
     from twisted.python.failure import Failure
 
     from pipeline.gateways.base import ApiCall, Gateway
-    from pipeline.shared import SharedWorker
+    from pipeline.shared.worker import SharedWorker
 
 logger = logging.getLogger(__name__)
 
-OK, REJECTED, FAILED, UNFINISHED = "ok", "rejected", "failed", "unfinished"
 #: Largest seed image the crawl downloads from its URL.
 MAX_IMAGE_DOWNLOAD_BYTES = 20 * 1024 * 1024
 _MAX_ERROR_MSG = 300
-
-
-@dataclass
-class SearchJob:
-    """One distinct search (image content or URL, plus category), shared by every seed carrying it."""
-
-    job_id: str
-    cat: str | None
-    seeds: list[Seed] = field(default_factory=list)
-    sha256: str | None = None
-    #: What page calls search: the picture's file (prepared as each call leaves), a platform URL or
-    #: an uploaded picture's reference.
-    image_data: str | ImageRef | None = None
-    page_size: int = 0
-    total_results: int | None = None
-    page_count: int | None = None
-    pages_fetched: int = 0
-    items_found: int = 0
-    #: A shared run's seed refused before any call (status, code, message): a search of its own in the
-    #: queue, so that exactly one worker writes its row.
-    rejection: tuple[str, str, str] | None = None
 
 
 class ImageSearchSpider(Spider):
     name = "imagesearch"
 
     def __init__(self, seeds: str = "", pages: str | None = None, cat: str | None = None, **kwargs: Any) -> None:
-        # scrapyd adds -a _job=<job id> to every crawl it runs.
-        unknown = sorted(set(kwargs) - {"name", "_job"})
-        if unknown:
-            # A misspelt -a (page=2 for pages=2) would otherwise be ignored, and the crawl spend calls it
-            # was told not to.
-            raise ConfigurationError(
-                f"unknown argument -a {unknown[0]}=...: the imagesearch spider takes -a seeds=SPEC[,SPEC...], "
-                "-a pages=N and -a cat=ID"
-            )
+        check_arguments(kwargs)
         super().__init__(**kwargs)
         self.seeds_spec = seeds
         self.pages_arg = pages
@@ -128,11 +100,8 @@ class ImageSearchSpider(Spider):
         """Check arguments and settings and resolve the seeds; ConfigurationError before any call."""
         settings = crawler.settings
         check_settings(settings)
-        self.max_pages = (
-            whole_number("pages", self.pages_arg)
-            if self.pages_arg is not None
-            else settings.getint("IMAGESEARCH_PAGES")
-        )
+        pages = self.pages_arg
+        self.max_pages = whole_number("pages", pages) if pages is not None else settings.getint("IMAGESEARCH_PAGES")
         self.default_page_size = settings.getint("IMAGESEARCH_PAGE_SIZE")
         self.max_image_side = settings.getint("IMAGESEARCH_MAX_IMAGE_SIDE")
         self.max_image_pixels = settings.getint("IMAGESEARCH_MAX_IMAGE_PIXELS")
@@ -521,18 +490,6 @@ class ImageSearchSpider(Spider):
 
     # -- progress --------------------------------------------------------------------------------
 
-    def _planned_pages(self, job: SearchJob) -> int | None:
-        """How many pages ``job`` will fetch, once its page 1 has answered (None before)."""
-        if not job.pages_fetched:
-            return None
-        if job.page_count is not None:
-            pages = job.page_count
-        elif job.total_results is not None and job.page_size:
-            pages = -(-job.total_results // job.page_size)
-        else:  # no total (aliyun): one page more while every page so far was full
-            pages = job.pages_fetched + (job.items_found >= job.pages_fetched * job.page_size > 0)
-        return max(job.pages_fetched, min(self.max_pages, self.gateway.last_page or self.max_pages, pages))
-
     def _first_calls(self, seed: Seed) -> int:
         """Calls before a search's page 1: the upload, for a gateway that uploads pictures first."""
         if not self.gateway.uploads_local_images:
@@ -540,7 +497,7 @@ class ImageSearchSpider(Spider):
         return 0 if seed.url is not None and is_platform_cdn(seed.url, self.cdn_hosts) else 1
 
     def workload(self) -> Workload:
-        """What is left to search (for pipeline.progress.CrawlProgress): the calls still needed for the
+        """What is left to search (for pipeline.monitor.progress.CrawlProgress): the calls still needed for the
         pages known so far, and an estimate for the searches not begun (their pages as the mean of the
         searches whose page count is known; IMAGESEARCH_PAGES / -a pages before any is)."""
         planned: list[int] = []
@@ -549,7 +506,7 @@ class ImageSearchSpider(Spider):
         for job in self.jobs.values():
             if job.rejection is not None:
                 continue
-            pages = self._planned_pages(job)
+            pages = job.planned_pages(self.max_pages, self.gateway.last_page)
             if pages is not None:
                 planned.append(pages)
             open_seeds = sum(seed.seed_id in self._unsummarised for seed in job.seeds)
@@ -601,18 +558,8 @@ class ImageSearchSpider(Spider):
             if self._unsummarised.pop(seed.seed_id, None) is None:
                 continue
             self.crawler.stats.inc_value(f"imagesearch/seeds/{status}")
-            yield SeedSummary(
-                seed_id=seed.seed_id,
-                source=seed.source,
-                sha256=job.sha256 if job else None,
-                status=status,
-                error_code=error_code,
-                error_msg=self.redactor.redact(error_msg) if error_msg else error_msg,
-                total_results=job.total_results if job else None,
-                pages_fetched=job.pages_fetched if job else 0,
-                items_found=job.items_found if job else 0,
-                seed_rank=self.seed_rank[seed.seed_id],
-            )
+            message = self.redactor.redact(error_msg) if error_msg else error_msg
+            yield seed_summary(seed, self.seed_rank[seed.seed_id], status, error_code, message, job)
 
     def spider_idle(self) -> None:
         """Safety net: a seed still without a summary once nothing is left to do gets a ``failed`` one."""

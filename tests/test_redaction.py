@@ -47,7 +47,7 @@ def test_a_redis_urls_password_is_masked_like_the_app_secret() -> None:
 
     from scrapy.utils.test import get_crawler
 
-    from pipeline.extensions import SecretRedaction
+    from pipeline.components.extensions import SecretRedaction
 
     handler = logging.StreamHandler()
     logging.getLogger().addHandler(handler)

@@ -22,6 +22,7 @@ from scrapy.exceptions import UsageError
 
 from exporters.layout import INCOMPLETE_DIR
 from pipeline.commands.startup import HeldBanner, watch_startup_errors
+from pipeline.components.datasetrun import DatasetRun
 from pipeline.errors import (
     GATEWAY_FATAL_REASON,
     GATEWAY_UNREACHABLE_REASON,
@@ -33,7 +34,7 @@ from pipeline.errors import (
     RunLocked,
     RunStorageFailed,
 )
-from pipeline.run import DatasetRun, summary_lines
+from pipeline.runs.manifest import summary_lines
 
 if TYPE_CHECKING:
     import argparse
@@ -71,6 +72,19 @@ class Command(ScrapyCrawlCommand):
             raise SystemExit(EXIT_CONFIGURATION)
         self.settings.set("LOG_LEVEL", name, priority="cmdline")  # logging knows upper-case names only
 
+    @staticmethod
+    def _startup_failed(spider: str, error: BaseException) -> int:
+        """The one line for a crawl that could not start, and its exit code."""
+        if isinstance(error, ConfigurationError | RunLocked):
+            print(f"scrapy crawl {spider}: error: {error}", file=sys.stderr)
+            return EXIT_CONFIGURATION if isinstance(error, ConfigurationError) else EXIT_LOCKED
+        if isinstance(error, RunStorageFailed):
+            print(f"scrapy crawl {spider}: error: {error}; nothing was done", file=sys.stderr)
+            return EXIT_STORAGE_FAILED
+        print(f"scrapy crawl {spider}: error: the crawl could not start: {type(error).__name__}: {error} "
+              "(-s LOG_LEVEL=DEBUG shows where)", file=sys.stderr)
+        return EXIT_BOOTSTRAP_FAILED
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider name, e.g. scrapy crawl imagesearch -a seeds=photos/")
@@ -89,25 +103,12 @@ class Command(ScrapyCrawlCommand):
         if run is not None and run.shared is not None and run.shared.lines:
             print("\n".join(run.shared.lines))
         if startup_errors:
-            error = startup_errors[0]
-            if isinstance(error, ConfigurationError):
-                print(f"scrapy crawl {args[0]}: error: {error}", file=sys.stderr)
-                self.exitcode = EXIT_CONFIGURATION
-            elif isinstance(error, RunLocked):
-                print(f"scrapy crawl {args[0]}: error: {error}", file=sys.stderr)
-                self.exitcode = EXIT_LOCKED
-            elif isinstance(error, RunStorageFailed):
-                print(f"scrapy crawl {args[0]}: error: {error}; nothing was done", file=sys.stderr)
-                self.exitcode = EXIT_STORAGE_FAILED
-            else:
-                print(f"scrapy crawl {args[0]}: error: the crawl could not start: {type(error).__name__}: {error} "
-                      "(-s LOG_LEVEL=DEBUG shows where)", file=sys.stderr)
-                self.exitcode = EXIT_BOOTSTRAP_FAILED
+            self.exitcode = self._startup_failed(args[0], startup_errors[0])
         elif self.crawler_process.bootstrap_failed:
             self.exitcode = EXIT_BOOTSTRAP_FAILED
         elif (failure := crawler.stats.get_value("dataset/failure")) is not None and run is not None and run.recorded:
             print(f"scrapy crawl {args[0]}: error: the run's commit was cut short ({failure}): the next crawl on "
-                  f"{run.root}, or python -m pipeline.run {run.root}, finishes it", file=sys.stderr)
+                  f"{run.root}, or python -m pipeline.runs {run.root}, finishes it", file=sys.stderr)
             self.exitcode = EXIT_STORAGE_FAILED
         elif failure is not None:
             keep = "JOBDIR is kept: the same command resumes" if crawler.settings.get("JOBDIR") else \

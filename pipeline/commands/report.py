@@ -41,7 +41,11 @@ class Command(ScrapyCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give one run id (or latest), e.g. scrapy report 20261125T101500Z-3fa2c1")
-        from pipeline.report import ReportError, latest_run_id, write_report  # DuckDB: not at every scrapy start
+        from pipeline.monitor.report import (  # DuckDB: not at every scrapy start
+            ReportError,
+            latest_run_id,
+            write_report,
+        )
 
         assert self.settings is not None
         root = Path(self.settings["DATASET_DIR"])

@@ -2,7 +2,7 @@
 
 A gateway builds the calls (``build_search``, ``build_upload``), turns them into Scrapy requests
 (``to_request``), signs each attempt as it is sent (``sign``, called by
-:class:`pipeline.handlers.GatewayDownloadHandler`), and reads the answers (``parse_search``,
+:class:`pipeline.components.handlers.GatewayDownloadHandler`), and reads the answers (``parse_search``,
 ``parse_upload``, ``parse_error``, ``daily_quota``), raising :class:`~pipeline.errors.GatewayError`
 for an error answer. It also owns its vendor's facts: the default error-action table, what to tell
 a user about a fatal code, how a quota answer names its ban. The spider, middlewares and pipelines
@@ -26,6 +26,7 @@ from scrapy.utils.misc import build_from_crawler, load_object
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.images import ImageRef
+from pipeline.pacing.apps import APP_META_KEY, Credentials, app_pool
 from pipeline.timezones import CHINA_TZ
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
 
-#: Request meta key carrying ``ApiCall.key`` of a gateway call (see pipeline/journal.py).
+#: Request meta key carrying ``ApiCall.key`` of a gateway call (see pipeline/components/journal.py).
 CALL_KEY_META_KEY = "imagesearch_call_key"
 #: Request meta key naming the API method of a gateway call; the gateway middlewares (pacing,
 #: error actions) and the download handler (signing) act only on such requests.
@@ -136,19 +137,6 @@ class DailyQuota:
         return f"{self.used} of {self.limit} calls today"
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """The app key and secret a gateway signs with; the secret never shows in a repr."""
-
-    key: str
-    secret: str = field(repr=False)
-
-    @classmethod
-    def from_settings(cls, crawler: Crawler) -> Credentials:
-        settings = crawler.settings
-        return cls(str(settings.get("IMAGESEARCH_APP_KEY") or ""), str(settings.get("IMAGESEARCH_APP_SECRET") or ""))
-
-
 #: The listing as a gateway describes it, in our field names (values as sent: the item pipelines
 #: normalise them). TOP's items use these very names; a gateway maps its own fields onto them.
 LISTING_FIELDS: tuple[str, ...] = (
@@ -188,7 +176,7 @@ class Gateway(ABC):
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
         #: The app keys of IMAGESEARCH_APP_KEYS, when a pool is given: a call is signed with the one it
-        #: was booked on (pipeline.apps.APP_META_KEY); set by ``load_gateway``.
+        #: was booked on (pipeline.pacing.apps.APP_META_KEY); set by ``load_gateway``.
         self.pool: tuple[Credentials, ...] = ()
 
     @classmethod
@@ -243,8 +231,6 @@ class Gateway(ABC):
     def credentials_for(self, request: Request) -> Credentials:
         """The credentials ``request`` is signed with: those of the pool key its call was booked on, else
         IMAGESEARCH_APP_KEY's."""
-        from pipeline.apps import APP_META_KEY
-
         index = request.meta.get(APP_META_KEY)
         if isinstance(index, int) and 0 <= index < len(self.pool):
             return self.pool[index]
@@ -388,10 +374,8 @@ def quota_margin_setting(settings: BaseSettings) -> Any:
 
 def load_gateway(crawler: Crawler) -> Gateway:
     """The gateway named by the ``IMAGESEARCH_GATEWAY`` setting, built from the crawler."""
-    from pipeline.apps import app_pool
-
     gateway = build_from_crawler(gateway_class(crawler.settings.get("IMAGESEARCH_GATEWAY") or "top"), crawler)
     assert isinstance(gateway, Gateway)
     if crawler.settings.getlist("IMAGESEARCH_APP_KEYS"):
-        gateway.pool = tuple(app.credentials for app in app_pool(crawler.settings))
+        gateway.pool = tuple(app.credentials for app in app_pool(crawler.settings, quota_setting(crawler.settings)))
     return gateway

@@ -35,13 +35,13 @@ from twisted.internet.threads import deferToThread
 
 from items.schema import MATCHES, PRODUCTS
 from items.scrapy_items import ProductHit
+from pipeline.components.middlewares import CALL_TICKET_META_KEY, CallTicket, GatewayMiddleware
+from pipeline.components.pipelines import NormalizePipeline, ValidatePipeline
 from pipeline.configuration import list_setting
 from pipeline.errors import GatewayError, GatewayStopped, ImageRejected, MalformedResponse
 from pipeline.gateways.actions import FATAL, SEED_ERROR, STOP, THROTTLE, ErrorActions
 from pipeline.gateways.base import HIT_FIELDS, METHOD_META_KEY
 from pipeline.images import ImageRef, is_platform_cdn, prepare_image
-from pipeline.middlewares import CALL_TICKET_META_KEY, CallTicket, GatewayMiddleware
-from pipeline.pipelines import NormalizePipeline, ValidatePipeline
 from pipeline.redaction import Redactor
 from pipeline.seeds import category_id, is_category_id
 from pipeline.serve.cache import open_cache
@@ -158,7 +158,7 @@ class SearchService:
         self.normalize = NormalizePipeline(crawler.stats, "serve")
         middleware = crawler.get_downloader_middleware(GatewayMiddleware)
         if middleware is None:
-            raise RuntimeError("the search service needs pipeline.middlewares.GatewayMiddleware in "
+            raise RuntimeError("the search service needs pipeline.components.middlewares.GatewayMiddleware in "
                                "DOWNLOADER_MIDDLEWARES: it paces and signs the calls")
         self.middleware = middleware
         #: Calls being made now, by cache key: a second caller of the same page waits for that call.

@@ -10,9 +10,9 @@ from scrapy import Spider, signals
 from scrapy.exceptions import DontCloseSpider
 from twisted.internet.error import CannotListenError
 
-from pipeline.configuration import check_settings
+from pipeline.components.checks import check_settings
+from pipeline.components.extensions import resolve_endpoint
 from pipeline.errors import ConfigurationError
-from pipeline.extensions import resolve_endpoint
 from pipeline.gateways.base import load_gateway
 from pipeline.serve.web import build_site
 
@@ -33,7 +33,8 @@ class ServeSpider(Spider):
     """Not in SPIDER_MODULES (``scrapy list`` shows the crawl's spider only): ``scrapy serve`` names it."""
 
     name = "serve"
-    #: pipeline.middlewares.GatewayMiddleware keeps serving when the day's quota is spent (calls wait for the day).
+    #: pipeline.components.middlewares.GatewayMiddleware keeps serving when the day's quota is spent (calls wait
+    #: for the day).
     serves = True
 
     @classmethod
@@ -43,7 +44,7 @@ class ServeSpider(Spider):
         super().update_settings(settings)
         for name in ("ADDONS", "EXTENSIONS", "ITEM_PIPELINES"):
             components = dict(settings.getdict(name))
-            for component in ("pipeline.run.DatasetAddon", "pipeline.progress.CrawlProgress",
+            for component in ("pipeline.components.datasetrun.DatasetAddon", "pipeline.monitor.progress.CrawlProgress",
                               *(path for path in components if name == "ITEM_PIPELINES")):
                 if component in components:
                     components[component] = None

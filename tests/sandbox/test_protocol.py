@@ -382,7 +382,7 @@ def test_image_over_the_pixel_limit_is_refused_before_it_is_decoded(article_sb):
 
     from PIL import Image
 
-    from sandbox.search import MAX_PIXELS
+    from sandbox.catalog import MAX_PIXELS
 
     assert MAX_PIXELS == 16_000_000
 

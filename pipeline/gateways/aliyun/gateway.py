@@ -62,9 +62,10 @@ from pipeline.gateways.aliyun.wire import (
     TMALL,
     VERSION_NOT_FOUND,
 )
-from pipeline.gateways.base import METHOD_META_KEY, ApiCall, Credentials, Gateway, SearchPage
+from pipeline.gateways.base import METHOD_META_KEY, ApiCall, Gateway, SearchPage
 from pipeline.images import ImageRef
 from pipeline.normalize import normalize_float
+from pipeline.pacing.apps import Credentials
 
 if TYPE_CHECKING:
     from scrapy import Request

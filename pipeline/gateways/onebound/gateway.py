@@ -11,7 +11,7 @@ from scrapy import FormRequest, Request
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Credentials, DailyQuota, Gateway, SearchPage, count
+from pipeline.gateways.base import LISTING_FIELDS, ApiCall, DailyQuota, Gateway, SearchPage, count
 from pipeline.gateways.onebound.wire import (
     BAN_SECONDS_RE,
     BUSY_CODE,
@@ -36,6 +36,7 @@ from pipeline.gateways.onebound.wire import (
 )
 from pipeline.images import ImageRef
 from pipeline.normalize import normalize_url
+from pipeline.pacing.apps import Credentials
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

@@ -12,7 +12,7 @@ from scrapy import FormRequest
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Credentials, Gateway, SearchPage, count, form_quote
+from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Gateway, SearchPage, count, form_quote
 from pipeline.gateways.top.signing import SIGN_METHODS, sign, top_timestamp
 from pipeline.gateways.top.wire import (
     API_LIMIT_SUB_CODE,
@@ -28,6 +28,7 @@ from pipeline.gateways.top.wire import (
     response_key,
 )
 from pipeline.images import ImageRef
+from pipeline.pacing.apps import Credentials
 
 if TYPE_CHECKING:
     from scrapy import Request

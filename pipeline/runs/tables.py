@@ -1,0 +1,206 @@
+"""The tables a commit publishes (products, matches, seeds, runs), built from the staged rows by DuckDB,
+out of core, and written in every DATASET_FORMATS format into the staging's ``out/`` directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from exporters.itemexporters import TableWriter, table_writer
+from exporters.layout import (
+    INCOMPLETE_DIR,
+    batch_file_name,
+    partition_dir,
+)
+from exporters.tables import TableConverter
+from items.schema import MATCHES, PRODUCTS, RUNS, SEEDS, TABLES, Table
+from pipeline.runs.identity import WORKERS_DIR, RunInfo
+from pipeline.runs.staging import STAGED_TABLES
+
+if TYPE_CHECKING:
+    pass
+
+logger = logging.getLogger(__name__)
+
+#: Memory DuckDB may use to build the tables before it spills to the staging directory. At 1,000,000
+#: staged hits (bench_commit.py) 256 MB took the time 512 MB did, and peaked 150 MB lower.
+COMMIT_MEMORY_LIMIT = "256MB"
+#: Rows per batch read back from DuckDB while the tables are written.
+COMMIT_BATCH_ROWS = 65_536
+
+
+# -- building and committing -------------------------------------------------------------------
+
+
+def conform(batch: pa.RecordBatch, table: Table) -> pa.RecordBatch:
+    """A batch DuckDB gave back, in ``table``'s exact schema (column order, types, UTC)."""
+    schema = table.arrow_schema
+    arrays = [batch.column(field.name).cast(field.type) for field in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+#: How each published table is built from the staged ones (``hits``, ``seeds``), in DuckDB's SQL.
+TABLE_QUERIES: dict[str, str] = {
+    PRODUCTS.name: (
+        "SELECT *, seed_id AS first_seed_id FROM read_parquet($hits) "
+        "QUALIFY row_number() OVER (PARTITION BY num_iid ORDER BY seed_rank, position, page) = 1 "
+        "ORDER BY num_iid"
+    ),
+    MATCHES.name: "SELECT * FROM read_parquet($hits) ORDER BY seed_rank, position, page, num_iid",
+    SEEDS.name: "SELECT * FROM read_parquet($seeds) ORDER BY seed_rank, seed_id",
+}
+
+
+class TableFiles:
+    """The files of one table in every format, started anew every ``batch_items`` rows (0: one file)."""
+
+    def __init__(self, out: Path, table: Table, run: RunInfo, formats: list[str], batch_items: int,
+                 compression: str, prefix: Path, csv_dialect: str = "standard") -> None:
+        self.out, self.table, self.run, self.prefix = out, table, run, prefix
+        self.csv_dialect = csv_dialect
+        self.formats, self.batch_items, self.compression = formats, batch_items, compression
+        self.files: list[dict[str, Any]] = []
+        self._open: list[tuple[TableWriter, IO[bytes], Path, str, str]] = []
+        self._rows_in_file = 0
+        self._number = 0
+
+    def _start(self) -> None:
+        self._number += 1
+        for fmt in self.formats:
+            relative = partition_dir(self.prefix, fmt, self.table.name, self.run.dt) / batch_file_name(
+                self.run.run_id, fmt, self._number
+            )
+            path = self.out / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            file = path.open("wb")
+            writer = table_writer(fmt, file, self.table, self.compression, csv_dialect=self.csv_dialect)
+            self._open.append((writer, file, path, relative.as_posix(), fmt))
+        self._rows_in_file = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        while batch.num_rows:
+            if not self._open:
+                self._start()
+            room = self.batch_items - self._rows_in_file if self.batch_items else batch.num_rows
+            part, batch = batch.slice(0, room), batch.slice(room)
+            for writer, *_ in self._open:
+                writer.write(part)
+            self._rows_in_file += part.num_rows
+            if self.batch_items and self._rows_in_file >= self.batch_items:
+                self.close()
+
+    def write_all(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """Every batch, then ``close``; the files in progress given up if a write fails."""
+        try:
+            for batch in batches:
+                self.write(conform(batch, self.table))
+            self.close()
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """Give up the files in progress after a failed write."""
+        for writer, file, *_ in self._open:
+            writer.abandon()
+            with contextlib.suppress(OSError):
+                file.close()
+        self._open = []
+
+    def close(self) -> None:
+        """End the files in progress, durably; every table has a file, an empty one too."""
+        if not self._open and not self.files:
+            self._start()
+        for writer, file, path, relative, fmt in self._open:
+            writer.close()
+            file.flush()
+            os.fsync(file.fileno())
+            file.close()
+            self.files.append({"path": relative, "format": fmt, "table": self.table.name,
+                               "rows": writer.rows_written, "bytes": path.stat().st_size})
+        self._open = []
+
+
+@contextlib.contextmanager
+def database(staging: Path) -> Iterator[Any]:
+    """A DuckDB connection for building a run's tables: bounded memory, spilling into the staging, UTC."""
+    import duckdb
+
+    with contextlib.closing(duckdb.connect()) as con:
+        spill = staging / "duckdb"
+        spill.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET memory_limit = '{COMMIT_MEMORY_LIMIT}'")
+        con.execute("SET temp_directory = ?", [str(spill)])
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = false")
+        yield con
+
+
+def staged_paths(staging: Path) -> dict[str, str]:
+    return {name: str(staging / f"{name}.parquet") for name in STAGED_TABLES}
+
+
+def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], batch_items: int,
+                 compression: str, complete: bool = True, csv_dialect: str = "standard") -> list[dict[str, Any]]:
+    """Build products, matches and seeds from the staged rows into ``out``, in every format; their file
+    records. A run that is not ``complete`` goes under ``_incomplete/``."""
+    with database(staging) as con:
+        staged = staged_paths(staging)
+        files: list[dict[str, Any]] = []
+        for name, query in TABLE_QUERIES.items():
+            target = TableFiles(out, TABLES[name], run, formats, batch_items, compression,
+                                 Path() if complete else Path(INCOMPLETE_DIR), csv_dialect)
+            params = {key: path for key, path in staged.items() if f"${key}" in query}
+            target.write_all(con.sql(query, params=params).to_arrow_reader(COMMIT_BATCH_ROWS))
+            files += target.files
+    return sorted(files, key=lambda f: f["path"])
+
+
+def merge_worker_parts(staging: Path, owners: dict[str, str], seed_jobs: dict[str, str]) -> None:
+    """A shared run's staged tables, from every worker's parts (``staging/workers/<worker>/``): for each seed,
+    the rows of the worker that owns its search (``owners``: search -> worker; ``seed_jobs``: seed ->
+    search), each hit once (a worker that redid a search after a restart staged it twice). Written where
+    a single crawl stages them, for ``commit_staged``."""
+    with database(staging) as con:
+        con.execute("CREATE TEMP TABLE owner (seed_id VARCHAR, worker VARCHAR)")
+        pairs = [(seed, owners[job]) for seed, job in seed_jobs.items() if job in owners]
+        if pairs:
+            con.executemany("INSERT INTO owner VALUES (?, ?)", pairs)
+        for name, table in STAGED_TABLES.items():
+            parts = sorted(str(p) for p in (staging / WORKERS_DIR).glob(f"*/{name}-*.parquet"))
+            target = staging / f"{name}.parquet"
+            key = "s.seed_id" if name == SEEDS.name else "s.seed_id, s.page, s.position"
+            writer = pq.ParquetWriter(target, table.arrow_schema, compression="zstd")
+            try:
+                if parts:
+                    query = (
+                        f"SELECT s.* EXCLUDE (filename) FROM read_parquet($parts, filename = true) s "
+                        f"JOIN owner o ON s.seed_id = o.seed_id "
+                        f"AND regexp_extract(s.filename, '/{WORKERS_DIR}/([^/]+)/[^/]+$', 1) = o.worker "
+                        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY s.filename DESC) = 1"
+                    )
+                    for batch in con.execute(query, {"parts": parts}).to_arrow_reader(COMMIT_BATCH_ROWS):
+                        writer.write_batch(conform(batch, table))
+            finally:
+                writer.close()
+
+
+def build_runs_row(out: Path, run: RunInfo, formats: list[str], compression: str, complete: bool,
+                   row: dict[str, Any], csv_dialect: str = "standard") -> list[dict[str, Any]]:
+    """The run's one ``runs`` row, written into ``out`` in every format; its file records."""
+    target = TableFiles(out, RUNS, run, formats, 0, compression, Path() if complete else Path(INCOMPLETE_DIR),
+                         csv_dialect)
+    batch, rejected = TableConverter(RUNS).to_batch([tuple(row.get(name) for name in RUNS.column_names)])
+    if rejected:
+        raise ValueError(f"the runs row of run {run.run_id} lacks a required value: {row}")
+    target.write_all([batch])
+    return target.files
+
