@@ -133,7 +133,7 @@ def main() -> None:
     import duckdb
     from playwright.sync_api import sync_playwright
 
-    from pipeline.monitor.report import _thumbnail, vega_bundle, write_report
+    from pipeline.monitor.report import thumbnail, vega_bundle, write_report
 
     print(f"machine: {platform.platform()} | Python {platform.python_version()} | {os.cpu_count()} CPUs | "
           f"duckdb {duckdb.__version__}")
@@ -159,7 +159,7 @@ def main() -> None:
         for name, n, per_page in cases:
             root, run_id = roots[n]
             out = Path(tmp) / f"{name.replace(' ', '-')}.html"
-            _thumbnail.cache_clear()  # every case decodes its photos itself
+            thumbnail.cache_clear()  # every case decodes its photos itself
             started = time.perf_counter()
             write_report(root, run_id, page_seeds=per_page, out=out)
             written = time.perf_counter() - started

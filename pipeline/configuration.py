@@ -7,7 +7,6 @@ The checks of every setting before the crawl sends anything are pipeline.compone
 from __future__ import annotations
 
 import json
-import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +15,6 @@ from pipeline.errors import ConfigurationError
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
-
-logger = logging.getLogger(__name__)
 
 #: Whole-number settings and their least value.
 INT_SETTINGS: dict[str, int] = {

@@ -9,7 +9,6 @@ exits 2.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -38,8 +37,6 @@ if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
 
     from pipeline.gateways.base import Gateway
-
-logger = logging.getLogger(__name__)
 
 
 def check(name: str, value: Any, check: Callable[[Any], Any]) -> None:

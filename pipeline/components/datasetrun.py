@@ -63,9 +63,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-# -- the extension -----------------------------------------------------------------------------
-
-
 class DatasetAddon:
     """Enabled in ADDONS. ``update_settings`` runs after ``-s`` options are applied, so it sees the final values.
 
@@ -419,7 +416,6 @@ class DatasetRun:
                                                              run_id=self.run.run_id):
             if isinstance(answer, Path):
                 self.report = answer
-
 
 
 def fail_run(crawler: Crawler, message: str) -> None:

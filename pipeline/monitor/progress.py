@@ -164,7 +164,7 @@ def progress_line(snap: Snapshot, outage_after: float, ended: str | None = None)
     return f"Progress after {duration(snap.elapsed)}: " + "; ".join(parts)
 
 
-class _BarSafeStream:
+class BarSafeStream:
     """The stream of a log handler that shares the terminal with a tqdm bar: each whole line is
     written with the bar cleared, and the bar is drawn again below it."""
 
@@ -256,7 +256,7 @@ class CrawlProgress:
         for handler in logging.root.handlers:
             if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "isatty", lambda: False)():
                 self._streams.append((handler, handler.stream))
-                handler.setStream(_BarSafeStream(handler.stream))
+                handler.setStream(BarSafeStream(handler.stream))
 
     def _close_bar(self) -> None:
         for handler, stream in self._streams:

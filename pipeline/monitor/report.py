@@ -157,7 +157,7 @@ def _data_uri(source: str | io.BytesIO) -> str | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _thumbnail(path: str, mtime_ns: int) -> str | None:
+def thumbnail(path: str, mtime_ns: int) -> str | None:
     """A seed photo as a small embedded JPEG; None if it cannot be read now."""
     return _data_uri(path)
 
@@ -203,7 +203,7 @@ def _photo(source: str | None) -> tuple[str | None, str | None]:
         mtime = os.stat(source).st_mtime_ns
     except OSError:
         return None, "the photo is no longer at its path"
-    thumb = _thumbnail(source, mtime)
+    thumb = thumbnail(source, mtime)
     return (thumb, None) if thumb else (None, "the photo cannot be decoded")
 
 

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from exporters.layout import (
     contained,
@@ -32,9 +32,6 @@ from pipeline.runs.locks import run_lock, snapshots_locked
 from pipeline.runs.manifest import build_manifest, rows_by_format, runs_row, snapshot_summary
 from pipeline.runs.staging import seed_statuses
 from pipeline.runs.tables import build_runs_row, build_tables
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +149,6 @@ def _finish_commit(root: Path, run_id: str, staging: Path, finished: list[str]) 
         apply_commit(root, record)
     logger.warning("Finished the commit of run %s, which was interrupted", run_id)
     finished.append(run_id)
-
 
 
 def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int, compression: str, reason: str,

@@ -45,8 +45,6 @@ SHARED_MARKER = "shared.json"
 #: In a shared run's staging: each worker's part files, under ``workers/<worker>/``.
 WORKERS_DIR = "workers"
 
-# -- identity ----------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class RunInfo:

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,12 +24,8 @@ from items.schema import HITS, PRODUCTS, PRODUCTS_LATEST
 from pipeline.runs.identity import MANIFEST_DIR, RunInfo
 from pipeline.runs.tables import COMMIT_BATCH_ROWS, TABLE_QUERIES, conform, database, staged_paths
 
-if TYPE_CHECKING:
-    pass
-
 logger = logging.getLogger(__name__)
 
-# -- products_latest ---------------------------------------------------------------------------
 
 #: The Parquet metadata key of a snapshot that lists the finished runs it covers (a JSON list of ids).
 COVERS_KEY = "covers_runs"

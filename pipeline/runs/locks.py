@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from exporters.layout import (
     safe_component,
@@ -21,13 +20,6 @@ from pipeline.errors import (
     RunLocked,
 )
 from pipeline.runs.identity import LOCK_DIR
-
-if TYPE_CHECKING:
-    pass
-
-logger = logging.getLogger(__name__)
-
-# -- locks -------------------------------------------------------------------------------------
 
 
 class RunLock:

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from exporters.layout import (
     FORMAT_EXTENSIONS,
@@ -15,11 +14,6 @@ from exporters.layout import (
 from items.schema import MATCHES, PRODUCTS, TABLES
 from pipeline.errors import error_count
 from pipeline.runs.identity import RunInfo, manifest_path
-
-if TYPE_CHECKING:
-    pass
-
-logger = logging.getLogger(__name__)
 
 
 def json_safe_stats(stats: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +31,6 @@ def json_safe_stats(stats: dict[str, Any]) -> dict[str, Any]:
             value = str(value)
         safe[str(key)] = value
     return safe
-
 
 
 def rows_by_format(files: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -109,7 +102,6 @@ def call_summary(stats: dict[str, Any]) -> dict[str, Any]:
         "errors": error_count(stats),
         "longest_silence_seconds": stats.get("imagesearch/longest_silence_seconds", 0.0),
     }
-
 
 
 def summary_lines(root: Path, manifest: dict[str, Any], report: Path | None = None) -> list[str]:

@@ -5,10 +5,9 @@ part files of its own). A write that fails (a full disk) fails the run.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,20 +16,12 @@ from exporters.storage import fsync_dir
 from exporters.tables import TableConverter
 from items.schema import HITS, SEEDS, STAGED_SEEDS, Table
 
-if TYPE_CHECKING:
-    pass
-
-logger = logging.getLogger(__name__)
-
 #: Rows a staging writer holds before it writes them as a row group: small, so that what a crawl
 #: holds does not depend on its size (1,000 hits are 50 pages of 20; a row group every few minutes
 #: at a real key's pace). The published files' row groups are PARQUET_ROW_GROUP_SIZE.
 STAGE_ROWS = 1_000
 #: The staged tables, by name: what a crawl stages and a commit builds the published tables from.
 STAGED_TABLES: dict[str, Table] = {HITS.name: HITS, SEEDS.name: STAGED_SEEDS}
-
-
-# -- staging -----------------------------------------------------------------------------------
 
 
 class _StageBuffer:
@@ -107,7 +98,6 @@ class PartStage(_StageBuffer):
 
     def close(self) -> None:
         self.flush()
-
 
 
 def seed_statuses(staging: Path) -> dict[str, int]:

@@ -5,11 +5,10 @@ out of core, and written in every DATASET_FORMATS format into the staging's ``ou
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,19 +24,11 @@ from items.schema import MATCHES, PRODUCTS, RUNS, SEEDS, TABLES, Table
 from pipeline.runs.identity import WORKERS_DIR, RunInfo
 from pipeline.runs.staging import STAGED_TABLES
 
-if TYPE_CHECKING:
-    pass
-
-logger = logging.getLogger(__name__)
-
 #: Memory DuckDB may use to build the tables before it spills to the staging directory. At 1,000,000
 #: staged hits (bench_commit.py) 256 MB took the time 512 MB did, and peaked 150 MB lower.
 COMMIT_MEMORY_LIMIT = "256MB"
 #: Rows per batch read back from DuckDB while the tables are written.
 COMMIT_BATCH_ROWS = 65_536
-
-
-# -- building and committing -------------------------------------------------------------------
 
 
 def conform(batch: pa.RecordBatch, table: Table) -> pa.RecordBatch:

@@ -5,7 +5,6 @@ the search service's cache: its round trips counted, any Redis error (after redi
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,8 +15,6 @@ if TYPE_CHECKING:
     import redis
     from scrapy.crawler import Crawler
 
-
-logger = logging.getLogger(__name__)
 
 PREFIX = "imagesearch"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import socket
 from collections.abc import Iterable, Sequence
@@ -19,14 +18,10 @@ if TYPE_CHECKING:
     pass
 
 
-logger = logging.getLogger(__name__)
-
 #: How long a committed run's keys stay in Redis (a late worker then finds it committed; after that
 #: it finds the manifest on disk).
 COMMITTED_KEEP_SECONDS = 7 * 86_400
 
-
-# -- the run -----------------------------------------------------------------------------------
 
 #: Register the run's searches once. KEYS: fingerprint, jobs, pending, committed. ARGV: fingerprint, job ids.
 _REGISTER = """

@@ -5,7 +5,6 @@ and a ban one worker meets holds all of them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +18,6 @@ if TYPE_CHECKING:
 
     from pipeline.pacing.quota import Slot
 
-
-logger = logging.getLogger(__name__)
-
-# -- the quota ---------------------------------------------------------------------------------
 
 #: Book the earliest free slot over a pool of keys. KEYS: window, ban of each key. ARGV: keys, margin,
 #: then calls (0: unpaced), seconds of each. Times are Redis' (TIME), returned as offsets from its now.

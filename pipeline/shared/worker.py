@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# -- the worker ----------------------------------------------------------------------------------
 
 #: How often a worker with nothing to lease asks again (one round trip).
 POLL_SECONDS = 0.5

@@ -1,4 +1,5 @@
-"""Bad invocations of ``scrapy crawl imagesearch`` the issue lists that tests/spiders/test_spider_imagesearch.py leaves out.
+"""Bad invocations of ``scrapy crawl imagesearch`` the issue lists that tests/spiders/test_spider_imagesearch.py
+leaves out.
 
 Each must end with one line saying what to fix, exit non-zero, send no call to the gateway and
 print no traceback. Manifests saved by Excel with a BOM or in GBK must be read.

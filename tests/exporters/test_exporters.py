@@ -118,7 +118,7 @@ def crawl(
     args = [sys.executable, "-m", "scrapy", *command, "-s", f"DATASET_DIR={tmp / 'datasets'}", "-s", "LOG_LEVEL=DEBUG"]
     for s in settings:
         args += ["-s", s]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     if ok:
         assert result.returncode == 0, result.stderr[-3000:]
@@ -433,7 +433,8 @@ def test_user_feeds_are_left_alone(tmp_path: Path) -> None:
     ]
     args += ["-s", f"IMAGESEARCH_ENDPOINT={NO_GATEWAY}"]
     result = subprocess.run(
-        args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120
+        args, cwd=REPO, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])},
+        capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (tmp_path / "datasets").exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from datasets import REPO
 
-from pipeline.monitor.progress import Snapshot, _BarSafeStream, duration, progress_line
+from pipeline.monitor.progress import BarSafeStream, Snapshot, duration, progress_line
 from pipeline.pacing.apps import Quota
 from pipeline.pacing.quota import InMemoryQuotaStore, project_slots
 
@@ -87,7 +87,7 @@ def test_log_lines_are_written_whole_with_the_bar_cleared_and_drawn_again() -> N
     terminal = io.StringIO()
     bar = tqdm(total=10, file=terminal, bar_format="BAR {n}/{total}", mininterval=0)
     bar.update(3)
-    stream = _BarSafeStream(terminal)
+    stream = BarSafeStream(terminal)
     stream.write("2026-12-02 10:00:00 [x] INFO: half")
     assert "half" not in terminal.getvalue()  # not before the line is whole
     stream.write(" a line\n")
