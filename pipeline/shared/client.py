@@ -1,6 +1,5 @@
-"""The crawl's one Redis client (IMAGESEARCH_REDIS_URL), shared by the quota store, the run's queue and
-the search service's cache: its round trips counted, any Redis error (after redis-py's retries) one
-``SharedRunUnavailable``.
+"""The crawl's one Redis client (IMAGESEARCH_REDIS_URL), shared by the quota store and the run's queue:
+its round trips counted, any Redis error (after redis-py's retries) one ``SharedRunUnavailable``.
 """
 
 from __future__ import annotations
