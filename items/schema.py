@@ -173,6 +173,22 @@ SEEDS = Table(
         Column("total_results", pa.int64(), "total_results reported by the gateway."),
         Column("pages_fetched", pa.int32(), "Result pages fetched for this seed."),
         Column("items_found", pa.int64(), "Hits returned for this seed over all pages."),
+        Column(
+            "region", pa.string(),
+            "The box of the photo searched, left,top,right,bottom in pixels of the original photo (EXIF "
+            "orientation applied); null when the whole photo was searched.",
+        ),
+        Column(
+            "region_source", pa.string(),
+            "Where region came from: given (the manifest's region), auto (IMAGESEARCH_CROP=auto found the "
+            "subject) or none (the whole photo); null for a seed whose photo was never read.",
+            repeats=True,
+        ),
+        Column(
+            "main_region", pa.string(),
+            "The box the gateway detected the product in (aliyun's PicInfo.MainRegion), left,top,right,bottom "
+            "in pixels of the original photo; null where the gateway says none (top, onebound).",
+        ),
     ),
 )
 

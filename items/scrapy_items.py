@@ -57,6 +57,9 @@ class SeedSummary(scrapy.Item):
     total_results = scrapy.Field()
     pages_fetched = scrapy.Field()
     items_found = scrapy.Field()
+    region = scrapy.Field()
+    region_source = scrapy.Field()
+    main_region = scrapy.Field()
     run_id = scrapy.Field()
     run_started_at = scrapy.Field()
     #: The seed's place in the order the seeds were given (the seeds table is sorted by it).

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pipeline.crop import Box, box_problem, format_box, subject_box
 from pipeline.errors import ImageRejected
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ def _register_optional_plugins() -> None:
 _register_optional_plugins()
 
 JPEG_QUALITY = 90
+#: The EXIF tag of the orientation, and its values that turn the picture a quarter (width and height swap).
+_ORIENTATION = 0x0112
+_AXES_SWAPPED = frozenset({5, 6, 7, 8})
 _WHITE = (255, 255, 255)
 
 
@@ -46,8 +50,14 @@ class PreparedImage:
     jpeg: bytes
     sha256: str
     original_size: tuple[int, int]
-    #: The JPEG's own size (after orientation and the cap on its longest side).
+    #: The JPEG's own size (after orientation, the crop and the cap on its longest side).
     size: tuple[int, int]
+    #: The box of the original photo (EXIF orientation applied) the JPEG shows; None: the whole photo.
+    region: Box | None = None
+    #: Where the box came from: ``given`` (the seed's region), ``auto`` (IMAGESEARCH_CROP=auto) or ``none``.
+    region_source: str = "none"
+    #: The original photo's size with its EXIF orientation applied (what a region's pixels are of).
+    oriented_size: tuple[int, int] | None = None
 
     def base64(self) -> str:
         return base64.b64encode(self.jpeg).decode("ascii")
@@ -72,6 +82,8 @@ class ImageRef:
     max_side: int
     max_pixels: int
     prepared: PreparedImage | None = field(default=None, repr=False, compare=False)
+    #: The box of the photo to send (the seed's region, or the subject IMAGESEARCH_CROP=auto found), else None.
+    region: Box | None = None
 
     @classmethod
     def checked(cls, prepared: PreparedImage, max_side: int, max_pixels: int) -> ImageRef:
@@ -81,7 +93,10 @@ class ImageRef:
     @property
     def identity(self) -> str:
         """What the prepared picture depends on (the bytes and the bounds), for a call's key."""
-        return f"sha256:{self.sha256};side:{self.max_side};pixels:{self.max_pixels};quality:{JPEG_QUALITY}"
+        identity = f"sha256:{self.sha256};side:{self.max_side};pixels:{self.max_pixels};quality:{JPEG_QUALITY}"
+        if self.region is not None:
+            identity += f";region:{format_box(self.region)}"
+        return identity
 
     def prepare(self) -> PreparedImage:
         """The picture to send; ImageRejected if it cannot be read or is no longer the one the seed was."""
@@ -91,7 +106,7 @@ class ImageRef:
         data = read_image_file(self.path)
         if sha256_hex(data) != self.sha256:
             raise ImageRejected("image_changed", f"{self.path} changed while the crawl ran: run again to search it")
-        return prepare_image(data, self.max_side, self.max_pixels)
+        return prepare_image(data, self.max_side, self.max_pixels, self.region)
 
     def __repr__(self) -> str:
         where = "checked" if self.path is None else repr(str(self.path))
@@ -129,12 +144,15 @@ def _allow_pillow(max_pixels: int) -> None:
             Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_485) -> PreparedImage:
+def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_485, region: Box | None = None,
+                  crop: str = "none") -> PreparedImage:
     """Decode ``data`` and re-encode it as what the gateway should see; raises ImageRejected.
 
     EXIF orientation is applied, any mode (CMYK, 16-bit, palette, alpha) becomes RGB on white,
     animated images give their first frame, and the longest side is capped at ``max_side``.
-    Images over ``max_pixels`` are refused before being decoded (decompression bombs).
+    Images over ``max_pixels`` are refused before being decoded (decompression bombs). ``region`` (a box of
+    the oriented photo) is cut out and sent instead of the whole photo (``bad_region`` when it reaches
+    outside it); without one, ``crop="auto"`` cuts out the subject pipeline.crop finds, if it finds one.
 
     Memory: a JPEG is decoded at the smallest of Pillow's draft scales (1/2, 1/4, 1/8) whose
     longest side is still >= ``max_side``, so at most (2 x max_side)^2 pixels, about 12 MB at 1024;
@@ -153,16 +171,24 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
                     f"{width}x{height} is {width * height} pixels, over IMAGESEARCH_MAX_IMAGE_PIXELS={max_pixels}",
                 )
             img.seek(0)  # animated GIF/WebP/APNG: the first frame
-            if max(width, height) > max_side:
-                # A JPEG decodes at 1/2, 1/4 or 1/8 scale, the smallest still >= max_side: a 24 MP
-                # photo costs a few MB to prepare, not 72. Other formats decode whole.
-                scale = max_side / max(width, height)
+            oriented = (height, width) if img.getexif().get(_ORIENTATION, 1) in _AXES_SWAPPED else (width, height)
+            if region is not None and (problem := box_problem(region, oriented)):
+                raise ImageRejected("bad_region", problem)
+            longest = max(region[2] - region[0], region[3] - region[1]) if region else max(width, height)
+            if longest > max_side:
+                # A JPEG decodes at 1/2, 1/4 or 1/8 scale, the smallest whose picture (or region) is still
+                # >= max_side: a 24 MP photo costs a few MB to prepare, not 72. Other formats decode whole.
+                scale = max_side / longest
                 img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
             img.load()
             # In place, and to_rgb keeps an RGB picture as it is: no copy of the pixels is made for nothing
             # (the JPEG is encoded before the with block closes the image).
             ImageOps.exif_transpose(img, in_place=True)
             rgb = to_rgb(img)
+            searched, source = _searched_box(rgb, oriented, region, crop)
+            if searched is not None:
+                factor = rgb.size[0] / oriented[0]
+                rgb = rgb.crop(tuple(round(value * factor) for value in searched))  # type: ignore[arg-type]
             if max(rgb.size) > max_side:
                 rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             out = io.BytesIO()
@@ -176,7 +202,19 @@ def prepare_image(data: bytes, max_side: int = 1024, max_pixels: int = 89_478_48
         raise ImageRejected("unreadable_image", "not an image in a format Pillow can decode") from None
     except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise anything (NotImplementedError for odd DDS, ...)
         raise ImageRejected("unreadable_image", f"cannot decode image: {type(exc).__name__}: {exc}") from None
-    return PreparedImage(out.getvalue(), digest, (width, height), size)
+    return PreparedImage(out.getvalue(), digest, (width, height), size, searched, source, oriented)
+
+
+def _searched_box(img: Image.Image, oriented: tuple[int, int], region: Box | None,
+                  crop: str) -> tuple[Box | None, str]:
+    """The box of the oriented original to search (``img`` is it, decoded at some scale), and its source."""
+    if region is not None:
+        return region, "given"
+    if crop != "auto" or (found := subject_box(img)) is None:
+        return None, "none"
+    factor = oriented[0] / img.size[0]
+    left, top, right, bottom = (round(value * factor) for value in found)
+    return (left, top, min(right, oriented[0]), min(bottom, oriented[1])), "auto"
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

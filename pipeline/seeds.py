@@ -22,6 +22,7 @@ together) keep it for the first and get ``~2``, ``~3``... for the others, in the
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import hashlib
 import io
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+from pipeline.crop import Box, parse_box
 from pipeline.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class Seed:
     cat: str | None = None
     #: ``(reason, detail)`` when the seed is unusable before anything is read, e.g. ``file_not_found``.
     rejection: tuple[str, str] | None = None
+    #: The box of the photo to search (a manifest's ``region``), else None: the whole photo.
+    region: Box | None = None
 
 
 def is_url(text: str) -> bool:
@@ -273,7 +277,7 @@ def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[S
     if "image" not in columns:
         raise ConfigurationError(
             f"manifest {_path_key(spec)} has no 'image' column (columns: {', '.join(columns) or 'none'}): "
-            "add a header row with image[,seed_id,cat]"
+            "add a header row with image[,seed_id,cat,region]"
         )
     base = os.path.dirname(spec)
     seeds: list[Seed] = []
@@ -295,10 +299,23 @@ def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[S
                 )
             )
         elif is_url(image):
-            seeds.append(_url_seed(image, cat, own_id))
+            seeds.append(_with_region(_url_seed(image, cat, own_id), cells.get("region", "")))
         else:
-            seeds.append(_file_seed(os.path.join(base, image), cat, own_id, key=image))
+            seeds.append(_with_region(_file_seed(os.path.join(base, image), cat, own_id, key=image),
+                                      cells.get("region", "")))
     return seeds
+
+
+def _with_region(seed: Seed, text: str) -> Seed:
+    """``seed`` with the box its manifest row gives (``left,top,right,bottom``); a box that is not one
+    rejects the seed (``bad_region``), before any call."""
+    if not text:
+        return seed
+    try:
+        region = parse_box(text)
+    except ValueError as exc:
+        return seed if seed.rejection is not None else dataclasses.replace(seed, rejection=("bad_region", str(exc)))
+    return dataclasses.replace(seed, region=region)
 
 
 def resolve_spec(spec: str, cat: str | None = None, skipped: list[Path] | None = None) -> list[Seed]:
@@ -344,6 +361,11 @@ def _identity(seed: Seed) -> str:
     return os.path.realpath(seed.path) if seed.path is not None else seed.source
 
 
+def _same(one: Seed, other: Seed) -> bool:
+    """The same seed given twice: its file (or URL), category and region."""
+    return (_identity(one), one.cat, one.region) == (_identity(other), other.cat, other.region)
+
+
 def _unique(seeds: list[Seed]) -> list[Seed]:
     """Drop repeats of the same seed (same id, source and cat); give a repeated id a ``~N`` suffix.
 
@@ -355,7 +377,7 @@ def _unique(seeds: list[Seed]) -> list[Seed]:
     taken: dict[str, Seed] = {}
     for seed in seeds:
         known = taken.get(seed.seed_id)
-        if known is not None and (_identity(known), known.cat) == (_identity(seed), seed.cat):
+        if known is not None and _same(known, seed):
             logger.info("seed %s (%s) given twice: searched once", seed.seed_id, seed.source)
             continue
         if known is not None:
@@ -370,7 +392,7 @@ def _unique(seeds: list[Seed]) -> list[Seed]:
                 seed.source,
                 renamed,
             )
-            seed = Seed(renamed, seed.source, seed.path, seed.url, seed.cat, seed.rejection)
+            seed = dataclasses.replace(seed, seed_id=renamed)
         taken[seed.seed_id] = seed
         result.append(seed)
     return result

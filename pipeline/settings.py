@@ -91,6 +91,11 @@ IMAGESEARCH_PAGE_SIZE = 20
 IMAGESEARCH_MAX_IMAGE_SIDE = 1024
 #: Local images with more pixels than this are refused as image_too_large (decompression bombs).
 IMAGESEARCH_MAX_IMAGE_PIXELS = 89_478_485
+#: What of a seed photo without a region is searched: "none", the whole photo; "auto", the subject a local
+#: detector finds (pipeline/crop.py), the whole photo when it finds none or the subject fills the frame.
+#: Off by default: it finds a product in a cluttered frame, and costs matches on a photo of the product
+#: alone (bench/bench_matches.py).
+IMAGESEARCH_CROP = "none"
 #: Hosts (fnmatch patterns) of the platform's own CDN: their URLs are searched as they are; any other
 #: image URL is downloaded by the crawl (no call) and sent like a local photo.
 IMAGESEARCH_CDN_HOSTS = ["*.alicdn.com", "*.tbcdn.cn", "*.taobaocdn.com"]

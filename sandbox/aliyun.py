@@ -9,8 +9,9 @@ As the service and its official SDK (``alibabacloud-imagesearch20210501``) speak
 - ``SearchByPic`` (``PicContent``, Base64, at most 4 MB, sides 100 to 4096 pixels) and
   ``SearchByUrl`` (``PicUrl``: the sandbox's own picture URLs, or any http(s) one, fetched);
   ``Start`` 0..499, ``Num`` 1..20 (default 10), ``CategoryId``, ``UserType`` (1 Tmall / 0 Taobao
-  only), ``Fields`` (the five default fields always, others when asked), ``Crop``, ``Region``
-  (checked; the sandbox searches the whole picture), ``Pid``, ``RelationId`` (checked);
+  only), ``Fields`` (the five default fields always, others when asked), ``Region`` (``x1,x2,y1,y2``: the
+  box searched, answered as ``PicInfo.MainRegion``), ``Crop`` (checked; without a Region the sandbox
+  searches, and answers, the whole picture), ``Pid``, ``RelationId`` (checked);
 - success ``{RequestId, Success, Code: 0, Message, Data: {Auctions: [{RankScore, Result}]}, PicInfo}``,
   errors with their HTTP status and ``{RequestId, HostId, Code, Message, Recommend}``; a throttled
   call says how long to wait in ``x-acs-retry-after`` (milliseconds), as the SDK reads it.
@@ -22,6 +23,7 @@ app's own CALLS/SECONDS quota; both refusals are ``Throttling.User``, and cost n
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
 import re
@@ -32,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from PIL import Image
 
 from pipeline.gateways.aliyun.signing import (
     CONTENT_SHA256_HEADER,
@@ -99,6 +103,17 @@ _PROVINCES = ("浙江 杭州", "广东 广州", "上海", "江苏 苏州", "福�
 _COUPONS = (0, 5, 10, 20)
 _DIGITS_RE = re.compile(r"[0-9]{1,18}")
 _REGION_RE = re.compile(r"[0-9]+,[0-9]+,[0-9]+,[0-9]+")
+
+
+def _region(text: str, width: int, height: int) -> tuple[int, int, int, int]:
+    """``Region`` (``x1,x2,y1,y2``, validated) within the picture, else the whole picture: the box searched."""
+    if not text:
+        return 0, width, 0, height
+    x1, x2, y1, y2 = (int(value) for value in text.split(","))
+    x1, x2, y1, y2 = min(x1, width), min(x2, width), min(y1, height), min(y2, height)
+    if x2 - x1 < MIN_SIDE or y2 - y1 < MIN_SIDE:
+        return 0, width, 0, height  # too small a box to search: the whole picture, as a bad crop would be
+    return x1, x2, y1, y2
 
 
 class AliyunError(Exception):
@@ -397,12 +412,17 @@ class AliyunProtocol:
         data = await self._picture(call, action, params)
         try:
             img = decode_image(data)
+            width, height = Image.open(io.BytesIO(data)).size  # the picture's own: the decode may be reduced
         except ImageDecodeError as exc:
             raise AliyunError(INVALID_PICTURE, f"The picture cannot be decoded: {exc}.") from None
-        width, height = img.size
         if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
             raise AliyunError(UNSUPPORTED_PIXELS, f"The specified pixels is not supported: {width}x{height}, "
                               f"each side must be {MIN_SIDE} to {MAX_SIDE}.")
+        x1, x2, y1, y2 = _region(region, width, height)
+        if (x1, x2, y1, y2) != (0, width, 0, height):
+            # The service searches the box it is given (in the picture's pixels), as the product does.
+            f = img.width / width
+            img = img.crop((round(x1 * f), round(y1 * f), round(x2 * f), round(y2 * f)))
         indices, scores = self.backend.index.scored(image_features(img), cat)
         products = self.backend.catalog.products
         ranked = list(zip(indices[: self.backend.max_results].tolist(), scores[: self.backend.max_results].tolist(),
@@ -415,7 +435,7 @@ class AliyunProtocol:
             result = aliyun_result(products[index], call.host)
             auctions.append({"RankScore": round(float(score), 6),
                              "Result": {name: result[name] for name in fields}})
-        region_text = f"0,{width},0,{height}"
+        region_text = f"{x1},{x2},{y1},{y2}"
         top = [{"CategoryId": int(products[i].cat) if products[i].cat.isdigit() else 0, "Score": round(float(s), 6)}
                for i, s in ranked[:1]]
         return {

@@ -28,6 +28,7 @@ from pipeline.components.checks import check_settings
 from pipeline.components.datasetrun import DatasetRun
 from pipeline.components.extensions import resolve_endpoint
 from pipeline.configuration import list_setting, whole_number
+from pipeline.crop import format_box
 from pipeline.errors import (
     GATEWAY_FATAL_REASON,
     GATEWAY_UNREACHABLE_REASON,
@@ -106,6 +107,7 @@ class ImageSearchSpider(Spider):
         self.max_image_side = settings.getint("IMAGESEARCH_MAX_IMAGE_SIDE")
         self.max_image_pixels = settings.getint("IMAGESEARCH_MAX_IMAGE_PIXELS")
         self.cdn_hosts = list_setting(settings, "IMAGESEARCH_CDN_HOSTS")
+        self.crop = str(settings.get("IMAGESEARCH_CROP") or "none").strip().lower()
         cat = category_id(self.cat_arg)
         if cat is not None and not is_category_id(cat):
             raise ConfigurationError(
@@ -191,10 +193,10 @@ class ImageSearchSpider(Spider):
                 sha256 = content_key = sha256_hex(read_image_file(seed.path))
             except ImageRejected as rejection:
                 return rejection.reason, rejection.detail
-        job_id = f"{content_key}|{seed.cat or ''}"
+        job_id = f"{content_key}|{seed.cat or ''}" + (f"|{format_box(seed.region)}" if seed.region else "")
         job = self.jobs.get(job_id)
         if job is None:
-            job = self.jobs[job_id] = SearchJob(job_id, seed.cat, sha256=sha256)
+            job = self.jobs[job_id] = SearchJob(job_id, seed.cat, sha256=sha256, region=seed.region)
             jobs.append(job)
         elif job.seeds:
             logger.info("seed %s has the same image as %s: searched once for both", seed.seed_id, job.seeds[0].seed_id)
@@ -284,13 +286,14 @@ class ImageSearchSpider(Spider):
     def _begin(self, job: SearchJob) -> Iterator[Any]:
         """The first call of a job: page 1 of the search, or the upload of an image.
 
-        A URL of the platform's CDN is searched as it is. Any other URL is downloaded here (no call:
-        having the gateway fetch it would spend one) and prepared like a local file.
+        A URL of the platform's CDN is searched as it is, unless a region or IMAGESEARCH_CROP=auto asks for a
+        cut. Any other URL is downloaded here (no call: having the gateway fetch it would spend one) and
+        prepared like a local file.
         """
         seed = job.seeds[0]
         if seed.url is not None:
-            if is_platform_cdn(seed.url, self.cdn_hosts):
-                job.image_data = seed.url
+            if is_platform_cdn(seed.url, self.cdn_hosts) and job.region is None and self.crop == "none":
+                job.image_data, job.region_source = seed.url, "none"
                 yield self._search_request(job, 1)
             else:
                 yield Request(
@@ -310,16 +313,19 @@ class ImageSearchSpider(Spider):
         well refuses an image that cannot be decoded before any call is spent on it.
         """
         try:
-            prepared = prepare_image(data, self.max_image_side, self.max_image_pixels)
+            prepared = prepare_image(data, self.max_image_side, self.max_image_pixels, job.region, self.crop)
         except ImageRejected as rejection:
             yield from self._summarise(job.seeds, REJECTED, rejection.reason, rejection.detail, job)
             return
         job.sha256 = prepared.sha256
+        job.searched, job.region_source = prepared.region, prepared.region_source
+        job.sent_size, job.photo_size = prepared.size, prepared.oriented_size
         if problem := self.gateway.picture_problem(prepared.original_size, prepared.size):  # it would be refused
             yield from self._summarise(job.seeds, REJECTED, *problem, job)
             return
         del prepared, data
-        image = ImageRef(path, job.sha256, self.max_image_side, self.max_image_pixels)
+        # The box is the one found now (IMAGESEARCH_CROP=auto's too): each call cuts out the same.
+        image = ImageRef(path, job.sha256, self.max_image_side, self.max_image_pixels, region=job.searched)
         if self.gateway.uploads_local_images:
             yield self._request(self.gateway.build_upload(image), job, self.parse_upload)
             return
@@ -409,6 +415,8 @@ class ImageSearchSpider(Spider):
             job.total_results = result.total_results
             job.page_size = result.page_size or len(result.items) or self.default_page_size
             job.page_count = result.page_count
+            if result.main_region is not None:
+                job.detected(result.main_region)
         job.items_found += len(result.items)
         crawled_at = datetime.now(UTC)
         for seed in job.seeds:
@@ -545,14 +553,8 @@ class ImageSearchSpider(Spider):
 
     # -- seed summaries --------------------------------------------------------------------------
 
-    def _summarise(
-        self,
-        seeds: list[Seed],
-        status: str,
-        error_code: str | None = None,
-        error_msg: str | None = None,
-        job: SearchJob | None = None,
-    ) -> Iterator[SeedSummary]:
+    def _summarise(self, seeds: list[Seed], status: str, error_code: str | None = None, error_msg: str | None = None,
+                   job: SearchJob | None = None) -> Iterator[SeedSummary]:
         """One SeedSummary per seed not yet summarised (so never two for one seed)."""
         for seed in seeds:
             if self._unsummarised.pop(seed.seed_id, None) is None:

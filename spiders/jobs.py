@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from items.scrapy_items import SeedSummary
+from pipeline.crop import Box, format_box
 from pipeline.errors import ConfigurationError
 from pipeline.images import ImageRef
 from pipeline.seeds import Seed
@@ -33,6 +34,24 @@ class SearchJob:
     #: A shared run's seed refused before any call (status, code, message): a search of its own in the
     #: queue, so that exactly one worker writes its row.
     rejection: tuple[str, str, str] | None = None
+    #: The box its seeds ask for (a manifest's region), else None.
+    region: Box | None = None
+    #: What was searched once the photo was prepared: its box (None: whole), where the box came from, the
+    #: sent picture's size; and the product's box the gateway detected (in the photo's pixels).
+    searched: Box | None = None
+    region_source: str | None = None
+    sent_size: tuple[int, int] | None = None
+    photo_size: tuple[int, int] | None = None
+    main_region: Box | None = None
+
+    def detected(self, box: Box) -> None:
+        """The gateway's detected product box ``box``, in the sent picture's pixels: kept in the photo's."""
+        if self.sent_size is None or self.photo_size is None:
+            return
+        frame = self.searched or (0, 0, *self.photo_size)
+        scale = (frame[2] - frame[0]) / self.sent_size[0]
+        self.main_region = (frame[0] + round(box[0] * scale), frame[1] + round(box[1] * scale),
+                            frame[0] + round(box[2] * scale), frame[1] + round(box[3] * scale))
 
     def planned_pages(self, max_pages: int, last_page: int | None) -> int | None:
         """How many pages this search will fetch, once its page 1 has answered (None before): at most
@@ -61,6 +80,9 @@ def seed_summary(seed: Seed, seed_rank: int, status: str, error_code: str | None
         total_results=job.total_results if job else None,
         pages_fetched=job.pages_fetched if job else 0,
         items_found=job.items_found if job else 0,
+        region=format_box(job.searched) if job and job.searched else None,
+        region_source=job.region_source if job else None,
+        main_region=format_box(job.main_region) if job and job.main_region else None,
         seed_rank=seed_rank,
     )
 

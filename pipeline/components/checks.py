@@ -29,6 +29,7 @@ from pipeline.configuration import (
     wants_sandbox,
     whole_number,
 )
+from pipeline.crop import CROP_MODES
 from pipeline.errors import ConfigurationError
 from pipeline.gateways.base import gateway_class, quota_margin_setting, quota_setting
 from pipeline.pacing.apps import Quota, app_pool
@@ -188,3 +189,7 @@ def check_settings(settings: BaseSettings) -> None:
     if run_date := settings.get("DATASET_RUN_DATE"):
         check("DATASET_RUN_DATE", run_date, safe_date)
     check_compression(settings.get("PARQUET_COMPRESSION"))
+    crop = str(settings.get("IMAGESEARCH_CROP") or "none").strip().lower()
+    if crop not in CROP_MODES:
+        raise ConfigurationError(f"IMAGESEARCH_CROP={settings.get('IMAGESEARCH_CROP')!r}: use one of "
+                                 f"{', '.join(CROP_MODES)}")

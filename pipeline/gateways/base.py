@@ -120,6 +120,9 @@ class SearchPage:
     total_results: int | None
     page_size: int | None = None
     page_count: int | None = None
+    #: The box of the sent picture the gateway detected its product in (aliyun's PicInfo.MainRegion), as
+    #: Pillow's left, top, right, bottom; None where the gateway says none.
+    main_region: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +19,7 @@ from PIL import Image
 from pipeline.gateways.aliyun.signing import nonce as new_nonce
 from pipeline.gateways.aliyun.signing import timestamp
 from sandbox.catalog import builtin_catalog, jpeg_bytes
+from sandbox.cluttered import cluttered_photo
 from sandbox.testing import SandboxProcess, aliyun_post, post, signed_params
 
 KEY, SECRET = "LTAI5tSandboxKey", "aliyun-secret-1"
@@ -171,3 +173,21 @@ def test_the_qps_limit_throttles_with_how_long_to_wait_and_costs_no_quota(make_s
     stats = sb.stats()
     assert stats["quota_refused"] == len(throttled) and stats["errors"] == {"Throttling.User": len(throttled)}
     assert stats["calls"]["by_protocol"] == {"aliyun": 6} and stats["calls"]["by_app"] == {KEY: 6}
+
+
+def test_a_region_is_the_box_searched_and_the_main_region_answered(sb):
+    # A product pasted into a cluttered 1280 px frame (the service decodes it at a reduced scale, and still
+    # answers in the picture's own pixels): its Region finds it first, the whole frame does not.
+    product = builtin_catalog().products[PRODUCT]
+    data, (left, top, right, bottom) = cluttered_photo(product, random.Random(9), side=1280, scale=(0.35, 0.4))
+    picture = base64.b64encode(data).decode()
+    region = f"{left},{right},{top},{bottom}"  # aliyun's order: x1,x2,y1,y2
+    _, _, boxed = aliyun_post(sb.url, "SearchByPic", {"PicContent": picture, "Num": "20", "Region": region,
+                                                      "Fields": "ItemId"},
+                              KEY, SECRET)
+    _, _, whole = aliyun_post(sb.url, "SearchByPic", {"PicContent": picture, "Num": "20", "Fields": "ItemId"},
+                              KEY, SECRET)
+    assert boxed["Data"]["Auctions"][0]["Result"]["ItemId"] == str(product.num_iid)
+    assert whole["Data"]["Auctions"][0]["Result"]["ItemId"] != str(product.num_iid)
+    assert boxed["PicInfo"]["MainRegion"]["Region"] == region
+    assert whole["PicInfo"]["MainRegion"]["Region"] == "0,1280,0,1280"

@@ -24,9 +24,9 @@ from sandbox.testing import SandboxProcess
 
 KEY, SECRET = "ob-live-key-7f3a9c", "S3cr3t+/=value-9d2e"
 #: The gateway-specific columns, per table: TOP has no promotional price, only aliyun gives a price after
-#: coupon and a score, and aliyun's answers give no total.
+#: coupon and a score, and aliyun's answers give no total but the product's region they detected.
 GATEWAY_COLUMNS = {"products": ("promotion_price", "coupon_price"), "matches": ("score",),
-                   "seeds": ("total_results",)}
+                   "seeds": ("total_results", "main_region")}
 #: And aliyun's sales are a number of the last 30 days, where the others give words ("1.2万人付款"): the
 #: same count, other raw text and kind.
 ALIYUN_COLUMNS = ("sales_raw", "sales_kind")

@@ -323,7 +323,18 @@ class AliyunGateway(Gateway):
         if not isinstance(auctions, list):
             raise MalformedResponse("Data.Auctions is not a list")
         hits = [self._hit(auction) for auction in auctions if isinstance(auction, dict)]
-        return SearchPage(hits, None, page_size=self.options.num)
+        return SearchPage(hits, None, page_size=self.options.num, main_region=self._main_region(response))
+
+    def _main_region(self, response: Response) -> tuple[int, int, int, int] | None:
+        """PicInfo.MainRegion's ``x1,x2,y1,y2`` (aliyun's order) as Pillow's box; None if absent or not that."""
+        info = self.json_object(response).get("PicInfo")
+        region = info.get("MainRegion") if isinstance(info, dict) else None
+        text = region.get("Region") if isinstance(region, dict) else None
+        match = re.fullmatch(r"\s*(\d+),(\d+),(\d+),(\d+)\s*", text) if isinstance(text, str) else None
+        if match is None:
+            return None
+        x1, x2, y1, y2 = (int(value) for value in match.groups())
+        return (x1, y1, x2, y2) if x2 > x1 and y2 > y1 else None
 
     @staticmethod
     def _hit(auction: dict[str, Any]) -> dict[str, Any]:
