@@ -34,6 +34,7 @@ def test_bench_export_reports_ours_against_scrapys_csv_feed_with_memory() -> Non
     ("bench_shared.py", ("--seeds", "16", "--quota", "20/1", "--workers", "2", "--keys", "2"), "| 2 | 2 | 16 |"),
     ("bench_serve.py", ("--requests", "4", "--clients", "1,2", "--layout", "pinned,remote"),
      "goal: added p50 at 1 client "),
+    ("bench_matches.py", ("--photos", "6"), "| cluttered | given region | 1.00 | 1.00 | 6 |"),
 ])
 def test_the_other_benchmarks_run(script: str, args: tuple[str, ...], expected: str) -> None:
     assert expected in bench(script, *args)
