@@ -64,6 +64,7 @@ def stage(staging: Path, n_hits: int, pic_url: str = "https://img.alicdn.com/img
                 "run_id": pa.array(["20261130T040000Z-bench"] * len(i)),
                 "seed_id": pa.array([f"seed-{s:06d}" for s in seed]),
                 "seed_rank": pa.array(seed, pa.int32()),
+                "view": pa.array([1] * len(i), pa.int32()),
                 "num_iid": pa.array(num_iid, pa.int64()),
                 "page": pa.array(1 + (i % HITS_PER_SEED) // 20, pa.int32()),
                 "position": pa.array(i % HITS_PER_SEED + 1, pa.int32()),
@@ -100,9 +101,13 @@ def stage(staging: Path, n_hits: int, pic_url: str = "https://img.alicdn.com/img
         "pages_fetched": pa.array([5] * n_seeds, pa.int32()),
         "items_found": pa.array([HITS_PER_SEED] * n_seeds, pa.int64()),
         "seed_rank": pa.array(range(n_seeds), pa.int32()),
+        "view": pa.array([1] * n_seeds, pa.int32()),
+        "region_source": pa.array(["none"] * n_seeds),
         "run_started_at": pa.nulls(n_seeds, seeds_schema.field("run_started_at").type),
     }
-    pq.write_table(pa.table([seeds[f.name] for f in seeds_schema], schema=seeds_schema),
+    # The columns left out are null (region, main_region: a whole photo searched, on TOP).
+    pq.write_table(pa.table([seeds.get(f.name, pa.nulls(n_seeds, f.type)) for f in seeds_schema],
+                            schema=seeds_schema),
                    staging / "seeds.parquet", compression="zstd")
 
 

@@ -63,6 +63,7 @@ def stage(root: Path, day: int, products: int, rng: np.random.Generator) -> RunI
         "run_started_at": pa.array([started] * products, schema.field("run_started_at").type),
         "seed_id": pa.array([f"seed-{s:05d}" for s in seed]),
         "seed_rank": pa.array(seed, pa.int32()),
+        "view": pa.array([1] * products, pa.int32()),
         "num_iid": pa.array(num_iid, pa.int64()),
         "page": pa.array(1 + (i % HITS_PER_SEED) // 20, pa.int32()),
         "position": pa.array(i % HITS_PER_SEED + 1, pa.int32()),

@@ -111,7 +111,11 @@ _SEED_ID = Column("seed_id", pa.string(), "Stable id of the seed image.", nullab
 #: The order a seed was given in: the first seed given wins a product's row.
 SEED_RANK = Column("seed_rank", pa.int32(), "0-based place of the seed in the order the seeds were given.",
                    repeats=True)
+#: Which photo of its seed a row is of: a seed may be several photos of one product (its views).
+VIEW = Column("view", pa.int32(), "Which photo of the seed (1-based): a seed given as several photos of one "
+              "product has a search for each (its views); 1 for a seed of one photo.", repeats=True)
 _MATCH: tuple[Column, ...] = (
+    VIEW,
     Column("page", pa.int32(), "Result page the hit was on (1-based).", repeats=True),
     Column("position", pa.int32(), "1-based rank over all pages of the seed's search.", repeats=True),
     Column("cat", pa.string(), "Category id the search was restricted to; null for none.", repeats=True,
@@ -144,12 +148,20 @@ MATCHES = Table(
         _SEED_ID,
         Column("num_iid", pa.int64(), "The product the seed's search returned.", nullable=False, identifier=True),
         *_MATCH,
+        Column(
+            "fused_rank", pa.int32(),
+            "The product's rank for the seed over all its views, by reciprocal rank fusion (the sum over the "
+            "views of 1 / (60 + its best position in the view); Cormack, Clarke & Buttcher, SIGIR 2009); for a "
+            "seed of one photo, the order of its positions.",
+            repeats=True,
+        ),
     ),
 )
 
 SEEDS = Table(
     "seeds",
-    "One row per seed the user gave, searched or not, with why not.",
+    "One row per seed photo the user gave, searched or not, with why not: a seed of several photos (views) "
+    "has a row for each, and is found when any of them is.",
     (
         _RUN_ID,
         RUN_STARTED_AT,
@@ -159,6 +171,7 @@ SEEDS = Table(
             "Stable id of the seed (manifest's own, else derived from path/URL).",
             nullable=False,
         ),
+        VIEW,
         Column("source", pa.string(), "The path or URL the seed came from."),
         Column("sha256", pa.string(), "SHA-256 of the seed's image bytes as read; null if unreadable."),
         Column(

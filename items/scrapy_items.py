@@ -27,6 +27,8 @@ class ProductHit(scrapy.Item):
     is_tmall = scrapy.Field()
     # Provenance.
     seed_id = scrapy.Field()
+    #: Which photo of the seed (1-based) the search was of.
+    view = scrapy.Field()
     page = scrapy.Field()
     position = scrapy.Field()
     #: Index of the seed in the order the seeds were given: the first seed's hit wins the products row.
@@ -49,6 +51,7 @@ class SeedSummary(scrapy.Item):
     """One per seed the user gave: what happened to it (see items.schema.SEEDS)."""
 
     seed_id = scrapy.Field()
+    view = scrapy.Field()
     source = scrapy.Field()
     sha256 = scrapy.Field()
     status = scrapy.Field()

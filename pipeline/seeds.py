@@ -49,6 +49,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 #: Manifest encodings tried in order: UTF-8 (with or without BOM), then GB18030, a superset of the
 #: GBK that Excel on Chinese Windows writes "CSV" files in.
 MANIFEST_ENCODINGS: tuple[str, ...] = ("utf-8-sig", "gb18030")
+#: A directory whose name ends so holds several photos of one product: one seed, each photo a view of it.
+VIEWS_SUFFIX = ".views"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SLUG_DROP = re.compile(r"[^\w]+")
 
@@ -66,6 +68,18 @@ class Seed:
     rejection: tuple[str, str] | None = None
     #: The box of the photo to search (a manifest's ``region``), else None: the whole photo.
     region: Box | None = None
+    #: Which photo of its seed this is (1-based): the views of one product share their ``seed_id``.
+    view: int = 1
+
+    @property
+    def key(self) -> str:
+        """What tells this photo from the seed's other views, in the crawl's bookkeeping (``seed_key``)."""
+        return seed_key(self.seed_id, self.view)
+
+
+def seed_key(seed_id: str, view: int) -> str:
+    """A seed photo's key: its seed id for its first view, the id and the view apart by a NUL for the others."""
+    return seed_id if view == 1 else f"{seed_id}\0{view}"
 
 
 def is_url(text: str) -> bool:
@@ -199,7 +213,27 @@ def _directory_seeds(
             )
         ]
     base = root if root is not None else spec
-    return [_file_seed(os.path.join(spec, p.relative_to(spec)), cat, key=os.path.relpath(p, base)) for p in images]
+    seeds: list[Seed] = []
+    views: dict[str, int] = {}
+    for image in images:
+        key = os.path.relpath(image, base)
+        seed = _file_seed(os.path.join(spec, image.relative_to(spec)), cat, key=key)
+        group = _views_dir(key) or (_path_key(os.path.basename(os.path.normpath(spec)))
+                                    if os.path.normpath(spec).lower().endswith(VIEWS_SUFFIX) else None)
+        if group is not None:  # several photos of one product: one seed, a view each
+            views[group] = views.get(group, 0) + 1
+            seed = dataclasses.replace(seed, seed_id=seed_id_for(group), view=views[group])
+        seeds.append(seed)
+    return seeds
+
+
+def _views_dir(key: str) -> str | None:
+    """The ``*.views`` directory (as a key: relative to its SPEC's root) that a file's key is below, if any."""
+    parts = PurePosixPath(_path_key(key)).parts[:-1]
+    for index, part in enumerate(parts):
+        if part.lower().endswith(VIEWS_SUFFIX):
+            return "/".join(parts[: index + 1])
+    return None
 
 
 def _glob_seeds(spec: str, cat: str | None, skipped: list[Path] | None = None) -> list[Seed]:
@@ -281,29 +315,30 @@ def _read_manifest(spec: str, manifest: Path, default_cat: str | None) -> list[S
         )
     base = os.path.dirname(spec)
     seeds: list[Seed] = []
+    views: dict[str, int] = {}  # rows that share a seed_id are the views of one product, in their order
     for row in reader:
         line_number = reader.line_num  # the file's line: DictReader skips blank lines
-
         cells = {name: (row.get(column) or "").strip() for name, column in columns.items()}
-        image, own_id, cat = cells["image"], cells.get("seed_id") or None, category_id(cells.get("cat")) or default_cat
-        if not image:
-            if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
-                continue  # a blank line, as spreadsheets leave at the end
-            key = f"{_path_key(spec)}#{line_number}"
-            seeds.append(
-                Seed(
-                    own_id or seed_id_for(f"{os.path.basename(_path_key(spec))}#{line_number}"),
-                    key,
-                    cat=cat,
-                    rejection=("missing_image", f"{key}: the image cell is empty"),
-                )
-            )
-        elif is_url(image):
-            seeds.append(_with_region(_url_seed(image, cat, own_id), cells.get("region", "")))
-        else:
-            seeds.append(_with_region(_file_seed(os.path.join(base, image), cat, own_id, key=image),
-                                      cells.get("region", "")))
+        if not any(cells.values()):
+            continue  # a blank line, as spreadsheets leave at the end
+        seed = _manifest_row(spec, base, cells, line_number, default_cat)
+        if cells.get("seed_id"):
+            views[seed.seed_id] = views.get(seed.seed_id, 0) + 1
+            seed = dataclasses.replace(seed, view=views[seed.seed_id])
+        seeds.append(seed)
     return seeds
+
+
+def _manifest_row(spec: str, base: str, cells: dict[str, str], line_number: int, default_cat: str | None) -> Seed:
+    """The seed of one manifest row that is not blank."""
+    image, own_id, cat = cells["image"], cells.get("seed_id") or None, category_id(cells.get("cat")) or default_cat
+    if not image:
+        key = f"{_path_key(spec)}#{line_number}"
+        return Seed(own_id or seed_id_for(f"{os.path.basename(_path_key(spec))}#{line_number}"), key, cat=cat,
+                    rejection=("missing_image", f"{key}: the image cell is empty"))
+    if is_url(image):
+        return _with_region(_url_seed(image, cat, own_id), cells.get("region", ""))
+    return _with_region(_file_seed(os.path.join(base, image), cat, own_id, key=image), cells.get("region", ""))
 
 
 def _with_region(seed: Seed, text: str) -> Seed:
@@ -346,10 +381,7 @@ def resolve_seeds(specs: str, cat: str | None = None, skipped: list[Path] | None
         raise ConfigurationError(
             "no seeds given: use -a seeds=PATH[,PATH...] (image files, directories, globs, .csv manifests or URLs)"
         )
-    seeds: list[Seed] = []
-    for part in parts:
-        seeds.extend(resolve_spec(part, cat, skipped))
-    seeds = _unique(seeds)
+    seeds = _unique([resolve_spec(part, cat, skipped) for part in parts])
     if all(seed.rejection is not None for seed in seeds):
         reasons = "; ".join(f"{seed.source}: {seed.rejection[1]}" for seed in seeds if seed.rejection)[:500]
         raise ConfigurationError(f"nothing to search in seeds={specs!r}: {reasons}")
@@ -366,33 +398,36 @@ def _same(one: Seed, other: Seed) -> bool:
     return (_identity(one), one.cat, one.region) == (_identity(other), other.cat, other.region)
 
 
-def _unique(seeds: list[Seed]) -> list[Seed]:
-    """Drop repeats of the same seed (same id, source and cat); give a repeated id a ``~N`` suffix.
+def _unique(groups: list[list[Seed]]) -> list[Seed]:
+    """The seeds of every SPEC (``groups``, in order), repeats of the same seed photo dropped (same id, view,
+    file, category and region), and an id an earlier SPEC has for another seed given a ``~N`` suffix: the
+    same one for all the views that share it in this SPEC.
 
-    The suffix never takes an id that another seed has as given (a manifest may name both ``X1``
-    twice and ``X1~2``), so every seed keeps the id its user wrote when it can.
+    The suffix never takes an id that another seed has as given (a manifest may name ``X1`` and another
+    ``X1~2``), so every seed keeps the id its user wrote when it can.
     """
-    given = {seed.seed_id for seed in seeds}
+    given = {seed.seed_id for group in groups for seed in group}
     result: list[Seed] = []
-    taken: dict[str, Seed] = {}
-    for seed in seeds:
-        known = taken.get(seed.seed_id)
-        if known is not None and _same(known, seed):
-            logger.info("seed %s (%s) given twice: searched once", seed.seed_id, seed.source)
-            continue
-        if known is not None:
-            number = 2
-            while f"{seed.seed_id}~{number}" in taken or f"{seed.seed_id}~{number}" in given:
-                number += 1
-            renamed = f"{seed.seed_id}~{number}"
-            logger.warning(
-                "seed id %s names both %s and %s: the second becomes %s",
-                seed.seed_id,
-                known.source,
-                seed.source,
-                renamed,
-            )
-            seed = dataclasses.replace(seed, seed_id=renamed)
-        taken[seed.seed_id] = seed
-        result.append(seed)
+    taken: dict[tuple[str, int], Seed] = {}
+    owner: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        renamed: dict[str, str] = {}
+        for seed in group:
+            known = taken.get((seed.seed_id, seed.view))
+            if known is not None and _same(known, seed):
+                logger.info("seed %s (%s) given twice: searched once", seed.seed_id, seed.source)
+                continue
+            if known is not None or owner.get(seed.seed_id, index) != index:
+                if seed.seed_id not in renamed:
+                    number = 2
+                    while f"{seed.seed_id}~{number}" in owner or f"{seed.seed_id}~{number}" in given:
+                        number += 1
+                    renamed[seed.seed_id] = f"{seed.seed_id}~{number}"
+                    logger.warning("seed id %s names both %s and %s: the second becomes %s", seed.seed_id,
+                                   (known or seed).source if known else "an earlier seed", seed.source,
+                                   renamed[seed.seed_id])
+                seed = dataclasses.replace(seed, seed_id=renamed[seed.seed_id])
+            owner.setdefault(seed.seed_id, index)
+            taken[(seed.seed_id, seed.view)] = seed
+            result.append(seed)
     return result

@@ -122,8 +122,9 @@ class ImageSearchSpider(Spider):
         #: Files of a directory SPEC that are not images Pillow can open (logged as they were skipped).
         self.skipped_files = len(skipped)
         self.seeds = seeds
-        self._unsummarised = {seed.seed_id: seed for seed in seeds}
-        self.seed_rank = {seed.seed_id: rank for rank, seed in enumerate(seeds)}
+        self._unsummarised = {seed.key: seed for seed in seeds}
+        #: The order a seed was given in (its first photo's, for a seed of several).
+        self.seed_rank = {seed_id: rank for rank, seed_id in enumerate(dict.fromkeys(s.seed_id for s in seeds))}
         rejected = sum(seed.rejection is not None for seed in seeds)
         logger.info("%d seeds (%d rejected already), up to %d pages each", len(seeds), rejected, self.max_pages)
 
@@ -218,7 +219,7 @@ class ImageSearchSpider(Spider):
             if refused is not None:  # not summarised here: the worker that leases its search writes its row
                 rejection = (REJECTED, *refused)
         if rejection is not None:
-            job = SearchJob(f"seed:{seed.seed_id}", seed.cat, seeds=[seed], rejection=rejection)
+            job = SearchJob(f"seed:{seed.key}", seed.cat, seeds=[seed], rejection=rejection)
             self.jobs[job.job_id] = job
             jobs.append(job)
 
@@ -229,7 +230,7 @@ class ImageSearchSpider(Spider):
             logger.info("Run %s is already committed in DATASET_DIR: this worker has nothing to do", shared.run_id)
             return
         try:
-            status, by = shared.register([(job.job_id, [seed.seed_id for seed in job.seeds]) for job in jobs])
+            status, by = shared.register([(job.job_id, [seed.key for seed in job.seeds]) for job in jobs])
             if status == "committed":
                 logger.info("Run %s is already committed (by worker %s): this worker has nothing to do",
                             shared.run_id, by)
@@ -264,8 +265,8 @@ class ImageSearchSpider(Spider):
             logger.error("Run %s handed out a search this worker does not know: skipped", shared.run_id)
             return
         for seed in job.seeds:
-            self._unsummarised[seed.seed_id] = seed
-        shared.leased(job_id, [seed.seed_id for seed in job.seeds])
+            self._unsummarised[seed.key] = seed
+        shared.leased(job_id, [seed.key for seed in job.seeds])
         if job.rejection is not None:
             yield from self._summarise(job.seeds, *job.rejection)
             return
@@ -279,9 +280,9 @@ class ImageSearchSpider(Spider):
         self._stopped = True
         raise CloseSpider(SHARED_MISMATCH_REASON)
 
-    def shared_seed_jobs(self) -> dict[str, str]:
-        """Each seed's search (for the committer of a shared run)."""
-        return {seed.seed_id: job.job_id for job in self.jobs.values() for seed in job.seeds}
+    def shared_seed_jobs(self) -> dict[tuple[str, int], str]:
+        """Each seed photo's search, by (seed, view) (for the committer of a shared run)."""
+        return {(seed.seed_id, seed.view): job.job_id for job in self.jobs.values() for seed in job.seeds}
 
     def _begin(self, job: SearchJob) -> Iterator[Any]:
         """The first call of a job: page 1 of the search, or the upload of an image.
@@ -424,6 +425,7 @@ class ImageSearchSpider(Spider):
                 hit = ProductHit({name: raw[name] for name in HIT_FIELDS if name in raw})
                 hit.update(
                     seed_id=seed.seed_id,
+                    view=seed.view,
                     seed_rank=self.seed_rank[seed.seed_id],
                     page=page,
                     position=(page - 1) * job.page_size + rank,
@@ -498,11 +500,9 @@ class ImageSearchSpider(Spider):
 
     # -- progress --------------------------------------------------------------------------------
 
-    def _first_calls(self, seed: Seed) -> int:
-        """Calls before a search's page 1: the upload, for a gateway that uploads pictures first."""
-        if not self.gateway.uploads_local_images:
-            return 0
-        return 0 if seed.url is not None and is_platform_cdn(seed.url, self.cdn_hosts) else 1
+    def _first_calls(self, seed: Seed) -> int:  # before page 1: the upload, for a gateway that uploads first
+        cdn = seed.url is not None and is_platform_cdn(seed.url, self.cdn_hosts)
+        return int(self.gateway.uploads_local_images and not cdn)
 
     def workload(self) -> Workload:
         """What is left to search (for pipeline.monitor.progress.CrawlProgress): the calls still needed for the
@@ -517,7 +517,7 @@ class ImageSearchSpider(Spider):
             pages = job.planned_pages(self.max_pages, self.gateway.last_page)
             if pages is not None:
                 planned.append(pages)
-            open_seeds = sum(seed.seed_id in self._unsummarised for seed in job.seeds)
+            open_seeds = sum(seed.key in self._unsummarised for seed in job.seeds)
             joined += open_seeds
             if not open_seeds:
                 continue
@@ -557,7 +557,7 @@ class ImageSearchSpider(Spider):
                    job: SearchJob | None = None) -> Iterator[SeedSummary]:
         """One SeedSummary per seed not yet summarised (so never two for one seed)."""
         for seed in seeds:
-            if self._unsummarised.pop(seed.seed_id, None) is None:
+            if self._unsummarised.pop(seed.key, None) is None:
                 continue
             self.crawler.stats.inc_value(f"imagesearch/seeds/{status}")
             message = self.redactor.redact(error_msg) if error_msg else error_msg

@@ -72,6 +72,7 @@ def seed_summary(seed: Seed, seed_rank: int, status: str, error_code: str | None
     """The ``seeds`` row of ``seed``: its outcome, and what its search (``job``, if it began) found."""
     return SeedSummary(
         seed_id=seed.seed_id,
+        view=seed.view,
         source=seed.source,
         sha256=job.sha256 if job else None,
         status=status,

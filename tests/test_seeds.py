@@ -154,25 +154,49 @@ def test_broken_symlink_in_a_directory_is_a_rejected_seed(photos: Path) -> None:
     assert [(s.source, s.rejection[0]) for s in rejected] == [("photos/gone.jpg", "file_not_found")]
 
 
-def test_manifest_ids_cats_and_line_numbers(photos: Path) -> None:
+def test_manifest_rows_sharing_an_id_are_the_views_of_one_seed(photos: Path) -> None:
     (photos / "seeds.csv").write_text(
         "image,seed_id,cat\n"
         "a.jpg,X1,\n"
-        "B.JPG,X1,\n"          # X1 again, another file: renamed, but not onto c.png's own X1~2
-        "sub/c.png,X1~2,\n"
+        "B.JPG,X1,\n"          # X1 again: its second photo (view 2)
+        "sub/c.png,X1~2,\n"    # an id of its own
         "\n"
-        "a.jpg,X1,50015374\n"   # the same file and id with a category: another search, kept
+        "a.jpg,X1,50015374\n"   # X1's third view, searched in a category
         "a.jpg,,abc\n"          # not a category id
         ",X9,\n",               # on line 8 of the file (the blank line counts)
         encoding="utf-8",
     )
     seeds = resolve_seeds("photos/seeds.csv")
-    assert [(s.seed_id, s.source, s.cat) for s in seeds if s.rejection is None] == [
-        ("X1", "photos/a.jpg", None), ("X1~3", "photos/B.JPG", None), ("X1~2", "photos/sub/c.png", None),
-        ("X1~4", "photos/a.jpg", "50015374"),
+    assert [(s.seed_id, s.view, s.source, s.cat) for s in seeds if s.rejection is None] == [
+        ("X1", 1, "photos/a.jpg", None), ("X1", 2, "photos/B.JPG", None), ("X1~2", 1, "photos/sub/c.png", None),
+        ("X1", 3, "photos/a.jpg", "50015374"),
     ]
     rejected = {s.source: s.rejection[0] for s in seeds if s.rejection}
     assert rejected == {"photos/a.jpg": "bad_cat", "photos/seeds.csv#8": "missing_image"}
+
+
+def test_an_id_two_specs_give_is_renamed_with_all_its_views(photos: Path) -> None:
+    (photos / "one.csv").write_text("image,seed_id\na.jpg,P\nB.JPG,P\n", encoding="utf-8")
+    (photos / "two.csv").write_text("image,seed_id\nsub/c.png,P\na.jpg,P\n", encoding="utf-8")
+    seeds = resolve_seeds("photos/one.csv,photos/two.csv,photos/one.csv")  # the first again: nothing new
+    assert [(s.seed_id, s.view, s.source) for s in seeds] == [
+        ("P", 1, "photos/a.jpg"), ("P", 2, "photos/B.JPG"), ("P~2", 1, "photos/sub/c.png"), ("P~2", 2, "photos/a.jpg"),
+    ]
+
+
+def test_a_views_directory_is_one_seed_of_several_photos(photos: Path) -> None:
+    shoe = photos / "shoe.views"
+    shoe.mkdir()
+    for name in ("side.jpg", "front.jpg"):
+        (shoe / name).write_bytes((photos / "a.jpg").read_bytes())
+    seeds = resolve_seeds("photos")
+    views = [(s.view, s.source) for s in seeds if s.source.startswith("photos/shoe.views/")]
+    assert views == [(1, "photos/shoe.views/front.jpg"), (2, "photos/shoe.views/side.jpg")]
+    (shoe_id,) = {s.seed_id for s in seeds if s.source.startswith("photos/shoe.views/")}
+    assert shoe_id.startswith("shoe-") and all(s.view == 1 for s in seeds if not s.source.startswith("photos/shoe."))
+    # Given as a SPEC of its own, the directory is the same one seed, with the same id.
+    alone = resolve_seeds("photos/shoe.views")
+    assert [(s.seed_id, s.view) for s in alone] == [(shoe_id, 1), (shoe_id, 2)]
 
 
 def test_manifest_that_csv_cannot_read_is_one_line(photos: Path) -> None:

@@ -52,6 +52,7 @@ from pipeline.runs.identity import (
 from pipeline.runs.locks import RunLock, run_lock
 from pipeline.runs.staging import STAGE_ROWS, STAGED_TABLES, PartStage, StagedTable, seed_statuses
 from pipeline.runs.tables import merge_worker_parts
+from pipeline.seeds import seed_key
 from pipeline.shared.client import SharedRunUnavailable
 from pipeline.shared.queue import default_worker_name
 from pipeline.shared.worker import SharedWorker
@@ -246,12 +247,12 @@ class DatasetRun:
             self._staging_failed(exc, staged.path)
             return
         if self.shared is not None and name == SEEDS.name:
-            self.shared.seed_done(str(item.get("seed_id")))
+            self.shared.seed_done(seed_key(str(item.get("seed_id")), int(item.get("view") or 1)))
 
     def item_dropped(self, item: Any) -> None:
         """A shared run's seed whose row was dropped (invalid) has no row to wait for."""
         if self.shared is not None and item_kind(item) is SeedSummary:
-            self.shared.seed_done(str(item.get("seed_id")))
+            self.shared.seed_done(seed_key(str(item.get("seed_id")), int(item.get("view") or 1)))
 
     def _staging_failed(self, exc: Exception, path: Path) -> None:
         """Rows could not be staged at ``path``: the run fails (exit 6) with one line, never passing for written."""
@@ -383,7 +384,7 @@ class DatasetRun:
         workers = None
         if self.shared is not None:
             spider_seeds = getattr(self.crawler.spider, "shared_seed_jobs", None)
-            seed_jobs: dict[str, str] = spider_seeds() if spider_seeds is not None else {}
+            seed_jobs: dict[tuple[str, int], str] = spider_seeds() if spider_seeds is not None else {}
             stats, workers = self._shared_stats(stats)
             merge_worker_parts(self.staging, self.shared.queue.owners(), seed_jobs)
             statuses = seed_statuses(self.staging)

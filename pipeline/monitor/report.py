@@ -231,43 +231,58 @@ def load_report_data(root: Path, run_id: str, top: int) -> ReportData:
     seeds_rel = _relation(root, manifest, SEEDS.name)
     try:
         with duckdb.connect() as db:
+            # One entry a seed, its views (photos) in order; the seeds table's own order (seed_rank's).
             seeds = db.sql(
-                f"SELECT seed_id, source, status, error_code, error_msg, total_results, pages_fetched, items_found "
-                f"FROM {seeds_rel}").fetchall()
+                f"SELECT seed_id, list([view::VARCHAR, source, status, error_code, error_msg] ORDER BY view), "
+                f"first(total_results ORDER BY view), sum(pages_fetched)::BIGINT, sum(items_found)::BIGINT "
+                f"FROM (SELECT *, row_number() OVER () AS ord FROM {seeds_rel}) GROUP BY seed_id ORDER BY min(ord)"
+            ).fetchall()
             counts: dict[str, int] = next(iter((manifest.get("rows") or {}).values()), {})
             if counts.get(MATCHES.name):
                 matches_rel = _relation(root, manifest, MATCHES.name)
                 products_rel = _relation(root, manifest, PRODUCTS.name)
-                joined = (f"SELECT m.seed_id, m.position, p.title, p.pic_url, p.detail_url, p.seller_nick, p.is_tmall, "
-                          f"p.price_min, p.price_max, p.coupon_price, p.sales, p.sales_kind "
-                          f"FROM {matches_rel} m JOIN {products_rel} p USING (num_iid)")
+                fused = (f"SELECT seed_id, num_iid, min(fused_rank) AS rank, list(DISTINCT view ORDER BY view) AS "
+                         f"views FROM {matches_rel} GROUP BY seed_id, num_iid")
+                joined = (f"SELECT m.seed_id, m.rank, p.title, p.pic_url, p.detail_url, p.seller_nick, p.is_tmall, "
+                          f"p.price_min, p.price_max, p.coupon_price, p.sales, p.sales_kind, m.views "
+                          f"FROM ({fused}) m JOIN {products_rel} p USING (num_iid)")
                 best = db.sql(f"SELECT * FROM ({joined}) QUALIFY row_number() OVER "
-                              f"(PARTITION BY seed_id ORDER BY position) <= {int(top)} "
-                              f"ORDER BY seed_id, position").fetchall()
+                              f"(PARTITION BY seed_id ORDER BY rank) <= {int(top)} "
+                              f"ORDER BY seed_id, rank").fetchall()
                 points = db.sql(
                     f"SELECT seed_id, list([coalesce(p.coupon_price, p.price_min)::DOUBLE, p.sales::DOUBLE] "
-                    f"ORDER BY m.position) FROM {matches_rel} m JOIN {products_rel} p USING (num_iid) "
+                    f"ORDER BY m.rank) FROM ({fused}) m JOIN {products_rel} p USING (num_iid) "
                     f"WHERE coalesce(p.coupon_price, p.price_min) > 0 GROUP BY seed_id").fetchall()
             else:
                 best, points = [], []
     except duckdb.Error as exc:
         raise ReportError(f"cannot read run {run_id}'s tables: {exc}") from None
     by_seed: dict[str, list[list[Any]]] = {}
-    for (seed_id, position, title, picture_url, detail, shop, tmall, pmin, pmax, coupon, sales, kind) in best:
+    for (seed_id, rank, title, picture_url, detail, shop, tmall, pmin, pmax, coupon, sales, kind, views) in best:
         by_seed.setdefault(seed_id, []).append([
-            position, title or "", pic(picture_url), _web_url(detail), shop or "", bool(tmall),
-            _price_text(pmin, pmax, coupon), _sales_text(sales, kind),
+            rank, title or "", pic(picture_url), _web_url(detail), shop or "", bool(tmall),
+            _price_text(pmin, pmax, coupon), _sales_text(sales, kind), [int(v) for v in views],
         ])
     plots = {seed_id: [[round(p, 2), None if s is None else int(s)] for p, s in values] for seed_id, values in points}
-    rows = []
-    for seed_id, source, status, code, msg, total, pages, found in seeds:
-        photo, why = _photo(source)
-        rows.append({
-            "id": seed_id, "src": source, "st": status, "code": code, "msg": msg, "tot": total,
-            "pages": pages, "found": found, "photo": photo, "nophoto": why,
-            "m": by_seed.get(seed_id, []), "pts": plots.get(seed_id, []),
-        })
+    rows = [_seed_entry(seed_id, views, total, pages, found, by_seed.get(seed_id, []), plots.get(seed_id, []))
+            for seed_id, views, total, pages, found in seeds]
     return ReportData(manifest, rows)
+
+
+def _seed_entry(seed_id: str, views: list[list[str | None]], total: Any, pages: Any, found: Any,
+                matches: list[list[Any]], points: list[list[Any]]) -> dict[str, Any]:
+    """A seed's entry in the report's data: its first photo, its other views beside it, and its status: ok
+    when any view was searched (a view that was not says so), else the first view's."""
+    first = views[0]
+    ok = [view for view in views if view[2] == "ok"]
+    status, code, msg = (first[2], first[3], first[4]) if not ok else ("ok", None, None)
+    if ok and len(ok) < len(views):
+        msg = "; ".join(f"view {view[0]} {view[2]}: {view[3] or ''} {view[4] or ''}".strip()
+                        for view in views if view[2] != "ok")
+    photo, why = _photo(str(first[1]))
+    others = [{"v": int(str(view[0])), "src": view[1], "photo": _photo(str(view[1]))[0]} for view in views[1:]]
+    return {"id": seed_id, "src": first[1], "st": status, "code": code, "msg": msg, "tot": total, "pages": pages,
+            "found": found, "photo": photo, "nophoto": why, "views": others, "m": matches, "pts": points}
 
 
 # -- the page ----------------------------------------------------------------------------------

@@ -39,14 +39,26 @@ def conform(batch: pa.RecordBatch, table: Table) -> pa.RecordBatch:
 
 
 #: How each published table is built from the staged ones (``hits``, ``seeds``), in DuckDB's SQL.
+#: Each staged hit with its product's fused rank for its seed: reciprocal rank fusion over the seed's views
+#: (the sum of 1 / (RRF_K + the product's best position in each view); Cormack, Clarke & Buttcher, SIGIR
+#: 2009), ties to the better single position, then the smaller num_iid. One view: the order of its positions.
+RRF_K = 60
+FUSED_HITS = (
+    "SELECT h.*, f.fused_rank FROM read_parquet($hits) h JOIN ("
+    "SELECT seed_id, num_iid, (row_number() OVER (PARTITION BY seed_id "
+    f"ORDER BY sum(1.0 / ({RRF_K} + best)) DESC, min(best), num_iid))::INTEGER AS fused_rank "
+    "FROM (SELECT seed_id, view, num_iid, min(position) AS best FROM read_parquet($hits) GROUP BY ALL) "
+    "GROUP BY seed_id, num_iid) f USING (seed_id, num_iid)"
+)
+#: How each published table is built from the staged ones (``hits``, ``seeds``), in DuckDB's SQL.
 TABLE_QUERIES: dict[str, str] = {
     PRODUCTS.name: (
-        "SELECT *, seed_id AS first_seed_id FROM read_parquet($hits) "
-        "QUALIFY row_number() OVER (PARTITION BY num_iid ORDER BY seed_rank, position, page) = 1 "
+        f"SELECT *, seed_id AS first_seed_id FROM ({FUSED_HITS}) "
+        "QUALIFY row_number() OVER (PARTITION BY num_iid ORDER BY seed_rank, fused_rank, view, position, page) = 1 "
         "ORDER BY num_iid"
     ),
-    MATCHES.name: "SELECT * FROM read_parquet($hits) ORDER BY seed_rank, position, page, num_iid",
-    SEEDS.name: "SELECT * FROM read_parquet($seeds) ORDER BY seed_rank, seed_id",
+    MATCHES.name: f"SELECT * FROM ({FUSED_HITS}) ORDER BY seed_rank, seed_id, view, position, page, num_iid",
+    SEEDS.name: "SELECT * FROM read_parquet($seeds) ORDER BY seed_rank, seed_id, view",
 }
 
 
@@ -155,26 +167,26 @@ def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], bat
     return sorted(files, key=lambda f: f["path"])
 
 
-def merge_worker_parts(staging: Path, owners: dict[str, str], seed_jobs: dict[str, str]) -> None:
-    """A shared run's staged tables, from every worker's parts (``staging/workers/<worker>/``): for each seed,
-    the rows of the worker that owns its search (``owners``: search -> worker; ``seed_jobs``: seed ->
-    search), each hit once (a worker that redid a search after a restart staged it twice). Written where
-    a single crawl stages them, for ``commit_staged``."""
+def merge_worker_parts(staging: Path, owners: dict[str, str], seed_jobs: dict[tuple[str, int], str]) -> None:
+    """A shared run's staged tables, from every worker's parts (``staging/workers/<worker>/``): for each seed
+    photo, the rows of the worker that owns its search (``owners``: search -> worker; ``seed_jobs``: (seed,
+    view) -> search), each hit once (a worker that redid a search after a restart staged it twice). Written
+    where a single crawl stages them, for ``commit_staged``."""
     with database(staging) as con:
-        con.execute("CREATE TEMP TABLE owner (seed_id VARCHAR, worker VARCHAR)")
-        pairs = [(seed, owners[job]) for seed, job in seed_jobs.items() if job in owners]
-        if pairs:
-            con.executemany("INSERT INTO owner VALUES (?, ?)", pairs)
+        con.execute("CREATE TEMP TABLE owner (seed_id VARCHAR, view INTEGER, worker VARCHAR)")
+        rows = [(seed, view, owners[job]) for (seed, view), job in seed_jobs.items() if job in owners]
+        if rows:
+            con.executemany("INSERT INTO owner VALUES (?, ?, ?)", rows)
         for name, table in STAGED_TABLES.items():
             parts = sorted(str(p) for p in (staging / WORKERS_DIR).glob(f"*/{name}-*.parquet"))
             target = staging / f"{name}.parquet"
-            key = "s.seed_id" if name == SEEDS.name else "s.seed_id, s.page, s.position"
+            key = "s.seed_id, s.view" if name == SEEDS.name else "s.seed_id, s.view, s.page, s.position"
             writer = pq.ParquetWriter(target, table.arrow_schema, compression="zstd")
             try:
                 if parts:
                     query = (
                         f"SELECT s.* EXCLUDE (filename) FROM read_parquet($parts, filename = true) s "
-                        f"JOIN owner o ON s.seed_id = o.seed_id "
+                        f"JOIN owner o ON s.seed_id = o.seed_id AND s.view = o.view "
                         f"AND regexp_extract(s.filename, '/{WORKERS_DIR}/([^/]+)/[^/]+$', 1) = o.worker "
                         f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY s.filename DESC) = 1"
                     )

@@ -557,14 +557,14 @@ def test_an_empty_table_still_has_its_schema() -> None:
 
 def test_unnormalised_values_are_converted_to_the_column_types() -> None:
     raw = ProductHit(num_iid="652345678901", seed_id="seed", page="2", position=3.0, cat=50015374, run_id=RUN,
-                     score="0.93")
+                     score="0.93", view="2")
     unscored = ProductHit(num_iid="5", seed_id="seed", page=1, position=1, run_id=RUN, score=float("nan"))
     data = pq.read_table(io.BytesIO(export(ParquetItemExporter, [raw, unscored], table="matches")))
     assert data.to_pylist() == [
-        {"run_id": RUN, "run_started_at": None, "seed_id": "seed", "num_iid": 652345678901, "page": 2,
-         "position": 3, "cat": "50015374", "score": 0.93},
-        {"run_id": RUN, "run_started_at": None, "seed_id": "seed", "num_iid": 5, "page": 1,
-         "position": 1, "cat": None, "score": None},
+        {"run_id": RUN, "run_started_at": None, "seed_id": "seed", "num_iid": 652345678901, "view": 2, "page": 2,
+         "position": 3, "cat": "50015374", "score": 0.93, "fused_rank": None},
+        {"run_id": RUN, "run_started_at": None, "seed_id": "seed", "num_iid": 5, "view": None, "page": 1,
+         "position": 1, "cat": None, "score": None, "fused_rank": None},
     ]
     seeds = pq.read_table(io.BytesIO(export(
         ParquetItemExporter,

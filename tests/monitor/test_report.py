@@ -15,14 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browsers import CHROMIUM, CHROMIUM_ARGS
 from datasets import REPO, load_dataset, run_crawl
 
 from sandbox.testing import SandboxProcess
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-#: Flags of a headless Chromium on a machine with no network and as root (see README "Tests").
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 DEMO_SEEDS = sorted(p for p in (REPO / "data" / "seeds").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 PAGE_SEEDS = 4
 

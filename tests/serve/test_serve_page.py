@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browsers import CHROMIUM, CHROMIUM_ARGS
 from datasets import REPO, write_seed_photos
 from serving import ServeProcess
-from test_report import CHROMIUM, CHROMIUM_ARGS
 
 from sandbox.testing import SandboxProcess
 

@@ -53,7 +53,8 @@
     card.appendChild(el("div", "price", m[6]));
     card.appendChild(el("div", "sales", m[7]));
     var shop = el("div", "shop", m[4]);
-    shop.insertBefore(el("span", "pos", "#" + m[0] + " "), shop.firstChild);
+    var views = m[8] && m[8].length && (m[8].length > 1 || m[8][0] !== 1) ? " (view " + m[8].join("+") + ")" : "";
+    shop.insertBefore(el("span", "pos", "#" + m[0] + views + " "), shop.firstChild);
     card.appendChild(shop);
     return card;
   }
@@ -65,6 +66,10 @@
     var photo = webUrl(seed.photo) || (typeof seed.photo === "string" && seed.photo.indexOf("data:image/") === 0 ? seed.photo : null);
     if (photo) head.appendChild(picture(photo, "seed photo " + seed.id, "seed-photo"));
     else head.appendChild(el("div", "nophoto", "photo not available: " + (seed.nophoto || "unknown")));
+    (seed.views || []).forEach(function (view) {  // the seed's other photos of the product, beside the first
+      var src = webUrl(view.photo) || (typeof view.photo === "string" && view.photo.indexOf("data:image/") === 0 ? view.photo : null);
+      if (src) head.appendChild(picture(src, "seed " + seed.id + " view " + view.v, "seed-photo seed-view"));
+    });
     head.appendChild(el("h2", null, index + ". " + seed.id));
     var status = el("div", "status");
     status.appendChild(el("b", null, seed.st));
@@ -73,7 +78,7 @@
     facts.push(seed.pages + " pages, " + seed.found + " hits");
     status.appendChild(document.createTextNode(" · " + facts.join(" · ")));
     head.appendChild(status);
-    if (seed.st !== "ok") head.appendChild(el("div", "reason", (seed.code ? seed.code + ": " : "") + (seed.msg || "")));
+    if (seed.st !== "ok" || seed.msg) head.appendChild(el("div", "reason", (seed.code ? seed.code + ": " : "") + (seed.msg || "")));
     var chart = el("div", "chart");
     chart.dataset.index = String(index);
     chart.points = seed.pts;
