@@ -215,11 +215,13 @@ def _directory_seeds(
     base = root if root is not None else spec
     seeds: list[Seed] = []
     views: dict[str, int] = {}
+    # A *.views directory given as the SPEC: all its images are the views of one seed.
+    own = _path_key(os.path.basename(os.path.normpath(spec)))
+    own_group = own if own.lower().endswith(VIEWS_SUFFIX) else None
     for image in images:
         key = os.path.relpath(image, base)
         seed = _file_seed(os.path.join(spec, image.relative_to(spec)), cat, key=key)
-        group = _views_dir(key) or (_path_key(os.path.basename(os.path.normpath(spec)))
-                                    if os.path.normpath(spec).lower().endswith(VIEWS_SUFFIX) else None)
+        group = _views_dir(key) or own_group
         if group is not None:  # several photos of one product: one seed, a view each
             views[group] = views.get(group, 0) + 1
             seed = dataclasses.replace(seed, seed_id=seed_id_for(group), view=views[group])
@@ -424,7 +426,7 @@ def _unique(groups: list[list[Seed]]) -> list[Seed]:
                         number += 1
                     renamed[seed.seed_id] = f"{seed.seed_id}~{number}"
                     logger.warning("seed id %s names both %s and %s: the second becomes %s", seed.seed_id,
-                                   (known or seed).source if known else "an earlier seed", seed.source,
+                                   known.source if known else "an earlier seed", seed.source,
                                    renamed[seed.seed_id])
                 seed = dataclasses.replace(seed, seed_id=renamed[seed.seed_id])
             owner.setdefault(seed.seed_id, index)

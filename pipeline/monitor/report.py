@@ -233,7 +233,8 @@ def load_report_data(root: Path, run_id: str, top: int) -> ReportData:
         with duckdb.connect() as db:
             # One entry a seed, its views (photos) in order; the seeds table's own order (seed_rank's).
             seeds = db.sql(
-                f"SELECT seed_id, list([view::VARCHAR, source, status, error_code, error_msg] ORDER BY view), "
+                f"SELECT seed_id, list({{'view': view, 'source': source, 'status': status, 'code': error_code, "
+                f"'msg': error_msg}} ORDER BY view), "
                 f"first(total_results ORDER BY view), sum(pages_fetched)::BIGINT, sum(items_found)::BIGINT "
                 f"FROM (SELECT *, row_number() OVER () AS ord FROM {seeds_rel}) GROUP BY seed_id ORDER BY min(ord)"
             ).fetchall()
@@ -269,20 +270,23 @@ def load_report_data(root: Path, run_id: str, top: int) -> ReportData:
     return ReportData(manifest, rows)
 
 
-def _seed_entry(seed_id: str, views: list[list[str | None]], total: Any, pages: Any, found: Any,
+def _seed_entry(seed_id: str, views: list[dict[str, Any]], total: Any, pages: Any, found: Any,
                 matches: list[list[Any]], points: list[list[Any]]) -> dict[str, Any]:
     """A seed's entry in the report's data: its first photo, its other views beside it, and its status: ok
     when any view was searched (a view that was not says so), else the first view's."""
     first = views[0]
-    ok = [view for view in views if view[2] == "ok"]
-    status, code, msg = (first[2], first[3], first[4]) if not ok else ("ok", None, None)
-    if ok and len(ok) < len(views):
-        msg = "; ".join(f"view {view[0]} {view[2]}: {view[3] or ''} {view[4] or ''}".strip()
-                        for view in views if view[2] != "ok")
-    photo, why = _photo(str(first[1]))
-    others = [{"v": int(str(view[0])), "src": view[1], "photo": _photo(str(view[1]))[0]} for view in views[1:]]
-    return {"id": seed_id, "src": first[1], "st": status, "code": code, "msg": msg, "tot": total, "pages": pages,
-            "found": found, "photo": photo, "nophoto": why, "views": others, "m": matches, "pts": points}
+    failed = [view for view in views if view["status"] != "ok"]
+    if len(failed) == len(views):
+        status, code, msg = first["status"], first["code"], first["msg"]
+    else:
+        status, code, msg = "ok", None, "; ".join(
+            f"view {view['view']} {view['status']}: {view['code'] or ''} {view['msg'] or ''}".strip()
+            for view in failed) or None
+    photo, why = _photo(first["source"])
+    others = [{"v": view["view"], "src": view["source"], "photo": _photo(view["source"])[0]} for view in views[1:]]
+    return {"id": seed_id, "src": first["source"], "st": status, "code": code, "msg": msg, "tot": total,
+            "pages": pages, "found": found, "photo": photo, "nophoto": why, "views": others, "m": matches,
+            "pts": points}
 
 
 # -- the page ----------------------------------------------------------------------------------
