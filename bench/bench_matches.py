@@ -15,7 +15,9 @@ Two sets of photos of catalogue products of the sandbox:
 
 Each case is one real ``scrapy crawl imagesearch -a pages=1`` of a manifest of the set against the sandbox on
 loopback (TOP, 20 results a page): ``whole`` (the photo as it is), ``given region`` (the manifest's
-``region`` column: the true box), ``auto crop`` (``IMAGESEARCH_CROP=auto``). Recall@k is the share of
+``region`` column: the true box), ``auto crop`` (``IMAGESEARCH_CROP=auto``); and through the aliyun gateway
+(20 a page too), the photo whole with ``Crop=false``, and with the service's own ``Crop=true`` (the
+sandbox's detector, sandbox/subject.py: catalogue-matched sliding windows, not the pipeline's). Recall@k is the share of
 seeds whose true listing is among their first k matches; calls are the sandbox's count, one a seed.
 
 The photos are made from another random seed (``--seed``, default 2026) than the one the detector's few
@@ -89,10 +91,15 @@ def write_sets(root: Path, count: int, seed: int) -> dict[str, tuple[Path, dict[
     return manifests
 
 
+#: A crawl through the aliyun gateway (20 results a page, as TOP's), whose Crop the service does itself.
+ALIYUN = ("-s", "IMAGESEARCH_GATEWAY=aliyun", "-s", "IMAGESEARCH_ALIYUN_NUM=20")
+
+
 def crawl(manifest: Path, sandbox: SandboxProcess, out: Path, *options: str) -> float:
     """One real crawl of ``manifest``; its wall seconds."""
+    endpoint = sandbox.url if "IMAGESEARCH_GATEWAY=aliyun" in options else sandbox.endpoint
     command = [sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={manifest}", "-a", "pages=1",
-               "-s", f"DATASET_DIR={out}", "-s", f"IMAGESEARCH_ENDPOINT={sandbox.endpoint}", "-s", "IMAGESEARCH_QUOTA=",
+               "-s", f"DATASET_DIR={out}", "-s", f"IMAGESEARCH_ENDPOINT={endpoint}", "-s", "IMAGESEARCH_QUOTA=",
                "-s", "LOG_LEVEL=WARNING", "-s", "REPORT_ENABLED=False", *options]
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESEARCH_")}
     env.update(IMAGESEARCH_APP_KEY=KEY, IMAGESEARCH_APP_SECRET=SECRET)
@@ -125,26 +132,30 @@ def main() -> None:
         ("cluttered", "whole photo", "cluttered", ()),
         ("cluttered", "given region", "cluttered-region", ()),
         ("cluttered", "auto crop", "cluttered", ("-s", "IMAGESEARCH_CROP=auto")),
+        ("cluttered", "aliyun, whole (Crop=false)", "cluttered", ALIYUN + ("-s", "IMAGESEARCH_ALIYUN_CROP=False")),
+        ("cluttered", "aliyun, its own Crop=true", "cluttered", ALIYUN),
         ("clean", "whole photo", "clean", ()),
         ("clean", "auto crop", "clean", ("-s", "IMAGESEARCH_CROP=auto")),
+        ("clean", "aliyun, its own Crop=true", "clean", ALIYUN),
         ("view1", "view 1 alone", "views", ()),
         ("fused", f"{VIEWS} views fused", "fused", ()),
     ]
     with tempfile.TemporaryDirectory(prefix="bench-matches-") as tmp, \
-            SandboxProcess("--app", f"{KEY}:{SECRET}:100000000/3600", "--daily-max", "100000000") as sandbox:
+            SandboxProcess("--app", f"{KEY}:{SECRET}:100000000/3600", "--daily-max", "100000000",
+                           "--aliyun-qps", "1000") as sandbox:
         root = Path(tmp)
         manifests = write_sets(root, args.photos, args.seed)
         print(f"photos: {args.photos} a set, 640 px, made from random seed {args.seed}; one page of 20 a seed")
         print("| photos | searched | recall@1 | recall@10 | calls | seconds |")
         print("|---|---|---|---|---|---|")
         figures: dict[tuple[str, str], dict[str, Any]] = {}
-        for group, label, name, options in cases:
+        for case, (group, label, name, options) in enumerate(cases):
             path, truth = manifests[name]
             wanted = {seed: iid for seed, iid in truth.items() if seed.startswith(group + "-")}
             before = sandbox.stats()["calls"]["total"]
-            seconds = crawl(path, sandbox, root / f"out-{group}-{label.replace(' ', '-')}", *options)
+            out = root / f"out-{case}"
+            seconds = crawl(path, sandbox, out, *options)
             calls = sandbox.stats()["calls"]["total"] - before
-            out = root / f"out-{group}-{label.replace(' ', '-')}"
             if group == "view1":  # one crawl of every view as a seed of its own: each view's figures
                 for view in range(1, VIEWS + 1):
                     mine = {seed: iid for seed, iid in truth.items() if seed.startswith(f"view{view}-")}

@@ -194,7 +194,8 @@ SEEDS = Table(
         Column(
             "region_source", pa.string(),
             "Where region came from: given (the manifest's region), auto (IMAGESEARCH_CROP=auto found the "
-            "subject) or none (the whole photo); null for a seed whose photo was never read.",
+            "subject), service (the gateway cut out the product it detected: aliyun's Crop=true) or none "
+            "(the whole photo); null for a seed whose photo was never read.",
             repeats=True,
         ),
         Column(

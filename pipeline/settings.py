@@ -69,7 +69,9 @@ IMAGESEARCH_ALIYUN_NUM = 20
 #: aliyun: the result fields asked for (``Fields``); ItemId is always asked for, and PicUrl, ReservePrice,
 #: Title, Url and ZkFinalPrice always come. Empty: those the datasets' columns need.
 IMAGESEARCH_ALIYUN_FIELDS: list[str] = []
-#: aliyun: let the service find the product in the photo (``Crop``); False searches the whole picture.
+#: aliyun: let the service find the product in the photo and search it (``Crop``; the seeds table then
+#: says region_source service); False searches the whole picture. A photo the pipeline cut already (a
+#: region, or IMAGESEARCH_CROP=auto) is sent with Crop=false.
 IMAGESEARCH_ALIYUN_CROP = True
 #: aliyun: the product's box in every photo, ``x1,x2,y1,y2`` pixels (``Region``; it overrides Crop). Empty: none.
 IMAGESEARCH_ALIYUN_REGION = ""

@@ -10,8 +10,9 @@ As the service and its official SDK (``alibabacloud-imagesearch20210501``) speak
   ``SearchByUrl`` (``PicUrl``: the sandbox's own picture URLs, or any http(s) one, fetched);
   ``Start`` 0..499, ``Num`` 1..20 (default 10), ``CategoryId``, ``UserType`` (1 Tmall / 0 Taobao
   only), ``Fields`` (the five default fields always, others when asked), ``Region`` (``x1,x2,y1,y2``: the
-  box searched, answered as ``PicInfo.MainRegion``), ``Crop`` (checked; without a Region the sandbox
-  searches, and answers, the whole picture), ``Pid``, ``RelationId`` (checked);
+  box searched, answered as ``PicInfo.MainRegion``), ``Crop`` (``true``, the default, without a Region:
+  the service finds the product itself, sandbox/subject.py, and searches and answers that box; ``false``:
+  the whole picture), ``Pid``, ``RelationId`` (checked);
 - success ``{RequestId, Success, Code: 0, Message, Data: {Auctions: [{RankScore, Result}]}, PicInfo}``,
   errors with their HTTP status and ``{RequestId, HostId, Code, Message, Recommend}``; a throttled
   call says how long to wait in ``x-acs-retry-after`` (milliseconds), as the SDK reads it.
@@ -94,6 +95,7 @@ from sandbox.catalog import CATEGORIES, Product, render_item
 from sandbox.config import AppConfig, SandboxConfig
 from sandbox.models import ImageSearchBackend, MalformedImageReference, UnknownImageReference, decode_base64
 from sandbox.search import ImageDecodeError, decode_image, image_features
+from sandbox.subject import detect_subject
 
 logger = logging.getLogger(__name__)
 
@@ -399,7 +401,8 @@ class AliyunProtocol:
         user_type = params.get("UserType", "").strip()
         if user_type not in ("", str(TMALL), str(TAOBAO)):
             raise _invalid("UserType", "use 1 (Tmall) or 0 (Taobao)")
-        if params.get("Crop", "true").strip().lower() not in ("true", "false"):
+        crop = params.get("Crop", "true").strip().lower()
+        if crop not in ("true", "false"):
             raise _invalid("Crop", "use true or false")
         if (region := params.get("Region", "").strip()) and not _REGION_RE.fullmatch(region):
             raise _invalid("Region", "give x1,x2,y1,y2")
@@ -419,10 +422,15 @@ class AliyunProtocol:
             raise AliyunError(UNSUPPORTED_PIXELS, f"The specified pixels is not supported: {width}x{height}, "
                               f"each side must be {MIN_SIDE} to {MAX_SIDE}.")
         x1, x2, y1, y2 = _region(region, width, height)
+        f = img.width / width
         if (x1, x2, y1, y2) != (0, width, 0, height):
             # The service searches the box it is given (in the picture's pixels), as the product does.
-            f = img.width / width
             img = img.crop((round(x1 * f), round(y1 * f), round(x2 * f), round(y2 * f)))
+        elif not region and crop == "true" and (found := detect_subject(img, self.backend.index)) is not None:
+            # Crop=true without a Region: the service finds the product itself (sandbox/subject.py).
+            img = img.crop(found)
+            x1, y1 = min(width - 1, round(found[0] / f)), min(height - 1, round(found[1] / f))
+            x2, y2 = min(width, round(found[2] / f)), min(height, round(found[3] / f))
         indices, scores = self.backend.index.scored(image_features(img), cat)
         products = self.backend.catalog.products
         ranked = list(zip(indices[: self.backend.max_results].tolist(), scores[: self.backend.max_results].tolist(),

@@ -417,7 +417,7 @@ class ImageSearchSpider(Spider):
             job.page_size = result.page_size or len(result.items) or self.default_page_size
             job.page_count = result.page_count
             if result.main_region is not None:
-                job.detected(result.main_region)
+                job.detected(result.main_region, result.searched_main_region)
         job.items_found += len(result.items)
         crawled_at = datetime.now(UTC)
         for seed in job.seeds:

@@ -44,14 +44,17 @@ class SearchJob:
     photo_size: tuple[int, int] | None = None
     main_region: Box | None = None
 
-    def detected(self, box: Box) -> None:
-        """The gateway's detected product box ``box``, in the sent picture's pixels: kept in the photo's."""
+    def detected(self, box: Box, searched: bool = False) -> None:
+        """The gateway's detected product box ``box``, in the sent picture's pixels: kept in the photo's. If
+        the gateway ``searched`` that box of a whole photo, it is the box searched (region_source service)."""
         if self.sent_size is None or self.photo_size is None:
             return
         frame = self.searched or (0, 0, *self.photo_size)
         scale = (frame[2] - frame[0]) / self.sent_size[0]
         self.main_region = (frame[0] + round(box[0] * scale), frame[1] + round(box[1] * scale),
                             frame[0] + round(box[2] * scale), frame[1] + round(box[3] * scale))
+        if searched and self.region_source == "none" and box != (0, 0, *self.sent_size):
+            self.searched, self.region_source = self.main_region, "service"
 
     def planned_pages(self, max_pages: int, last_page: int | None) -> int | None:
         """How many pages this search will fetch, once its page 1 has answered (None before): at most

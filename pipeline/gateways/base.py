@@ -123,6 +123,9 @@ class SearchPage:
     #: The box of the sent picture the gateway detected its product in (aliyun's PicInfo.MainRegion), as
     #: Pillow's left, top, right, bottom; None where the gateway says none.
     main_region: tuple[int, int, int, int] | None = None
+    #: True when the gateway searched main_region rather than the whole picture: it cut out the product
+    #: itself (aliyun's Crop=true without a Region).
+    searched_main_region: bool = False
 
 
 @dataclass(frozen=True)

@@ -185,9 +185,28 @@ def test_a_region_is_the_box_searched_and_the_main_region_answered(sb):
     _, _, boxed = aliyun_post(sb.url, "SearchByPic", {"PicContent": picture, "Num": "20", "Region": region,
                                                       "Fields": "ItemId"},
                               KEY, SECRET)
-    _, _, whole = aliyun_post(sb.url, "SearchByPic", {"PicContent": picture, "Num": "20", "Fields": "ItemId"},
-                              KEY, SECRET)
+    _, _, whole = aliyun_post(sb.url, "SearchByPic", {"PicContent": picture, "Num": "20", "Fields": "ItemId",
+                                                      "Crop": "false"}, KEY, SECRET)
     assert boxed["Data"]["Auctions"][0]["Result"]["ItemId"] == str(product.num_iid)
     assert whole["Data"]["Auctions"][0]["Result"]["ItemId"] != str(product.num_iid)
     assert boxed["PicInfo"]["MainRegion"]["Region"] == region
     assert whole["PicInfo"]["MainRegion"]["Region"] == "0,1280,0,1280"
+    # Crop=true (the default) without a Region: the service finds the product itself, and says where.
+    _, _, cropped = aliyun_post(sb.url, "SearchByPic", {"PicContent": picture, "Num": "20", "Fields": "ItemId"},
+                                KEY, SECRET)
+    assert cropped["Data"]["Auctions"][0]["Result"]["ItemId"] == str(product.num_iid)
+    x1, x2, y1, y2 = (int(v) for v in cropped["PicInfo"]["MainRegion"]["Region"].split(","))
+    inter = max(0, min(x2, right) - max(x1, left)) * max(0, min(y2, bottom) - max(y1, top))
+    union = (x2 - x1) * (y2 - y1) + (right - left) * (bottom - top) - inter
+    assert inter / union > 0.4, ((x1, y1, x2, y2), (left, top, right, bottom))
+
+
+def test_crop_true_keeps_a_clean_product_photo_whole(sb):
+    # The product's own picture, alone: the service's detector finds nothing better than the whole frame.
+    for product in builtin_catalog().products[:: 245]:
+        buffer = io.BytesIO()
+        product.image().convert("RGB").resize((640, 640)).save(buffer, "JPEG", quality=80)
+        _, _, answer = aliyun_post(sb.url, "SearchByPic", {"PicContent": base64.b64encode(buffer.getvalue()).decode(),
+                                                           "Fields": "ItemId"}, KEY, SECRET)
+        assert answer["PicInfo"]["MainRegion"]["Region"] == "0,640,0,640", product.num_iid
+        assert answer["Data"]["Auctions"][0]["Result"]["ItemId"] == str(product.num_iid)

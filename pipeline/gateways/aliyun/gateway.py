@@ -240,6 +240,8 @@ class AliyunGateway(Gateway):
         options = self.options
         params = {START_PARAM: str((page - 1) * options.num), NUM_PARAM: str(options.num),
                   "Fields": ",".join(options.fields), "Crop": "true" if options.crop else "false"}
+        if isinstance(image_data, ImageRef) and image_data.region is not None:
+            params["Crop"] = "false"  # the picture is the product's box already: no second cut into it
         if cat:
             params[CATEGORY_PARAM] = str(cat)
         for name, value in (("Region", options.region), ("Pid", options.pid), ("RelationId", options.relation_id),
@@ -323,7 +325,8 @@ class AliyunGateway(Gateway):
         if not isinstance(auctions, list):
             raise MalformedResponse("Data.Auctions is not a list")
         hits = [self._hit(auction) for auction in auctions if isinstance(auction, dict)]
-        return SearchPage(hits, None, page_size=self.options.num, main_region=self._main_region(response))
+        return SearchPage(hits, None, page_size=self.options.num, main_region=self._main_region(response),
+                          searched_main_region=self.options.crop and not self.options.region)
 
     def _main_region(self, response: Response) -> tuple[int, int, int, int] | None:
         """PicInfo.MainRegion's ``x1,x2,y1,y2`` (aliyun's order) as Pillow's box; None if absent or not that."""
