@@ -97,6 +97,24 @@ _LISTING: tuple[Column, ...] = (
         repeats=True,
     ),
     Column("sales_raw", pa.string(), "Sales exactly as the API returned it.", repeats=True),
+    Column(
+        "pic_hash", pa.string(),
+        "Perceptual hash of the main picture: imagehash's pHash (64 bits, 16 hex digits; "
+        "imagehash.hex_to_hash reads it) of its centre, the outer tenth of each side left out; near-duplicate "
+        "pictures differ in few bits. Null when the picture could not be fetched or IMAGESEARCH_PICTURES is off.",
+    ),
+    Column(
+        "pic_colour", pa.string(),
+        "The main picture's centre in colours: the mean of each cell of a 4x4 grid, rrggbb hex, row by row "
+        "(96 digits); what the offer grouping checks beside pic_hash. Null as pic_hash.",
+    ),
+)
+#: A product's offer group: the listings of one product by several sellers.
+OFFER_ID = Column(
+    "offer_id", pa.string(),
+    "The offer group: listings whose pictures are near-duplicates (pic_hash and pic_colour), the same product "
+    "sold by several sellers (see the offers table); a listing alike with none is an offer of its own. Stable "
+    "across runs: a group keeps the id of the earlier run's group most of its listings were in.",
 )
 _RUN_ID = Column("run_id", pa.string(), "The crawl run that produced this row.", nullable=False, repeats=True)
 #: The time every row of a run has: what a time series over runs is ordered by (custom run ids need not sort).
@@ -133,6 +151,7 @@ PRODUCTS = Table(
         _NUM_IID,
         *_LISTING,
         Column("first_seed_id", pa.string(), "The seed whose search found this product first.", repeats=True),
+        OFFER_ID,
         _RUN_ID,
         RUN_STARTED_AT,
         _CRAWLED_AT,
@@ -155,6 +174,7 @@ MATCHES = Table(
             "seed of one photo, the order of its positions.",
             repeats=True,
         ),
+        OFFER_ID,
     ),
 )
 
@@ -214,6 +234,33 @@ HITS = Table(
 )
 
 _COUNT = pa.int64()
+OFFERS = Table(
+    "offers",
+    "One row per offer group per run: a product as several sellers list it (their pictures near-duplicates), "
+    "with its price spread over the listings (each listing's price_min) and its cheapest listing.",
+    (
+        Column("offer_id", pa.string(), "The group (products.offer_id, matches.offer_id).", nullable=False),
+        _RUN_ID,
+        RUN_STARTED_AT,
+        Column("seed_ids", pa.string(), "The seeds whose searches found a listing of the group, in the order "
+               "the seeds were given, separated by '; '."),
+        Column("seeds", _COUNT, "How many seeds found a listing of the group."),
+        Column("listings", _COUNT, "Listings (products) in the group."),
+        Column("sellers", _COUNT, "Distinct sellers (seller_nick) of the listings."),
+        Column("tmall_listings", _COUNT, "Listings of Tmall shops."),
+        Column("priced_listings", _COUNT, "Listings with a price_min: what the prices below are over."),
+        Column("price_min", PRICE_TYPE, "Lowest listing price in yuan."),
+        Column("price_median", PRICE_TYPE, "Median listing price in yuan (of two middle prices, their mean)."),
+        Column("price_max", PRICE_TYPE, "Highest listing price in yuan."),
+        Column("cheapest_num_iid", pa.int64(), "The cheapest listing (then the smaller num_iid).", identifier=True),
+        Column("cheapest_seller_nick", pa.string(), "The cheapest listing's seller."),
+        Column("cheapest_detail_url", pa.string(), "The cheapest listing's item page."),
+        Column("title", pa.string(), "The title of the group's listing the first seed given found first."),
+        Column("pic_url", pa.string(), "That listing's picture."),
+        Column("pic_hash", pa.string(), "That listing's pic_hash."),
+    ),
+)
+
 RUNS = Table(
     "runs",
     "One row per committed run: when it ran, what answered, how its seeds fared, what it wrote.",
@@ -239,6 +286,9 @@ RUNS = Table(
                "asked again."),
         Column("products", _COUNT, "Rows of the run's products table."),
         Column("matches", _COUNT, "Rows of the run's matches table."),
+        Column("offers", _COUNT, "Rows of the run's offers table."),
+        Column("pictures_missing", _COUNT, "Listing pictures that could not be fetched or read (their listings "
+               "have no pic_hash); null when IMAGESEARCH_PICTURES was off."),
     ),
 )
 
@@ -257,10 +307,19 @@ PRODUCTS_LATEST = Table(
     (*PRODUCTS.columns, *LATEST_COLUMNS),
 )
 
+OFFERS_LATEST = Table(
+    "offers_latest",
+    "One row per offer group ever seen by a finished run: its latest observation (the offers row of the "
+    "latest run, by run_started_at, that saw it), with when it was first and last seen. Replaced at each "
+    "commit; not partitioned.",
+    (*OFFERS.columns, *(Column(c.name, c.type, c.doc.replace("the product", "the group"), c.nullable)
+                        for c in LATEST_COLUMNS)),
+)
+
 #: The tables of a run's datasets, partitioned by dt: every run adds its files.
-TABLES: dict[str, Table] = {t.name: t for t in (PRODUCTS, MATCHES, SEEDS, RUNS)}
+TABLES: dict[str, Table] = {t.name: t for t in (PRODUCTS, MATCHES, SEEDS, OFFERS, RUNS)}
 #: The tables every commit replaces whole: one file a format, over all finished runs.
-SNAPSHOTS: dict[str, Table] = {PRODUCTS_LATEST.name: PRODUCTS_LATEST}
+SNAPSHOTS: dict[str, Table] = {PRODUCTS_LATEST.name: PRODUCTS_LATEST, OFFERS_LATEST.name: OFFERS_LATEST}
 #: The tables a feed of the user's own (-o/-O) can write: what the crawl yields, as it yields it.
 FEED_TABLES: dict[str, Table] = {t.name: t for t in (HITS, MATCHES, SEEDS)}
 #: The seeds as a run stages them: with their place in the order given, to sort the seeds table by.

@@ -36,6 +36,9 @@ class ProductHit(scrapy.Item):
     cat = scrapy.Field()
     crawled_at = scrapy.Field()
     # Filled by item pipelines (see items.schema.PRODUCTS).
+    #: The main picture's fingerprint (pipeline/components/pictures.py).
+    pic_hash = scrapy.Field()
+    pic_colour = scrapy.Field()
     price_min = scrapy.Field()
     price_max = scrapy.Field()
     price_raw = scrapy.Field()

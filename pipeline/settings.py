@@ -25,9 +25,13 @@ ROBOTSTXT_OBEY = False
 TELNETCONSOLE_ENABLED = False
 REMOTE_CONTROL_ENABLED = False
 LOG_LEVEL = "INFO"
-#: Calls in flight at once. The gateway's quota (IMAGESEARCH_QUOTA), not politeness, limits a crawl.
-CONCURRENT_REQUESTS = 8
+#: Requests in flight at once: the gateway's calls (at most CONCURRENT_REQUESTS_PER_DOMAIN; its quota,
+#: IMAGESEARCH_QUOTA, not politeness, limits a crawl) and the listings' pictures (DOWNLOAD_SLOTS).
+CONCURRENT_REQUESTS = 12
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
+#: The CDN's politeness: the listings' pictures have a download slot of their own, ``pictures``, with
+#: this many at once and this delay between them (seconds), whatever their host.
+DOWNLOAD_SLOTS = {"pictures": {"concurrency": 4, "delay": 0.0}}
 DOWNLOAD_DELAY = 0
 #: Seconds before a call is abandoned and retried.
 DOWNLOAD_TIMEOUT = 60
@@ -198,7 +202,27 @@ ADDONS = {"pipeline.components.datasetrun.DatasetAddon": 0}
 ITEM_PIPELINES = {
     "pipeline.components.pipelines.ValidatePipeline": 100,
     "pipeline.components.pipelines.NormalizePipeline": 200,
+    "pipeline.components.pictures.ListingPicturesPipeline": 300,
 }
+
+# ---------------------------------------------------------------------------------------------
+# The listings' pictures and offer groups (pipeline/components/pictures.py, pipeline/pictures.py)
+# ---------------------------------------------------------------------------------------------
+#: Fetch each listing's main picture (no API call, no quota) for its pic_hash and the offer groups;
+#: False: no pictures, every listing an offer of its own.
+IMAGESEARCH_PICTURES = True
+#: Where the pictures are kept, a local directory: a cache keyed by picture URL for the daily refreshes.
+IMAGESEARCH_PICTURES_STORE = "data/pictures"
+#: Days a fetched picture is good for before it is fetched again.
+IMAGESEARCH_PICTURES_EXPIRES = 30
+#: Retries of a picture that failed (a 5xx, a timeout), then it is counted missing.
+IMAGESEARCH_PICTURES_RETRY_TIMES = 1
+#: Seconds before a picture's download is abandoned.
+IMAGESEARCH_PICTURES_TIMEOUT = 20.0
+#: Largest pic_hash distance (bits of 64) of two listings of one offer (chosen on bench/bench_offers.py).
+IMAGESEARCH_OFFER_MAX_DISTANCE = 10
+#: Largest colour distance (root mean square over pic_colour's 4x4 grid, 0..255) of two listings of one offer.
+IMAGESEARCH_OFFER_MAX_COLOUR = 12.0
 #: Exporters for feeds of your own: -O out.parquet writes the hits table (or item_export_kwargs table).
 FEED_EXPORTERS = {
     "parquet": "exporters.itemexporters.ParquetItemExporter",

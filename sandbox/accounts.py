@@ -36,6 +36,8 @@ class SandboxStats:
         #: Wall-clock times (Unix seconds) of the first and the last call, for measuring a crawl's pace.
         self.first_call_at: float | None = None
         self.last_call_at: float | None = None
+        #: Listing pictures served (``/img/...``), by path: a crawl fetches each once.
+        self.pictures: Counter[str] = Counter()
 
     def record_call(self, protocol: str, method: str, app_key: str) -> None:
         self.calls_total += 1
@@ -59,6 +61,7 @@ class SandboxStats:
             "quota_refused": self.quota_refused,
             "daily_refused": self.daily_refused,
             "faults": dict(self.faults),
+            "pictures": {"total": sum(self.pictures.values()), "by_path": dict(self.pictures)},
         }
 
 

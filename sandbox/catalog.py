@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
 import logging
 import math
 import random
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pipeline.gateways.top.wire import ITEM_FIELDS as TOP_ITEM_FIELDS
+from sandbox import offers
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +140,16 @@ class Product:
     def num_iid(self) -> str:
         return str(self.fields["num_iid"])
 
+    @property
+    def jpeg_quality(self) -> int:
+        """The JPEG quality its picture is served at (a reseller's recompression, else 85)."""
+        return int((self.spec or {}).get("variation", {}).get("recompress", 85))
+
+    @property
+    def offer(self) -> int | None:
+        """The offer group a built-in product belongs to (sandbox/offers.py), or None."""
+        return (self.spec or {}).get("offer")
+
     def image(self) -> Image.Image:
         """The product image as an RGB PIL image.  Raises CatalogError when its file cannot be decoded."""
         if self.spec is not None:
@@ -203,7 +216,8 @@ def render_item(product: Product, host: str) -> dict[str, Any]:
 
 
 def builtin_catalog(seed: int = BUILTIN_SEED) -> Catalog:
-    """The deterministic built-in catalogue (2,450 products over 9 categories)."""
+    """The deterministic built-in catalogue: 2,450 products over 9 categories, then the resellers and
+    look-alikes of 120 of them (sandbox/offers.py)."""
     rng = random.Random(seed)
     products: list[Product] = []
     used_ids: set[int] = set()
@@ -216,9 +230,52 @@ def builtin_catalog(seed: int = BUILTIN_SEED) -> Catalog:
             used_ids.add(num_iid)
             products.append(_builtin_product(rng, index, cat, nouns, num_iid))
             index += 1
+    products += _offer_groups(products, random.Random(seed + 1), used_ids)
     definition = json.dumps([seed, [(c, n) for c, _, n, _ in CATEGORIES]], sort_keys=True)
     fingerprint = hashlib.sha256(definition.encode() + _source_fingerprint()).hexdigest()
     return Catalog(products, fingerprint, description="built-in")
+
+
+#: Products of the demo seeds (sandbox/demo_seeds.py) that have resellers, so that the first crawl's report
+#: shows offer groups; the other originals are drawn at random.
+_DEMO_ORIGINALS = (3, 777, 1400, 2050)
+_PRICE_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def _offer_groups(products: list[Product], rng: random.Random, used_ids: set[int]) -> list[Product]:
+    """The resellers and look-alikes of GROUPS originals among ``products`` (sandbox/offers.py), each
+    original's spec marked with its group (``offer``), as its resellers' are."""
+    nouns = {cat: nouns for cat, _name, _count, nouns in CATEGORIES}
+    candidates = [index for index in range(len(products)) if index not in _DEMO_ORIGINALS]
+    originals = list(_DEMO_ORIGINALS) + rng.sample(candidates, offers.GROUPS - len(_DEMO_ORIGINALS))
+    added: list[Product] = []
+
+    def new_id() -> int:
+        num_iid = rng.randrange(520_000_000_000, 790_000_000_000)
+        while num_iid in used_ids:
+            num_iid = rng.randrange(520_000_000_000, 790_000_000_000)
+        used_ids.add(num_iid)
+        return num_iid
+
+    for group, index in enumerate(originals):
+        original = products[index]
+        assert original.spec is not None
+        original.spec["offer"] = group
+        found = _PRICE_RE.search(str(original.fields["price"]).replace(",", ""))
+        price = float(found.group()) if found else 50.0
+        noun = rng.choice(nouns[original.cat])
+        for _ in range(rng.randint(*offers.RESELLERS)):
+            num_iid = new_id()
+            spec = {**copy.deepcopy(original.spec), "variation": offers.variation(rng)}
+            added.append(Product(offers.reseller_fields(original.fields, rng, num_iid, noun, price, HOST_PLACEHOLDER),
+                                 original.cat, spec=spec, own_pic_url=True))
+        for _ in range(offers.LOOK_ALIKES):
+            num_iid = new_id()
+            spec = offers.look_alike(original.spec, rng, _colour)
+            added.append(Product(offers.reseller_fields(original.fields, rng, num_iid, rng.choice(nouns[original.cat]),
+                                                        price * 0.8, HOST_PLACEHOLDER),
+                                 original.cat, spec=spec, own_pic_url=True))
+    return added
 
 
 def _source_fingerprint() -> bytes:
@@ -358,7 +415,13 @@ def _background(bg: dict[str, Any]) -> Image.Image:
 
 
 def render_spec(spec: dict[str, Any]) -> Image.Image:
-    """Draw a built-in product image (256x256 RGB) from its spec; deterministic."""
+    """Draw a built-in product image (256x256 RGB, or a reseller's ``variation`` of it) from its spec;
+    deterministic."""
+    img = _draw(spec)
+    return offers.apply_variation(img, spec["variation"])[0] if "variation" in spec else img
+
+
+def _draw(spec: dict[str, Any]) -> Image.Image:
     img = _background(spec["background"])
     draw = ImageDraw.Draw(img)
     for shape in spec["shapes"]:

@@ -117,6 +117,8 @@ class SandboxConfig:
     #: Searches per second an AccessKey may make on the aliyun protocol (the product's default is 5);
     #: more are refused with Throttling.User, beside each app's own CALLS/SECONDS quota.
     aliyun_qps: int = DEFAULT_QPS
+    #: The listings' pictures (``/img/...``, the CDN) answer 503, as in a CDN outage; the APIs still answer.
+    cdn_down: bool = False
 
     def __post_init__(self) -> None:
         if self.codes not in CODE_TABLES:
@@ -158,6 +160,7 @@ class SandboxConfig:
             daily_max=ns.daily_max,
             day_seconds=ns.day_seconds,
             aliyun_qps=ns.aliyun_qps,
+            cdn_down=ns.cdn_down,
             faults=FaultConfig(
                 http_5xx=ns.fault_5xx,
                 slow=ns.fault_slow,
@@ -269,6 +272,8 @@ def _add_fault_options(parser: argparse.ArgumentParser) -> None:
         "--fault-outage", type=_outage, metavar="AFTER:SECONDS",
         help="drop every call from AFTER seconds after the first call, for SECONDS seconds (an outage)",
     )
+    parser.add_argument("--cdn-down", action="store_true",
+                        help="the listings' pictures (/img/..., the CDN) answer 503, the APIs still answer")
     parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault dice (default 0)")
 
 

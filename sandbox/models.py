@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import logging
 import re
 from collections import OrderedDict
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+from PIL import Image
 
 from sandbox.catalog import Catalog, builtin_catalog, jpeg_bytes, load_jsonl, render_item
 from sandbox.search import ImageDecodeError, VisualIndex, decode_image, image_features
@@ -21,7 +23,10 @@ from sandbox.search import ImageDecodeError, VisualIndex, decode_image, image_fe
 logger = logging.getLogger(__name__)
 
 UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{40}$")
-_IMG_PATH_RE = re.compile(r"/img/([^/]+)\.jpg$")
+_IMG_PATH_RE = re.compile(r"/img/([^/]+?)\.jpg(?:_\d+x\d+\.jpg|_\.webp)?$")
+#: A listing's picture as Taobao's CDN names its sizes and formats: ``<id>.jpg``, ``<id>.jpg_400x400.jpg``
+#: (that size), ``<id>.jpg_.webp`` (WebP).
+_CDN_NAME_RE = re.compile(r"([^/]+?)\.jpg(?:_(\d+)x(\d+)\.jpg|(_\.webp))?")
 #: An uploaded picture: the sandbox's own ``/upload/<id>.jpg`` (taobao.upload.img), or the platform
 #: CDN's ``/img/bao/uploaded/i4/<id>.jpg`` that Onebound's upload_img names.
 _UPLOAD_PATH_RE = re.compile(r"/(?:upload|img/bao/uploaded/i4)/([0-9a-f]{40})\.jpg$")
@@ -86,11 +91,29 @@ class ImageSearchBackend:
         product = self.catalog.get(num_iid)
         if product is None:
             return None
-        data = jpeg_bytes(product.image())
+        data = jpeg_bytes(product.image(), product.jpeg_quality)
         self._product_jpegs[num_iid] = data
         if len(self._product_jpegs) > _MAX_IMAGE_CACHE:
             self._product_jpegs.popitem(last=False)
         return data
+
+    def cdn_picture(self, name: str) -> tuple[bytes, str] | None:
+        """The picture ``/img/<name>`` serves, and its content type: a product's JPEG, a size of it
+        (``<id>.jpg_400x400.jpg``, at most 2000 pixels a side) or a WebP of it (``<id>.jpg_.webp``)."""
+        match = _CDN_NAME_RE.fullmatch(name)
+        data = self.product_jpeg(match.group(1)) if match else None
+        if match is None or data is None:
+            return None
+        if match.group(4) or match.group(2):
+            img = Image.open(io.BytesIO(data))
+            buffer = io.BytesIO()
+            if match.group(4):
+                img.save(buffer, "WEBP", quality=80)
+                return buffer.getvalue(), "image/webp"
+            size = (min(2000, int(match.group(2))), min(2000, int(match.group(3))))
+            img.convert("RGB").resize(size, Image.Resampling.BILINEAR).save(buffer, "JPEG", quality=85)
+            return buffer.getvalue(), "image/jpeg"
+        return data, "image/jpeg"
 
     def upload_jpeg(self, upload_id: str) -> bytes | None:
         entry = self._uploads.get(upload_id)

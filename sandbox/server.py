@@ -375,14 +375,39 @@ class _BytesDirectory(Resource):
     def render_GET(self, request: Request) -> bytes:
         postpath = request.postpath or []
         name = postpath[0].decode("utf-8", "replace") if len(postpath) == 1 else ""
-        data = self.lookup(name[: -len(".jpg")]) if name.endswith(".jpg") else None
-        if data is None:
-            request.setResponseCode(404)
+        return _picture(request, self.lookup(name[: -len(".jpg")]) if name.endswith(".jpg") else None, "image/jpeg")
+
+
+class _CdnDirectory(Resource):
+    """``/img/<name>``: the listings' pictures, in the sizes and formats Taobao's CDN names (a 503 for each
+    while the CDN is down), counted in the stats."""
+
+    isLeaf = True
+
+    def __init__(self, backend: ImageSearchBackend, accounts: Accounts, down: bool) -> None:
+        super().__init__()
+        self.backend, self.accounts, self.down = backend, accounts, down
+
+    def render_GET(self, request: Request) -> bytes:
+        postpath = request.postpath or []
+        name = postpath[0].decode("utf-8", "replace") if len(postpath) == 1 else ""
+        self.accounts.stats.pictures[f"/img/{name}"] += 1
+        if self.down:
+            request.setResponseCode(503)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"not found\n"
-        request.setHeader(b"content-type", b"image/jpeg")
-        request.setHeader(b"cache-control", b"max-age=86400")
-        return bytes(data)
+            return b"the CDN is down (--cdn-down)\n"
+        found = self.backend.cdn_picture(name)
+        return _picture(request, found[0] if found else None, found[1] if found else "")
+
+
+def _picture(request: Request, data: bytes | None, content_type: str) -> bytes:
+    if data is None:
+        request.setResponseCode(404)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"not found\n"
+    request.setHeader(b"content-type", content_type.encode())
+    request.setHeader(b"cache-control", b"max-age=86400")
+    return bytes(data)
 
 
 class _StatsResource(Resource):
@@ -444,7 +469,7 @@ def build_site(config: SandboxConfig, reactor: Any) -> tuple[Site, Accounts]:
     control.putChild(b"stats", _StatsResource(accounts))
     control.putChild(b"reset", _ResetResource(accounts))
     root.putChild(b"_sandbox", control)
-    root.putChild(b"img", _BytesDirectory(backend.product_jpeg))
+    root.putChild(b"img", _CdnDirectory(backend, accounts, config.cdn_down))
     root.putChild(b"upload", _BytesDirectory(backend.upload_jpeg))
     return _QuietSite(root, requestFactory=_CappedRequest), accounts
 

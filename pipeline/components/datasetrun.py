@@ -36,6 +36,7 @@ from pipeline.errors import (
     run_committed,
     storage_message,
 )
+from pipeline.pictures import MAX_COLOUR, MAX_DISTANCE
 from pipeline.runs.commit import commit_staged, finish_interrupted_commits
 from pipeline.runs.identity import (
     COMMIT_RECORD,
@@ -108,6 +109,9 @@ class DatasetRun:
         self.batch_items = settings.getint("DATASET_BATCH_ITEMS")
         self.compression = str(settings.get("PARQUET_COMPRESSION") or "zstd")
         self.csv_dialect = csv_dialect(settings)
+        #: The offer groups' thresholds: the largest pic_hash distance and colour distance within a group.
+        self.grouping = (settings.getint("IMAGESEARCH_OFFER_MAX_DISTANCE", MAX_DISTANCE),
+                         settings.getfloat("IMAGESEARCH_OFFER_MAX_COLOUR", MAX_COLOUR))
         self.stage_rows = STAGE_ROWS
         #: The manifest once written (the run is committed), for the crawl command's summary.
         self.written: dict[str, Any] | None = None
@@ -392,7 +396,7 @@ class DatasetRun:
                 stats[f"imagesearch/seeds/{status}"] = statuses.get(status, 0)
         self.written = commit_staged(self.root, self.run, self.formats, self.batch_items, self.compression, reason,
                                      stats, self.started_at, on_record=recorded,
-                                     csv_dialect=self.csv_dialect, workers=workers)
+                                     csv_dialect=self.csv_dialect, workers=workers, grouping=self.grouping)
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run.run_id,
                     manifest_path(self.root, self.run.run_id), len(self.written["files"]))
         if self.jobdir:

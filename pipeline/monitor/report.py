@@ -42,6 +42,7 @@ from items.docs import duckdb_read_csv, sql_paths
 from items.schema import MATCHES, PRODUCTS, SEEDS
 from pipeline.components.extensions import SANDBOX_STAT
 from pipeline.monitor.progress import duration
+from pipeline.pictures import picture_url
 from pipeline.runs.identity import MANIFEST_DIR, manifest_path
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def sandbox_pictures(manifest: dict[str, Any]) -> PictureSource | None:
         return None
 
     def picture(url: str) -> bytes | None:
-        parts = urlsplit(url)
+        parts = urlsplit(picture_url(url))  # a size or format the CDN names (.jpg_400x400.jpg) is the picture
         name = parts.path.rpartition("/")[2]
         if parts.netloc != host or not parts.path.startswith("/img/") or not name.endswith(".jpg"):
             return None
@@ -259,9 +260,9 @@ def load_report_data(root: Path, run_id: str, top: int) -> ReportData:
     except duckdb.Error as exc:
         raise ReportError(f"cannot read run {run_id}'s tables: {exc}") from None
     by_seed: dict[str, list[list[Any]]] = {}
-    for (seed_id, rank, title, picture_url, detail, shop, tmall, pmin, pmax, coupon, sales, kind, views) in best:
+    for (seed_id, rank, title, pic_link, detail, shop, tmall, pmin, pmax, coupon, sales, kind, views) in best:
         by_seed.setdefault(seed_id, []).append([
-            rank, title or "", pic(picture_url), _web_url(detail), shop or "", bool(tmall),
+            rank, title or "", pic(pic_link), _web_url(detail), shop or "", bool(tmall),
             _price_text(pmin, pmax, coupon), _sales_text(sales, kind), [int(v) for v in views],
         ])
     plots = {seed_id: [[round(p, 2), None if s is None else int(s)] for p, s in values] for seed_id, values in points}

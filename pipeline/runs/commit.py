@@ -22,12 +22,13 @@ from exporters.layout import (
     run_files,
 )
 from exporters.storage import atomic_write_bytes, fsync_dir
-from items.schema import RUNS
+from items.schema import RUNS, SNAPSHOTS
 from pipeline.errors import (
     RunLocked,
 )
+from pipeline.pictures import MAX_COLOUR, MAX_DISTANCE
 from pipeline.runs.identity import COMMIT_RECORD, SHARED_MARKER, STAGING_DIR, RunInfo, manifest_path, staging_dir
-from pipeline.runs.latest import apply_snapshot, build_latest
+from pipeline.runs.latest import apply_snapshot, build_latest, latest_state
 from pipeline.runs.locks import run_lock, snapshots_locked
 from pipeline.runs.manifest import build_manifest, rows_by_format, runs_row, snapshot_summary
 from pipeline.runs.staging import seed_statuses
@@ -154,14 +155,17 @@ def _finish_commit(root: Path, run_id: str, staging: Path, finished: list[str]) 
 def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int, compression: str, reason: str,
                   stats: dict[str, Any], crawl_started_at: datetime | None = None,
                   on_record: Callable[[], None] | None = None, csv_dialect: str = "standard",
-                  workers: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Commit the run staged in ``root``: build its tables (and, finished, products_latest), write the
-    commit record (then ``on_record()``: from there the commit can only be finished), apply it; its manifest.
-    ``stats`` are the crawl's (calls, gateway, the manifest's copy)."""
+                  workers: dict[str, Any] | None = None,
+                  grouping: tuple[int, float] = (MAX_DISTANCE, MAX_COLOUR)) -> dict[str, Any]:
+    """Commit the run staged in ``root``: build its tables (and, finished, products_latest and offers_latest),
+    write the commit record (then ``on_record()``: from there the commit can only be finished), apply it; its
+    manifest. ``stats`` are the crawl's (calls, gateway, the manifest's copy); ``grouping`` the offer groups'
+    thresholds (IMAGESEARCH_OFFER_MAX_DISTANCE, IMAGESEARCH_OFFER_MAX_COLOUR)."""
     finished_at, complete = datetime.now(UTC), reason == "finished"
     staging = staging_dir(root, run.run_id)
     out = staging / "out"
-    files = build_tables(staging, out, run, formats, batch_items, compression, complete, csv_dialect)
+    files = build_tables(staging, out, run, formats, batch_items, compression, complete, csv_dialect,
+                         latest_state(root, formats), grouping)
     rows = rows_by_format(files)
     row = runs_row(run, stats, seed_statuses(staging), rows.get(formats[0], {}) if formats else {}, finished_at,
                    reason)
@@ -174,9 +178,10 @@ def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int
     with snapshots_locked(root) if complete else contextlib.nullcontext():
         record: dict[str, Any] = {"run_id": run.run_id, "manifest": manifest}
         if complete:
-            latest = build_latest(root, staging, out, run, formats, compression, csv_dialect=csv_dialect)
-            record["snapshots"] = [latest]
-            manifest["snapshots"] = {latest["table"]: snapshot_summary(latest, formats)}
+            record["snapshots"] = [build_latest(root, staging, out, run, formats, compression, csv_dialect=csv_dialect,
+                                                snapshot=snapshot) for snapshot in SNAPSHOTS.values()]
+            manifest["snapshots"] = {latest["table"]: snapshot_summary(latest, formats)
+                                     for latest in record["snapshots"]}
         write_commit_record(root, record)
         if on_record is not None:
             on_record()

@@ -11,7 +11,7 @@ from exporters.layout import (
     FORMAT_EXTENSIONS,
     INCOMPLETE_DIR,
 )
-from items.schema import MATCHES, PRODUCTS, TABLES
+from items.schema import MATCHES, OFFERS, PRODUCTS, TABLES
 from pipeline.errors import error_count
 from pipeline.runs.identity import RunInfo, manifest_path
 
@@ -53,6 +53,8 @@ def runs_row(run: RunInfo, stats: dict[str, Any], statuses: dict[str, int], coun
         **{f"seeds_{status}": statuses.get(status, 0) for status in ("ok", "rejected", "failed", "unfinished")},
         "calls": stats.get("imagesearch/calls", 0), "calls_replayed": stats.get("journal/replayed", 0),
         "products": counts.get(PRODUCTS.name, 0), "matches": counts.get(MATCHES.name, 0),
+        "offers": counts.get(OFFERS.name, 0),
+        "pictures_missing": stats.get("pictures/missing", 0) if "pictures/enabled" in stats else None,
     }
 
 

@@ -20,8 +20,10 @@ from exporters.layout import (
     partition_dir,
 )
 from exporters.tables import TableConverter
-from items.schema import MATCHES, PRODUCTS, RUNS, SEEDS, TABLES, Table
+from items.schema import MATCHES, OFFERS, PRODUCTS, RUNS, SEEDS, TABLES, Table
+from pipeline.pictures import MAX_COLOUR, MAX_DISTANCE
 from pipeline.runs.identity import WORKERS_DIR, RunInfo
+from pipeline.runs.offers import OFFERS_STAGED, stage_offers
 from pipeline.runs.staging import STAGED_TABLES
 
 #: Memory DuckDB may use to build the tables before it spills to the staging directory. At 1,000,000
@@ -50,15 +52,37 @@ FUSED_HITS = (
     "FROM (SELECT seed_id, view, num_iid, min(position) AS best FROM read_parquet($hits) GROUP BY ALL) "
     "GROUP BY seed_id, num_iid) f USING (seed_id, num_iid)"
 )
-#: How each published table is built from the staged ones (``hits``, ``seeds``), in DuckDB's SQL.
+#: Each staged hit with its product's offer group (the commit's ``offers.parquet``, pipeline/runs/offers.py).
+_OFFERED_HITS = f"SELECT h.*, o.offer_id FROM ({FUSED_HITS}) h JOIN read_parquet($offers) o USING (num_iid)"
+_PRODUCTS = (
+    f"SELECT *, seed_id AS first_seed_id FROM ({_OFFERED_HITS}) "
+    "QUALIFY row_number() OVER (PARTITION BY num_iid ORDER BY seed_rank, fused_rank, view, position, page) = 1"
+)
+#: An offer group's row: its listings' spread (each listing's price_min), the cheapest listing (then the
+#: smaller num_iid), and the listing the first seed given found first (its title and picture).
+_OFFERS = (
+    "WITH p AS (" + _PRODUCTS + "), s AS (SELECT offer_id, string_agg(seed_id, '; ' ORDER BY seed_rank, seed_id) "
+    "AS seed_ids, count(*) AS seeds FROM (SELECT DISTINCT offer_id, seed_id, seed_rank FROM (" + _OFFERED_HITS
+    + ")) GROUP BY offer_id) "
+    "SELECT p.offer_id, any_value(run_id) AS run_id, any_value(run_started_at) AS run_started_at, "
+    "any_value(s.seed_ids) AS seed_ids, any_value(s.seeds) AS seeds, count(*) AS listings, "
+    "count(DISTINCT seller_nick) AS sellers, count(*) FILTER (is_tmall) AS tmall_listings, "
+    "count(price_min) AS priced_listings, min(price_min) AS price_min, "
+    "median(price_min)::DECIMAL(14, 2) AS price_median, max(price_min) AS price_max, "
+    "arg_min(num_iid, (price_min, num_iid)) FILTER (price_min IS NOT NULL) AS cheapest_num_iid, "
+    "arg_min(seller_nick, (price_min, num_iid)) FILTER (price_min IS NOT NULL) AS cheapest_seller_nick, "
+    "arg_min(detail_url, (price_min, num_iid)) FILTER (price_min IS NOT NULL) AS cheapest_detail_url, "
+    "arg_min(title, (seed_rank, fused_rank, num_iid)) AS title, "
+    "arg_min(pic_url, (seed_rank, fused_rank, num_iid)) AS pic_url, "
+    "arg_min(pic_hash, (seed_rank, fused_rank, num_iid)) AS pic_hash "
+    "FROM p JOIN s USING (offer_id) GROUP BY p.offer_id ORDER BY min(seed_rank), min(fused_rank), p.offer_id"
+)
+#: How each published table is built from the staged ones (``hits``, ``seeds``, ``offers``), in DuckDB's SQL.
 TABLE_QUERIES: dict[str, str] = {
-    PRODUCTS.name: (
-        f"SELECT *, seed_id AS first_seed_id FROM ({FUSED_HITS}) "
-        "QUALIFY row_number() OVER (PARTITION BY num_iid ORDER BY seed_rank, fused_rank, view, position, page) = 1 "
-        "ORDER BY num_iid"
-    ),
-    MATCHES.name: f"SELECT * FROM ({FUSED_HITS}) ORDER BY seed_rank, seed_id, view, position, page, num_iid",
+    PRODUCTS.name: f"{_PRODUCTS} ORDER BY num_iid",
+    MATCHES.name: f"SELECT * FROM ({_OFFERED_HITS}) ORDER BY seed_rank, seed_id, view, position, page, num_iid",
     SEEDS.name: "SELECT * FROM read_parquet($seeds) ORDER BY seed_rank, seed_id, view",
+    OFFERS.name: _OFFERS,
 }
 
 
@@ -148,15 +172,20 @@ def database(staging: Path) -> Iterator[Any]:
 
 
 def staged_paths(staging: Path) -> dict[str, str]:
-    return {name: str(staging / f"{name}.parquet") for name in STAGED_TABLES}
+    return {name: str(staging / f"{name}.parquet") for name in (*STAGED_TABLES, OFFERS_STAGED)}
 
 
 def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], batch_items: int,
-                 compression: str, complete: bool = True, csv_dialect: str = "standard") -> list[dict[str, Any]]:
-    """Build products, matches and seeds from the staged rows into ``out``, in every format; their file
-    records. A run that is not ``complete`` goes under ``_incomplete/``."""
+                 compression: str, complete: bool = True, csv_dialect: str = "standard",
+                 latest: Path | None = None, grouping: tuple[int, float] = (MAX_DISTANCE, MAX_COLOUR)
+                 ) -> list[dict[str, Any]]:
+    """Build products, matches, seeds and offers from the staged rows into ``out``, in every format; their
+    file records. The offer groups first (``grouping``: the largest pic_hash distance and colour distance of
+    one group), their ids kept from the products_latest at ``latest``. A run that is not ``complete`` goes
+    under ``_incomplete/``."""
     with database(staging) as con:
         staged = staged_paths(staging)
+        stage_offers(con, staged["hits"], Path(staged[OFFERS_STAGED]), latest or staging / "none.parquet", *grouping)
         files: list[dict[str, Any]] = []
         for name, query in TABLE_QUERIES.items():
             target = TableFiles(out, TABLES[name], run, formats, batch_items, compression,

@@ -1,0 +1,129 @@
+"""The listings' main pictures, fetched with Scrapy's FilesPipeline, fingerprinted for the offer groups.
+
+Each hit's ``pic_url``, without the CDN's size or format suffix (pipeline/pictures.py), is fetched once into
+IMAGESEARCH_PICTURES_STORE, a cache keyed by that URL: a picture fetched less than
+IMAGESEARCH_PICTURES_EXPIRES days ago is not fetched again (FilesPipeline's ``uptodate``), so a daily
+refresh fetches only the new ones. Its ``pic_hash`` and ``pic_colour`` go on the hit. Picture downloads
+are not API calls: no quota, no signature, none of the gateway's middleware; they have a download slot of
+their own (``pictures`` in DOWNLOAD_SLOTS: the CDN's concurrency and delay) and their own retries. A
+picture that cannot be fetched or decoded leaves the hit without a fingerprint, is counted
+(``pictures/missing``) and never fails the run.
+
+Stats: ``pictures/fingerprinted``, ``pictures/missing``, and FilesPipeline's ``file_status_count/downloaded``
+and ``file_status_count/uptodate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from scrapy import Request
+from scrapy.exceptions import NotConfigured
+from scrapy.http.request import NO_CALLBACK
+from scrapy.pipelines.files import FilesPipeline
+
+from items.scrapy_items import ProductHit, item_kind
+from pipeline.pictures import PictureError, fingerprint, picture_url
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+    from scrapy.pipelines.media import FileInfoOrError, MediaPipeline
+    from twisted.python.failure import Failure
+
+logger = logging.getLogger(__name__)
+
+#: The download slot of the pictures (DOWNLOAD_SLOTS["pictures"] sets its concurrency and delay).
+PICTURES_SLOT = "pictures"
+
+
+class PictureMissing(Exception):
+    """A picture that could not be fetched (its HTTP status, or the network's error)."""
+
+
+class ListingPicturesPipeline(FilesPipeline):
+    """Fetches each hit's main picture once (a cache with an expiry) and puts its fingerprint on the hit."""
+
+    def __init__(self, store_uri: str, *, crawler: Crawler) -> None:
+        super().__init__(store_uri, crawler=crawler)
+        settings = crawler.settings
+        self.expires = settings.getint("IMAGESEARCH_PICTURES_EXPIRES", 30)
+        self.retry_times = settings.getint("IMAGESEARCH_PICTURES_RETRY_TIMES", 1)
+        self.timeout = settings.getfloat("IMAGESEARCH_PICTURES_TIMEOUT", 20.0)
+        self.root = Path(store_uri)
+        #: Fingerprint by stored file, for the pictures several hits share.
+        self._fingerprints: dict[str, tuple[str, str] | None] = {}
+        #: The pictures that could not be fetched or read, each counted once.
+        self._missing: set[str] = set()
+
+    def open_spider(self, spider: Any = None) -> None:
+        super().open_spider()
+        self.crawler.stats.set_value("pictures/enabled", True)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("IMAGESEARCH_PICTURES", True):
+            raise NotConfigured("IMAGESEARCH_PICTURES is off")
+        store = settings.get("IMAGESEARCH_PICTURES_STORE") or ""
+        if "://" in store and not store.startswith("file://"):
+            raise NotConfigured(f"IMAGESEARCH_PICTURES_STORE={store!r}: give a local directory")
+        return cls(store.removeprefix("file://"), crawler=crawler)
+
+    def get_media_requests(self, item: Any, info: MediaPipeline.SpiderInfo) -> list[Request]:
+        if item_kind(item) is not ProductHit or not item.get("pic_url"):
+            return []
+        return [Request(picture_url(item["pic_url"]), callback=NO_CALLBACK, dont_filter=True, meta={
+            "download_slot": PICTURES_SLOT, "max_retry_times": self.retry_times, "download_timeout": self.timeout,
+        })]
+
+    def file_path(self, request: Request, response: Response | None = None,
+                  info: MediaPipeline.SpiderInfo | None = None, *, item: Any = None) -> str:
+        """``full/<sha1 of the picture's URL>``: one file a picture, whatever size or format a hit named."""
+        return f"full/{hashlib.sha1(request.url.encode()).hexdigest()}"
+
+    async def media_downloaded(self, response: Response, request: Request, info: MediaPipeline.SpiderInfo, *,
+                               item: Any = None) -> Any:
+        if response.status != 200 or not response.body:
+            raise PictureMissing(f"HTTP {response.status}" if response.status != 200 else "empty body")
+        return await super().media_downloaded(response, request, info, item=item)
+
+    def media_failed(self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo) -> NoReturn:
+        """Counted at the item (``pictures/missing``); logged once at the end, not a warning a picture."""
+        logger.debug("listing picture %s not fetched: %s", request.url, failure.value)
+        raise PictureMissing(str(failure.value))
+
+    def item_completed(self, results: list[FileInfoOrError], item: Any, info: MediaPipeline.SpiderInfo) -> Any:
+        if item_kind(item) is not ProductHit or not results:
+            return item
+        ok, result = results[0]
+        found = self._fingerprint(result["path"]) if ok and isinstance(result, dict) else None
+        if found is None:
+            url = picture_url(str(item["pic_url"]))
+            if url not in self._missing:
+                self._missing.add(url)
+                self.crawler.stats.inc_value("pictures/missing")
+            return item
+        self.crawler.stats.inc_value("pictures/fingerprinted")
+        item["pic_hash"], item["pic_colour"] = found
+        return item
+
+    def _fingerprint(self, path: str) -> tuple[str, str] | None:
+        if path not in self._fingerprints:
+            try:
+                self._fingerprints[path] = fingerprint((self.root / path).read_bytes())
+            except (OSError, PictureError) as exc:
+                logger.debug("listing picture %s cannot be fingerprinted: %s", path, exc)
+                self._fingerprints[path] = None
+        return self._fingerprints[path]
+
+    def close_spider(self) -> None:
+        missing = self.crawler.stats.get_value("pictures/missing", 0)
+        if missing:
+            logger.warning("%d listing pictures could not be fetched or read (the first: %s); their listings have "
+                           "no pic_hash and are offers of their own", missing, next(iter(self._missing), ""))

@@ -1,0 +1,102 @@
+"""The listings' pictures: one URL per picture, a perceptual fingerprint of each, and offer groups.
+
+On Taobao one product is sold by many shops, mostly with the same main picture re-uploaded: resized,
+recompressed, with a shop's watermark or border, cut a little, its colours shifted. Two listings are one
+*offer* when their pictures are near-duplicates:
+
+- ``pic_hash``: the pHash (imagehash's ``phash``: the sign of the 8x8 lowest frequencies of a 32x32 DCT,
+  64 bits, written as 16 hex digits, ``imagehash.hex_to_hash`` reads it back) of the picture's centre, its
+  outer tenth on each side left out, where borders and corner watermarks are;
+- ``pic_colour``: the centre's mean colour on a 4x4 grid (16 ``rrggbb``, row by row), which pHash, on grey
+  levels, does not see.
+
+Listings are grouped when their hashes are at most ``max_distance`` bits apart and their colours at most
+``max_colour`` apart (root mean square over the grid, 0..255), and transitively (single linkage). The
+defaults were chosen on a labelled set of resellers' variations and look-alike products (bench/bench_offers.py,
+another set than the one it reports on).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+
+import numpy as np
+from PIL import Image
+
+#: The part of each side of a picture left out of its fingerprint (borders, corner watermarks).
+CENTRE_MARGIN = 0.1
+#: Defaults of IMAGESEARCH_OFFER_MAX_DISTANCE and IMAGESEARCH_OFFER_MAX_COLOUR.
+MAX_DISTANCE = 10
+MAX_COLOUR = 12.0
+#: Listings compared at once while grouping (a block x all pairs in memory).
+_BLOCK = 1024
+_GRID = 4
+#: Taobao's CDN serves a picture at other sizes and formats by a suffix after its name:
+#: ``.jpg_400x400.jpg``, ``.jpg_400x400q90.jpg``, ``.jpg_.webp``, ``.png_q50.jpg_.webp``, ``.jpg_b.jpg``.
+_CDN_SUFFIX_RE = re.compile(r"(\.(?:jpe?g|png|gif|webp|bmp))(?:_[^/?#]*)$", re.IGNORECASE)
+
+
+def picture_url(url: str) -> str:
+    """``url`` without the CDN's size or format suffix: the one URL of a picture (``…/x.jpg_400x400.jpg`` and
+    ``…/x.jpg_.webp`` are ``…/x.jpg``)."""
+    base, sep, query = url.partition("?")
+    return _CDN_SUFFIX_RE.sub(r"\1", base) + sep + query
+
+
+class PictureError(ValueError):
+    """Bytes that are not a picture Pillow can decode."""
+
+
+def fingerprint(data: bytes) -> tuple[str, str]:
+    """``(pic_hash, pic_colour)`` of a picture's bytes; PictureError if they do not decode."""
+    import imagehash
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))
+            opened.draft("RGB", (256, 256))
+            img = opened.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PictureError(f"not a picture: {exc}") from None
+    width, height = img.size
+    centre = img.crop((round(width * CENTRE_MARGIN), round(height * CENTRE_MARGIN),
+                       round(width * (1 - CENTRE_MARGIN)), round(height * (1 - CENTRE_MARGIN))))
+    colours = np.asarray(centre.resize((_GRID, _GRID), Image.Resampling.BOX), dtype=np.uint8)
+    return str(imagehash.phash(centre)), colours.tobytes().hex()
+
+
+def group(hashes: list[str | None], colours: list[str | None], max_distance: int = MAX_DISTANCE,
+          max_colour: float = MAX_COLOUR) -> list[int]:
+    """Each listing's group (the smallest index in it): listings whose pictures are near-duplicates, by
+    ``pic_hash`` and ``pic_colour``, transitively. A listing without a fingerprint is a group of its own."""
+    n = len(hashes)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    known = [i for i in range(n) if hashes[i] and colours[i]]
+    if known:
+        bits = np.array([int(hashes[i] or "0", 16) for i in known], dtype=np.uint64)
+        grid = np.stack([np.frombuffer(bytes.fromhex(colours[i] or ""), dtype=np.uint8) for i in known]).astype(
+            np.float32)
+        for start in range(0, len(known), _BLOCK):
+            block = bits[start:start + _BLOCK]
+            close = np.bitwise_count(block[:, None] ^ bits[None, :]) <= max_distance
+            rows, cols = np.nonzero(close)
+            keep = cols > rows + start  # each pair once
+            rows, cols = rows[keep] + start, cols[keep]
+            if not len(rows):
+                continue
+            rms = np.sqrt(((grid[rows] - grid[cols]) ** 2).mean(axis=1))
+            for a, b in zip(rows[rms <= max_colour].tolist(), cols[rms <= max_colour].tolist(), strict=True):
+                ra, rb = root(known[a]), root(known[b])
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+    return [root(i) for i in range(n)]
