@@ -289,6 +289,10 @@ RUNS = Table(
         Column("offers", _COUNT, "Rows of the run's offers table."),
         Column("pictures_missing", _COUNT, "Listing pictures that could not be fetched or read (their listings "
                "have no pic_hash); null when IMAGESEARCH_PICTURES was off."),
+        Column("checks_failed", _COUNT, "Data-quality checks the run failed (warn or fail; the manifest's checks "
+               "say each figure and threshold); 0 when all passed."),
+        Column("failed_checks", pa.string(), "The names of the failed checks, separated by '; '; null when none.",
+               repeats=True),
     ),
 )
 
@@ -312,8 +316,13 @@ OFFERS_LATEST = Table(
     "One row per offer group ever seen by a finished run: its latest observation (the offers row of the "
     "latest run, by run_started_at, that saw it), with when it was first and last seen. Replaced at each "
     "commit; not partitioned.",
-    (*OFFERS.columns, *(Column(c.name, c.type, c.doc.replace("the product", "the group"), c.nullable)
-                        for c in LATEST_COLUMNS)),
+    (
+        *OFFERS.columns,
+        Column("first_seen_at", TIMESTAMP_TYPE, "When a finished run first saw the group (its run_started_at, UTC).",
+               nullable=False),
+        Column("last_seen_at", TIMESTAMP_TYPE, "When a finished run last saw the group (UTC).", nullable=False),
+        Column("runs_seen", pa.int64(), "How many finished runs saw the group.", nullable=False),
+    ),
 )
 
 #: The tables of a run's datasets, partitioned by dt: every run adds its files.

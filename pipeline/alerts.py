@@ -206,6 +206,24 @@ def redact_url(url: str) -> str:
     return _redact(url)[0]
 
 
+#: The ends of a run an alert can be posted for (IMAGESEARCH_ALERT_ON).
+OUTCOMES = ("finished", "stopped", "failed", "checks_failed")
+
+
+def alert_outcomes(value: str | Iterable[str] | None) -> list[str]:
+    """IMAGESEARCH_ALERT_ON as a list of OUTCOMES; ValueError naming one that is not."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else [str(v).strip() for v in value or ()]
+    for item in items:
+        if item not in OUTCOMES:
+            raise ValueError(f"{item!r} is not one of {', '.join(OUTCOMES)}")
+    return items
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets ``url`` holds (tokens, keys, signing secret, path tokens, userinfo), for a log redactor."""
+    return [secret for secret in _redact(url)[1] if secret]
+
+
 def parse_urls(value: str | Iterable[str] | None) -> list[str]:
     """The webhook URLs of a list or of a comma/whitespace-separated string, duplicates dropped.
 

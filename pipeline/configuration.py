@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 #: Whole-number settings and their least value.
 INT_SETTINGS: dict[str, int] = {
+    "IMAGESEARCH_PICTURES_EXPIRES": 0,
+    "IMAGESEARCH_PICTURES_RETRY_TIMES": 0,
+    "IMAGESEARCH_OFFER_MAX_DISTANCE": 0,
     "IMAGESEARCH_PAGES": 1,
     "IMAGESEARCH_PAGE_SIZE": 1,
     "IMAGESEARCH_MAX_IMAGE_SIDE": 1,
@@ -38,6 +41,8 @@ INT_SETTINGS: dict[str, int] = {
 }
 #: Settings in seconds and their least value.
 SECONDS_SETTINGS: dict[str, float] = {
+    "IMAGESEARCH_PICTURES_TIMEOUT": 0.001,
+    "IMAGESEARCH_ALERT_TIMEOUT": 0.001,
     "IMAGESEARCH_RETRY_BACKOFF": 0.0,
     "IMAGESEARCH_RETRY_BACKOFF_MAX": 0.0,
     "IMAGESEARCH_THROTTLE_DEFAULT_WAIT": 0.0,

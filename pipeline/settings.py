@@ -162,6 +162,8 @@ EXTENSIONS = {
     "pipeline.monitor.runreport.RunReport": 500,
     # With -o/-O/FEEDS: out.parquet.manifest.json beside each local feed file (run id, rows, complete).
     "pipeline.components.feedmanifest.FeedManifest": 600,
+    # The run's summary posted to IMAGESEARCH_ALERT_URLS when it ends.
+    "pipeline.monitor.alerting.RunAlerts": 700,
     "scrapy.extensions.logstats.LogStats": None,
     "scrapy.extensions.spiderstate.SpiderState": None,
 }
@@ -212,13 +214,33 @@ ITEM_PIPELINES = {
 #: False: no pictures, every listing an offer of its own.
 IMAGESEARCH_PICTURES = True
 #: Where the pictures are kept, a local directory: a cache keyed by picture URL for the daily refreshes.
-IMAGESEARCH_PICTURES_STORE = "data/pictures"
+#: Empty: ``_pictures/`` in DATASET_DIR, beside the datasets it serves.
+IMAGESEARCH_PICTURES_STORE = ""
 #: Days a fetched picture is good for before it is fetched again.
 IMAGESEARCH_PICTURES_EXPIRES = 30
 #: Retries of a picture that failed (a 5xx, a timeout), then it is counted missing.
 IMAGESEARCH_PICTURES_RETRY_TIMES = 1
 #: Seconds before a picture's download is abandoned.
 IMAGESEARCH_PICTURES_TIMEOUT = 20.0
+# ---------------------------------------------------------------------------------------------
+# Data-quality checks and alerts (pipeline/runs/quality.py, pipeline/monitor/alerting.py)
+# ---------------------------------------------------------------------------------------------
+#: Changes to the checks at commit (pipeline.runs.quality.CHECKS; README "Checks and alerts"): a JSON
+#: object of check name -> {"threshold": number, "on_fail": "warn" | "fail" | "off"}. A check set to fail
+#: that fails exits 8; the run is committed and marked either way.
+IMAGESEARCH_CHECKS: dict[str, dict[str, object]] = {}
+#: Webhooks posted the run's summary when it ends: Slack-compatible (Slack, Mattermost, Discord's /slack),
+#: DingTalk robot (``...&secret=SEC...`` to sign), Feishu/Lark (``?secret=...`` to sign), WeCom; a
+#: ``dingtalk+``, ``feishu+``, ``wecom+`` or ``slack+`` prefix names the format where the host does not.
+#: Comma-separated or a list. Empty: no alerts.
+IMAGESEARCH_ALERT_URLS = os.environ.get("IMAGESEARCH_ALERT_URLS", "")
+#: Which ends of a run are posted: finished, stopped, failed, checks_failed.
+IMAGESEARCH_ALERT_ON = ["finished", "stopped", "failed", "checks_failed"]
+#: Seconds an attempt to post waits; retries of a webhook that failed (5xx, 429, no answer); and the
+#: seconds all the posting of a run may take together, whatever the webhooks do.
+IMAGESEARCH_ALERT_TIMEOUT = 5.0
+IMAGESEARCH_ALERT_RETRIES = 2
+IMAGESEARCH_ALERT_DEADLINE = 8.0
 #: Largest pic_hash distance (bits of 64) of two listings of one offer (chosen on bench/bench_offers.py).
 IMAGESEARCH_OFFER_MAX_DISTANCE = 10
 #: Largest colour distance (root mean square over pic_colour's 4x4 grid, 0..255) of two listings of one offer.

@@ -35,13 +35,14 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "products": ("num_iid",),
     "matches": ("seed_id", "num_iid", "page", "position"),
     "seeds": ("seed_id",),
+    "offers": ("offer_id",),
 }
 
 
 
 def load_dataset(dataset_dir: str | Path, run_id: str | None = None) -> dict[str, pd.DataFrame]:
     """``{table: DataFrame}`` of ``dataset_dir/parquet/<table>/dt=.../*.parquet`` (hive partitioning), for
-    products, matches and seeds.
+    products, matches, seeds and offers.
 
     The run-time columns (RUN_COLUMNS) are dropped, after keeping only ``run_id``'s rows when one
     is given. Files still being written (dot-prefixed) are skipped by pyarrow's default ignore list.

@@ -48,6 +48,7 @@ EXIT_STOPPED = 4
 EXIT_LOCKED = 5
 EXIT_STORAGE_FAILED = 6
 EXIT_GATEWAY_UNREACHABLE = 7
+EXIT_CHECKS_FAILED = 8
 
 
 #: The log levels ``LOG_LEVEL`` (``-s LOG_LEVEL=...`` or ``-L``) may name.
@@ -124,6 +125,11 @@ class Command(ScrapyCrawlCommand):
         elif reason == GATEWAY_UNREACHABLE_REASON:
             print(f"scrapy crawl {args[0]}: error: {crawler.stats.get_value(STOP_MESSAGE_STAT)}", file=sys.stderr)
             self.exitcode = EXIT_GATEWAY_UNREACHABLE
+        elif reason == "finished" and (failed := crawler.stats.get_value("checks/failed_fail", 0)):
+            print(f"scrapy crawl {args[0]}: error: {failed} data-quality check{'s' if failed > 1 else ''} set to "
+                  "fail the run failed (the lines above say which): the run is committed, marked in its manifest "
+                  "and the runs table", file=sys.stderr)
+            self.exitcode = EXIT_CHECKS_FAILED
         elif reason not in (None, "finished"):
             if reason in (QUOTA_SPENT_REASON, REDIS_UNAVAILABLE_REASON) and (
                     message := crawler.stats.get_value(STOP_MESSAGE_STAT)):

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from scrapy.utils.misc import load_object
 
 from exporters.layout import safe_component, safe_date
+from pipeline.alerts import alert_outcomes, parse_urls
 from pipeline.configuration import (
     IMPORT_PATH_SETTINGS,
     INT_SETTINGS,
@@ -33,6 +34,7 @@ from pipeline.crop import CROP_MODES
 from pipeline.errors import ConfigurationError
 from pipeline.gateways.base import gateway_class, quota_margin_setting, quota_setting
 from pipeline.pacing.apps import Quota, app_pool
+from pipeline.runs.quality import check_settings as quality_checks
 
 if TYPE_CHECKING:
     from scrapy.settings import BaseSettings
@@ -159,6 +161,11 @@ def check_appended_feeds(settings: BaseSettings) -> None:
             )
 
 
+def _colour_distance(value: Any) -> None:
+    if not 0 <= float(value) <= 442:  # ValueError for a word, too
+        raise ValueError("a colour distance is 0 to 442 (0..255 a channel)")
+
+
 def check_settings(settings: BaseSettings) -> None:
     """Check INT_SETTINGS, SECONDS_SETTINGS and the structured settings; raise the first ConfigurationError."""
     for name, minimum in INT_SETTINGS.items():
@@ -189,6 +196,10 @@ def check_settings(settings: BaseSettings) -> None:
     if run_date := settings.get("DATASET_RUN_DATE"):
         check("DATASET_RUN_DATE", run_date, safe_date)
     check_compression(settings.get("PARQUET_COMPRESSION"))
+    quality_checks(settings.get("IMAGESEARCH_CHECKS"))
+    check("IMAGESEARCH_ALERT_URLS", settings.get("IMAGESEARCH_ALERT_URLS"), parse_urls)
+    check("IMAGESEARCH_ALERT_ON", settings.get("IMAGESEARCH_ALERT_ON"), alert_outcomes)
+    check("IMAGESEARCH_OFFER_MAX_COLOUR", settings.get("IMAGESEARCH_OFFER_MAX_COLOUR"), _colour_distance)
     crop = str(settings.get("IMAGESEARCH_CROP") or "none").strip().lower()
     if crop not in CROP_MODES:
         raise ConfigurationError(f"IMAGESEARCH_CROP={settings.get('IMAGESEARCH_CROP')!r}: use one of "

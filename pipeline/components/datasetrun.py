@@ -51,6 +51,7 @@ from pipeline.runs.identity import (
     staging_dir,
 )
 from pipeline.runs.locks import RunLock, run_lock
+from pipeline.runs.quality import check_settings as quality_checks
 from pipeline.runs.staging import STAGE_ROWS, STAGED_TABLES, PartStage, StagedTable, seed_statuses
 from pipeline.runs.tables import merge_worker_parts
 from pipeline.seeds import seed_key
@@ -112,6 +113,8 @@ class DatasetRun:
         #: The offer groups' thresholds: the largest pic_hash distance and colour distance within a group.
         self.grouping = (settings.getint("IMAGESEARCH_OFFER_MAX_DISTANCE", MAX_DISTANCE),
                          settings.getfloat("IMAGESEARCH_OFFER_MAX_COLOUR", MAX_COLOUR))
+        #: The data-quality checks at commit (pipeline/runs/quality.py, IMAGESEARCH_CHECKS).
+        self.checks = quality_checks(settings.get("IMAGESEARCH_CHECKS"))
         self.stage_rows = STAGE_ROWS
         #: The manifest once written (the run is committed), for the crawl command's summary.
         self.written: dict[str, Any] | None = None
@@ -396,9 +399,11 @@ class DatasetRun:
                 stats[f"imagesearch/seeds/{status}"] = statuses.get(status, 0)
         self.written = commit_staged(self.root, self.run, self.formats, self.batch_items, self.compression, reason,
                                      stats, self.started_at, on_record=recorded,
-                                     csv_dialect=self.csv_dialect, workers=workers, grouping=self.grouping)
+                                     csv_dialect=self.csv_dialect, workers=workers, grouping=self.grouping,
+                                     checks=self.checks)
         logger.info("Dataset run %s finished: manifest %s (%d files)", self.run.run_id,
                     manifest_path(self.root, self.run.run_id), len(self.written["files"]))
+        self.report_checks(self.written["checks"])
         if self.jobdir:
             forget_finished_run(self.jobdir)
         self.write_report()
@@ -412,6 +417,17 @@ class DatasetRun:
         stats = dict(stats)
         stats["imagesearch/calls"] = sum(int(w.get("calls", 0)) for w in workers.values())
         return stats, workers
+
+    def report_checks(self, results: list[dict[str, Any]]) -> None:
+        """Each failed data-quality check in a line (a warning, or an error for one set to fail the run) and in
+        the stats (``checks/failed``, ``checks/failed_fail``: the crawl then exits 8)."""
+        failed = [result for result in results if not result["passed"]]
+        self.crawler.stats.set_value("checks/failed", len(failed))
+        self.crawler.stats.set_value("checks/failed_fail", sum(result["on_fail"] == "fail" for result in failed))
+        for result in failed:
+            level = logging.ERROR if result["on_fail"] == "fail" else logging.WARNING
+            logger.log(level, "Check failed: %s%s", result["line"],
+                       " (the run is committed, marked; exit 8)" if result["on_fail"] == "fail" else "")
 
     def write_report(self) -> None:
         """Say the run is committed (the ``run_committed`` signal): the report is written by its receiver

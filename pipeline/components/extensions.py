@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.defer import maybe_deferred_to_future
 
+from pipeline.alerts import parse_urls, url_secrets
 from pipeline.configuration import json_list, wants_sandbox
 from pipeline.errors import ConfigurationError
 from pipeline.gateways.base import load_gateway
@@ -33,8 +35,8 @@ SANDBOX_STAT = "imagesearch/embedded_sandbox_catalog"
 
 
 class SecretRedaction:
-    """Masks the gateway's app keys and secrets, and a Redis URL's password (``***``), in every log line of
-    the crawl, at every level.
+    """Masks the gateway's app keys and secrets, a Redis URL's password and the alert webhooks' secrets
+    (``***``), in every log line of the crawl, at every level.
 
     The secrets should never reach a log line in the first place (the download handler signs a copy
     of each call that nothing else sees); this is the net under that, for text that names a request
@@ -51,6 +53,10 @@ class SecretRedaction:
         # A shared run's Redis URL may carry a password: it is masked like the app secrets.
         if (password := urlsplit(str(crawler.settings.get("IMAGESEARCH_REDIS_URL") or "")).password) is not None:
             secrets = (*secrets, password)
+        # And the alert webhooks' tokens and signing secrets (checked already: a bad URL list stops the crawl).
+        with contextlib.suppress(ValueError):
+            for url in parse_urls(crawler.settings.get("IMAGESEARCH_ALERT_URLS")):
+                secrets = (*secrets, *url_secrets(url))
         extension = cls(Redactor(secrets))
         crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
         return extension

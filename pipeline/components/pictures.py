@@ -1,11 +1,11 @@
 """The listings' main pictures, fetched with Scrapy's FilesPipeline, fingerprinted for the offer groups.
 
 Each hit's ``pic_url``, without the CDN's size or format suffix (pipeline/pictures.py), is fetched once into
-IMAGESEARCH_PICTURES_STORE, a cache keyed by that URL: a picture fetched less than
-IMAGESEARCH_PICTURES_EXPIRES days ago is not fetched again (FilesPipeline's ``uptodate``), so a daily
-refresh fetches only the new ones. Its ``pic_hash`` and ``pic_colour`` go on the hit. Picture downloads
-are not API calls: no quota, no signature, none of the gateway's middleware; they have a download slot of
-their own (``pictures`` in DOWNLOAD_SLOTS: the CDN's concurrency and delay) and their own retries. A
+IMAGESEARCH_PICTURES_STORE (by default ``_pictures/`` of DATASET_DIR), a cache keyed by that URL: a picture
+fetched less than IMAGESEARCH_PICTURES_EXPIRES days ago is not fetched again (FilesPipeline's ``uptodate``),
+so a daily refresh fetches only the new ones. Its ``pic_hash`` and ``pic_colour`` go on the hit. Picture
+downloads are not API calls: no quota, no signature, none of the gateway's middleware; they have a download
+slot of their own (``pictures`` in DOWNLOAD_SLOTS: the CDN's concurrency and delay) and their own retries. A
 picture that cannot be fetched or decoded leaves the hit without a fingerprint, is counted
 (``pictures/missing``) and never fails the run.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from scrapy import Request
 from scrapy.exceptions import NotConfigured
@@ -38,12 +38,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The picture store's directory in DATASET_DIR, when IMAGESEARCH_PICTURES_STORE does not name one.
+PICTURES_DIR = "_pictures"
 #: The download slot of the pictures (DOWNLOAD_SLOTS["pictures"] sets its concurrency and delay).
 PICTURES_SLOT = "pictures"
-
-
-class PictureMissing(Exception):
-    """A picture that could not be fetched (its HTTP status, or the network's error)."""
 
 
 class ListingPicturesPipeline(FilesPipeline):
@@ -70,7 +68,8 @@ class ListingPicturesPipeline(FilesPipeline):
         settings = crawler.settings
         if not settings.getbool("IMAGESEARCH_PICTURES", True):
             raise NotConfigured("IMAGESEARCH_PICTURES is off")
-        store = settings.get("IMAGESEARCH_PICTURES_STORE") or ""
+        store = settings.get("IMAGESEARCH_PICTURES_STORE") or str(Path(settings.get("DATASET_DIR") or ".")
+                                                                       / PICTURES_DIR)
         if "://" in store and not store.startswith("file://"):
             raise NotConfigured(f"IMAGESEARCH_PICTURES_STORE={store!r}: give a local directory")
         return cls(store.removeprefix("file://"), crawler=crawler)
@@ -87,16 +86,21 @@ class ListingPicturesPipeline(FilesPipeline):
         """``full/<sha1 of the picture's URL>``: one file a picture, whatever size or format a hit named."""
         return f"full/{hashlib.sha1(request.url.encode()).hexdigest()}"
 
+    # A picture that cannot be fetched is no error of the run: both hooks below answer "no file" (None)
+    # rather than raise, which MediaPipeline would log with its traceback, once a picture.
+
     async def media_downloaded(self, response: Response, request: Request, info: MediaPipeline.SpiderInfo, *,
                                item: Any = None) -> Any:
         if response.status != 200 or not response.body:
-            raise PictureMissing(f"HTTP {response.status}" if response.status != 200 else "empty body")
+            logger.debug("listing picture %s not fetched: HTTP %d%s", request.url, response.status,
+                         "" if response.body else ", empty")
+            return None
         return await super().media_downloaded(response, request, info, item=item)
 
-    def media_failed(self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo) -> NoReturn:
+    def media_failed(self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo) -> Any:
         """Counted at the item (``pictures/missing``); logged once at the end, not a warning a picture."""
         logger.debug("listing picture %s not fetched: %s", request.url, failure.value)
-        raise PictureMissing(str(failure.value))
+        return None
 
     def item_completed(self, results: list[FileInfoOrError], item: Any, info: MediaPipeline.SpiderInfo) -> Any:
         if item_kind(item) is not ProductHit or not results:

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from items.docs import duckdb_read_csv, sql_paths
-from items.schema import MATCHES, PRODUCTS, SEEDS
+from items.schema import MATCHES, OFFERS, PRODUCTS, SEEDS
 from pipeline.components.extensions import SANDBOX_STAT
 from pipeline.monitor.progress import duration
 from pipeline.pictures import picture_url
@@ -103,7 +103,7 @@ def _relation(root: Path, manifest: dict[str, Any], table: str) -> str:
     if "parquet" in by_format:
         return f"read_parquet({sql_paths(sorted(by_format['parquet']))})"
     if "csv" in by_format and manifest.get("csv_dialect", "standard") == "standard":
-        schema = {t.name: t for t in (PRODUCTS, MATCHES, SEEDS)}[table]
+        schema = {t.name: t for t in (PRODUCTS, MATCHES, SEEDS, OFFERS)}[table]
         return duckdb_read_csv(schema, sorted(by_format["csv"]), partitioned=False)
     if "csv" in by_format:
         raise ReportError(f"run {manifest['run_id']} has only excel-dialect CSV files; the report reads Parquet or "
@@ -257,6 +257,8 @@ def load_report_data(root: Path, run_id: str, top: int) -> ReportData:
                     f"WHERE coalesce(p.coupon_price, p.price_min) > 0 GROUP BY seed_id").fetchall()
             else:
                 best, points = [], []
+            grouped = counts.get(MATCHES.name) and counts.get(OFFERS.name)
+            offers = _seed_offers(db, root, manifest, pic) if grouped else {}
     except duckdb.Error as exc:
         raise ReportError(f"cannot read run {run_id}'s tables: {exc}") from None
     by_seed: dict[str, list[list[Any]]] = {}
@@ -267,8 +269,44 @@ def load_report_data(root: Path, run_id: str, top: int) -> ReportData:
         ])
     plots = {seed_id: [[round(p, 2), None if s is None else int(s)] for p, s in values] for seed_id, values in points}
     rows = [_seed_entry(seed_id, views, total, pages, found, by_seed.get(seed_id, []), plots.get(seed_id, []))
-            for seed_id, views, total, pages, found in seeds]
+            | {"o": offers.get(seed_id, [])} for seed_id, views, total, pages, found in seeds]
     return ReportData(manifest, rows)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+#: Offer groups a seed's entry shows (those of its best matches), and listings a group.
+REPORT_OFFERS, REPORT_OFFER_LISTINGS = 5, 5
+
+
+def _seed_offers(db: Any, root: Path, manifest: dict[str, Any], pic: Callable[[str | None], str | None]
+                 ) -> dict[str, list[list[Any]]]:
+    """Each seed's offer groups of more than one listing, its best match's first: [listings, sellers, the
+    spread's text, its listings cheapest first ([title, picture, item page, seller, price text])]."""
+    matches, products = _relation(root, manifest, MATCHES.name), _relation(root, manifest, PRODUCTS.name)
+    offers = _relation(root, manifest, OFFERS.name)
+    rows = db.sql(
+        f"WITH g AS (SELECT m.seed_id, o.offer_id, min(m.fused_rank) AS rank, any_value(o.listings) AS listings, "
+        f"any_value(o.sellers) AS sellers, any_value(o.price_min) AS pmin, any_value(o.price_median) AS pmed, "
+        f"any_value(o.price_max) AS pmax FROM {matches} m JOIN {offers} o USING (offer_id) WHERE o.listings > 1 "
+        f"GROUP BY m.seed_id, o.offer_id QUALIFY row_number() OVER (PARTITION BY m.seed_id ORDER BY "
+        f"min(m.fused_rank), o.offer_id) <= {REPORT_OFFERS}), "
+        f"l AS (SELECT offer_id, list([title, pic_url, detail_url, seller_nick, price_min::VARCHAR, "
+        f"price_max::VARCHAR] ORDER BY price_min NULLS LAST, num_iid) AS listed FROM {products} "
+        f"WHERE offer_id IN (SELECT offer_id FROM g) GROUP BY offer_id) "
+        f"SELECT g.seed_id, g.listings, g.sellers, g.pmin, g.pmed, g.pmax, l.listed FROM g JOIN l USING (offer_id) "
+        f"ORDER BY g.seed_id, g.rank, g.offer_id").fetchall()
+    by_seed: dict[str, list[list[Any]]] = {}
+    for seed_id, listings, sellers, pmin, pmed, pmax, listed in rows:
+        spread = "no listing priced" if pmin is None else (
+            f"{_money(pmin)}–{_money(pmax)}, median {_money(pmed)}" if pmin != pmax else _money(pmin))
+        cards = [[title or "", pic(picture), _web_url(detail), shop or "",
+                  _price_text(_decimal(low), _decimal(high), None)]
+                 for title, picture, detail, shop, low, high in listed[:REPORT_OFFER_LISTINGS]]
+        by_seed.setdefault(seed_id, []).append([int(listings), int(sellers), spread, cards])
+    return by_seed
 
 
 def _seed_entry(seed_id: str, views: list[dict[str, Any]], total: Any, pages: Any, found: Any,
@@ -390,6 +428,22 @@ def _summary(manifest: dict[str, Any], seeds: list[dict[str, Any]]) -> list[tupl
     return rows
 
 
+def _checks_section(checks: list[dict[str, Any]]) -> str:
+    """The data-quality checks of the run: each passed or failed, with its figure and threshold."""
+    if not checks:
+        return ""
+    esc = html.escape
+    failed = sum(not check["passed"] for check in checks)
+    rows = "\n".join(
+        f'<tr class="{"check-ok" if c["passed"] else "check-" + esc(c["on_fail"])}"><td>{esc(c["name"])}</td>'
+        f'<td>{"pass" if c["passed"] else "FAIL" if c["on_fail"] == "fail" else "warn"}</td>'
+        f'<td>{esc(c["line"].split(" (", 1)[0].removeprefix(c["name"] + " "))}</td><td>{esc(c["doc"])}</td></tr>'
+        for c in checks)
+    head = f"Checks: {failed} of {len(checks)} failed" if failed else f"Checks: all {len(checks)} passed"
+    return (f'<section class="checks"><h2>{head}</h2><table><thead><tr><th>check</th><th>result</th>'
+            f'<th>figure and threshold</th><th>what</th></tr></thead><tbody>{rows}</tbody></table></section>')
+
+
 def render_report(data: ReportData, page_seeds: int) -> str:
     """The report's HTML."""
     manifest, seeds = data.manifest, data.seeds
@@ -410,6 +464,7 @@ def render_report(data: ReportData, page_seeds: int) -> str:
                     f'</thead><tbody>{rows}</tbody></table>{more}</section>')
     else:
         problems = '<p class="all-ok">Every seed was searched to the end.</p>'
+    problems += _checks_section(manifest.get("checks") or [])
     meta = {"run_id": manifest["run_id"], "pages": len(pages), "page_seeds": page_seeds, "seeds": len(seeds)}
     blocks = [f'<script type="application/json" id="page-{k}">{_json_block(page)}</script>'
               for k, page in enumerate(pages, start=1)]

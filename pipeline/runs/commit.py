@@ -22,7 +22,7 @@ from exporters.layout import (
     run_files,
 )
 from exporters.storage import atomic_write_bytes, fsync_dir
-from items.schema import RUNS, SNAPSHOTS
+from items.schema import PRODUCTS, RUNS, SNAPSHOTS
 from pipeline.errors import (
     RunLocked,
 )
@@ -31,8 +31,9 @@ from pipeline.runs.identity import COMMIT_RECORD, SHARED_MARKER, STAGING_DIR, Ru
 from pipeline.runs.latest import apply_snapshot, build_latest, latest_state
 from pipeline.runs.locks import run_lock, snapshots_locked
 from pipeline.runs.manifest import build_manifest, rows_by_format, runs_row, snapshot_summary
+from pipeline.runs.quality import CHECKS, CheckResult, evaluate, figures, previous_products
 from pipeline.runs.staging import seed_statuses
-from pipeline.runs.tables import build_runs_row, build_tables
+from pipeline.runs.tables import TABLE_QUERIES, build_runs_row, build_tables, database, staged_paths
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,17 @@ def _unheld_runs(root: Path, held: str | None) -> Iterator[tuple[str, Path]]:
             lock.release()
 
 
+def run_checks(root: Path, staging: Path, run: RunInfo, statuses: dict[str, int], counts: dict[str, int],
+               stats: dict[str, Any], checks: dict[str, dict[str, Any]]) -> list[CheckResult]:
+    """The data-quality checks' results for the run staged in ``staging``."""
+    with database(staging) as con:
+        staged = staged_paths(staging)
+        query = TABLE_QUERIES[PRODUCTS.name]
+        found = figures(con, query, {k: v for k, v in staged.items() if f"${k}" in query}, statuses, counts, stats,
+                        previous_products(root, run.run_id))
+    return evaluate(found, checks)
+
+
 def finish_interrupted_commits(root: Path, held: str | None = None) -> list[str]:
     """Finish every commit of ``root`` that a kill cut short (a commit record left in its staging), and
     remove the staging a killed crawl left without a commit; the run ids finished. A run whose lock
@@ -156,24 +168,30 @@ def commit_staged(root: Path, run: RunInfo, formats: list[str], batch_items: int
                   stats: dict[str, Any], crawl_started_at: datetime | None = None,
                   on_record: Callable[[], None] | None = None, csv_dialect: str = "standard",
                   workers: dict[str, Any] | None = None,
-                  grouping: tuple[int, float] = (MAX_DISTANCE, MAX_COLOUR)) -> dict[str, Any]:
+                  grouping: tuple[int, float] = (MAX_DISTANCE, MAX_COLOUR),
+                  checks: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Commit the run staged in ``root``: build its tables (and, finished, products_latest and offers_latest),
     write the commit record (then ``on_record()``: from there the commit can only be finished), apply it; its
     manifest. ``stats`` are the crawl's (calls, gateway, the manifest's copy); ``grouping`` the offer groups'
-    thresholds (IMAGESEARCH_OFFER_MAX_DISTANCE, IMAGESEARCH_OFFER_MAX_COLOUR)."""
+    thresholds (IMAGESEARCH_OFFER_MAX_DISTANCE, IMAGESEARCH_OFFER_MAX_COLOUR); ``checks`` the data-quality
+    checks (pipeline/runs/quality.py; their results go into the manifest and the runs row)."""
     finished_at, complete = datetime.now(UTC), reason == "finished"
     staging = staging_dir(root, run.run_id)
     out = staging / "out"
     files = build_tables(staging, out, run, formats, batch_items, compression, complete, csv_dialect,
                          latest_state(root, formats), grouping)
     rows = rows_by_format(files)
-    row = runs_row(run, stats, seed_statuses(staging), rows.get(formats[0], {}) if formats else {}, finished_at,
-                   reason)
+    statuses, counts = seed_statuses(staging), rows.get(formats[0], {}) if formats else {}
+    results = run_checks(root, staging, run, statuses, counts, stats, checks or CHECKS)
+    row = runs_row(run, stats, statuses, counts, finished_at, reason)
+    failed = [result.name for result in results if not result.passed]
+    row.update(checks_failed=len(failed), failed_checks="; ".join(failed) or None)
     runs_files = build_runs_row(out, run, formats, compression, complete, row, csv_dialect)
     for f in runs_files:
         rows[f["format"]][RUNS.name] = f["rows"]
     manifest = build_manifest(run, stats, sorted(files + runs_files, key=lambda f: f["path"]), rows, reason,
                               finished_at, crawl_started_at, csv_dialect if "csv" in formats else None, workers)
+    manifest["checks"] = [result.record() for result in results]
     # products_latest takes finished runs only; the lock, from reading the snapshot to replacing it.
     with snapshots_locked(root) if complete else contextlib.nullcontext():
         record: dict[str, Any] = {"run_id": run.run_id, "manifest": manifest}

@@ -88,8 +88,33 @@
     seed.m.forEach(function (m) { grid.appendChild(matchCard(m)); });
     if (!seed.m.length) grid.appendChild(el("p", "status", seed.st === "ok" ? "no matches" : "no matches: not searched to the end"));
     section.appendChild(grid);
+    if (seed.o && seed.o.length) section.appendChild(offersList(seed.o));
     observe(chart);
     return section;
+  }
+
+  function offersList(offers) {
+    // [listings, sellers, spread, [[title, pic_url, detail_url, shop, price], ...] cheapest first]
+    var box = el("div", "offers");
+    box.appendChild(el("h3", null, "Same product, several sellers"));
+    offers.forEach(function (offer) {
+      var group = el("div", "offer");
+      group.appendChild(el("div", "spread", offer[1] + " sellers, " + offer[0] + " listings: " + offer[2]));
+      var row = el("div", "offer-listings");
+      offer[3].forEach(function (l, i) {
+        var link = webUrl(l[2]);
+        var card = el(link ? "a" : "div", "offer-listing" + (i === 0 ? " cheapest" : ""));
+        if (link) { card.href = link; card.target = "_blank"; card.rel = "noopener noreferrer"; }
+        var pic = webUrl(l[1]) || (typeof l[1] === "string" && l[1].indexOf("data:image/") === 0 ? l[1] : null);
+        if (pic) card.appendChild(picture(pic, l[0], "offer-pic"));
+        card.appendChild(el("div", "price", (i === 0 ? "cheapest " : "") + l[4]));
+        card.appendChild(el("div", "shop", l[3]));
+        row.appendChild(card);
+      });
+      group.appendChild(row);
+      box.appendChild(group);
+    });
+    return box;
   }
 
   // -- plots: drawn when scrolled into view, once the Vega bundle (at the end of the file) has loaded
