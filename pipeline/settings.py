@@ -214,7 +214,8 @@ ITEM_PIPELINES = {
 #: False: no pictures, every listing an offer of its own.
 IMAGESEARCH_PICTURES = True
 #: Where the pictures are kept, a local directory: a cache keyed by picture URL for the daily refreshes.
-#: Empty: ``_pictures/`` in DATASET_DIR, beside the datasets it serves.
+#: Empty: ``_pictures/`` in DATASET_DIR, beside the datasets it serves (with -o/-O feeds, which write no
+#: datasets: ~/.cache/taobao-imagesearch/pictures).
 IMAGESEARCH_PICTURES_STORE = ""
 #: Days a fetched picture is good for before it is fetched again.
 IMAGESEARCH_PICTURES_EXPIRES = 30
@@ -236,10 +237,11 @@ IMAGESEARCH_CHECKS: dict[str, dict[str, object]] = {}
 IMAGESEARCH_ALERT_URLS = os.environ.get("IMAGESEARCH_ALERT_URLS", "")
 #: Which ends of a run are posted: finished, stopped, failed, checks_failed.
 IMAGESEARCH_ALERT_ON = ["finished", "stopped", "failed", "checks_failed"]
-#: Seconds an attempt to post waits; retries of a webhook that failed (5xx, 429, no answer); and the
-#: seconds all the posting of a run may take together, whatever the webhooks do.
+#: Seconds an attempt to post an alert waits.
 IMAGESEARCH_ALERT_TIMEOUT = 5.0
+#: Retries of a webhook that failed (5xx, 429, no answer).
 IMAGESEARCH_ALERT_RETRIES = 2
+#: Seconds all the posting of a run may take together, whatever the webhooks do.
 IMAGESEARCH_ALERT_DEADLINE = 8.0
 #: Largest pic_hash distance (bits of 64) of two listings of one offer (chosen on bench/bench_offers.py).
 IMAGESEARCH_OFFER_MAX_DISTANCE = 10

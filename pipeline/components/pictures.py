@@ -1,7 +1,7 @@
 """The listings' main pictures, fetched with Scrapy's FilesPipeline, fingerprinted for the offer groups.
 
 Each hit's ``pic_url``, without the CDN's size or format suffix (pipeline/pictures.py), is fetched once into
-IMAGESEARCH_PICTURES_STORE (by default ``_pictures/`` of DATASET_DIR), a cache keyed by that URL: a picture
+IMAGESEARCH_PICTURES_STORE (``default_store``: ``_pictures/`` of DATASET_DIR), a cache keyed by that URL: a picture
 fetched less than IMAGESEARCH_PICTURES_EXPIRES days ago is not fetched again (FilesPipeline's ``uptodate``),
 so a daily refresh fetches only the new ones. Its ``pic_hash`` and ``pic_colour`` go on the hit. Picture
 downloads are not API calls: no quota, no signature, none of the gateway's middleware; they have a download
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
     from scrapy.pipelines.media import FileInfoOrError, MediaPipeline
+    from scrapy.settings import BaseSettings
     from twisted.python.failure import Failure
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,15 @@ logger = logging.getLogger(__name__)
 PICTURES_DIR = "_pictures"
 #: The download slot of the pictures (DOWNLOAD_SLOTS["pictures"] sets its concurrency and delay).
 PICTURES_SLOT = "pictures"
+
+
+def default_store(settings: BaseSettings) -> str:
+    """``_pictures/`` of DATASET_DIR; with feeds of the user's own (no datasets written), the user's cache
+    ($XDG_CACHE_HOME, ~/.cache, /taobao-imagesearch/pictures)."""
+    if settings.getdict("FEEDS"):
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return str(Path(base) / "taobao-imagesearch" / "pictures")
+    return str(Path(settings.get("DATASET_DIR") or ".") / PICTURES_DIR)
 
 
 class ListingPicturesPipeline(FilesPipeline):
@@ -68,8 +79,7 @@ class ListingPicturesPipeline(FilesPipeline):
         settings = crawler.settings
         if not settings.getbool("IMAGESEARCH_PICTURES", True):
             raise NotConfigured("IMAGESEARCH_PICTURES is off")
-        store = settings.get("IMAGESEARCH_PICTURES_STORE") or str(Path(settings.get("DATASET_DIR") or ".")
-                                                                       / PICTURES_DIR)
+        store = settings.get("IMAGESEARCH_PICTURES_STORE") or default_store(settings)
         if "://" in store and not store.startswith("file://"):
             raise NotConfigured(f"IMAGESEARCH_PICTURES_STORE={store!r}: give a local directory")
         return cls(store.removeprefix("file://"), crawler=crawler)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import warnings
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DropItem
+from scrapy.exceptions import DropItem, NotConfigured
 from scrapy.pipelines import ItemPipelineManager
 from scrapy.utils.misc import build_from_crawler, load_object
 from scrapy.utils.test import get_crawler
@@ -63,7 +64,12 @@ class Chain:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         order = sorted(crawler.settings.getdict("ITEM_PIPELINES").items(), key=lambda kv: kv[1])
-        self.pipelines = [build_from_crawler(load_object(path), crawler) for path, _ in order]
+        self.pipelines = []
+        for path, _ in order:
+            try:
+                self.pipelines.append(build_from_crawler(load_object(path), crawler))
+            except NotConfigured:  # the listing pictures (IMAGESEARCH_PICTURES=False): they need the engine
+                continue
 
     def __call__(self, item: Any) -> Any:
         for p in self.pipelines:
@@ -79,21 +85,23 @@ class Chain:
 
 @pytest.fixture
 def chain() -> Chain:
-    return Chain(project_crawler(DATASET_RUN_ID="20261125T101500Z-3fa2c1"))
+    return Chain(project_crawler(DATASET_RUN_ID="20261125T101500Z-3fa2c1", IMAGESEARCH_PICTURES=False))
 
 
 def test_project_registers_the_chain_in_order() -> None:
     crawler = project_crawler()
     order = sorted(crawler.settings.getdict("ITEM_PIPELINES").items(), key=lambda kv: kv[1])
-    assert [path.rsplit(".", 1)[1] for path, _ in order] == ["ValidatePipeline", "NormalizePipeline"]
+    assert [path.rsplit(".", 1)[1] for path, _ in order] == ["ValidatePipeline", "NormalizePipeline",
+                                                             "ListingPicturesPipeline"]
 
 
-def test_pipelines_use_the_no_spider_signature_without_deprecation_warnings() -> None:
-    crawler = project_crawler()
+def test_pipelines_use_the_no_spider_signature_without_deprecation_warnings(tmp_path: Path) -> None:
+    crawler = project_crawler(DATASET_DIR=str(tmp_path))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         manager = ItemPipelineManager.from_crawler(crawler)
-    assert len(manager.middlewares) == 2
+    assert len(manager.middlewares) == 3
+    assert (tmp_path / "_pictures").is_dir()  # the listing pictures' store, in the dataset's directory
     assert not manager._mw_methods_requiring_spider
 
 

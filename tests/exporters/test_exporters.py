@@ -114,7 +114,9 @@ def crawl(
     """Run a crawl with the project's settings (scrapy.cfg) in a fresh process: TinySpider unless *command*
     says otherwise."""
     # no calls: no sandbox
-    command = command or ("runspider", str(Path(__file__)), "-s", f"IMAGESEARCH_ENDPOINT={NO_GATEWAY}")
+    # (TinySpider's listings' pictures are on hosts that do not exist: none is fetched)
+    command = command or ("runspider", str(Path(__file__)), "-s", f"IMAGESEARCH_ENDPOINT={NO_GATEWAY}",
+                          "-s", "IMAGESEARCH_PICTURES=False")
     args = [sys.executable, "-m", "scrapy", *command, "-s", f"DATASET_DIR={tmp / 'datasets'}", "-s", "LOG_LEVEL=DEBUG"]
     for s in settings:
         args += ["-s", s]
@@ -152,15 +154,19 @@ def test_crawl_writes_every_table_in_both_format_trees(crawled: tuple[Path, Any]
     run_id, dt = manifest["run_id"], manifest["dt"]
     files = tree_files(root)
     latest = ["csv/products_latest/products_latest.csv", "parquet/products_latest/products_latest.parquet"]
+    offers = ["csv/offers_latest/offers_latest.csv", "parquet/offers_latest/offers_latest.parquet"]
     assert manifest["snapshots"]["products_latest"] == {"rows": 16, "runs": 1, "paths": latest[::-1]}
+    assert manifest["snapshots"]["offers_latest"] == {"rows": 16, "runs": 1, "paths": offers[::-1]}
+    latest += offers
     assert files == sorted([f["path"] for f in manifest["files"]] + latest)
     for path in (f for f in files if f not in latest):
         fmt, table, partition, name = path.split("/")
         assert fmt in ("parquet", "csv") and table in TABLES and partition == f"dt={dt}"
         assert name.startswith(run_id + "-") and name.endswith("." + fmt)
     # 27 hits - 3 without an id = 24 matches; ids overlap so 16 products; 4 per file.
+    # Without pictures, every product is an offer of its own.
     assert manifest["rows"]["parquet"] == manifest["rows"]["csv"] == {"products": 16, "matches": 24, "seeds": 4,
-                                                                      "runs": 1}
+                                                                      "offers": 16, "runs": 1}
     assert sorted(
         f["path"].rsplit("/", 1)[1] for f in manifest["files"] if f["path"].startswith("parquet/matches/")
     ) == [
@@ -198,7 +204,10 @@ def test_duckdb_reads_the_parquet_tree_with_exact_types(crawled: tuple[Path, Any
         "sales": "BIGINT",
         "sales_kind": "VARCHAR",
         "sales_raw": "VARCHAR",
+        "pic_hash": "VARCHAR",
+        "pic_colour": "VARCHAR",
         "first_seed_id": "VARCHAR",
+        "offer_id": "VARCHAR",
         "run_id": "VARCHAR",
         "run_started_at": "TIMESTAMP WITH TIME ZONE",
         "crawled_at": "TIMESTAMP WITH TIME ZONE",
@@ -391,6 +400,7 @@ def test_the_real_spider_against_the_sandbox_fills_a_consistent_dataset(tmp_path
           + (f"  ({len(seeds)} ok, 0 rejected, 0 failed)" if table == "seeds" else "") for table in TABLES),
         f"  products_latest: {rows['products']:,} rows over 1 finished run  parquet/products_latest/  "
         "csv/products_latest/",
+        f"  offers_latest: {rows['offers']:,} rows over 1 finished run  parquet/offers_latest/  csv/offers_latest/",
         f"  manifest: {root}/_manifests/{manifest['run_id']}.json",
         f"  report:   {root}/_reports/{manifest['run_id']}.html",
     ]
@@ -526,7 +536,7 @@ def test_csv_text_follows_the_spec() -> None:
     assert lines[0] == PRODUCTS.column_names
     assert lines[1] == [
         "1", "t1", "https://x/1.jpg", "https://x/2", "s", "false", "39.50", "39.50", "39.50", "", "", "12000",
-        "unknown", "1.2万+", "seed", RUN, "2026-11-25T10:00:00.000000Z", "2026-11-25T10:15:00.000000Z",
+        "unknown", "1.2万+", "", "", "seed", "", RUN, "2026-11-25T10:00:00.000000Z", "2026-11-25T10:15:00.000000Z",
     ]
     sales = PRODUCTS.column_names.index("sales")
     assert lines[2][1] == 'a,"b"' and lines[2][5] == "" and lines[2][6] == "" and lines[2][sales] == ""
@@ -562,9 +572,9 @@ def test_unnormalised_values_are_converted_to_the_column_types() -> None:
     data = pq.read_table(io.BytesIO(export(ParquetItemExporter, [raw, unscored], table="matches")))
     assert data.to_pylist() == [
         {"run_id": RUN, "run_started_at": None, "seed_id": "seed", "num_iid": 652345678901, "view": 2, "page": 2,
-         "position": 3, "cat": "50015374", "score": 0.93, "fused_rank": None},
+         "position": 3, "cat": "50015374", "score": 0.93, "fused_rank": None, "offer_id": None},
         {"run_id": RUN, "run_started_at": None, "seed_id": "seed", "num_iid": 5, "view": None, "page": 1,
-         "position": 1, "cat": None, "score": None, "fused_rank": None},
+         "position": 1, "cat": None, "score": None, "fused_rank": None, "offer_id": None},
     ]
     seeds = pq.read_table(io.BytesIO(export(
         ParquetItemExporter,

@@ -30,9 +30,10 @@ def test_every_staged_column_is_an_item_field_and_every_table_is_built_from_them
     assert set(HITS.column_names) <= set(ProductHit.fields)
     assert set(STAGED_SEEDS.column_names) <= set(SeedSummary.fields)
     # products and matches are built from the hits: the winning hit's seed is first_seed_id.
-    assert set(PRODUCTS.column_names) - {"first_seed_id"} <= set(HITS.column_names)
+    # ... and offer_id, the offer group the commit works out from the pictures' fingerprints.
+    assert set(PRODUCTS.column_names) - {"first_seed_id", "offer_id"} <= set(HITS.column_names)
     # ... and fused_rank, computed at the commit over a seed's views.
-    assert set(MATCHES.column_names) - {"fused_rank"} <= set(HITS.column_names)
+    assert set(MATCHES.column_names) - {"fused_rank", "offer_id"} <= set(HITS.column_names)
 
 
 def test_arrow_schemas_carry_the_docs() -> None:
