@@ -299,14 +299,18 @@ class DatasetRun:
         for row in outcomes(reason) if outcomes is not None and self._staged else ():
             row["run_started_at"] = self.run.started_at
             self.item_scraped(row)
-        try:
-            for name, staged in self._staged.items():
+        failed: list[Exception] = []
+        for name, staged in self._staged.items():  # each closed, whatever another's close did (a full disk)
+            try:
                 staged.close()
-                self.crawler.stats.set_value(f"dataset/staged/{name}", staged.rows_written)
-                if staged.rejected:
-                    self.crawler.stats.set_value(f"dataset/rejected/{name}", staged.rejected)
-        except Exception as exc:  # noqa: BLE001 - as in item_scraped
-            self._staging_failed(exc, self.staging)
+            except Exception as exc:  # noqa: BLE001 - as in item_scraped
+                failed.append(exc)
+                continue
+            self.crawler.stats.set_value(f"dataset/staged/{name}", staged.rows_written)
+            if staged.rejected:
+                self.crawler.stats.set_value(f"dataset/rejected/{name}", staged.rejected)
+        if failed:
+            self._staging_failed(failed[0], self.staging)
         if self.failure is not None:
             logger.error("Dataset run %s not committed: %s. With JOBDIR the same command resumes it once "
                          "the cause is fixed", self.run.run_id, self.failure)

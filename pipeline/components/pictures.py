@@ -15,6 +15,7 @@ and ``file_status_count/uptodate``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -105,7 +106,21 @@ class ListingPicturesPipeline(FilesPipeline):
             logger.debug("listing picture %s not fetched: HTTP %d%s", request.url, response.status,
                          "" if response.body else ", empty")
             return None
-        return await super().media_downloaded(response, request, info, item=item)
+        path = self.file_path(request, response=response, info=info, item=item)
+        target = self.root / path
+        temporary = target.with_name(f".{target.name}.tmp")
+        try:  # whole or not at all (a full disk must not leave a cut picture the next run takes as fetched)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_bytes(response.body)
+            os.replace(temporary, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            logger.debug("listing picture %s not stored in %s: %s", request.url, self.root, exc)
+            return None
+        self.inc_stats("downloaded")
+        return {"url": request.url, "path": path, "checksum": hashlib.md5(response.body).hexdigest(),
+                "status": "downloaded"}
 
     def media_failed(self, failure: Failure, request: Request, info: MediaPipeline.SpiderInfo) -> Any:
         """Counted at the item (``pictures/missing``); logged once at the end, not a warning a picture."""
@@ -134,6 +149,8 @@ class ListingPicturesPipeline(FilesPipeline):
             except (OSError, PictureError) as exc:
                 logger.debug("listing picture %s cannot be fingerprinted: %s", path, exc)
                 self._fingerprints[path] = None
+                with contextlib.suppress(OSError):
+                    (self.root / path).unlink()  # not kept as fetched: the next run fetches it again
         return self._fingerprints[path]
 
     def close_spider(self) -> None:

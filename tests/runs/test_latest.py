@@ -131,9 +131,9 @@ def test_an_interrupted_commit_finished_later_never_undoes_a_newer_snapshot(
     # day2's commit is recorded, then killed before it moved anything...
     run = stage(tmp_path, "day2", DAY1 + timedelta(days=1), {B: "20.00"})
     out = staging_dir(tmp_path, "day2") / "out"
+    files = build_tables(staging_dir(tmp_path, "day2"), out, run, FORMATS, 0, "zstd")  # as a commit: tables first
     with snapshots_locked(tmp_path):
         snapshot = build_latest(tmp_path, staging_dir(tmp_path, "day2"), out, run, FORMATS, "zstd")
-    files = build_tables(staging_dir(tmp_path, "day2"), out, run, FORMATS, 0, "zstd")
     manifest = {"run_id": "day2", "dt": run.dt, "complete": True, "files": files}
     write_commit_record(tmp_path, {"run_id": "day2", "manifest": manifest, "snapshots": [snapshot]})
     # ...while day3's crawl, already running, committed.
@@ -210,8 +210,14 @@ def test_the_manifests_say_which_runs_products_latest_covers(tmp_path: Path) -> 
     commit(tmp_path, "day1", 0, {A: "10.00"})
     manifest = commit(tmp_path, "day2", 1, {B: "20.00"})
     on_disk = json.loads((tmp_path / "_manifests" / "day2.json").read_text())
-    assert on_disk["snapshots"] == manifest["snapshots"] == {"products_latest": {
-        "rows": 2, "runs": 2,
-        "paths": ["parquet/products_latest/products_latest.parquet", "csv/products_latest/products_latest.csv"],
-    }}
+    assert on_disk["snapshots"] == manifest["snapshots"] == {
+        "products_latest": {
+            "rows": 2, "runs": 2,
+            "paths": ["parquet/products_latest/products_latest.parquet", "csv/products_latest/products_latest.csv"],
+        },
+        "offers_latest": {  # no pictures: each product an offer of its own
+            "rows": 2, "runs": 2,
+            "paths": ["parquet/offers_latest/offers_latest.parquet", "csv/offers_latest/offers_latest.csv"],
+        },
+    }
     assert pd.read_parquet(tmp_path / "parquet" / "products_latest").shape[0] == 2

@@ -76,7 +76,8 @@ def test_products_go_to_the_first_seed_given_then_its_best_position_whatever_the
         seeds = pq.read_table(out / "parquet/seeds/dt=2026-11-25/20261125T101500Z-3fa2c1-00001.parquet")
         assert seeds.column("seed_id").to_pylist() == [f"seed-{r}" for r in range(4)]  # in the order given
         assert {(f["table"], f["format"]): f["rows"] for f in files} == {
-            (t, fmt): n for t, n in (("products", 7), ("matches", 48), ("seeds", 4)) for fmt in ("parquet", "csv")
+            (t, fmt): n for t, n in (("products", 7), ("matches", 48), ("seeds", 4), ("offers", 7))
+            for fmt in ("parquet", "csv")
         }
 
 
@@ -86,7 +87,7 @@ def test_files_start_anew_every_batch_items_rows_and_an_empty_table_still_has_on
     by_table: dict[str, list[int]] = {}
     for f in files:
         by_table.setdefault(f["table"], []).append(f["rows"])
-    assert by_table == {"matches": [4, 4, 2], "products": [4, 4, 2], "seeds": [0]}
+    assert by_table == {"matches": [4, 4, 2], "products": [4, 4, 2], "seeds": [0], "offers": [4, 4, 2]}
 
 
 # -- a commit cut short ----------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def test_a_commit_cut_short_is_finished_by_the_next_start(tmp_path: Path) -> Non
     assert not staging_dir(root, RUN.run_id).exists()
     assert finish_interrupted_commits(root) == []  # nothing more to do
     apply_commit(root, record)  # and doing it again changes nothing
-    assert len(list(root.rglob("*.parquet"))) == 3
+    assert len(list(root.rglob("*.parquet"))) == 4  # products, matches, seeds, offers
 
 
 def test_the_interrupted_commit_of_a_run_another_crawl_holds_is_left_to_it(tmp_path: Path) -> None:

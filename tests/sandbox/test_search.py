@@ -153,7 +153,9 @@ def test_perturbed_catalogue_images_rank_their_product_in_the_top_5(catalog, ind
     for i in sample:
         query = PERTURBATIONS[kind](catalog.products[i].image(), rng)
         features = image_features(decode_image(jpeg_bytes(query, quality=90)))
-        rank = int(np.flatnonzero(index.rank(features) == i)[0])
+        # Resellers of one product (sandbox/offers.py) are the product too: its offer's first place counts.
+        offers = [_offer(catalog, j) for j in index.rank(features)]
+        rank = list(dict.fromkeys(offers)).index(_offer(catalog, i))
         if rank >= 5:
             misses.append((catalog.products[i].num_iid, rank))
     assert not misses
@@ -176,6 +178,15 @@ def test_png_webp_bmp_gif_are_accepted(sandbox, catalog):
         assert found[0] == catalog.products[40].num_iid, fmt
 
 
+def _offer(catalog, i):
+    """The offer group of the catalogue's product ``i`` (its resellers share it), else the product itself."""
+    offer = catalog.products[i].offer
+    return ("offer", offer) if offer is not None else ("product", i)
+
+
 def test_neighbouring_products_look_different(catalog, index):
     similarity = np.einsum("ij,ij->i", index.features[:-1], index.features[1:])
-    assert similarity.max() < 0.98
+    other = np.array([_offer(catalog, k) != _offer(catalog, k + 1) for k in range(len(catalog) - 1)])
+    assert similarity[other].max() < 0.98
+    # A reseller's picture (resized, recompressed, watermarked, framed...) is still the product's.
+    assert np.median(similarity[~other]) > 0.9
