@@ -26,8 +26,10 @@ from scrapy import Request
 from scrapy.exceptions import NotConfigured
 from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.files import FilesPipeline
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.defer import Deferred
 
-from items.scrapy_items import ProductHit, item_kind
+from items.scrapy_items import ProductHit, SeedSummary, item_kind
 from pipeline.pictures import PictureError, fingerprint, picture_url
 
 if TYPE_CHECKING:
@@ -70,6 +72,9 @@ class ListingPicturesPipeline(FilesPipeline):
         self._fingerprints: dict[str, tuple[str, str] | None] = {}
         #: The pictures that could not be fetched or read, each counted once.
         self._missing: set[str] = set()
+        #: Hits waiting for their picture, by (seed, view), and the seeds' rows waiting for them.
+        self._pending: dict[tuple[Any, Any], int] = {}
+        self._waiters: dict[tuple[Any, Any], list[Deferred[None]]] = {}
 
     def open_spider(self, spider: Any = None) -> None:
         super().open_spider()
@@ -84,6 +89,30 @@ class ListingPicturesPipeline(FilesPipeline):
         if "://" in store and not store.startswith("file://"):
             raise NotConfigured(f"IMAGESEARCH_PICTURES_STORE={store!r}: give a local directory")
         return cls(store.removeprefix("file://"), crawler=crawler)
+
+    async def process_item(self, item: Any) -> Any:  # type: ignore[override]  # without the deprecated spider
+        """A hit waits for its picture; a seed's row waits for its hits that do (a shared run acks a seed's
+        search once its row is staged: its hits must be staged before it)."""
+        kind = item_kind(item)
+        if kind is SeedSummary:
+            key = (item.get("seed_id"), item.get("view"))
+            while self._pending.get(key):
+                waiter: Deferred[None] = Deferred()
+                self._waiters.setdefault(key, []).append(waiter)
+                await maybe_deferred_to_future(waiter)
+            return item
+        if kind is not ProductHit:
+            return item
+        key = (item.get("seed_id"), item.get("view"))
+        self._pending[key] = self._pending.get(key, 0) + 1
+        try:
+            return await super().process_item(item)
+        finally:
+            self._pending[key] -= 1
+            if not self._pending[key]:
+                del self._pending[key]
+                for waiter in self._waiters.pop(key, []):
+                    waiter.callback(None)
 
     def get_media_requests(self, item: Any, info: MediaPipeline.SpiderInfo) -> list[Request]:
         if item_kind(item) is not ProductHit or not item.get("pic_url"):

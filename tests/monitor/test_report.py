@@ -7,6 +7,7 @@ browser looks at the report. Set UPDATE_SCREENSHOTS=1 to write docs/report.png f
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,12 +62,14 @@ def _open(browser: Any, report: Path, width: int = 1280, height: int = 900) -> t
     return page, problems
 
 
-def _pictures_loaded(page: Any, section: str) -> list[int]:
-    """Scroll a seed's section into view, wait for its pictures, and give their natural widths."""
+def _pictures_loaded(page: Any, section: str, which: str = ".seed-head img, .matches img") -> list[int]:
+    """Scroll a seed's section into view, wait for its pictures (``which``: the photo and the matches'), and
+    give their natural widths."""
     page.locator(section).scroll_into_view_if_needed()
+    selector = ", ".join(f"{section} {part.strip()}" for part in which.split(","))
     page.wait_for_function(
-        "s => Array.from(document.querySelectorAll(s + ' img')).every(i => i.complete)", arg=section, timeout=15_000)
-    widths: list[int] = page.eval_on_selector_all(f"{section} img", "imgs => imgs.map(i => i.naturalWidth)")
+        "s => Array.from(document.querySelectorAll(s)).every(i => i.complete)", arg=selector, timeout=15_000)
+    widths: list[int] = page.eval_on_selector_all(selector, "imgs => imgs.map(i => i.naturalWidth)")
     return widths
 
 
@@ -140,6 +143,20 @@ def test_a_crawl_of_the_embedded_sandbox_shows_its_pictures_after_the_sandbox_is
         assert len(widths) == 9 and all(width > 0 for width in widths), (k, widths)
     sources = page.eval_on_selector_all("img.match-pic", "imgs => imgs.map(i => i.src.slice(0, 15))")
     assert sources and set(sources) == {"data:image/jpeg"}, set(sources)
+    # The demo seeds' products are sold by several shops: each such seed shows its offers, their spread,
+    # and their listings cheapest first, their pictures too.
+    offers = load_dataset(tmp_path / "datasets")["offers"]
+    grouped = offers[offers["listings"] > 1]
+    spreads = page.eval_on_selector_all(".offer .spread", "els => els.map(e => e.textContent)")
+    assert len(spreads) >= 4 and all(re.fullmatch(r"\d+ sellers, \d+ listings: ¥[\d,.]+(–¥[\d,.]+, median ¥[\d,.]+)?", t)
+                                     for t in spreads), spreads
+    cheapest = grouped.sort_values("price_min").iloc[0]
+    assert any(f"¥{cheapest['price_min']:,.2f}–" in t or t.endswith(f"¥{cheapest['price_min']:,.2f}") for t in spreads)
+    firsts = page.eval_on_selector_all(".offer-listing.cheapest .price", "els => els.map(e => e.textContent)")
+    assert firsts and all(t.startswith("cheapest ¥") for t in firsts), firsts
+    for k in range(1, len(DEMO_SEEDS) + 1):
+        widths = _pictures_loaded(page, f"#seed-{k}", ".offer-listings img")
+        assert all(width > 0 for width in widths), (k, widths)
     assert "rendered from the embedded sandbox's catalogue" in page.inner_text(".summary")
     assert not problems, problems
 
