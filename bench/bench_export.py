@@ -145,6 +145,7 @@ def run_case(case: str, n_items: int, out: Path) -> dict[str, Any]:
     settings.set("IMAGESEARCH_ENDPOINT", "https://gateway.invalid/router/rest")
     if case == "ours":
         settings.set("DATASET_DIR", str(out / "datasets"))
+        settings.set("IMAGESEARCH_PICTURES", False)  # the writers are measured, not the listings' pictures
     elif case == "engine":
         settings.set("ADDONS", {})
         settings.set("ITEM_PIPELINES", {})

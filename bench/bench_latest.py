@@ -41,6 +41,8 @@ from pipeline.runs.commit import commit_staged  # noqa: E402
 from pipeline.runs.identity import RunInfo, staging_dir  # noqa: E402
 from pipeline.runs.latest import build_latest  # noqa: E402
 from pipeline.runs.locks import snapshots_locked  # noqa: E402
+from pipeline.runs.offers import stage_offers  # noqa: E402
+from pipeline.runs.tables import database  # noqa: E402
 
 FIRST_DAY = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
 HITS_PER_SEED = 100
@@ -69,14 +71,16 @@ def stage(root: Path, day: int, products: int, rng: np.random.Generator) -> RunI
         "position": pa.array(i % HITS_PER_SEED + 1, pa.int32()),
         "cat": pa.nulls(products, pa.string()),
         "score": pa.nulls(products, pa.float64()),
-        "title": pa.array([f"夏季新款 纯棉 T恤 短袖 男女同款 宽松 {n}" for n in num_iid]),
-        "pic_url": pa.array([f"https://img.alicdn.com/imgextra/i4/{n}.jpg" for n in num_iid]),
-        "detail_url": pa.array([f"https://item.taobao.com/item.htm?id={n}" for n in num_iid]),
-        "seller_nick": pa.array([f"shop{n % 997}" for n in num_iid]),
+        "title": pa.array([f"夏季新款 纯棉 T恤 短袖 男女同款 宽松 {n}" for n in num_iid.tolist()]),
+        "pic_url": pa.array([f"https://img.alicdn.com/imgextra/i4/{n}.jpg" for n in num_iid.tolist()]),
+        "detail_url": pa.array([f"https://item.taobao.com/item.htm?id={n}" for n in num_iid.tolist()]),
+        "seller_nick": pa.array([f"shop{n % 997}" for n in num_iid.tolist()]),
         "is_tmall": pa.array(num_iid % 2 == 0),
         "price_min": pa.array(price).cast(schema.field("price_min").type),
         "price_max": pa.array(price).cast(schema.field("price_max").type),
         "price_raw": pa.array([f"{p:.2f}" for p in price]),
+        "pic_hash": pa.array([f"{n * 0x9E3779B97F4A7C15 % 2**64:016x}" for n in num_iid.tolist()]),
+        "pic_colour": pa.array(["80" * 48] * products),
         "coupon_price": pa.nulls(products, schema.field("coupon_price").type),
         "promotion_price": pa.nulls(products, schema.field("promotion_price").type),
         "sales": pa.array(sales, pa.int64()),
@@ -95,6 +99,8 @@ def stage(root: Path, day: int, products: int, rng: np.random.Generator) -> RunI
         "run_started_at": pa.array([started] * n_seeds, seeds_schema.field("run_started_at").type),
     })
     pq.write_table(pa.table([seeds[f.name] for f in seeds_schema], schema=seeds_schema), staging / "seeds.parquet")
+    with database(staging) as con:  # the offer groups, as a commit works them out before products_latest
+        stage_offers(con, str(staging / "hits.parquet"), staging / "offers.parquet", staging / "none.parquet")
     return run
 
 

@@ -100,7 +100,7 @@ def crawl(manifest: Path, sandbox: SandboxProcess, out: Path, *options: str) -> 
     endpoint = sandbox.url if "IMAGESEARCH_GATEWAY=aliyun" in options else sandbox.endpoint
     command = [sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={manifest}", "-a", "pages=1",
                "-s", f"DATASET_DIR={out}", "-s", f"IMAGESEARCH_ENDPOINT={endpoint}", "-s", "IMAGESEARCH_QUOTA=",
-               "-s", "LOG_LEVEL=WARNING", "-s", "REPORT_ENABLED=False", *options]
+               "-s", "LOG_LEVEL=WARNING", "-s", "REPORT_ENABLED=False", "-s", "IMAGESEARCH_PICTURES=False", *options]
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESEARCH_")}
     env.update(IMAGESEARCH_APP_KEY=KEY, IMAGESEARCH_APP_SECRET=SECRET)
     started = time.monotonic()

@@ -11,9 +11,12 @@ recompressed, with a shop's watermark or border, cut a little, its colours shift
   levels, does not see.
 
 Listings are grouped when their hashes are at most ``max_distance`` bits apart and their colours at most
-``max_colour`` apart (root mean square over the grid, 0..255), and transitively (single linkage). The
-defaults were chosen on a labelled set of resellers' variations and look-alike products (bench/bench_offers.py,
-another set than the one it reports on).
+``max_colour`` apart (root mean square over the grid, 0..255), and transitively (single linkage). A run
+compares the listings a seed's search found together (pipeline/runs/offers.py): the same product's listings
+come back together for the photo of it, and a run of 300,000 listings makes 5,000 pairs a seed, not 45
+billion; two seeds that found one listing join their groups through it. The defaults were chosen on a
+labelled set of resellers' variations and look-alike products (bench/bench_offers.py, another set than the
+one it reports on).
 """
 
 from __future__ import annotations
@@ -69,9 +72,10 @@ def fingerprint(data: bytes) -> tuple[str, str]:
 
 
 def group(hashes: list[str | None], colours: list[str | None], max_distance: int = MAX_DISTANCE,
-          max_colour: float = MAX_COLOUR) -> list[int]:
+          max_colour: float = MAX_COLOUR, pairs: list[tuple[int, int]] | None = None) -> list[int]:
     """Each listing's group (the smallest index in it): listings whose pictures are near-duplicates, by
-    ``pic_hash`` and ``pic_colour``, transitively. A listing without a fingerprint is a group of its own."""
+    ``pic_hash`` and ``pic_colour``, transitively. Of ``pairs`` (indices) if given, else of every pair. A
+    listing without a fingerprint is a group of its own."""
     n = len(hashes)
     parent = list(range(n))
 
@@ -81,22 +85,33 @@ def group(hashes: list[str | None], colours: list[str | None], max_distance: int
             i = parent[i]
         return i
 
-    known = [i for i in range(n) if hashes[i] and colours[i]]
-    if known:
-        bits = np.array([int(hashes[i] or "0", 16) for i in known], dtype=np.uint64)
-        grid = np.stack([np.frombuffer(bytes.fromhex(colours[i] or ""), dtype=np.uint8) for i in known]).astype(
-            np.float32)
-        for start in range(0, len(known), _BLOCK):
-            block = bits[start:start + _BLOCK]
-            close = np.bitwise_count(block[:, None] ^ bits[None, :]) <= max_distance
-            rows, cols = np.nonzero(close)
-            keep = cols > rows + start  # each pair once
-            rows, cols = rows[keep] + start, cols[keep]
-            if not len(rows):
-                continue
-            rms = np.sqrt(((grid[rows] - grid[cols]) ** 2).mean(axis=1))
-            for a, b in zip(rows[rms <= max_colour].tolist(), cols[rms <= max_colour].tolist(), strict=True):
-                ra, rb = root(known[a]), root(known[b])
-                if ra != rb:
-                    parent[max(ra, rb)] = min(ra, rb)
+    for a, b in near_pairs(hashes, colours, max_distance, max_colour, pairs):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
     return [root(i) for i in range(n)]
+
+
+def near_pairs(hashes: list[str | None], colours: list[str | None], max_distance: int, max_colour: float,
+               pairs: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+    """The pairs (of ``pairs``, else of all) whose pictures are near-duplicates."""
+    known = np.array([bool(h and c) for h, c in zip(hashes, colours, strict=True)], dtype=bool)
+    bits = np.array([int(h, 16) if h else 0 for h in hashes], dtype=np.uint64)
+    grid = np.stack([np.frombuffer(bytes.fromhex(c), dtype=np.uint8) if c else np.zeros(3 * _GRID * _GRID, np.uint8)
+                     for c in colours]).astype(np.float32) if hashes else np.zeros((0, 3 * _GRID * _GRID), np.float32)
+    if pairs is not None:
+        chunks = [np.array(pairs, dtype=np.int64).reshape(-1, 2)]
+    else:  # every pair, a block of rows at a time
+        chunks = []
+        for start in range(0, len(hashes), _BLOCK):
+            rows, cols = np.nonzero(np.bitwise_count(bits[start:start + _BLOCK, None] ^ bits[None, :]) <= max_distance)
+            keep = cols > rows + start
+            chunks.append(np.stack([rows[keep] + start, cols[keep]], axis=1))
+    found: list[tuple[int, int]] = []
+    for chunk in chunks:
+        a, b = chunk[:, 0], chunk[:, 1]
+        ok = known[a] & known[b] & (np.bitwise_count(bits[a] ^ bits[b]) <= max_distance)
+        a, b = a[ok], b[ok]
+        ok = np.sqrt(((grid[a] - grid[b]) ** 2).mean(axis=1)) <= max_colour
+        found += list(zip(a[ok].tolist(), b[ok].tolist(), strict=True))
+    return found
