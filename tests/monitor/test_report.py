@@ -148,8 +148,8 @@ def test_a_crawl_of_the_embedded_sandbox_shows_its_pictures_after_the_sandbox_is
     offers = load_dataset(tmp_path / "datasets")["offers"]
     grouped = offers[offers["listings"] > 1]
     spreads = page.eval_on_selector_all(".offer .spread", "els => els.map(e => e.textContent)")
-    assert len(spreads) >= 4 and all(re.fullmatch(r"\d+ sellers, \d+ listings: ¥[\d,.]+(–¥[\d,.]+, median ¥[\d,.]+)?", t)
-                                     for t in spreads), spreads
+    spread = re.compile(r"\d+ sellers, \d+ listings: ¥[\d,.]+(–¥[\d,.]+, median ¥[\d,.]+)?")
+    assert len(spreads) >= 4 and all(spread.fullmatch(t) for t in spreads), spreads
     cheapest = grouped.sort_values("price_min").iloc[0]
     assert any(f"¥{cheapest['price_min']:,.2f}–" in t or t.endswith(f"¥{cheapest['price_min']:,.2f}") for t in spreads)
     firsts = page.eval_on_selector_all(".offer-listing.cheapest .price", "els => els.map(e => e.textContent)")
