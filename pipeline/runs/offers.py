@@ -52,14 +52,15 @@ def stage_offers(con: object, hits: str, target: Path, latest: Path, max_distanc
     # The pairs a seed found together whose hashes are close (DuckDB's bit_count of their XOR): the colours
     # and the groups are worked out of these alone.
     pairs = con.sql(  # type: ignore[attr-defined]
-        "WITH p AS (SELECT num_iid, ('0x' || any_value(pic_hash))::UBIGINT AS h, row_number() OVER (ORDER BY num_iid) "
-        "- 1 AS i FROM read_parquet($hits) WHERE pic_hash IS NOT NULL GROUP BY num_iid), "
+        "WITH p AS (SELECT num_iid, TRY_CAST('0x' || any_value(pic_hash) AS UBIGINT) AS h, "
+        "row_number() OVER (ORDER BY num_iid) - 1 AS i FROM read_parquet($hits) WHERE pic_hash <> '' "
+        "GROUP BY num_iid), "
         "s AS (SELECT DISTINCT h.seed_id, p.i, p.h FROM read_parquet($hits) h JOIN p USING (num_iid)) "
         "SELECT DISTINCT a.i, b.i FROM s a JOIN s b ON a.seed_id = b.seed_id AND a.i < b.i "
         "WHERE bit_count(xor(a.h, b.h)) <= $d", params={"hits": hits, "d": max_distance},
     ).fetchall()
     known = {num_iid: index for index, num_iid in enumerate(num_iids)}
-    hashed = [n for n, h in ((row[0], row[1]) for row in rows) if h]
+    hashed = [row[0] for row in rows if row[1]]  # p's products, in p's order
     pairs = [(known[hashed[a]], known[hashed[b]]) for a, b in pairs]
     roots = group([row[1] for row in rows], [row[2] for row in rows], max_distance, max_colour, pairs)
     groups: dict[int, list[int]] = {}

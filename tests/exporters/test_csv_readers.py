@@ -29,7 +29,7 @@ import pytest
 from exporters.itemexporters import CsvTableWriter
 from exporters.tables import TableConverter
 from items.docs import duckdb_read_csv, pandas_read_csv_kwargs, polars_read_csv, pyarrow_read_csv
-from items.schema import HITS, PRODUCTS, PRODUCTS_LATEST, STAGED_SEEDS, TABLES, Table
+from items.schema import HITS, PRODUCTS, SNAPSHOTS, STAGED_SEEDS, TABLES, Table
 from pipeline.runs.commit import commit_staged
 from pipeline.runs.identity import RunInfo, staging_dir
 from pipeline.runs.staging import StagedTable
@@ -59,6 +59,9 @@ def stage(root: Path, run_id: str, day: int, titles: list[str | None]) -> RunInf
             "price_min": Decimal("39.90") if n % 4 else None, "price_max": Decimal("1039.99"),
             "price_raw": text(n, "39.9起"), "sales": 12000 if n % 5 else None, "sales_kind": "paid",
             "sales_raw": text(n + 1, "1.2万+人付款"),
+            # the listings' pictures: near-duplicates two by two (one offer each pair), "" and null beside them
+            "pic_hash": text(n + 2, f"{(n // 2) * 0x9E3779B97F4A7C15 % 2**64:016x}"),
+            "pic_colour": text(n + 2, "80" * 48),
             "crawled_at": started + timedelta(seconds=n, microseconds=123456 * (n % 2)),
         })
     hits.close()
@@ -104,7 +107,7 @@ def rows(records: list[dict[str, Any]], columns: list[str], csv_text: bool = Fal
     return sorted(out, key=repr)
 
 
-TREES = [*TABLES.values(), PRODUCTS_LATEST]
+TREES = [*TABLES.values(), *SNAPSHOTS.values()]
 
 
 def partitioned(table: Table) -> bool:
@@ -167,7 +170,7 @@ def test_polars_reads_both_trees_to_the_same_rows(trees: Path, table: Table) -> 
 def test_empty_texts_stand_beside_nulls_in_every_string_column_of_the_trees(trees: Path) -> None:
     """The test data itself: each string column of products holds "" and null: the readers are tried on both."""
     products = truth(trees, PRODUCTS)
-    for column in ("title", "pic_url", "detail_url", "seller_nick", "price_raw", "sales_raw"):
+    for column in ("title", "pic_url", "detail_url", "seller_nick", "price_raw", "sales_raw", "pic_hash"):
         values = [r[column] for r in products]
         assert "" in values and None in values, column
     assert "" in [r["error_msg"] for r in truth(trees, TABLES["seeds"])]
