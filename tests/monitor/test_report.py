@@ -118,6 +118,7 @@ def test_the_report_shows_each_seed_with_its_photo_and_its_matches_pictures(
                 shown = min(8, int((matches["seed_id"] == seed["seed_id"]).sum()))
                 assert len(widths) == 1 + shown and shown > 0, (section, widths)
                 assert all(width > 0 for width in widths), (section, widths)
+                page.locator(f"{section} .chart").scroll_into_view_if_needed()  # a tall section: its chart too
                 page.wait_for_selector(f"{section} .chart svg", timeout=15_000)  # drawn once in view
                 assert page.locator(f"{section} a.match").count() == shown
                 first = page.locator(f"{section} a.match").first.get_attribute("href")
