@@ -4,8 +4,9 @@ On Taobao one product is sold by many shops, mostly with the same main picture r
 recompressed, with a shop's watermark or border, cut a little, its colours shifted. Two listings are one
 *offer* when their pictures are near-duplicates:
 
-- ``pic_hash``: the pHash (imagehash's ``phash``: the sign of the 8x8 lowest frequencies of a 32x32 DCT,
-  64 bits, written as 16 hex digits, ``imagehash.hex_to_hash`` reads it back) of the picture's centre, its
+- ``pic_hash``: the pHash (imagehash's ``phash``, bit for bit: the 8x8 lowest frequencies of a 32x32 DCT
+  against their median, 64 bits, written as 16 hex digits, ``imagehash.hex_to_hash`` reads it back) of the
+  picture's centre, its
   outer tenth on each side left out, where borders and corner watermarks are;
 - ``pic_colour``: the centre's mean colour on a 4x4 grid (16 ``rrggbb``, row by row), which pHash, on grey
   levels, does not see.
@@ -52,10 +53,22 @@ class PictureError(ValueError):
     """Bytes that are not a picture Pillow can decode."""
 
 
+#: pHash's DCT-II (SciPy's ``fftpack.dct``, unnormalised) of 32 values, as a matrix: 2 cos(pi k (2n + 1) / 64).
+_DCT = 2 * np.cos(np.pi * np.arange(32)[:, None] * (2 * np.arange(32)[None, :] + 1) / 64)
+
+
+def phash(img: Image.Image) -> str:
+    """imagehash's ``phash`` (hash_size 8), as its ``str`` writes it: the picture in grey at 32x32 (Lanczos),
+    its 2-D DCT, the 8x8 lowest frequencies above their median, row by row, as 16 hex digits. The same bits
+    as imagehash (tests/test_pictures.py checks it), without the SciPy it imports for the DCT."""
+    pixels = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = np.round((_DCT @ pixels @ _DCT.T)[:8, :8], 6)  # SciPy's exact zeros are zeros here too
+    bits = (low > np.median(low)).ravel()
+    return f"{int(''.join('1' if bit else '0' for bit in bits), 2):016x}"
+
+
 def fingerprint(data: bytes) -> tuple[str, str]:
     """``(pic_hash, pic_colour)`` of a picture's bytes; PictureError if they do not decode."""
-    import imagehash
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -68,7 +81,7 @@ def fingerprint(data: bytes) -> tuple[str, str]:
     centre = img.crop((round(width * CENTRE_MARGIN), round(height * CENTRE_MARGIN),
                        round(width * (1 - CENTRE_MARGIN)), round(height * (1 - CENTRE_MARGIN))))
     colours = np.asarray(centre.resize((_GRID, _GRID), Image.Resampling.BOX), dtype=np.uint8)
-    return str(imagehash.phash(centre)), colours.tobytes().hex()
+    return phash(centre), colours.tobytes().hex()
 
 
 def group(hashes: list[str | None], colours: list[str | None], max_distance: int = MAX_DISTANCE,

@@ -9,7 +9,7 @@ import imagehash
 import pytest
 from PIL import Image
 
-from pipeline.pictures import fingerprint, group, picture_url
+from pipeline.pictures import fingerprint, group, phash, picture_url
 from pipeline.runs.offers import offer_ids
 from sandbox.catalog import builtin_catalog, jpeg_bytes
 from sandbox.offers import apply_variation, variation
@@ -40,6 +40,17 @@ def test_the_fingerprint_is_imagehash_phash_of_the_centre_and_its_colours() -> N
     assert imagehash.hex_to_hash(pic_hash) - imagehash.phash(centre) <= 2  # imagehash reads it back
     with pytest.raises(ValueError, match="not a picture"):
         fingerprint(b"<html>not found</html>")
+
+
+def test_pic_hash_is_imagehash_phash_bit_for_bit() -> None:
+    rng = random.Random(8)
+    for product in builtin_catalog().products[::97]:
+        img, quality = apply_variation(product.image(), variation(rng))
+        img = Image.open(io.BytesIO(_jpeg(img, quality))).convert("RGB")
+        for picture in (img, img.crop((10, 30, 200, 190)), img.resize((400, 400))):
+            assert phash(picture) == str(imagehash.phash(picture))
+    flat = Image.new("RGB", (64, 64), (200, 30, 30))  # every coefficient but one is 0: no rounding noise
+    assert phash(flat) == str(imagehash.phash(flat))
 
 
 def test_resellers_variations_group_with_their_picture_and_other_products_do_not() -> None:
