@@ -180,11 +180,15 @@ class CrawlRun:
 
 def run_crawl(
     seeds: str | None, *options: str, dataset_dir: str | Path, endpoint: str | None = None,
-    env: Mapping[str, str] | None = None, timeout: float = 300,
+    env: Mapping[str, str] | None = None, timeout: float = 300, pictures: bool = False,
 ) -> CrawlRun:
     """``python -m scrapy crawl imagesearch -a seeds=SEEDS -s DATASET_DIR=... [options]`` from the repo root.
 
-    ``seeds=None`` leaves the ``-a seeds`` argument out altogether.
+    ``seeds=None`` leaves the ``-a seeds`` argument out altogether. The listings' pictures are fetched only
+    with ``pictures=True`` (or an IMAGESEARCH_PICTURES option): the tests of pictures and offers ask for
+    them; elsewhere they would double a crawl's time, and the sandbox, which serves the pictures on the
+    reactor that answers the calls (the real CDN is not the API's host), would answer calls later than
+    their pace (crawls that kill themselves mid-run, tests/runs/, keep them: they run their own command).
 
     IMAGESEARCH_* variables of the calling environment are dropped so a developer's own
     credentials never reach a test; ``env`` adds variables back.
@@ -195,6 +199,8 @@ def run_crawl(
     if endpoint:
         command += ["-s", f"IMAGESEARCH_ENDPOINT={endpoint}"]
     command += list(options)
+    if not pictures and not any(option.startswith("IMAGESEARCH_PICTURES=") for option in options):
+        command += ["-s", "IMAGESEARCH_PICTURES=False"]
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGESEARCH_")}
     run_env.update(env or {})
     started = time.monotonic()

@@ -21,7 +21,8 @@ from sandbox.testing import SandboxProcess
 
 def _crawl(sandbox: SandboxProcess, out: Path, store: Path, *options: str):  # type: ignore[no-untyped-def]
     return run_crawl("data/seeds", "-a", "pages=1", "-s", "IMAGESEARCH_QUOTA=", "-s",
-                     f"IMAGESEARCH_PICTURES_STORE={store}", *options, dataset_dir=out, endpoint=sandbox.endpoint)
+                     f"IMAGESEARCH_PICTURES_STORE={store}", *options, dataset_dir=out, endpoint=sandbox.endpoint,
+                     pictures=True)
 
 
 def _run_ids(out: Path) -> list[str]:

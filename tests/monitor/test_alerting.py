@@ -75,7 +75,8 @@ def test_a_healthy_run_posts_one_finished_message_and_fails_no_check(
 ) -> None:
     before = int(time.time() * 1000)
     run = run_crawl("data/seeds", "-a", "pages=1", "-s", "IMAGESEARCH_QUOTA=", "-s", "LOG_LEVEL=DEBUG",
-                    dataset_dir=tmp_path, endpoint=sandbox.endpoint, env={"IMAGESEARCH_ALERT_URLS": receiver.dingtalk})
+                    dataset_dir=tmp_path, endpoint=sandbox.endpoint, env={"IMAGESEARCH_ALERT_URLS": receiver.dingtalk},
+                    pictures=True)
     assert run.returncode == 0, run.tail()
     assert len(receiver.posts) == 1
     path, body = receiver.posts[0]

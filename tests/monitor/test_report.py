@@ -135,7 +135,8 @@ def test_a_crawl_of_the_embedded_sandbox_shows_its_pictures_after_the_sandbox_is
 ) -> None:
     """What `make crawl` gives a new user: the embedded sandbox stops with the crawl, and the report
     still shows every listing's picture (rendered from its catalogue, embedded in the file)."""
-    result = run_crawl("data/seeds", "-a", "pages=1", "-s", "IMAGESEARCH_QUOTA=", dataset_dir=tmp_path / "datasets")
+    result = run_crawl("data/seeds", "-a", "pages=1", "-s", "IMAGESEARCH_QUOTA=", dataset_dir=tmp_path / "datasets",
+                       pictures=True)
     assert result.returncode == 0, result.tail()
     report = tmp_path / "datasets" / "_reports" / f"{result.manifest()['run_id']}.html"
     page, problems = _open(browser, report)

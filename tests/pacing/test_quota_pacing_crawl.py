@@ -86,7 +86,7 @@ def test_a_stop_while_calls_wait_for_the_quota_ends_at_once_and_spends_no_call(
     command = [sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={photos}", *ONE_PAGE,
                "-s", f"IMAGESEARCH_QUOTA={QUOTA_CALLS}/{window}", "-s", f"JOBDIR={jobdir}",
                "-s", f"DATASET_DIR={tmp_path / 'datasets'}",
-               "-s", f"IMAGESEARCH_ENDPOINT={short_quota_sandbox.endpoint}"]
+               "-s", f"IMAGESEARCH_ENDPOINT={short_quota_sandbox.endpoint}", "-s", "IMAGESEARCH_PICTURES=False"]
 
     def calls_wait_for_their_slot() -> bool:
         if short_quota_sandbox.stats()["calls"]["total"] < QUOTA_CALLS:

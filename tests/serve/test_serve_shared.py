@@ -52,7 +52,7 @@ def test_a_service_and_a_crawl_on_one_key_share_its_quota_through_redis(
             crawl = subprocess.Popen(
                 [sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={seeds}", "-a", "pages=1",
                  "-s", f"DATASET_DIR={tmp_path / 'datasets'}", "-s", f"IMAGESEARCH_ENDPOINT={sandbox.endpoint}",
-                 "-s", "DATASET_FORMATS=parquet", *quota],
+                 "-s", "DATASET_FORMATS=parquet", "-s", "IMAGESEARCH_PICTURES=False", *quota],
                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL)
         # While the crawl spends the key's windows, the app's shoppers search: each is answered within
         # the service's wait, or told when to come back (the crawl's bookings count against them).

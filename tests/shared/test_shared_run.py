@@ -60,6 +60,11 @@ def _apps(quota: str, port: int) -> list[str]:
     return ["--port", str(port), *(arg for key, secret in KEYS.items() for arg in ("--app", f"{key}:{secret}:{quota}"))]
 
 
+#: The listings' pictures off: these crawls test the pace of a key shared through Redis, and the sandbox
+#: serves the pictures on the reactor that answers the calls (the real CDN is not the API's host).
+NO_PICTURES = ("-s", "IMAGESEARCH_PICTURES=False")
+
+
 def worker_command(photos: Path, dataset_dir: Path, sandbox: SandboxProcess, redis_url: str, name: str,
                    *options: str, quota: str) -> list[str]:
     return [
@@ -68,7 +73,7 @@ def worker_command(photos: Path, dataset_dir: Path, sandbox: SandboxProcess, red
         "-s", f"IMAGESEARCH_REDIS_URL={redis_url}", "-s", "DATASET_RUN_ID=shared-run",
         "-s", f"IMAGESEARCH_WORKER={name}",
         "-s", "IMAGESEARCH_APP_KEYS=" + ",".join(f"{key}:{quota}" for key in KEYS), "-s", "DATASET_FORMATS=parquet",
-        *options,
+        *NO_PICTURES, *options,
     ]
 
 
@@ -212,7 +217,7 @@ def test_two_crawls_of_their_own_on_one_key_stay_within_its_quota_together(
                 "-s", f"DATASET_DIR={tmp_path / name}", "-s", f"IMAGESEARCH_ENDPOINT={sandbox.endpoint}",
                 "-s", f"IMAGESEARCH_REDIS_URL={redis_server.url}", "-s", f"DATASET_RUN_ID=run-{name}",
                 "-s", f"IMAGESEARCH_QUOTA={calls}/{seconds}", "-s", "IMAGESEARCH_QUOTA_MARGIN=0.3",
-                "-s", "DATASET_FORMATS=parquet",
+                "-s", "DATASET_FORMATS=parquet", *NO_PICTURES,
             ])
         crawls = [start_worker(command, tmp_path / f"{i}.log") for i, command in enumerate(commands)]
         ends = [finish(process, tmp_path / f"{i}.log") for i, process in enumerate(crawls)]
@@ -259,7 +264,7 @@ def test_a_worker_whose_redis_goes_away_stops_resumable_with_one_line(
             sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={photos}", "-a", "pages=1",
             "-s", f"DATASET_DIR={tmp_path / 'datasets'}", "-s", f"IMAGESEARCH_ENDPOINT={sandbox.endpoint}",
             "-s", f"IMAGESEARCH_REDIS_URL={redis_server.url}", "-s", "DATASET_RUN_ID=gone",
-            "-s", "IMAGESEARCH_QUOTA=4/1", "-s", "IMAGESEARCH_REDIS_LEASE_SECONDS=2",
+            "-s", "IMAGESEARCH_QUOTA=4/1", "-s", "IMAGESEARCH_REDIS_LEASE_SECONDS=2", *NO_PICTURES,
             "-s", "IMAGESEARCH_REDIS_FLUSH_SECONDS=0.5",
         ]
         worker = start_worker(command, tmp_path / "w.log")
