@@ -188,7 +188,7 @@ def run_crawl(
     with ``pictures=True`` (or an IMAGESEARCH_PICTURES option): the tests of pictures and offers ask for
     them; elsewhere they would double a crawl's time, and the sandbox, which serves the pictures on the
     reactor that answers the calls (the real CDN is not the API's host), would answer calls later than
-    their pace (crawls that kill themselves mid-run, tests/runs/, keep them: they run their own command).
+    their pace. A test that runs its own command says the same where it compares with these crawls.
 
     IMAGESEARCH_* variables of the calling environment are dropped so a developer's own
     credentials never reach a test; ``env`` adds variables back.

@@ -44,7 +44,7 @@ def test_a_crawl_scheduled_through_scrapyd_writes_the_datasets_of_the_same_crawl
     with SandboxProcess() as sandbox:
         by_hand = run_crawl(str(tmp_path / "photos"), "-a", "pages=2",
                             *(arg for name, value in options.items() for arg in ("-s", f"{name}={value}")),
-                            dataset_dir=tmp_path / "by-hand", endpoint=sandbox.endpoint)
+                            dataset_dir=tmp_path / "by-hand", endpoint=sandbox.endpoint, pictures=True)
         assert by_hand.returncode == 0, by_hand.tail()
         with (tmp_path / "scrapyd.log").open("wb") as log:
             scrapyd = subprocess.Popen([sys.executable, "-m", "scrapyd", "--pidfile=", "--logfile=-"], cwd=REPO,

@@ -26,7 +26,8 @@ from sandbox.testing import SandboxProcess
 SEEDS = 24
 PAGES = 3  # --page-size 5 --max-results 15: three full pages per seed
 CALLS = SEEDS * PAGES
-CRAWL_OPTIONS = ("-a", f"pages={PAGES}", "-s", "IMAGESEARCH_QUOTA=", "-s", "CONCURRENT_REQUESTS=4")
+CRAWL_OPTIONS = ("-a", f"pages={PAGES}", "-s", "IMAGESEARCH_QUOTA=", "-s", "CONCURRENT_REQUESTS=4",
+                 "-s", "IMAGESEARCH_PICTURES=False")
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ def reference(gateway: SandboxProcess, seeds: Path, tmp_path_factory: pytest.Tem
 
 def _command(seeds: Path, out: Path, endpoint: str, *options: str) -> list[str]:
     return [sys.executable, "-m", "scrapy", "crawl", "imagesearch", "-a", f"seeds={seeds}", "-s", f"DATASET_DIR={out}",
-            "-s", f"IMAGESEARCH_ENDPOINT={endpoint}", *OPTIONS, *options]
+            "-s", f"IMAGESEARCH_ENDPOINT={endpoint}", *OPTIONS, "-s", "IMAGESEARCH_PICTURES=False", *options]
 
 
 @pytest.mark.parametrize("shared", ["JOBDIR", "DATASET_RUN_ID"])
