@@ -74,8 +74,21 @@ def pairwise(groups: list[int], labels: list[Any]) -> tuple[float, float]:
     return hit / predicted if predicted else 1.0, hit / true if true else 1.0
 
 
-def grouping_figures() -> None:
+def grouping_figures(calibrate: bool = True) -> None:
     print("## grouping (pairwise, every picture of the catalogue)")
+    if calibrate:
+        calibration_grid()
+    catalog = builtin_catalog()
+    hashes, colours, labels, seconds = fingerprints(catalog)
+    precision, recall = pairwise(group(hashes, colours), labels)
+    print(f"built-in catalogue ({len(labels)} pictures), defaults {MAX_DISTANCE} bits, colour {MAX_COLOUR:g}: "
+          f"precision {precision:.3f}, recall {recall:.3f} (goals >= 0.98, >= 0.9: "
+          f"{'met' if precision >= 0.98 and recall >= 0.9 else 'NOT met'})")
+    print(f"fingerprinting: {seconds / len(labels) * 1000:.2f} ms a picture, "
+          f"{seconds / len(labels) * 10_000:.1f} s per 10,000")
+
+
+def calibration_grid() -> None:
     calibration = builtin_catalog(CALIBRATION_SEED)
     hashes, colours, labels, _ = fingerprints(calibration)
     print(f"calibration set (catalogue seed {CALIBRATION_SEED}, {len(labels)} pictures): "
@@ -85,14 +98,6 @@ def grouping_figures() -> None:
     for distance in (6, 8, 10, 12):
         cells = [pairwise(group(hashes, colours, distance, c), labels) for c in (8, 10, 12, 14)]
         print(f"| {distance} | " + " | ".join(f"{p:.3f} / {r:.3f}" for p, r in cells) + " |")
-    catalog = builtin_catalog()
-    hashes, colours, labels, seconds = fingerprints(catalog)
-    precision, recall = pairwise(group(hashes, colours), labels)
-    print(f"built-in catalogue ({len(labels)} pictures), defaults {MAX_DISTANCE} bits, colour {MAX_COLOUR:g}: "
-          f"precision {precision:.3f}, recall {recall:.3f} (goals >= 0.98, >= 0.9: "
-          f"{'met' if precision >= 0.98 and recall >= 0.9 else 'NOT met'})")
-    print(f"fingerprinting: {seconds / len(labels) * 1000:.2f} ms a picture, "
-          f"{seconds / len(labels) * 10_000:.1f} s per 10,000")
 
 
 def scaling_figures() -> None:
@@ -156,11 +161,14 @@ def crawl_figures(count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=40, help="photos of the crawl comparison (default 40)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the built-in catalogue's figures and the crawl only (no calibration grid, no 10,000)")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.system()} {platform.release()}")
-    grouping_figures()
-    scaling_figures()
+    grouping_figures(calibrate=not args.quick)
+    if not args.quick:
+        scaling_figures()
     crawl_figures(args.seeds)
 
 

@@ -35,6 +35,7 @@ def test_bench_export_reports_ours_against_scrapys_csv_feed_with_memory() -> Non
     ("bench_serve.py", ("--requests", "4", "--clients", "1,2", "--layout", "pinned,remote"),
      "goal: added p50 at 1 client "),
     ("bench_matches.py", ("--photos", "6"), "| cluttered | given region | 1.00 | 1.00 | 6 |"),
+    ("bench_offers.py", ("--quick", "--seeds", "3"), "defaults 10 bits, colour 12: precision 0.995, recall 0.926"),
 ])
 def test_the_other_benchmarks_run(script: str, args: tuple[str, ...], expected: str) -> None:
     assert expected in bench(script, *args)
