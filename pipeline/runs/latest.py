@@ -21,7 +21,7 @@ from exporters.layout import (
     snapshot_file,
 )
 from exporters.storage import fsync_dir
-from items.schema import HITS, OFFERS, OFFERS_LATEST, PRODUCTS, PRODUCTS_LATEST, Table
+from items.schema import OFFERS, OFFERS_LATEST, PRODUCTS, PRODUCTS_LATEST, Table
 from pipeline.runs.identity import MANIFEST_DIR, RunInfo
 from pipeline.runs.tables import COMMIT_BATCH_ROWS, TABLE_QUERIES, conform, database, staged_paths
 
@@ -123,7 +123,7 @@ def build_latest(root: Path, staging: Path, out: Path, run: RunInfo, formats: li
         f"run_id DESC) = 1 ORDER BY {key}"
     )
     staged = staged_paths(staging)
-    params.update({name: staged[name] for name in (HITS.name, "offers")})
+    params.update({name: path for name, path in staged.items() if f"${name}" in query})
     covered = sorted({*covered, run.run_id})
     metadata = {COVERS_KEY: json.dumps(covered)}
     targets = {fmt: snapshot_file(out, fmt, snapshot.name) for fmt in formats}

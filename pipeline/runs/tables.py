@@ -59,30 +59,39 @@ _PRODUCTS = (
     "QUALIFY row_number() OVER (PARTITION BY num_iid ORDER BY seed_rank, fused_rank, view, position, page) = 1"
 )
 #: An offer group's row: its listings' spread (each listing's price_min), the cheapest listing (then the
-#: smaller num_iid), and the listing the first seed given found first (its title and picture).
-_OFFERS = (
-    "WITH p AS (" + _PRODUCTS + "), s AS (SELECT offer_id, string_agg(seed_id, '; ' ORDER BY seed_rank, seed_id) "
-    "AS seed_ids, count(*) AS seeds FROM (SELECT DISTINCT offer_id, seed_id, seed_rank FROM (" + _OFFERED_HITS
-    + ")) GROUP BY offer_id) "
-    "SELECT p.offer_id, any_value(run_id) AS run_id, any_value(run_started_at) AS run_started_at, "
-    "any_value(s.seed_ids) AS seed_ids, any_value(s.seeds) AS seeds, count(*) AS listings, "
-    "count(DISTINCT seller_nick) AS sellers, count(*) FILTER (is_tmall) AS tmall_listings, "
-    "count(price_min) AS priced_listings, min(price_min) AS price_min, "
-    "median(price_min)::DECIMAL(14, 2) AS price_median, max(price_min) AS price_max, "
-    "arg_min(num_iid, (price_min, num_iid)) FILTER (price_min IS NOT NULL) AS cheapest_num_iid, "
-    "arg_min(seller_nick, (price_min, num_iid)) FILTER (price_min IS NOT NULL) AS cheapest_seller_nick, "
-    "arg_min(detail_url, (price_min, num_iid)) FILTER (price_min IS NOT NULL) AS cheapest_detail_url, "
-    "arg_min(title, (seed_rank, fused_rank, num_iid)) AS title, "
-    "arg_min(pic_url, (seed_rank, fused_rank, num_iid)) AS pic_url, "
-    "arg_min(pic_hash, (seed_rank, fused_rank, num_iid)) AS pic_hash "
-    "FROM p JOIN s USING (offer_id) GROUP BY p.offer_id ORDER BY min(seed_rank), min(fused_rank), p.offer_id"
+#: smaller num_iid), and the listing the first seed given found first (its title and picture). Built in
+#: steps, each a temporary table DuckDB can spill (one query of it all ran out of 512 MB at 750,000 groups),
+#: from the products rows as the commit wrote them (``$offer_products``, with their seed_rank and fused_rank).
+OFFER_STEPS = (
+    "CREATE TEMP TABLE offer_counts AS SELECT offer_id, any_value(run_id) AS run_id, any_value(run_started_at) "
+    "AS run_started_at, count(*) AS listings, count(DISTINCT seller_nick) AS sellers, count(*) FILTER (is_tmall) "
+    "AS tmall_listings, count(price_min) AS priced_listings, min(price_min) AS price_min, max(price_min) AS "
+    "price_max FROM read_parquet($offer_products) GROUP BY offer_id",
+    "CREATE TEMP TABLE offer_medians AS SELECT offer_id, median(price_min)::DECIMAL(14, 2) AS price_median "
+    "FROM read_parquet($offer_products) GROUP BY offer_id",
+    "CREATE TEMP TABLE offer_cheapest AS SELECT offer_id, num_iid AS cheapest_num_iid, seller_nick AS "
+    "cheapest_seller_nick, detail_url AS cheapest_detail_url FROM read_parquet($offer_products) "
+    "WHERE price_min IS NOT NULL QUALIFY row_number() OVER (PARTITION BY offer_id ORDER BY price_min, num_iid) = 1",
+    "CREATE TEMP TABLE offer_firsts AS SELECT offer_id, title, pic_url, pic_hash, seed_rank AS first_rank, "
+    "fused_rank AS first_fused FROM read_parquet($offer_products) "
+    "QUALIFY row_number() OVER (PARTITION BY offer_id ORDER BY seed_rank, fused_rank, num_iid) = 1",
+    "CREATE TEMP TABLE offer_seeds AS SELECT offer_id, string_agg(seed_id, '; ' ORDER BY seed_rank, seed_id) AS "
+    "seed_ids, count(*) AS seeds FROM (SELECT DISTINCT o.offer_id, h.seed_id, h.seed_rank FROM read_parquet($hits) "
+    "h JOIN read_parquet($offers) o USING (num_iid)) GROUP BY offer_id",
+)
+_OFFER_ROWS = (
+    "SELECT c.*, m.price_median, s.seed_ids, s.seeds, x.cheapest_num_iid, x.cheapest_seller_nick, "
+    "x.cheapest_detail_url, f.title, f.pic_url, f.pic_hash FROM offer_counts c JOIN offer_medians m USING (offer_id) "
+    "JOIN offer_seeds s USING (offer_id) JOIN offer_firsts f USING (offer_id) LEFT JOIN offer_cheapest x "
+    "USING (offer_id) ORDER BY f.first_rank, f.first_fused, c.offer_id"
 )
 #: How each published table is built from the staged ones (``hits``, ``seeds``, ``offers``), in DuckDB's SQL.
 TABLE_QUERIES: dict[str, str] = {
     PRODUCTS.name: f"{_PRODUCTS} ORDER BY num_iid",
     MATCHES.name: f"SELECT * FROM ({_OFFERED_HITS}) ORDER BY seed_rank, seed_id, view, position, page, num_iid",
     SEEDS.name: "SELECT * FROM read_parquet($seeds) ORDER BY seed_rank, seed_id, view",
-    OFFERS.name: _OFFERS,
+    # The rows build_tables wrote (OFFER_STEPS, then _OFFER_ROWS), for products_latest's kin offers_latest.
+    OFFERS.name: "SELECT * FROM read_parquet($offer_rows)",
 }
 
 
@@ -172,7 +181,8 @@ def database(staging: Path) -> Iterator[Any]:
 
 
 def staged_paths(staging: Path) -> dict[str, str]:
-    return {name: str(staging / f"{name}.parquet") for name in (*STAGED_TABLES, OFFERS_STAGED)}
+    return {name: str(staging / f"{name}.parquet")
+            for name in (*STAGED_TABLES, OFFERS_STAGED, "offer_products", "offer_rows")}
 
 
 def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], batch_items: int,
@@ -190,10 +200,29 @@ def build_tables(staging: Path, out: Path, run: RunInfo, formats: list[str], bat
         for name, query in TABLE_QUERIES.items():
             target = TableFiles(out, TABLES[name], run, formats, batch_items, compression,
                                  Path() if complete else Path(INCOMPLETE_DIR), csv_dialect)
-            params = {key: path for key, path in staged.items() if f"${key}" in query}
-            target.write_all(con.sql(query, params=params).to_arrow_reader(COMMIT_BATCH_ROWS))
+            if name == OFFERS.name:  # in steps, from the products rows kept as they were written
+                for step in OFFER_STEPS:
+                    con.execute(step, {key: path for key, path in staged.items() if f"${key}" in step})
+                rows = _kept(con.sql(_OFFER_ROWS).to_arrow_reader(COMMIT_BATCH_ROWS), Path(staged["offer_rows"]),
+                             OFFERS)
+            else:
+                params = {key: path for key, path in staged.items() if f"${key}" in query}
+                rows = con.sql(query, params=params).to_arrow_reader(COMMIT_BATCH_ROWS)
+                if name == PRODUCTS.name:
+                    rows = _kept(rows, Path(staged["offer_products"]))
+            target.write_all(rows)
             files += target.files
     return sorted(files, key=lambda f: f["path"])
+
+
+def _kept(reader: Any, path: Path, table: Table | None = None) -> Iterator[pa.RecordBatch]:
+    """The batches of ``reader`` (in ``table``'s schema, if given), each written to ``path`` too as it passes."""
+    schema = table.arrow_schema if table is not None else reader.schema
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in reader:
+            batch = conform(batch, table) if table is not None else batch
+            writer.write_batch(batch)
+            yield batch
 
 
 def merge_worker_parts(staging: Path, owners: dict[str, str], seed_jobs: dict[tuple[str, int], str]) -> None:
