@@ -101,9 +101,15 @@ class DailyLedger:
         self.day_seconds = day_seconds
         self._clock = clock
         self._used: dict[str, tuple[int, int]] = {}
+        self._days_ended = 0  # days ended early by next_day()
 
     def _day(self) -> int:
-        return math.floor((self._clock() + CHINA_OFFSET_SECONDS) / self.day_seconds)
+        return math.floor((self._clock() + CHINA_OFFSET_SECONDS) / self.day_seconds) + self._days_ended
+
+    def next_day(self) -> int:
+        """End today now, as 00:00 China time does: every app's count for the day starts again. The new day's number."""
+        self._days_ended += 1
+        return self._day()
 
     def used(self, app: AppConfig) -> int:
         day, used = self._used.get(app.key, (self._day(), 0))
@@ -167,3 +173,7 @@ class Accounts:
         self.stats.reset()
         self.window.reset()
         self.daily.reset()
+
+    def next_day(self) -> int:
+        """The sandbox's next day begins now (its stats and quota windows are kept); its number."""
+        return self.daily.next_day()

@@ -437,6 +437,22 @@ class _ResetResource(Resource):
         return json_bytes({"reset": True})
 
 
+class _NextDayResource(Resource):
+    """``POST /_sandbox/next-day``: the day ends now, as at 00:00 China time: each app's calls for the day
+    start again at 0 (stats and quota windows are kept). Tests of the day's quota use it instead of waiting."""
+
+    isLeaf = True
+
+    def __init__(self, accounts: Accounts) -> None:
+        super().__init__()
+        self.accounts = accounts
+
+    def render_POST(self, request: Request) -> bytes:
+        day = self.accounts.next_day()
+        request.setHeader(b"content-type", JSON_TYPE)
+        return json_bytes({"day": day})
+
+
 class _QuietSite(Site):
     """A Site without per-request access logging (Scrapy would forward it into the crawl log)."""
 
@@ -468,6 +484,7 @@ def build_site(config: SandboxConfig, reactor: Any) -> tuple[Site, Accounts]:
     control = Resource()
     control.putChild(b"stats", _StatsResource(accounts))
     control.putChild(b"reset", _ResetResource(accounts))
+    control.putChild(b"next-day", _NextDayResource(accounts))
     root.putChild(b"_sandbox", control)
     root.putChild(b"img", _CdnDirectory(backend, accounts, config.cdn_down))
     root.putChild(b"upload", _BytesDirectory(backend.upload_jpeg))

@@ -88,6 +88,12 @@ class SandboxProcess:
             urllib.request.Request(self.url + "/_sandbox/reset", data=b"", method="POST"), timeout=10
         ).close()
 
+    def next_day(self) -> None:
+        """``POST /_sandbox/next-day``: the sandbox's day ends now; the apps' calls for the day start again."""
+        urllib.request.urlopen(
+            urllib.request.Request(self.url + "/_sandbox/next-day", data=b"", method="POST"), timeout=10
+        ).close()
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return

@@ -88,6 +88,21 @@ def test_api_info_counts_the_days_calls_and_the_limit_stops_them(make_sandbox, p
     assert code_text(onebound_search(sb.url, url, KEY, SECRET)["error_code"]) == "0000"
 
 
+def test_next_day_starts_the_days_count_again_and_keeps_the_stats(make_sandbox, photo_b64):
+    sb = make_sandbox("--app", f"{KEY}:{SECRET}", "--daily-max", "2")
+    url = "https:" + onebound_upload(sb.url, photo_b64, KEY, SECRET)["items"]["item"]["url"]
+    assert code_text(onebound_search(sb.url, url, KEY, SECRET)["error_code"]) == "0000"  # the upload was the first
+    assert code_text(onebound_search(sb.url, url, KEY, SECRET)["error_code"]) == "4029"
+    before = sb.stats()
+    sb.next_day()
+    answer = onebound_search(sb.url, url, KEY, SECRET)
+    assert code_text(answer["error_code"]) == "0000"
+    info = ApiInfo.parse(answer["api_info"])
+    assert info is not None and (info.today, info.max) == (1, 2)
+    after = sb.stats()
+    assert after["calls"]["total"] == before["calls"]["total"] + 1 and after["daily_refused"] == 1
+
+
 def test_too_many_calls_in_the_window_say_how_long_to_wait(make_sandbox, photo_b64):
     sb = make_sandbox("--app", f"{KEY}:{SECRET}:2/30")
     url = "https:" + onebound_upload(sb.url, photo_b64, KEY, SECRET)["items"]["item"]["url"]
