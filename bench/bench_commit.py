@@ -5,7 +5,9 @@
 
 Stages ``--hits`` hits (100 a seed, ~1 in 4 a product another seed found too; realistic titles,
 prices and URLs) as a crawl stages them (``hits.parquet`` and ``seeds.parquet``, pipeline/runs/),
-then times, each in its own process so its peak RSS (``os.wait4``) is its own alone:
+then times, each in its own process so its peak RSS is its own alone (VmHWM, the high-water mark of the
+process's own memory since its exec: ``ru_maxrss`` would count the parent's memory at the fork, staging
+included, in every case alike):
 
 - ``ours``: ``pipeline.runs.tables.build_tables``, what a commit does before its renames: products (one
   row per num_iid: first seed given, then best position), matches and seeds, written as the
@@ -160,14 +162,24 @@ def measure(case: str, staging: Path, out: Path, file_rows: int) -> dict[str, An
     """Run ``case`` in a child process: seconds of its work (imports excluded), peak RSS (MB), rows per table."""
     command = [sys.executable, __file__, "--case", case, "--staging", str(staging), "--out", str(out),
                "--file-rows", str(file_rows)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:  # said as a row (DuckDB alone can run out of its memory)
-        return {"rows": {}, "seconds": float("nan"), "failed": True, "peak_rss_mb": usage.ru_maxrss / 1024}
-    result: dict[str, Any] = json.loads(output)
-    return {**result, "peak_rss_mb": usage.ru_maxrss / 1024}
+    process = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    result: dict[str, Any] = json.loads(process.stdout)
+    if process.returncode != 0:  # said as a row (DuckDB alone can run out of its memory)
+        return {**result, "rows": {}, "seconds": float("nan"), "failed": True}
+    return result
+
+
+def own_peak_mb() -> float:
+    """This process's peak RSS since its exec, in MB (Linux's VmHWM; ru_maxrss elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -188,8 +200,13 @@ def main() -> None:
         import pipeline.runs.tables  # noqa: F401
 
         started = time.perf_counter()
-        rows = run_case(args.case, args.staging, args.out, args.file_rows)
-        print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))
+        try:
+            rows = run_case(args.case, args.staging, args.out, args.file_rows)
+        except duckdb.OutOfMemoryException as exc:
+            print(f"{args.case}: {exc}".splitlines()[0], file=sys.stderr)
+            print(json.dumps({"peak_rss_mb": own_peak_mb()}))
+            sys.exit(1)
+        print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started, "peak_rss_mb": own_peak_mb()}))
         return
 
     import duckdb
@@ -221,7 +238,7 @@ def main() -> None:
             runs = [r for r in results[case] if not r.get("failed")]
             if not runs:
                 print(f"{case:<14} {'failed':>8} {max(r['peak_rss_mb'] for r in results[case]):>12.0f}  "
-                      f"(out of the memory limit: see its error above)")
+                      f"(out of its memory limit: its error above)")
                 best[case] = float("nan")
                 continue
             best[case] = min(r["seconds"] for r in runs)
