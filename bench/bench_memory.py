@@ -10,7 +10,7 @@ them for each N of ``--seeds``, against one sandbox on loopback. The crawl is pa
 (``--quota``, default 60 calls a second) so that calls wait for their slot as they do at a real
 key's 1000 calls an hour: what waits in the meantime is what memory holds. Each crawl's peak RSS
 is its own (``os.wait4`` on its process); "crawl MB" is the peak sampled until the spider closes,
-"commit MB" what the commit (DuckDB building the tables, its memory capped at 256 MB) adds on top.
+"commit MB" what the commit (DuckDB building the tables, its memory capped at 512 MB) adds on top.
 The smallest N is the baseline: the report gives every other N's peak over it, and the target is
 flat (<= 1.2x) from the smallest to the largest N.
 """

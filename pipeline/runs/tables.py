@@ -26,9 +26,10 @@ from pipeline.runs.identity import WORKERS_DIR, RunInfo
 from pipeline.runs.offers import OFFERS_STAGED, stage_offers
 from pipeline.runs.staging import STAGED_TABLES
 
-#: Memory DuckDB may use to build the tables before it spills to the staging directory. At 1,000,000
-#: staged hits (bench_commit.py) 256 MB took the time 512 MB did, and peaked 150 MB lower.
-COMMIT_MEMORY_LIMIT = "256MB"
+#: Memory DuckDB may use to build the tables before it spills to the staging directory. 256 MB was enough
+#: before the offers table; at 1,000,000 staged hits (bench_commit.py) its final join of the five step
+#: tables then ran out of 256 MB in one run of two, and passes at 512 MB.
+COMMIT_MEMORY_LIMIT = "512MB"
 #: Rows per batch read back from DuckDB while the tables are written.
 COMMIT_BATCH_ROWS = 65_536
 
