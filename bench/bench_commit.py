@@ -163,6 +163,8 @@ def measure(case: str, staging: Path, out: Path, file_rows: int) -> dict[str, An
     command = [sys.executable, __file__, "--case", case, "--staging", str(staging), "--out", str(out),
                "--file-rows", str(file_rows)]
     process = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    if not process.stdout:  # failed otherwise than out of memory: its traceback is above
+        sys.exit(f"bench_commit: {case} failed")
     result: dict[str, Any] = json.loads(process.stdout)
     if process.returncode != 0:  # said as a row (DuckDB alone can run out of its memory)
         return {**result, "rows": {}, "seconds": float("nan"), "failed": True}

@@ -11,7 +11,7 @@ import email.policy
 import logging
 import re
 import typing
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.parser import BytesParser
 from typing import Any
@@ -422,35 +422,23 @@ class _StatsResource(Resource):
         return json_bytes(self.accounts.stats.snapshot())
 
 
-class _ResetResource(Resource):
-    """``POST /_sandbox/reset``: zero the stats, the quota windows and the day's counts (uploads are kept)."""
+class _ControlAction(Resource):
+    """A ``POST /_sandbox/<name>`` that changes the sandbox's state: ``action()``'s answer, as JSON.
+
+    ``reset``: zero the stats, the quota windows and the day's counts (uploads are kept). ``next-day``: the
+    day ends now, as at 00:00 China time: each app's calls for the day start again at 0 (stats and quota
+    windows are kept); tests of the day's quota use it instead of waiting."""
 
     isLeaf = True
 
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, action: Callable[[], dict[str, Any]]) -> None:
         super().__init__()
-        self.accounts = accounts
+        self.action = action
 
     def render_POST(self, request: Request) -> bytes:
-        self.accounts.reset()
+        answer = self.action()
         request.setHeader(b"content-type", JSON_TYPE)
-        return json_bytes({"reset": True})
-
-
-class _NextDayResource(Resource):
-    """``POST /_sandbox/next-day``: the day ends now, as at 00:00 China time: each app's calls for the day
-    start again at 0 (stats and quota windows are kept). Tests of the day's quota use it instead of waiting."""
-
-    isLeaf = True
-
-    def __init__(self, accounts: Accounts) -> None:
-        super().__init__()
-        self.accounts = accounts
-
-    def render_POST(self, request: Request) -> bytes:
-        day = self.accounts.next_day()
-        request.setHeader(b"content-type", JSON_TYPE)
-        return json_bytes({"day": day})
+        return json_bytes(answer)
 
 
 class _QuietSite(Site):
@@ -483,8 +471,13 @@ def build_site(config: SandboxConfig, reactor: Any) -> tuple[Site, Accounts]:
     root.putChild(b"taobao", taobao)
     control = Resource()
     control.putChild(b"stats", _StatsResource(accounts))
-    control.putChild(b"reset", _ResetResource(accounts))
-    control.putChild(b"next-day", _NextDayResource(accounts))
+
+    def reset() -> dict[str, Any]:
+        accounts.reset()
+        return {"reset": True}
+
+    control.putChild(b"reset", _ControlAction(reset))
+    control.putChild(b"next-day", _ControlAction(lambda: {"day": accounts.next_day()}))
     root.putChild(b"_sandbox", control)
     root.putChild(b"img", _CdnDirectory(backend, accounts, config.cdn_down))
     root.putChild(b"upload", _BytesDirectory(backend.upload_jpeg))

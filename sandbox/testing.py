@@ -84,14 +84,15 @@ class SandboxProcess:
 
     def reset(self) -> None:
         """``POST /_sandbox/reset``: zero the stats and quota windows."""
-        urllib.request.urlopen(
-            urllib.request.Request(self.url + "/_sandbox/reset", data=b"", method="POST"), timeout=10
-        ).close()
+        self._control("reset")
 
     def next_day(self) -> None:
         """``POST /_sandbox/next-day``: the sandbox's day ends now; the apps' calls for the day start again."""
+        self._control("next-day")
+
+    def _control(self, action: str) -> None:
         urllib.request.urlopen(
-            urllib.request.Request(self.url + "/_sandbox/next-day", data=b"", method="POST"), timeout=10
+            urllib.request.Request(f"{self.url}/_sandbox/{action}", data=b"", method="POST"), timeout=10
         ).close()
 
     def stop(self) -> None:

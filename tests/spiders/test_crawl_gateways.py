@@ -20,6 +20,7 @@ import pytest
 from datasets import diff_datasets, load_dataset, run_crawl, write_seed_photos
 
 from pipeline.runs.identity import JOURNAL_FILE
+from sandbox.accounts import CHINA_OFFSET_SECONDS
 from sandbox.testing import SandboxProcess
 
 KEY, SECRET = "ob-live-key-7f3a9c", "S3cr3t+/=value-9d2e"
@@ -177,7 +178,7 @@ def test_a_onebound_crawl_never_writes_its_key_or_secret(tmp_path: Path, seeds: 
 
 def _china_day() -> int:
     """Today's number in China time, where the platforms' days (and the sandbox's) start."""
-    return math.floor((time.time() + 8 * 3600) / 86_400)
+    return math.floor((time.time() + CHINA_OFFSET_SECONDS) / 86_400)
 
 
 @pytest.mark.parametrize("gateway", ["top", "onebound"])
