@@ -209,6 +209,7 @@ def normalize_float(raw: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+@lru_cache(maxsize=256)  # a gateway's pictures come from a few hosts; ip_address() is 6 µs
 def _is_loopback(host: str) -> bool:
     host = host.lower()
     if host == "localhost" or host.endswith(".localhost"):

@@ -8,10 +8,13 @@ import logging
 import os
 import tempfile
 import warnings
+from contextlib import AbstractContextManager
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from threadpoolctl import ThreadpoolController
 
 from sandbox.catalog import ACCEPTED_FORMATS, MAX_PIXELS, Catalog
 
@@ -25,6 +28,22 @@ _THUMB = 8
 _ORIENT_BINS, _GRID = 8, 2
 #: Relative weights of the three feature blocks in the cosine similarity.
 _WEIGHTS = {"colour": 1.0, "layout": 1.0, "edges": 0.6}
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> AbstractContextManager[object]:
+    """Within it, numpy's BLAS runs on the calling thread only (8 µs to enter and leave).
+
+    OpenBLAS splits a product over the catalogue's rows between threads that then spin, waiting for
+    more: at a search every few ms they never sleep, and took a whole core (3.3 -> 7.2 ms of CPU a
+    search, bench/bench_serve.py's machine) from the crawl or service beside the sandbox, for 0.3 ms
+    less wall time a search.
+    """
+    return _blas().limit(limits=1, user_api="blas")
 
 
 class ImageDecodeError(ValueError):
@@ -205,7 +224,8 @@ class VisualIndex:
 
     def scored(self, query: np.ndarray, cat: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``rank``'s indices and, for each, its similarity to the query (cosine, rounded to 6 places)."""
-        scores = self.features @ query
+        with one_blas_thread():
+            scores = self.features @ query
         # Rounding makes near-identical scores true ties, so ties break by num_iid, not float noise.
         scores = np.round(scores, 6)
         if cat is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from sandbox.search import VisualIndex, batch_features
+from sandbox.search import VisualIndex, batch_features, one_blas_thread
 
 #: Window sides, as shares of the picture's shorter side, and how many positions each takes along an axis.
 _SCALES = ((0.7, 3), (0.5, 4), (0.35, 5))
@@ -40,7 +40,9 @@ def detect_subject(img: Image.Image, index: VisualIndex) -> tuple[int, int, int,
     scale = img.width / _WORK_WIDTH
     small = img.resize((_WORK_WIDTH, max(1, round(img.height / scale))), Image.Resampling.BILINEAR)
     boxes = _windows(*small.size)
-    best = (batch_features([small.crop(box) for box in boxes]) @ index.features.T).max(axis=1)
+    features = batch_features([small.crop(box) for box in boxes])
+    with one_blas_thread():
+        best = (features @ index.features.T).max(axis=1)
     chosen = int(np.argmax(best))
     if best[chosen] < best[0] + _MARGIN:
         return None

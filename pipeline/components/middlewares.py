@@ -23,7 +23,7 @@ from pipeline.errors import (
 from pipeline.gateways.actions import FATAL, RETRY, STOP, THROTTLE, ErrorActions
 from pipeline.gateways.base import METHOD_META_KEY, load_gateway, quota_margin_setting, quota_setting
 from pipeline.pacing.apps import APP_META_KEY, app_pool
-from pipeline.pacing.quota import QuotaPacer, sleep_until
+from pipeline.pacing.quota import QuotaPacer, SlotTooLate, sleep_until
 from pipeline.shared.client import SharedRunUnavailable
 
 if TYPE_CHECKING:
@@ -48,14 +48,19 @@ class CallTicket:
     """A call of the search service (``scrapy serve``) and what the middleware tells its caller: whether
     it holds a quota slot yet, how many attempts of it were sent (what one search cost), and, when the
     middleware gave it up, why (``refusal``). ``deadline`` (on the pacer's clock) is when its caller
-    stops waiting: no attempt waits, backs off or is re-sent past it."""
+    stops waiting: no attempt waits, backs off or is re-sent past it. ``max_wait``: the most seconds an
+    attempt may wait for its quota slot; a later slot is not booked (refusal ``quota_wait``, ``wait``
+    seconds to the next)."""
 
-    def __init__(self, deadline: float | None = None) -> None:
+    def __init__(self, deadline: float | None = None, max_wait: float | None = None) -> None:
         self.booked = False
         self.calls = 0
         self.deadline = deadline
-        #: "timeout": its time ran out before an answer; "redis": the quota's Redis did not answer.
+        self.max_wait = max_wait
+        #: "timeout": its time ran out before an answer; "redis": the quota's Redis did not answer;
+        #: "quota_wait": no quota slot within max_wait.
         self.refusal: str | None = None
+        self.wait = 0.0
 
     def expired(self, now: float) -> bool:
         return self.deadline is not None and now >= self.deadline
@@ -190,7 +195,12 @@ class GatewayMiddleware:
         try:
             if ticket is not None and backed_off:
                 ticket.booked = True  # wait_turn books its slot as soon as it is awaited, before any wait
-            app = await self.pacer.wait_turn(stopping) if backed_off else None
+            latest = None if ticket is None or ticket.max_wait is None else clock() + ticket.max_wait
+            app = await self.pacer.wait_turn(stopping, latest) if backed_off else None
+        except SlotTooLate as late:
+            assert ticket is not None
+            ticket.booked, ticket.refusal, ticket.wait = False, "quota_wait", late.wait
+            app = None
         except SharedRunUnavailable as exc:  # a shared run's Redis is gone: this worker stops, resumable
             self._redis_gone(exc)
             if ticket is not None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus, unquote_plus, urlencode
 
 from scrapy.http import TextResponse
 from scrapy.utils.misc import build_from_crawler, load_object
@@ -90,6 +90,30 @@ def form_quote(string: str | bytes, safe: str | Iterable[int] = "", encoding: st
     if isinstance(string, bytes):
         return quote_plus(string, safe)
     return quote_plus(string, safe, encoding, errors)
+
+
+def form_unquote(string: str) -> str:
+    """``urllib.parse.unquote_plus``, with form_quote's fast way back: a Base64 value whose only escapes are
+    ``%2B``, ``%2F`` and ``%3D`` takes three ``str.replace`` instead of unquote's split at every ``%``
+    (a 20 KB picture: ~0.2 ms a call on the reactor thread). Same output for every input: no replacement
+    makes a new ``%``, so when none is left every escape was one of the three."""
+    if "+" not in string:
+        if "%" not in string:
+            return string
+        plain = string.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=")
+        if "%" not in plain:
+            return plain
+    return unquote_plus(string)
+
+
+def parse_form(body: str) -> list[tuple[str, str]]:
+    """``urllib.parse.parse_qsl(body, keep_blank_values=True)`` of a form body, unquoted with form_unquote."""
+    pairs = []
+    for piece in body.split("&"):
+        if piece:
+            name, _, value = piece.partition("=")
+            pairs.append((form_unquote(name), form_unquote(value)))
+    return pairs
 
 
 def with_image(request: Request) -> Request:

@@ -43,6 +43,14 @@ async def sleep_until(deadline: float, clock: Callable[[], float], stopping: Cal
     return not stopping()
 
 
+class SlotTooLate(Exception):
+    """No quota slot is free by the time a call was given (nothing was booked): ``wait`` seconds to the next."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"the next call may go in {wait:.1f} s")
+        self.wait = wait
+
+
 #: A quota to book on: the name of an app key's quota in the store (pipeline.pacing.apps.App.slot) and the
 #: quota (None: calls on it are not paced).
 Slot = tuple[str, "Quota | None"]
@@ -57,9 +65,11 @@ class QuotaStore(Protocol):
     converts.
     """
 
-    def reserve(self, slots: Sequence[Slot], now: float, margin: float) -> tuple[int, float]:
+    def reserve(self, slots: Sequence[Slot], now: float, margin: float,
+                latest: float | None = None) -> tuple[int, float]:
         """Book the earliest free call slot over ``slots`` (a pool of app keys): its index in ``slots``
-        and the time (``now``'s clock) the call may be sent."""
+        and the time (``now``'s clock) the call may be sent. With ``latest`` (only passed when given, so a
+        store without it still serves crawls): book nothing when that time is after ``latest``."""
 
     def ban(self, key: str, now: float, seconds: float) -> None:
         """No call for ``key`` may be sent in the next ``seconds``."""
@@ -123,11 +133,12 @@ class InMemoryQuotaStore:
                 at = max(at, booked[0] + quota.seconds + margin)
         return at
 
-    def reserve(self, slots: Sequence[Slot], now: float, margin: float) -> tuple[int, float]:
+    def reserve(self, slots: Sequence[Slot], now: float, margin: float,
+                latest: float | None = None) -> tuple[int, float]:
         times = [self._next(key, quota, now, margin) for key, quota in slots]
         index = min(range(len(times)), key=times.__getitem__)
         key, quota = slots[index]
-        if quota is not None:
+        if quota is not None and (latest is None or times[index] <= latest):
             self._window(key, quota).append(times[index])
         return index, times[index]
 
@@ -207,11 +218,18 @@ class QuotaPacer:
                         quota.rate, keys)
         return pacer
 
-    async def wait_turn(self, stopping: Callable[[], bool] = _never) -> int | None:
+    async def wait_turn(self, stopping: Callable[[], bool] = _never, latest: float | None = None) -> int | None:
         """The pool index of the app key this call goes on, once it may be sent; None as soon as
-        ``stopping()`` holds (send nothing then)."""
+        ``stopping()`` holds (send nothing then). With ``latest`` (the clock's time), SlotTooLate when no
+        slot is free by then, booked in the same step as the slot (the search service's caller does not
+        wait past IMAGESEARCH_SERVE_MAX_WAIT, however many calls another crawl booked meanwhile)."""
         now = self.clock()
-        index, at = self.store.reserve(self.slots, now, self.margin)
+        if latest is None:
+            index, at = self.store.reserve(self.slots, now, self.margin)
+        else:
+            index, at = self.store.reserve(self.slots, now, self.margin, latest=latest)
+            if at > latest:
+                raise SlotTooLate(at - now)
         self.stats.inc_value("pacing/calls")
         if len(self.apps) > 1:
             self.stats.inc_value(f"pacing/calls/{self.apps[index].label}")

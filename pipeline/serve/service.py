@@ -122,7 +122,13 @@ def _host_port(parts: SplitResult) -> tuple[str | None, int]:
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
+#: The types a match's value is answered in as they are (most of them: checked first, by type).
+_JSON_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def _json_value(value: Any) -> Any:
+    if type(value) in _JSON_AS_IS:
+        return value
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, datetime):
@@ -432,8 +438,8 @@ class SearchService:
                 hit = await self.validate.process_item(hit)
             except DropItem:
                 continue
-            hit = await self.normalize.process_item(hit)
-            rows.append({name: _json_value(hit.get(name)) for name in MATCH_COLUMNS})
+            values = dict(await self.normalize.process_item(hit))  # dict.get, not Item's Mapping.get, below
+            rows.append({name: _json_value(values.get(name)) for name in MATCH_COLUMNS})
         return rows
 
     async def _upload(self, image: ImageRef, budget: Budget) -> str:
@@ -479,11 +485,10 @@ class SearchService:
         wait = self.quota_wait()
         left = budget.deadline - self.middleware.pacer.clock()
         if wait > min(self.max_wait, left):
-            limit = (f"IMAGESEARCH_SERVE_MAX_WAIT={self.max_wait:g} s" if wait > self.max_wait
-                     else f"the {left:.1f} s left of IMAGESEARCH_SERVE_TIMEOUT={self.timeout:g} s")
-            raise ServiceError(429, "quota_wait", f"the next call may go in {wait:.1f} s, over {limit}: "
-                               "try again later", retry_after=max(1.0, wait - self.max_wait))
-        ticket = CallTicket(deadline=budget.deadline)
+            raise self._quota_wait(wait, left)
+        # The check above sees the slots booked so far; the slot itself is booked only if it is still within
+        # the wait (another crawl on the same Redis may have booked the next ones meanwhile).
+        ticket = CallTicket(deadline=budget.deadline, max_wait=min(self.max_wait, left))
         request = self.gateway.to_request(call, self.endpoint, dont_filter=True, meta={CALL_TICKET_META_KEY: ticket})
         self._tickets.add(ticket)
         try:
@@ -507,6 +512,12 @@ class SearchService:
             raise ServiceError(502, f"http_{response.status}", f"the gateway answered HTTP {response.status}")
         return response
 
+    def _quota_wait(self, wait: float, left: float) -> ServiceError:
+        limit = (f"IMAGESEARCH_SERVE_MAX_WAIT={self.max_wait:g} s" if wait > self.max_wait
+                 else f"the {left:.1f} s left of IMAGESEARCH_SERVE_TIMEOUT={self.timeout:g} s")
+        return ServiceError(429, "quota_wait", f"the next call may go in {wait:.1f} s, over {limit}: "
+                            "try again later", retry_after=max(1.0, wait - self.max_wait))
+
     def _timed_out(self) -> ServiceError:
         return ServiceError(504, "gateway_timeout", f"no answer from the gateway within IMAGESEARCH_SERVE_TIMEOUT="
                             f"{self.timeout:g} s: try again later", retry_after=5)
@@ -515,6 +526,8 @@ class SearchService:
         """A call the middleware did not send (or not again): why, for its caller."""
         if ticket.refusal == "timeout":
             return self._timed_out()
+        if ticket.refusal == "quota_wait":
+            return self._quota_wait(ticket.wait, (ticket.deadline or 0.0) - self.middleware.pacer.clock())
         if ticket.refusal == "redis":
             return ServiceError(503, "redis_unavailable", "the quota store (IMAGESEARCH_REDIS_URL) did not answer: "
                                 "try again later", retry_after=5)

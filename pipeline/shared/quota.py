@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 #: Book the earliest free slot over a pool of keys. KEYS: window, ban of each key. ARGV: keys, margin,
-#: then calls (0: unpaced), seconds of each. Times are Redis' (TIME), returned as offsets from its now.
+#: then calls (0: unpaced), seconds of each, then the latest offset a slot may have (-1: any), past which
+#: nothing is booked. Times are Redis' (TIME), returned as offsets from its now.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -35,7 +36,8 @@ for i = 1, n do
   if best_at == nil or at < best_at then best, best_at = i, at end
 end
 local calls, seconds = tonumber(ARGV[1 + 2 * best]), tonumber(ARGV[2 + 2 * best])
-if calls > 0 then
+local latest = tonumber(ARGV[3 + 2 * n])
+if calls > 0 and (latest < 0 or best_at - now <= latest) then
   redis.call('RPUSH', KEYS[2 * best - 1], string.format('%.6f', best_at))
   redis.call('LTRIM', KEYS[2 * best - 1], -calls, -1)
   redis.call('PEXPIRE', KEYS[2 * best - 1], math.ceil((best_at - now + seconds + margin + 60) * 1000))
@@ -101,11 +103,13 @@ class RedisQuotaStore:
     def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         return self.redis.run(script, keys, args)
 
-    def reserve(self, slots: Sequence[Slot], now: float, margin: float) -> tuple[int, float]:
+    def reserve(self, slots: Sequence[Slot], now: float, margin: float,
+                latest: float | None = None) -> tuple[int, float]:
         keys = [name for key, _ in slots for name in self._keys(key)]
         args: list[Any] = [len(slots), margin]
         for _, quota in slots:
             args += [quota.calls, quota.seconds] if quota else [0, 0]
+        args.append(-1 if latest is None else max(0.0, latest - now))
         index, offset = self._run(self._reserve, keys, args)
         return int(index), now + float(offset)
 

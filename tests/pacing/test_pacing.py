@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 
 import pytest
+from scrapy import Spider
+from scrapy.utils.test import get_crawler
 
-from pipeline.pacing.apps import Quota
-from pipeline.pacing.quota import InMemoryQuotaStore, project_pool
+from pipeline.pacing.apps import App, Credentials, Quota
+from pipeline.pacing.quota import InMemoryQuotaStore, QuotaPacer, SlotTooLate, project_pool
 
 
 def book(store: InMemoryQuotaStore, key: str, quota: Quota, now: float, margin: float) -> float:
@@ -109,3 +112,25 @@ def test_the_pool_projection_is_the_schedule_reserve_gives() -> None:
         last = max([0.0, *(copy.reserve(slots, 0.0, 0.25)[1] for _ in range(more))])
         assert store.projected(slots, 0.0, 0.25, more) == last, more
     assert project_pool([[], []], [None, Quota(1, 1.0)], [0.0, 0.0], 0.0, 50, 0.0) == 0.0
+
+
+def test_a_slot_past_latest_is_not_booked() -> None:
+    # The search service books with latest = now + IMAGESEARCH_SERVE_MAX_WAIT: a caller is told to come back
+    # rather than held for a slot another crawl's bookings pushed further away.
+    store, slots = InMemoryQuotaStore(), [("a", Quota(2, 10.0))]
+    assert [store.reserve(slots, 0.0, 0.0, latest=1.0) for _ in range(2)] == [(0, 0.0), (0, 0.0)]
+    assert store.reserve(slots, 0.0, 0.0, latest=1.0) == (0, 10.0)
+    # Nothing was booked by the refused reservations: the window's end has both its slots, then the next.
+    assert store.reserve(slots, 0.0, 0.0) == (0, 10.0)
+    assert store.reserve(slots, 0.0, 0.0, latest=5.0) == (0, 10.0)
+    assert store.reserve(slots, 0.0, 0.0, latest=30.0) == (0, 10.0)
+    assert store.reserve(slots, 0.0, 0.0) == (0, 20.0)
+
+def test_the_pacer_raises_slot_too_late_and_counts_no_call() -> None:
+    crawler = get_crawler(Spider)
+    pacer = QuotaPacer(crawler, [App(Credentials("k", "s"), Quota(1, 60.0))], InMemoryQuotaStore(), margin=0.0,
+                       clock=lambda: 100.0)
+    assert asyncio.run(pacer.wait_turn(latest=101.0)) == 0
+    with pytest.raises(SlotTooLate) as late:
+        asyncio.run(pacer.wait_turn(latest=101.0))
+    assert late.value.wait == pytest.approx(60.0) and crawler.stats.get_value("pacing/calls") == 1

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from sandbox.catalog import builtin_catalog, jpeg_bytes
-from sandbox.search import VisualIndex, decode_image, image_features
+from sandbox.search import VisualIndex, decode_image, image_features, one_blas_thread
 from sandbox.testing import post, signed_params
 
 SEARCH = "taobao.image.search"
@@ -190,3 +190,18 @@ def test_neighbouring_products_look_different(catalog, index):
     assert similarity[other].max() < 0.98
     # A reseller's picture (resized, recompressed, watermarked, framed...) is still the product's.
     assert np.median(similarity[~other]) > 0.9
+
+
+def test_a_search_keeps_numpy_on_one_blas_thread(index, catalog):
+    # OpenBLAS's helper threads spin after each product over the catalogue, taking a core from the crawl
+    # or service beside the sandbox; within one_blas_thread its products run on the calling thread only.
+    from threadpoolctl import threadpool_info
+
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    with one_blas_thread():
+        assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} <= {1}
+        limited = index.scored(image_features(catalog.products[3].image()))
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before
+    features = image_features(catalog.products[3].image())
+    unlimited = np.round(index.features @ features, 6)
+    assert limited[0][0] == 3 and np.array_equal(np.sort(limited[1]), np.sort(unlimited))

@@ -36,6 +36,18 @@ def test_the_redis_store_books_the_in_memory_schedule_over_a_pool(server: RedisS
     for (_, at), (_, want) in zip(booked, expected, strict=True):
         assert at == pytest.approx(want, abs=0.2)
     assert shared.projected(slots, now, 0.5, 3) == pytest.approx(local.projected(slots, now, 0.5, 3), abs=0.2)
+    # With latest (the search service's longest wait), a slot past it is not booked, as in memory.
+    client.flushdb()
+    shared, local = RedisQuotaStore(shared_redis), InMemoryQuotaStore()
+    now = time.monotonic()
+    refused = 0
+    for latest in (*[now + 1] * 7, None, now + 1, now + 100):  # six free now, then a window (+ margin) on
+        one, want = shared.reserve(slots, now, 0.5, latest=latest), local.reserve(slots, now, 0.5, latest=latest)
+        assert one[0] == want[0] and one[1] == pytest.approx(want[1], abs=0.2), latest
+        refused += latest is not None and want[1] > latest
+    assert refused == 2
+    assert shared.projected(slots, now, 0.5, 0) == pytest.approx(local.projected(slots, now, 0.5, 0), abs=0.2)
+    client.flushdb()
     # A ban one crawler meets holds every crawler of the Redis, for that key only.
     other = RedisQuotaStore(SharedRedis(server.url))
     other.ban("b", time.monotonic(), 20.0)

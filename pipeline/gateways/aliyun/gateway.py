@@ -62,7 +62,7 @@ from pipeline.gateways.aliyun.wire import (
     TMALL,
     VERSION_NOT_FOUND,
 )
-from pipeline.gateways.base import METHOD_META_KEY, ApiCall, Gateway, SearchPage
+from pipeline.gateways.base import METHOD_META_KEY, ApiCall, Gateway, SearchPage, parse_form
 from pipeline.images import ImageRef
 from pipeline.normalize import normalize_float
 from pipeline.pacing.apps import Credentials
@@ -278,7 +278,7 @@ class AliyunGateway(Gateway):
                 "SignatureMethod": V2_METHOD, "SignatureVersion": V2_VERSION, "SignatureNonce": nonce(),
                 "Timestamp": timestamp(),
             }
-            body = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
+            body = dict(parse_form(request.body.decode("utf-8")))
             common["Signature"] = v2_signature("POST", {**body, **common}, credentials.secret)
             url = urlunsplit(parts._replace(query=urlencode(common)))
             return request.replace(url=url, headers=sent)

@@ -6,13 +6,13 @@ import base64
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from scrapy import FormRequest
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Gateway, SearchPage, count, form_quote
+from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Gateway, SearchPage, count, form_quote, parse_form
 from pipeline.gateways.top.signing import SIGN_METHODS, sign, top_timestamp
 from pipeline.gateways.top.wire import (
     API_LIMIT_SUB_CODE,
@@ -163,7 +163,7 @@ class TopGateway(Gateway):
         return FormRequest(endpoint, formdata={"method": call.method, **call.params}, meta=meta, **kwargs)
 
     def sign(self, request: Request) -> Request:
-        params = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
+        params = dict(parse_form(request.body.decode("utf-8")))
         credentials = self.credentials_for(request)
         signed = signed_params(params, credentials.key, credentials.secret, self.sign_method)
         return request.replace(body=urlencode(signed, quote_via=form_quote).encode("utf-8"))
