@@ -1,6 +1,6 @@
 """Benchmark: what ``scrapy serve`` adds to a search's latency over calling the gateway directly.
 
-Run: ``.venv/bin/python bench/bench_serve.py [--requests 192] [--clients 1,8,32]``. A sandbox subprocess
+Run: ``.venv/bin/python bench/bench_serve.py [--requests 256] [--clients 1,8,32]``. A sandbox subprocess
 is the gateway; ``scrapy serve`` (unpaced: ``IMAGESEARCH_QUOTA=``) runs against it. For each number of
 concurrent clients it times, over loopback HTTP with keep-alive:
 
@@ -8,9 +8,9 @@ concurrent clients it times, over loopback HTTP with keep-alive:
 - uncached: ``POST /search`` of photos the service has not seen (one gateway call each);
 - cached: ``POST /search`` of the same photos again (no call).
 
-The baseline and the uncached searches take turns (a few rounds of the clients each), so that the
-rest of a shared machine's load weighs on both alike; their p50 over 192 searches each moves by
-about 1 ms from run to run on a noisy 2-core machine.
+The baseline and the uncached searches take turns (four rounds of the clients each, on the same
+threads and keep-alive connections), so that the rest of a shared machine's load weighs on both
+alike; their p50 over 256 searches each moves by about 1 ms from run to run on a noisy 2-core machine.
 
 and prints p50/p95 of each, and the service's added latency (service minus baseline, same percentile).
 
@@ -79,21 +79,40 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+class Clients:
+    """``clients`` threads, each with a keep-alive connection of its own to each target, kept from one
+    ``timed`` to the next (the direct and service searches take turns without reconnecting)."""
+
+    def __init__(self, clients: int) -> None:
+        import threading
+
+        self.pool = ThreadPoolExecutor(clients)
+        self.local = threading.local()
+
+    def timed(self, work: list[Any], one: Any) -> list[float]:
+        """Run ``one(connection, item)`` for every item, each timed in ms."""
+
+        def run(item: Any) -> float:
+            connections = self.local.__dict__.setdefault("connections", {})
+            if one not in connections:
+                connections[one] = one.connect()
+            t0 = time.perf_counter()
+            one(connections[one], item)
+            return (time.perf_counter() - t0) * 1000
+
+        return list(self.pool.map(run, work))
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
 def timed(clients: int, work: list[Any], one: Any) -> list[float]:
-    """Run ``one(connection, item)`` for every item on ``clients`` threads, each with its own connection."""
-    import threading
-
-    local = threading.local()
-
-    def run(item: Any) -> float:
-        if not hasattr(local, "connection"):
-            local.connection = one.connect()
-        t0 = time.perf_counter()
-        one(local.connection, item)
-        return (time.perf_counter() - t0) * 1000
-
-    with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(run, work))
+    """``Clients(clients).timed(work, one)``, the threads and connections for this call only."""
+    group = Clients(clients)
+    try:
+        return group.timed(work, one)
+    finally:
+        group.close()
 
 
 class Direct:
@@ -176,15 +195,19 @@ def measure(pool: list[bytes], n: int, levels: list[int], pin: tuple[set[int], s
                 for index, clients in enumerate(levels):
                     baseline_set = pool[2 * index * n:(2 * index + 1) * n]
                     service_set = pool[(2 * index + 1) * n:(2 * index + 2) * n]
-                    # In turns of a few rounds of the clients each, so that what else the machine does
-                    # weighs on the baseline and the service alike.
-                    turn = max(16, 2 * clients)
+                    # In turns of a few rounds of the clients each (the same threads and connections), so
+                    # that what else the machine does weighs on the baseline and the service alike.
+                    turn = max(32, 4 * clients)
                     baseline: list[float] = []
                     uncached: list[float] = []
-                    for start in range(0, n, turn):
-                        baseline += timed(clients, baseline_set[start:start + turn], direct)
-                        uncached += timed(clients, service_set[start:start + turn], service)
-                    cached = timed(clients, service_set, service)
+                    group = Clients(clients)
+                    try:
+                        for start in range(0, n, turn):
+                            baseline += group.timed(baseline_set[start:start + turn], direct)
+                            uncached += group.timed(service_set[start:start + turn], service)
+                        cached = group.timed(service_set, service)
+                    finally:
+                        group.close()
                     rows.append((clients, baseline, uncached, cached))
             finally:
                 process.terminate()
@@ -219,7 +242,7 @@ def report(title: str, rows: list[Any], calls: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=192, help="searches per measurement")
+    parser.add_argument("--requests", type=int, default=256, help="searches per measurement")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--layout", default="shared,pinned,remote",
                         help="shared, pinned, remote, comma-separated")

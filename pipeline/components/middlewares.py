@@ -195,8 +195,7 @@ class GatewayMiddleware:
         try:
             if ticket is not None and backed_off:
                 ticket.booked = True  # wait_turn books its slot as soon as it is awaited, before any wait
-            latest = None if ticket is None or ticket.max_wait is None else clock() + ticket.max_wait
-            app = await self.pacer.wait_turn(stopping, latest) if backed_off else None
+            app = await self.pacer.wait_turn(stopping, self._max_wait(request, ticket)) if backed_off else None
         except SlotTooLate as late:
             assert ticket is not None
             ticket.booked, ticket.refusal, ticket.wait = False, "quota_wait", late.wait
@@ -227,6 +226,17 @@ class GatewayMiddleware:
                 timeout = request.meta.get("download_timeout", self.crawler.settings.getfloat("DOWNLOAD_TIMEOUT"))
                 request.meta["download_timeout"] = min(float(timeout), left)
         return None
+
+    def _max_wait(self, request: Request, ticket: CallTicket | None) -> float | None:
+        """How long a service call's first attempt may wait for its slot (None: as long as it takes). A call
+        sent again (a retry, or after a ban it was let wait out) keeps its caller's deadline only."""
+        if ticket is None or ticket.max_wait is None:
+            return None
+        if request.meta.get("retry_times") or request.meta.get(THROTTLED_META_KEY):
+            return None
+        if ticket.deadline is None:
+            return ticket.max_wait
+        return max(0.0, min(ticket.max_wait, ticket.deadline - self.pacer.clock()))
 
     def _redis_gone(self, exc: SharedRunUnavailable) -> None:
         if self.serving:  # the service fails this call only; Redis may come back

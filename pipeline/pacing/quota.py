@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -180,6 +181,8 @@ class QuotaPacer:
         #: The pool's quotas as the store knows them (a hash of the gateway and each key).
         self.slots: list[Slot] = [(app.slot(scope), app.quota) for app in self.apps]
         self.store = store
+        #: Whether the store books within a bound (``reserve(..., latest=)``); a user's own may not.
+        self._bounded = "latest" in inspect.signature(store.reserve).parameters
         self.margin = margin
         self.clock = clock
         #: Seconds calls have waited for their quota slot so far (stat pacing/wait_seconds).
@@ -218,15 +221,17 @@ class QuotaPacer:
                         quota.rate, keys)
         return pacer
 
-    async def wait_turn(self, stopping: Callable[[], bool] = _never, latest: float | None = None) -> int | None:
+    async def wait_turn(self, stopping: Callable[[], bool] = _never, max_wait: float | None = None) -> int | None:
         """The pool index of the app key this call goes on, once it may be sent; None as soon as
-        ``stopping()`` holds (send nothing then). With ``latest`` (the clock's time), SlotTooLate when no
-        slot is free by then, booked in the same step as the slot (the search service's caller does not
-        wait past IMAGESEARCH_SERVE_MAX_WAIT, however many calls another crawl booked meanwhile)."""
+        ``stopping()`` holds (send nothing then). With ``max_wait``, SlotTooLate when no slot is free
+        within that many seconds, decided in the same step as the booking (the search service's caller
+        does not wait past IMAGESEARCH_SERVE_MAX_WAIT, however many calls another crawl booked meanwhile).
+        A store whose ``reserve`` takes no ``latest`` books as before, unbounded."""
         now = self.clock()
-        if latest is None:
+        if max_wait is None or not self._bounded:
             index, at = self.store.reserve(self.slots, now, self.margin)
         else:
+            latest = now + max(0.0, max_wait)
             index, at = self.store.reserve(self.slots, now, self.margin, latest=latest)
             if at > latest:
                 raise SlotTooLate(at - now)

@@ -37,12 +37,15 @@ for i = 1, n do
 end
 local calls, seconds = tonumber(ARGV[1 + 2 * best]), tonumber(ARGV[2 + 2 * best])
 local latest = tonumber(ARGV[3 + 2 * n])
-if calls > 0 and (latest < 0 or best_at - now <= latest) then
+if latest >= 0 and best_at - now > latest then
+  return {best - 1, string.format('%.6f', best_at - now), 0}
+end
+if calls > 0 then
   redis.call('RPUSH', KEYS[2 * best - 1], string.format('%.6f', best_at))
   redis.call('LTRIM', KEYS[2 * best - 1], -calls, -1)
   redis.call('PEXPIRE', KEYS[2 * best - 1], math.ceil((best_at - now + seconds + margin + 60) * 1000))
 end
-return {best - 1, string.format('%.6f', best_at - now)}
+return {best - 1, string.format('%.6f', best_at - now), 1}
 """
 _BAN = """
 local t = redis.call('TIME')
@@ -110,8 +113,11 @@ class RedisQuotaStore:
         for _, quota in slots:
             args += [quota.calls, quota.seconds] if quota else [0, 0]
         args.append(-1 if latest is None else max(0.0, latest - now))
-        index, offset = self._run(self._reserve, keys, args)
-        return int(index), now + float(offset)
+        index, offset, booked = self._run(self._reserve, keys, args)
+        at = now + float(offset)
+        if latest is not None:  # the script decided on Redis' clock; its answer is rounded to the µs
+            at = min(at, latest) if int(booked) else max(at, latest + 0.001)
+        return int(index), at
 
     def ban(self, key: str, now: float, seconds: float) -> None:
         self._run(self._ban, self._keys(key)[1:], [max(0.0, seconds)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from typing import Any
 
 import pytest
 from scrapy import Spider
@@ -128,9 +129,23 @@ def test_a_slot_past_latest_is_not_booked() -> None:
 
 def test_the_pacer_raises_slot_too_late_and_counts_no_call() -> None:
     crawler = get_crawler(Spider)
-    pacer = QuotaPacer(crawler, [App(Credentials("k", "s"), Quota(1, 60.0))], InMemoryQuotaStore(), margin=0.0,
-                       clock=lambda: 100.0)
-    assert asyncio.run(pacer.wait_turn(latest=101.0)) == 0
+    pacer = QuotaPacer(crawler, [App(Credentials("k", "s"), Quota(1, 60.0))], InMemoryQuotaStore(), margin=0.0)
+    # A wait of 0 (IMAGESEARCH_SERVE_MAX_WAIT=0) takes a slot that is free now, on the real clock.
+    assert asyncio.run(pacer.wait_turn(max_wait=0.0)) == 0
     with pytest.raises(SlotTooLate) as late:
-        asyncio.run(pacer.wait_turn(latest=101.0))
-    assert late.value.wait == pytest.approx(60.0) and crawler.stats.get_value("pacing/calls") == 1
+        asyncio.run(pacer.wait_turn(max_wait=1.0))
+    assert late.value.wait == pytest.approx(60.0, abs=1) and crawler.stats.get_value("pacing/calls") == 1
+
+
+class _StoreOfItsOwn(InMemoryQuotaStore):
+    """An IMAGESEARCH_QUOTA_STORE written before ``latest``: its reserve takes three arguments."""
+
+    def reserve(self, slots: Any, now: float, margin: float) -> tuple[int, float]:  # type: ignore[override]
+        return super().reserve(slots, now, margin)
+
+
+def test_a_store_without_latest_books_as_before() -> None:
+    pacer = QuotaPacer(get_crawler(Spider), [App(Credentials("k", "s"), Quota(1, 60.0))], _StoreOfItsOwn(),
+                       margin=0.0, clock=lambda: 100.0)
+    assert asyncio.run(pacer.wait_turn(max_wait=0.0)) == 0
+    assert pacer.store.reserve(pacer.slots, 100.0, 0.0) == (0, 160.0)  # the bound was not applied, nothing lost
