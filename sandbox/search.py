@@ -39,9 +39,9 @@ def one_blas_thread() -> AbstractContextManager[object]:
     """Within it, numpy's BLAS runs on the calling thread only (8 µs to enter and leave).
 
     OpenBLAS splits a product over the catalogue's rows between threads that then spin, waiting for
-    more: at a search every few ms they never sleep, and took a whole core (3.3 -> 7.2 ms of CPU a
-    search, bench/bench_serve.py's machine) from the crawl or service beside the sandbox, for 0.3 ms
-    less wall time a search.
+    more: at a search every few ms they never sleep, and took a whole core from the crawl or service
+    beside the sandbox (7.2 ms of CPU a search for 3.3 ms of work, bench/bench_serve.py's machine) to
+    save 0.3 ms of wall time a search.
     """
     return _blas().limit(limits=1, user_api="blas")
 

@@ -505,8 +505,9 @@ class SearchService:
         if wait > min(self.max_wait, left):
             raise self._quota_wait(wait, left)
         # The check above sees the slots booked so far; the slot itself is booked only if it is still within
-        # the wait (another crawl on the same Redis may have booked the next ones meanwhile).
-        ticket = CallTicket(deadline=budget.deadline, max_wait=min(self.max_wait, left))
+        # the wait (another crawl on the same Redis may have booked the next ones meanwhile), and the deadline
+        # (the middleware bounds the wait by both).
+        ticket = CallTicket(deadline=budget.deadline, max_wait=self.max_wait)
         request = self.gateway.to_request(call, self.endpoint, dont_filter=True, meta={CALL_TICKET_META_KEY: ticket})
         self._tickets.add(ticket)
         try:
