@@ -59,8 +59,10 @@ class ServeProcess:
             self.process.kill()
             return self.process.wait()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.stop()
+        if exc_type is not None:  # a failing test shows what the service said (pytest prints captured stderr)
+            print(f"--- scrapy serve's log (tail) ---\n{self.text()[-6000:]}", file=sys.stderr)
 
     # -- requests -----------------------------------------------------------------------------------
 

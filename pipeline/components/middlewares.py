@@ -27,6 +27,7 @@ from pipeline.pacing.quota import QuotaPacer, SlotTooLate, sleep_until
 from pipeline.shared.client import SharedRunUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Self
 
     from scrapy import Request
@@ -183,7 +184,7 @@ class GatewayMiddleware:
                 return self.stopping() or ticket.expired(clock())
         self.unbooked += 1
         try:
-            await self._first_answer(request)
+            await self._first_answer(request, stopping)
             if not self._answered:
                 # The first call, before the gateway has answered once, is not retried for minutes: a
                 # wrong endpoint or a dead network is said in seconds (the crawl stops, resumable).
@@ -215,6 +216,7 @@ class GatewayMiddleware:
             self._stop(self.day_used_up)
             sendable = False
         if not sendable:
+            self.release_probe(request)  # not sent: if it was the first call, the next goes in its place
             raise GatewayStopped("not sent: the crawl is stopping")
         stats = self.crawler.stats
         stats.inc_value("imagesearch/calls")
@@ -252,11 +254,19 @@ class GatewayMiddleware:
             logger.error("%s: the crawl stops", exc)
             self.crawler.stats.set_value(STOP_MESSAGE_STAT, f"{exc}: the crawl stops")
 
-    async def _first_answer(self, request: Request) -> None:
-        """Return at once for the first call (its retries too) and after the gateway's first answer; wait in between."""
+    def release_probe(self, request: Request) -> None:
+        """``request``, if it was the first call, ended without the gateway's answer (not sent, or its retries
+        spent): the next call goes in its place. A crawl stops then; the search service lives on, and a
+        caller after a gateway that was down must not wait for ever behind a call that is over."""
+        if not self._answered and request.meta.pop(_PROBE_META_KEY, None):
+            self._probe_sent = False
+
+    async def _first_answer(self, request: Request, stopping: Callable[[], bool]) -> None:
+        """Return at once for the first call (its retries too) and after the gateway's first answer; wait in
+        between, until ``stopping()`` (the crawl's stop, or a service caller's deadline)."""
         if request.meta.get(_PROBE_META_KEY):
             return
-        while not self._answered and not self.stopping():  # a stop frees them as well
+        while not self._answered and not stopping():  # a stop frees them as well
             if not self._probe_sent:  # the first call, or the next in place of one never sent
                 self._probe_sent = True
                 request.meta[_PROBE_META_KEY] = True
@@ -311,8 +321,7 @@ class GatewayMiddleware:
             stats.inc_value(f"imagesearch/calls/{method}", -1)
             if (ticket := request.meta.get(CALL_TICKET_META_KEY)) is not None:
                 ticket.calls -= 1
-            if request.meta.get(_PROBE_META_KEY) and not self._answered:
-                self._probe_sent = False
+            self.release_probe(request)
             return None
         self._no_answer(f"{type(exception).__name__}: {exception}")
         return None

@@ -524,6 +524,7 @@ class SearchService:
             message = self.redactor.redact(f"{type(exc).__name__}: {exc}")
             raise ServiceError(502, "gateway_unreachable", f"the gateway did not answer ({message})") from None
         finally:
+            self.middleware.release_probe(request)  # a first call over without the gateway's answer
             self._tickets.discard(ticket)
             budget.calls += ticket.calls
             self.metrics.calls += ticket.calls

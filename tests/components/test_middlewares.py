@@ -14,7 +14,7 @@ from scrapy.utils.test import get_crawler
 
 from pipeline import settings as project_settings
 from pipeline.components.journal import REPLAYED_FLAG
-from pipeline.components.middlewares import THROTTLED_META_KEY, GatewayMiddleware
+from pipeline.components.middlewares import CALL_TICKET_META_KEY, THROTTLED_META_KEY, CallTicket, GatewayMiddleware
 from pipeline.errors import STOP_MESSAGE_STAT, GatewayStopped, ImageRejected
 from pipeline.gateways.onebound.gateway import OneboundGateway
 from pipeline.gateways.top.gateway import TopGateway
@@ -116,6 +116,41 @@ def test_a_first_call_whose_picture_cannot_be_read_as_it_leaves_gives_its_place_
 
     assert sorted(asyncio.run(crawl())) == [0, 1, 2]
     assert crawler.stats.get_value("imagesearch/calls") == 2  # the one never sent is not a call
+
+
+def test_a_service_call_refused_before_the_first_answer_gives_its_place_and_none_waits_past_its_time() -> None:
+    """The search service's first call finds no quota slot within IMAGESEARCH_SERVE_MAX_WAIT (another
+    crawl on the key booked them): refused, never sent. The next caller's call goes in its place; and a
+    caller held back behind a first call still out is let go at its deadline, not after the answer."""
+    crawler = get_crawler(Spider, _project_settings(IMAGESEARCH_APP_SECRET=SECRET, IMAGESEARCH_APP_KEY="key1",
+                                                    IMAGESEARCH_QUOTA="1/60"))
+    crawler.spider = Spider("test")
+    crawler.stats.open_spider()
+    middleware = GatewayMiddleware.from_crawler(crawler)
+    pacer = middleware.pacer
+    pacer.store.reserve(pacer.slots, pacer.clock(), pacer.margin)  # the minute's one call, booked elsewhere
+
+    def service_call(**ticket: Any) -> tuple[Request, CallTicket]:
+        call_ticket = CallTicket(**ticket)
+        return _search_request(**{CALL_TICKET_META_KEY: call_ticket}), call_ticket
+
+    async def serve() -> None:
+        for _ in range(2):  # the second is not held back behind the first, which never went
+            request, ticket = service_call(max_wait=0.0)
+            with pytest.raises(GatewayStopped):
+                await asyncio.wait_for(middleware.process_request(request), timeout=5)
+            assert ticket.refusal == "quota_wait" and ticket.calls == 0 and ticket.wait > 50
+        # A first call that does go (no quota in its way), and a caller behind it with 0.3 s left.
+        pacer.slots = [(key, None) for key, _ in pacer.slots]
+        first, _ = service_call()
+        await middleware.process_request(first)
+        request, ticket = service_call(deadline=pacer.clock() + 0.3)
+        with pytest.raises(GatewayStopped):
+            await asyncio.wait_for(middleware.process_request(request), timeout=5)
+        assert ticket.refusal == "timeout" and ticket.calls == 0
+
+    asyncio.run(serve())
+    assert crawler.stats.get_value("imagesearch/calls") == 1
 
 
 def _error(code: int, sub_code: str, sub_msg: str = "") -> dict[str, Any]:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from datasets import REPO, write_seed_photos
+from datasets import REPO, free_port, write_seed_photos
 from serving import ServeProcess
 
 from sandbox.testing import RedisServer, SandboxProcess
@@ -85,6 +85,25 @@ def test_redis_gone_is_a_503_for_that_search_and_the_service_carries_on_when_it_
     assert json.loads(health)["status"] == "ok"
     assert json.loads(health)["cache"]["errors"] >= 1  # the cache read while Redis was gone: a miss
     assert "did not answer" in log or "Redis" in log
+    assert "Traceback" not in log
+
+
+def test_a_gateway_down_when_the_service_starts_is_a_502_each_time_until_it_answers(
+    photos: list[Path], tmp_path: Path,
+) -> None:
+    # Nothing listens at the endpoint yet: the first call (which goes before the gateway has answered
+    # once, the others held back) fails; the next caller must not be held back for ever behind it.
+    port = free_port()
+    with ServeProcess(f"http://127.0.0.1:{port}/router/rest", "-s", "IMAGESEARCH_QUOTA=", "-s",
+                      "IMAGESEARCH_SERVE_TIMEOUT=20", "-s", "IMAGESEARCH_RETRY_BACKOFF=0.1",
+                      cache_dir=tmp_path) as service:
+        for photo in photos[:2]:
+            status, _, down = service.post_photo(photo.read_bytes())
+            assert status == 502 and down["error"] == "gateway_unreachable", down
+        with SandboxProcess("--port", str(port)):
+            status, _, up = service.post_photo(photos[2].read_bytes())
+        log = service.text()
+    assert status == 200 and up["calls"] == 1 and up["matches"], up
     assert "Traceback" not in log
 
 
