@@ -84,47 +84,73 @@ def fingerprint(data: bytes) -> tuple[str, str]:
     return phash(centre), colours.tobytes().hex()
 
 
+#: Bytes of a ``pic_colour`` (its hex digits: twice as many).
+COLOUR_BYTES = 3 * _GRID * _GRID
+#: Pairs whose colours are compared at once (2 x 48 floats a pair in memory).
+_PAIR_CHUNK = 65_536
+
+
 def group(hashes: list[str | None], colours: list[str | None], max_distance: int = MAX_DISTANCE,
           max_colour: float = MAX_COLOUR, pairs: list[tuple[int, int]] | None = None) -> list[int]:
     """Each listing's group (the smallest index in it): listings whose pictures are near-duplicates, by
     ``pic_hash`` and ``pic_colour``, transitively. Of ``pairs`` (indices) if given, else of every pair. A
     listing without a fingerprint is a group of its own."""
-    n = len(hashes)
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in near_pairs(hashes, colours, max_distance, max_colour, pairs):
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return [root(i) for i in range(n)]
-
-
-def near_pairs(hashes: list[str | None], colours: list[str | None], max_distance: int, max_colour: float,
-               pairs: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
-    """The pairs (of ``pairs``, else of all) whose pictures are near-duplicates."""
-    known = np.array([bool(h and c) for h, c in zip(hashes, colours, strict=True)], dtype=bool)
-    bits = np.array([int(h, 16) if h else 0 for h in hashes], dtype=np.uint64)
-    grid = np.stack([np.frombuffer(bytes.fromhex(c), dtype=np.uint8) if c else np.zeros(3 * _GRID * _GRID, np.uint8)
-                     for c in colours]).astype(np.float32) if hashes else np.zeros((0, 3 * _GRID * _GRID), np.float32)
+    bits, known, grid = fingerprint_arrays(hashes, colours)
     if pairs is not None:
-        chunks = [np.array(pairs, dtype=np.int64).reshape(-1, 2)]
+        candidates = np.array(pairs, dtype=np.int64).reshape(-1, 2)
     else:  # every pair, a block of rows at a time
-        chunks = []
+        chunks = [np.zeros((0, 2), np.int64)]
         for start in range(0, len(hashes), _BLOCK):
             rows, cols = np.nonzero(np.bitwise_count(bits[start:start + _BLOCK, None] ^ bits[None, :]) <= max_distance)
             keep = cols > rows + start
             chunks.append(np.stack([rows[keep] + start, cols[keep]], axis=1))
-    found: list[tuple[int, int]] = []
-    for chunk in chunks:
-        a, b = chunk[:, 0], chunk[:, 1]
-        ok = known[a] & known[b] & (np.bitwise_count(bits[a] ^ bits[b]) <= max_distance)
-        a, b = a[ok], b[ok]
-        ok = np.sqrt(((grid[a] - grid[b]) ** 2).mean(axis=1)) <= max_colour
-        found += list(zip(a[ok].tolist(), b[ok].tolist(), strict=True))
-    return found
+        candidates = np.concatenate(chunks)
+    a, b = near(bits, known, grid, candidates[:, 0], candidates[:, 1], max_distance, max_colour)
+    return components(len(hashes), a, b).tolist()
+
+
+def fingerprint_arrays(hashes: list[str | None], colours: list[str | None]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fingerprints as arrays: the hashes' 64 bits, whether each listing has both parts, and the colours
+    (one row of COLOUR_BYTES a listing, zeros where it has none)."""
+    known = np.array([bool(h and c) for h, c in zip(hashes, colours, strict=True)], dtype=bool)
+    bits = np.array([int(h, 16) if h else 0 for h in hashes], dtype=np.uint64)
+    grid = np.zeros((len(colours), COLOUR_BYTES), np.uint8)
+    for index, colour in enumerate(colours):
+        if colour:
+            grid[index] = np.frombuffer(bytes.fromhex(colour), dtype=np.uint8)
+    return bits, known, grid
+
+
+def near(bits: np.ndarray, known: np.ndarray, grid: np.ndarray, a: np.ndarray, b: np.ndarray, max_distance: int,
+         max_colour: float) -> tuple[np.ndarray, np.ndarray]:
+    """Of the pairs ``(a[k], b[k])``, those of two fingerprinted listings whose pictures are near-duplicates."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    ok = known[a] & known[b] & (np.bitwise_count(bits[a] ^ bits[b]) <= max_distance)
+    a, b = a[ok], b[ok]
+    keep = np.zeros(len(a), dtype=bool)
+    for start in range(0, len(a), _PAIR_CHUNK):
+        ga = grid[a[start:start + _PAIR_CHUNK]].astype(np.float32)
+        gb = grid[b[start:start + _PAIR_CHUNK]].astype(np.float32)
+        keep[start:start + _PAIR_CHUNK] = np.sqrt(((ga - gb) ** 2).mean(axis=1)) <= max_colour
+    return a[keep], b[keep]
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The connected components of ``n`` listings joined by the pairs ``(a[k], b[k])``: each listing's
+    component named by its smallest index. Labels only go down, to the smallest index they meet along a pair,
+    with pointer jumping between rounds; a round for each doubling of the longest chain of a component."""
+    labels = np.arange(n, dtype=np.int64)
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    while len(a):
+        low = np.minimum(labels[a], labels[b])
+        np.minimum.at(labels, a, low)
+        np.minimum.at(labels, b, low)
+        while True:  # point each label at its label's label, down to a fixed point
+            jumped = labels[labels]
+            if np.array_equal(jumped, labels):
+                break
+            labels = jumped
+        if np.array_equal(labels[a], labels[b]):
+            break
+    return labels
