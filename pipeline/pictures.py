@@ -138,14 +138,16 @@ def near(bits: np.ndarray, known: np.ndarray, grid: np.ndarray, a: np.ndarray, b
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The connected components of ``n`` listings joined by the pairs ``(a[k], b[k])``: each listing's
-    component named by its smallest index. Labels only go down, to the smallest index they meet along a pair,
-    with pointer jumping between rounds; a round for each doubling of the longest chain of a component."""
+    component named by its smallest index. Each round hooks the label of each pair's end onto the smaller
+    of the two (labels only go down, and stay indices of the component), then points every label at its
+    label's label down to a fixed point; a handful of rounds however long a component's chain."""
     labels = np.arange(n, dtype=np.int64)
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     while len(a):
-        low = np.minimum(labels[a], labels[b])
-        np.minimum.at(labels, a, low)
-        np.minimum.at(labels, b, low)
+        ra, rb = labels[a], labels[b]
+        low = np.minimum(ra, rb)
+        np.minimum.at(labels, ra, low)
+        np.minimum.at(labels, rb, low)
         while True:  # point each label at its label's label, down to a fixed point
             jumped = labels[labels]
             if np.array_equal(jumped, labels):

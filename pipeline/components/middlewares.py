@@ -123,6 +123,8 @@ class GatewayMiddleware:
         # Until the gateway has answered once, one call goes out and the others wait for its answer:
         # a wrong secret, app key or endpoint then costs one call, not CONCURRENT_REQUESTS of them.
         self._probe_sent = False
+        #: The first call's token (in its meta and its retries'), while it is out.
+        self._probe: object | None = None
         self._answered = False
         # An outage: since when nothing answered, how many attempts failed, when it was last said.
         self.outage_warning = settings.getfloat("IMAGESEARCH_OUTAGE_WARNING")
@@ -258,8 +260,10 @@ class GatewayMiddleware:
         """``request``, if it was the first call, ended without the gateway's answer (not sent, or its retries
         spent): the next call goes in its place. A crawl stops then; the search service lives on, and a
         caller after a gateway that was down must not wait for ever behind a call that is over."""
-        if not self._answered and request.meta.pop(_PROBE_META_KEY, None):
-            self._probe_sent = False
+        token = request.meta.pop(_PROBE_META_KEY, None)
+        # Retries carry the first call's token too: only the first of them to end gives the place back.
+        if not self._answered and token is not None and token is self._probe:
+            self._probe_sent, self._probe = False, None
 
     async def _first_answer(self, request: Request, stopping: Callable[[], bool]) -> None:
         """Return at once for the first call (its retries too) and after the gateway's first answer; wait in
@@ -269,7 +273,7 @@ class GatewayMiddleware:
         while not self._answered and not stopping():  # a stop frees them as well
             if not self._probe_sent:  # the first call, or the next in place of one never sent
                 self._probe_sent = True
-                request.meta[_PROBE_META_KEY] = True
+                self._probe = request.meta[_PROBE_META_KEY] = object()
                 return
             await sleep(_FIRST_ANSWER_POLL_SECONDS)
 

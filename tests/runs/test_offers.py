@@ -82,10 +82,11 @@ def test_the_staged_offers_are_the_rules_groups_and_ids(seed: int, tmp_path: Pat
 
 def test_components_are_named_by_their_smallest_index_however_long_their_chains() -> None:
     rng = np.random.default_rng(5)
-    order = rng.permutation(2000)  # one chain through 2,000 listings in a random order, and 500 pairs more
-    a = np.concatenate([order[:-1], rng.integers(0, 3000, 500)])
-    b = np.concatenate([order[1:], rng.integers(0, 3000, 500)])
-    parent = list(range(3000))
+    n = 200_000  # one chain through 150,000 listings in a random order, and 500 pairs more
+    order = rng.permutation(150_000)
+    a = np.concatenate([order[:-1], rng.integers(0, n, 500)])
+    b = np.concatenate([order[1:], rng.integers(0, n, 500)])
+    parent = list(range(n))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -95,5 +96,5 @@ def test_components_are_named_by_their_smallest_index_however_long_their_chains(
     for x, y in zip(a.tolist(), b.tolist(), strict=True):
         rx, ry = root(x), root(y)
         parent[max(rx, ry)] = min(rx, ry)
-    assert components(3000, a, b).tolist() == [root(i) for i in range(3000)]
+    assert components(n, a, b).tolist() == [root(i) for i in range(n)]
     assert components(3, np.array([], np.int64), np.array([], np.int64)).tolist() == [0, 1, 2]
