@@ -122,7 +122,6 @@ class GatewayMiddleware:
         self.keys_spent: set[int] = set()
         # Until the gateway has answered once, one call goes out and the others wait for its answer:
         # a wrong secret, app key or endpoint then costs one call, not CONCURRENT_REQUESTS of them.
-        self._probe_sent = False
         #: The first call's token (in its meta and its retries'), while it is out.
         self._probe: object | None = None
         self._answered = False
@@ -263,7 +262,7 @@ class GatewayMiddleware:
         token = request.meta.pop(_PROBE_META_KEY, None)
         # Retries carry the first call's token too: only the first of them to end gives the place back.
         if not self._answered and token is not None and token is self._probe:
-            self._probe_sent, self._probe = False, None
+            self._probe = None
 
     async def _first_answer(self, request: Request, stopping: Callable[[], bool]) -> None:
         """Return at once for the first call (its retries too) and after the gateway's first answer; wait in
@@ -271,8 +270,7 @@ class GatewayMiddleware:
         if request.meta.get(_PROBE_META_KEY):
             return
         while not self._answered and not stopping():  # a stop frees them as well
-            if not self._probe_sent:  # the first call, or the next in place of one never sent
-                self._probe_sent = True
+            if self._probe is None:  # the first call, or the next in place of one never sent
                 self._probe = request.meta[_PROBE_META_KEY] = object()
                 return
             await sleep(_FIRST_ANSWER_POLL_SECONDS)
