@@ -28,6 +28,7 @@ from pipeline.normalize import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import MutableMapping
     from typing import Self
 
     from scrapy.crawler import Crawler
@@ -68,12 +69,17 @@ class ValidatePipeline(_StatsPipeline):
             self.stats.inc_value("dataset/dropped/missing_seed_id")
             raise DropItem(f"{type(item).__name__} without a seed_id", log_level=_DROP_LOG_LEVEL)
         if kind is ProductHit:
-            num_iid = normalize_num_iid(item.get("num_iid"))
-            if num_iid is None:
-                self.stats.inc_value("dataset/dropped/invalid_num_iid")
-                raise DropItem(f"no usable num_iid: {item.get('num_iid')!r}", log_level=_DROP_LOG_LEVEL)
-            item["num_iid"] = num_iid
+            self.check_product(item)
         return item
+
+    def check_product(self, hit: MutableMapping[str, Any]) -> None:
+        """``hit``'s num_iid normalised in place; DropItem (counted) when it has no usable one. ``hit`` is a
+        ProductHit or a plain dict of its fields (the search service validates dicts, 20 a search)."""
+        num_iid = normalize_num_iid(hit.get("num_iid"))
+        if num_iid is None:
+            self.stats.inc_value("dataset/dropped/invalid_num_iid")
+            raise DropItem(f"no usable num_iid: {hit.get('num_iid')!r}", log_level=_DROP_LOG_LEVEL)
+        hit["num_iid"] = num_iid
 
 
 def _raw_text(raw: Any) -> str | None:
@@ -113,12 +119,14 @@ class NormalizePipeline(_StatsPipeline):
     async def process_item(self, item: Any) -> Any:
         kind = item_kind(item)
         if kind is ProductHit:
-            self._product(item)
+            self.normalize_product(item)
         elif kind is SeedSummary:
             self._seed(item)
         return item
 
-    def _product(self, item: ProductHit) -> None:
+    def normalize_product(self, item: MutableMapping[str, Any]) -> None:
+        """A hit's columns, in place: ``item`` is a ProductHit or a plain dict of its fields (the search
+        service normalises dicts: an Item's field checks cost it 0.5 ms a search of 20 hits)."""
         get = item.get
         price, sales = get("price"), get("sales")
         price_raw, sales_raw = _raw_text(price), _raw_text(sales)

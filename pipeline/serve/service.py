@@ -34,7 +34,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
 from items.schema import MATCHES, PRODUCTS
-from items.scrapy_items import ProductHit
 from pipeline.components.middlewares import CALL_TICKET_META_KEY, CallTicket, GatewayMiddleware
 from pipeline.components.pipelines import NormalizePipeline, ValidatePipeline
 from pipeline.configuration import list_setting
@@ -380,7 +379,7 @@ class SearchService:
             return {
                 "total_results": result.total_results, "page_size": result.page_size,
                 "page_count": result.page_count, "hits": len(result.items),  # before validation, as the crawl counts
-                "items": await self._rows(result, page, size, cat, datetime.now(UTC)),
+                "items": self._rows(result, page, size, cat, datetime.now(UTC)),
             }
 
         return await self._once(call, fetch)
@@ -445,19 +444,20 @@ class SearchService:
             logger.warning("The answer cache could not %s an answer (%s: %s): searching on without it",
                            what, type(exc).__name__, self.redactor.redact(str(exc))[:200])
 
-    async def _rows(self, result: SearchPage, page: int, page_size: int, cat: str | None,
-                    crawled_at: datetime) -> list[dict[str, Any]]:
+    def _rows(self, result: SearchPage, page: int, page_size: int, cat: str | None,
+              crawled_at: datetime) -> list[dict[str, Any]]:
+        """The page's hits as the crawl's pipelines validate and normalise them (their checks, on dicts)."""
         rows = []
         for rank, raw in enumerate(result.items, start=1):
-            hit = ProductHit({name: raw[name] for name in HIT_FIELDS if name in raw})
+            hit = {name: raw[name] for name in HIT_FIELDS if name in raw}
             hit.update(seed_id="serve", seed_rank=0, page=page, position=(page - 1) * page_size + rank, cat=cat,
                        crawled_at=crawled_at)
             try:
-                hit = await self.validate.process_item(hit)
+                self.validate.check_product(hit)
             except DropItem:
                 continue
-            values = dict(await self.normalize.process_item(hit))  # dict.get, not Item's Mapping.get, below
-            rows.append({name: _json_value(values.get(name)) for name in MATCH_COLUMNS})
+            self.normalize.normalize_product(hit)
+            rows.append({name: _json_value(hit.get(name)) for name in MATCH_COLUMNS})
         return rows
 
     async def _upload(self, image: ImageRef, budget: Budget) -> str:

@@ -122,6 +122,28 @@ def test_signing_adds_common_params_and_a_valid_sign_to_a_copy(sign_method: str)
     assert SECRET not in repr(gateway) and SECRET not in repr(signed) and SECRET not in str(signed.meta)
 
 
+@pytest.mark.parametrize("body", [
+    "method=taobao.image.search&image_data=aW1n%2Bx%2F%3D%3D&page=2",
+    "method=m&q=a+b&%E5%93%81=%E8%A1%A3%20%26%3D&empty=&page=1",
+    "method=m&page=1&timestamp=2001-01-01+00%3A00%3A00&page=3&sign=BAD&&v=9",
+    "method=m&image_data=aW1n%2bx%2f",  # lower-case escapes, as some encoders write them
+])
+def test_the_signed_body_is_signed_params_of_the_unsigned_one(gateway: TopGateway, body: str) -> None:
+    # The body's pieces are sent as they came (a picture is never quoted twice), yet what is sent and
+    # signed is exactly signed_params of the parsed body, in its order.
+    signed = _form_pairs(gateway.sign(Request(ENDPOINT, method="POST", body=body)))
+    expected = signed_params(dict(parse_qsl(body, keep_blank_values=True)), "key1", SECRET, "md5")
+    assert [name for name, _ in signed] == list(expected)
+    form = dict(signed)
+    assert {k: v for k, v in form.items() if k not in ("timestamp", "sign")} == \
+        {k: v for k, v in expected.items() if k not in ("timestamp", "sign")}
+    assert verify(form, SECRET)
+
+
+def _form_pairs(request: Request) -> list[tuple[str, str]]:
+    return parse_qsl(request.body.decode(), keep_blank_values=True)
+
+
 def test_a_retried_copy_gets_a_fresh_timestamp_and_sign(gateway: TopGateway) -> None:
     request = gateway.to_request(gateway.build_search("aW1n", 1, None), ENDPOINT)
     first = gateway.sign(request)

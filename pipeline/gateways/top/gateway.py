@@ -12,7 +12,7 @@ from scrapy import FormRequest
 
 from pipeline.errors import ConfigurationError, GatewayError, MalformedResponse
 from pipeline.gateways.actions import FATAL, RETRY, SEED_ERROR, STOP, THROTTLE
-from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Gateway, SearchPage, count, form_quote, parse_form
+from pipeline.gateways.base import LISTING_FIELDS, ApiCall, Gateway, SearchPage, count, form_quote, form_unquote
 from pipeline.gateways.top.signing import SIGN_METHODS, sign, top_timestamp
 from pipeline.gateways.top.wire import (
     API_LIMIT_SUB_CODE,
@@ -105,10 +105,16 @@ def check_sign_method(sign_method: str) -> str:
     return sign_method
 
 
+def common_params(app_key: str, sign_method: str) -> dict[str, str]:
+    """The common parameters of a call made now (GMT+8 timestamp), without its ``sign``."""
+    return {"app_key": app_key, "timestamp": top_timestamp(), "format": "json", "v": API_VERSION,
+            "sign_method": sign_method}
+
+
 def signed_params(params: Mapping[str, str], app_key: str, secret: str, sign_method: str) -> dict[str, str]:
     """``params`` with fresh common parameters (GMT+8 timestamp) and their ``sign``; old ones are dropped."""
     fresh = {k: v for k, v in params.items() if k not in COMMON_PARAMS}
-    fresh.update(app_key=app_key, timestamp=top_timestamp(), format="json", v=API_VERSION, sign_method=sign_method)
+    fresh.update(common_params(app_key, sign_method))
     fresh["sign"] = sign(fresh, secret, sign_method)
     return fresh
 
@@ -163,10 +169,22 @@ class TopGateway(Gateway):
         return FormRequest(endpoint, formdata={"method": call.method, **call.params}, meta=meta, **kwargs)
 
     def sign(self, request: Request) -> Request:
-        params = dict(parse_form(request.body.decode("utf-8")))
+        """The body's business parameters as they are, then fresh common ones and ``sign`` (signed_params'
+        order and values). Each business piece is sent as it was quoted: a picture of hundreds of KB is
+        unquoted once, to be signed, and never quoted again."""
         credentials = self.credentials_for(request)
-        signed = signed_params(params, credentials.key, credentials.secret, self.sign_method)
-        return request.replace(body=urlencode(signed, quote_via=form_quote).encode("utf-8"))
+        pieces: dict[str, str] = {}  # by name: a name given twice is sent once, with its last value
+        params: dict[str, str] = {}
+        for piece in request.body.decode("utf-8").split("&"):
+            name, _, value = piece.partition("=")
+            name = form_unquote(name)
+            if piece and name not in COMMON_PARAMS:
+                pieces[name] = piece
+                params[name] = form_unquote(value)
+        common = common_params(credentials.key, self.sign_method)
+        common["sign"] = sign({**params, **common}, credentials.secret, self.sign_method)
+        body = "&".join([*pieces.values(), urlencode(common, quote_via=form_quote)])
+        return request.replace(body=body.encode("utf-8"))
 
     # -- answers ---------------------------------------------------------------------------------
 
