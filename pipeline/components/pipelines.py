@@ -126,7 +126,7 @@ class NormalizePipeline(_StatsPipeline):
 
     def normalize_product(self, item: MutableMapping[str, Any]) -> None:
         """A hit's columns, in place: ``item`` is a ProductHit or a plain dict of its fields (the search
-        service normalises dicts: an Item's field checks cost it 0.5 ms a search of 20 hits)."""
+        service normalises dicts: Items and the awaits of process_item cost it 0.3 ms a page of 20 hits)."""
         get = item.get
         price, sales = get("price"), get("sales")
         price_raw, sales_raw = _raw_text(price), _raw_text(sales)
