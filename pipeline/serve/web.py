@@ -206,9 +206,16 @@ class SearchResource(ServiceResource):
                 request.write(_json(request, 500, _internal_error().body()))
                 request.finish()
 
+        def store_fetched(_: Any) -> None:
+            from twisted.internet import reactor  # the one Scrapy installed (importing it first installs one)
+
+            # In the next turn: this answer is sent first (what a turn wrote goes out before its timers run).
+            reactor.callLater(0, service.store_fetched)
+
         deferred = deferred_from_coro(service.search(photo, cat, pages))
         deferred.addCallbacks(answer, failed)
         deferred.addErrback(last_resort)
+        deferred.addBoth(store_fetched)
         return NOT_DONE_YET
 
     def _input(self, request: Request, service: SearchService) -> tuple[Photo, str | None, int]:

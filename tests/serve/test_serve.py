@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,14 @@ def service(sandbox: SandboxProcess, cache_dir: Path) -> Any:
                       cache_dir=cache_dir) as running:
         yield running
     assert "Traceback" not in running.text(), running.text()[-4000:]
+
+
+def stored_pages(path: Path) -> int:
+    """Pages in the service's SQLite cache file, read as another process would (0 before it exists)."""
+    if not path.exists():
+        return 0
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT count(*) FROM answers").fetchone()[0])
 
 
 def calls(sandbox: SandboxProcess) -> int:
@@ -195,11 +206,21 @@ def test_a_large_photo_being_decoded_never_stalls_the_other_callers(service: Ser
     assert 1 in seen, seen
 
 
-def test_the_cache_survives_a_restart(sandbox: SandboxProcess, photos: list[Path], tmp_path: Path) -> None:
+def test_an_answered_page_is_in_the_cache_file_and_survives_a_kill(sandbox: SandboxProcess, photos: list[Path],
+                                                                   tmp_path: Path) -> None:
+    # A page is stored just after its answer is sent, not when the service stops: a service killed with
+    # SIGKILL (no shutdown) has kept it, and the next one answers from it.
     photo = photos[5].read_bytes()
     with ServeProcess(sandbox.endpoint, "-s", "IMAGESEARCH_QUOTA=", cache_dir=tmp_path) as first:
         status, _, result = first.post_photo(photo)
         assert status == 200 and result["calls"] == 1
+        deadline = time.monotonic() + 30
+        while stored_pages(tmp_path / "answers.sqlite3") < 1:
+            assert time.monotonic() < deadline, "the answered page never reached the cache file"
+            time.sleep(0.05)
+        assert first.process is not None
+        first.process.kill()
+        first.process.wait()
     before = calls(sandbox)
     with ServeProcess(sandbox.endpoint, "-s", "IMAGESEARCH_QUOTA=", cache_dir=tmp_path) as second:
         status, _, again = second.post_photo(photo)
