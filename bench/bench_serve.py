@@ -142,7 +142,8 @@ class Service(Direct):
         assert response.status == 200 and answer["matches"], answer
 
 
-def start_service(endpoint: str, cache_dir: str, log: Any) -> tuple[subprocess.Popen[bytes], int]:
+def start_service(endpoint: str, cache_dir: str, log: Any, repo: Path = REPO) -> tuple[subprocess.Popen[bytes], int]:
+    """``scrapy serve`` of the project in ``repo`` (this one, or another checkout: bench_serve_ab.py)."""
     import socket
 
     with socket.socket() as sock:
@@ -154,7 +155,7 @@ def start_service(endpoint: str, cache_dir: str, log: Any) -> tuple[subprocess.P
         [sys.executable, "-m", "scrapy", "serve", "-s", f"IMAGESEARCH_SERVE_PORT={port}", "-s", "IMAGESEARCH_QUOTA=",
          "-s", f"IMAGESEARCH_ENDPOINT={endpoint}", "-s", f"IMAGESEARCH_SERVE_CACHE_DIR={cache_dir}",
          "-s", "CONCURRENT_REQUESTS=32", "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=32", "-s", "LOG_LEVEL=WARNING"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 120
     while True:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from datasets import REPO
@@ -39,6 +40,17 @@ def test_bench_export_reports_ours_against_scrapys_csv_feed_with_memory() -> Non
 ])
 def test_the_other_benchmarks_run(script: str, args: tuple[str, ...], expected: str) -> None:
     assert expected in bench(script, *args)
+
+
+def test_bench_serve_ab_times_two_checkouts_services_in_turns(tmp_path: Path) -> None:
+    # Against this checkout itself: the script's own work, not a difference, is what is checked.
+    out = bench("bench_serve_ab.py", "--against", str(REPO), "--requests", "4", "--turn", "2")
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"direct", "this code", str(REPO)} <= set(rows), out
+    assert "this code - the other, p50: " in out
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "bench_serve_ab.py"), "--against", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0 and "not a checkout of this project" in result.stderr, result.stderr[-2000:]
 
 
 def test_bench_memory_reports_peak_rss_against_the_smallest_crawl() -> None:
