@@ -143,7 +143,7 @@ class Service(Direct):
 
 
 def start_service(endpoint: str, cache_dir: str, log: Any, repo: Path = REPO) -> tuple[subprocess.Popen[bytes], int]:
-    """``scrapy serve`` of the project in ``repo`` (this one, or another checkout: bench_serve_ab.py)."""
+    """``scrapy serve`` of the project in ``repo`` (this one, or another checkout: compare_serve.py)."""
     import socket
 
     with socket.socket() as sock:

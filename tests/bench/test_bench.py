@@ -42,13 +42,13 @@ def test_the_other_benchmarks_run(script: str, args: tuple[str, ...], expected: 
     assert expected in bench(script, *args)
 
 
-def test_bench_serve_ab_times_two_checkouts_services_in_turns(tmp_path: Path) -> None:
+def test_compare_serve_times_two_checkouts_services_in_turns(tmp_path: Path) -> None:
     # Against this checkout itself: the script's own work, not a difference, is what is checked.
-    out = bench("bench_serve_ab.py", "--against", str(REPO), "--requests", "4", "--turn", "2")
+    out = bench("compare_serve.py", "--against", str(REPO), "--requests", "4", "--turn", "2")
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert {"direct", "this code", str(REPO)} <= set(rows), out
     assert "this code - the other, p50: " in out
-    result = subprocess.run([sys.executable, str(REPO / "bench" / "bench_serve_ab.py"), "--against", str(tmp_path)],
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "compare_serve.py"), "--against", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0 and "not a checkout of this project" in result.stderr, result.stderr[-2000:]
 

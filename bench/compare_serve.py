@@ -1,7 +1,9 @@
 """Benchmark: this code's ``scrapy serve`` against another checkout's, in turns in one run (a change's effect).
 
+Not run by ``make bench`` (it needs the other checkout).
+
 Run: ``git worktree add /tmp/before HEAD~1`` (any other checkout of the project), then
-``.venv/bin/python bench/bench_serve_ab.py --against /tmp/before [--requests 600] [--clients 1]``.
+``.venv/bin/python bench/compare_serve.py --against /tmp/before [--requests 600] [--clients 1]``.
 Both services run at once against one sandbox, with this checkout's Python and packages; the direct
 calls, this code's searches and the other's take turns of ``--turn`` searches on the same client threads
 and keep-alive connections (which of the two goes first alternates), so that a shared machine's changing
