@@ -420,9 +420,8 @@ class SearchService:
         the reactor turn after it wrote an answer, so the answer goes out first (under Scrapy's asyncio
         reactor a turn sends what was written before it runs the calls scheduled for it); close() stores
         what is left."""
-        while self._unstored:
-            key, entry = next(iter(self._unstored.items()))
-            del self._unstored[key]
+        pending, self._unstored = self._unstored, {}
+        for key, entry in pending.items():
             try:
                 self.cache.put(key, entry)
             except Exception as exc:  # noqa: BLE001 - an answer not kept costs a call later, not this search
